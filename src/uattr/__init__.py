@@ -1,0 +1,31 @@
+"""uattr: which regions of an input cause a Bayesian or ensemble classifier's uncertainty.
+
+    import uattr
+    post = uattr.as_posterior(members)                      # list of nn.Module -> [B, S, C]
+    seg = uattr.segment.slic(x, n_segments=30)              # [B, H, W]
+    maps = uattr.OptimizationUA(post, uncertainty="total").attribute(x, segments=seg)
+"""
+
+from . import data, metrics, perturb, segment
+from .attribution import Grad, OptimizationResult, OptimizationUA, UncertaintyAttribution
+from .uq import Ensemble, Posterior, as_posterior, decompose, predict_probs, uncertainty
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ensemble",
+    "Grad",
+    "OptimizationResult",
+    "OptimizationUA",
+    "Posterior",
+    "UncertaintyAttribution",
+    "__version__",
+    "as_posterior",
+    "data",
+    "decompose",
+    "metrics",
+    "perturb",
+    "predict_probs",
+    "segment",
+    "uncertainty",
+]

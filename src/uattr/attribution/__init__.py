@@ -1,0 +1,7 @@
+"""Uncertainty attribution methods: one class each, one ``attribute`` verb."""
+
+from .base import UncertaintyAttribution
+from .gradient import Grad
+from .optimization import OptimizationResult, OptimizationUA
+
+__all__ = ["Grad", "OptimizationResult", "OptimizationUA", "UncertaintyAttribution"]

@@ -1,0 +1,132 @@
+"""Detection of problematic regions (papers/000 §4.1, Table 1; DESIGN §4).
+
+Each test image gets a patch of a random training image at the same place; the N
+images whose total uncertainty rose most are kept; every method attributes U_t of the
+corrupted image; a box of the patch's size is slid over the map and the box of highest
+mean attribution is compared with the true patch (IoU, and ADA = share with IoU > 0.5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..attribution.base import UncertaintyAttribution
+from ..data import Split, default_patch_size, patch_swap
+from ..metrics import ada, box_iou, find_box
+from ..runs import RunFolder
+from ..uq import predict_probs, uncertainty
+
+__all__ = ["DetectionSet", "MethodSpec", "build_detection_set", "run_detection"]
+
+Segmenter = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class DetectionSet:
+    """The corrupted images ``[N, C, H, W]`` with their true boxes ``[N, 4]``, the index of
+    each in the evaluated split, and U_t before and after the corruption ``[N]``."""
+
+    images: Tensor
+    boxes: Tensor
+    indices: Tensor
+    u_clean: Tensor
+    u_corrupted: Tensor
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.boxes[0, 2])
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A row of the table: a method, and the segmenter it uses (``None``: pixels)."""
+
+    name: str
+    method: UncertaintyAttribution
+    segmenter: Segmenter | None = None
+    config: dict | None = None
+
+
+def build_detection_set(
+    posterior: Callable[[Tensor], Tensor],
+    evaluated: Split,
+    donors: Split,
+    *,
+    n: int = 100,
+    seed: int = 0,
+    patch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+) -> DetectionSet:
+    """Corrupt every image of ``evaluated`` with a patch from ``donors`` (seeded) and keep
+    the ``n`` whose total uncertainty rose most (papers/000 §4.1)."""
+    if not 1 <= n <= len(evaluated):
+        raise ValueError(f"n must be in [1, {len(evaluated)}], got {n}")
+    _, _, height, width = evaluated.images.shape
+    patch_size = patch_size or default_patch_size(height, width)
+    corrupted, boxes, _ = patch_swap(evaluated.images, donors.images, patch_size=patch_size,
+                                     seed=seed)
+    u_clean = uncertainty(predict_probs(posterior, evaluated.images, batch_size=batch_size,
+                                        device=device), "total")
+    u_corrupted = uncertainty(predict_probs(posterior, corrupted, batch_size=batch_size,
+                                            device=device), "total")
+    order = torch.argsort(u_corrupted - u_clean, descending=True, stable=True)[:n]
+    return DetectionSet(corrupted[order], boxes[order], order, u_clean[order], u_corrupted[order])
+
+
+def _attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
+                          device: torch.device | str) -> Tensor:
+    maps = []
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i : i + batch_size].to(device)
+        segments = spec.segmenter(x) if spec.segmenter is not None else None
+        maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
+    return torch.cat(maps)  # [N, H, W]
+
+
+def run_detection(
+    detection: DetectionSet,
+    methods: list[MethodSpec],
+    *,
+    folder: RunFolder | None = None,
+    batch_size: int = 100,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], dict[str, Tensor]]:
+    """Attribute, box-search and score every method; returns ``(rows, maps by method)``.
+
+    Seconds per image include segmentation. With a ``folder``, each method's maps and
+    row are stored as a cell and reused when the same method and configuration is asked
+    for again.
+    """
+    rows, all_maps = [], {}
+    data_key = {"indices": detection.indices.tolist(), "boxes": detection.boxes.tolist()}
+    for spec in methods:
+        config = {"method": spec.name, "repr": repr(spec.method), **(spec.config or {}),
+                  "data": data_key}
+        cached = folder.load_cell(f"detection-{spec.name}", config) if folder else None
+        if cached is not None:
+            row, maps_array = cached
+            maps = torch.from_numpy(maps_array)
+            log(f"{spec.name}: loaded from {folder.path / 'cells'}")
+        else:
+            log(f"{spec.name}: attributing {len(detection.images)} images")
+            start = time.perf_counter()
+            maps = _attribute_in_batches(spec, detection.images, batch_size, device)
+            seconds = (time.perf_counter() - start) / len(detection.images)
+            found = find_box(maps, detection.patch_size)
+            iou = box_iou(found, detection.boxes)
+            row = {"method": spec.name, "IoU": float(iou.mean()), "ADA": ada(iou),
+                   "s/image": seconds, "n": len(detection.images)}
+            if folder:
+                folder.save_cell(f"detection-{spec.name}", config, row,
+                                 maps.numpy().astype(np.float32))
+        rows.append(row)
+        all_maps[spec.name] = maps
+    return rows, all_maps

@@ -1,0 +1,210 @@
+"""The ``uattr`` command: ``train``, ``explain`` and ``run`` (the main job)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from . import data, segment, viz
+from .attribution import Grad, OptimizationUA
+from .benchmarks.detection import MethodSpec, build_detection_set, run_detection
+from .metrics import find_box
+from .models import TrainConfig, load_or_train_ensemble
+from .runs import RunFolder, markdown_table
+from .uq import Ensemble, predict_probs, uncertainty
+
+# Defaults of the optimization-based method on MNIST, chosen on the validation split
+# (see docs/hyperparameters.md); the paper's are lam=3, tau=0.1.
+DEFAULT_LAM = 3.0
+DEFAULT_TAU = 0.1
+DEFAULT_SIGMA_INIT = 0.05
+DEFAULT_SLIC_SEGMENTS = 40
+DEFAULT_SLIC_COMPACTNESS = 0.1
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="mnist", choices=data.DATASETS)
+    parser.add_argument("--data-dir", default=None,
+                        help="folder of IDX files for fashion-mnist (default: Debian's path)")
+    parser.add_argument("--members", type=int, default=5, help="ensemble size (default 5)")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs per member")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where trained models are cached (default $UATTR_CACHE or "
+                             "~/.cache/uattr)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+
+def _add_method_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uncertainty", default="total",
+                        choices=("total", "aleatoric", "epistemic"))
+    parser.add_argument("--lam", type=float, default=DEFAULT_LAM, help="sparsity weight λ")
+    parser.add_argument("--tau", type=float, default=DEFAULT_TAU, help="Gumbel temperature τ")
+    parser.add_argument("--sigma-init", type=float, default=DEFAULT_SIGMA_INIT,
+                        help="initial blur width as a fraction of the image side")
+    parser.add_argument("--n-segments", type=int, default=DEFAULT_SLIC_SEGMENTS,
+                        help="slic segments per image")
+    parser.add_argument("--compactness", type=float, default=DEFAULT_SLIC_COMPACTNESS,
+                        help="slic compactness")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=100,
+                        help="images attributed together")
+
+
+def _ensemble(args: argparse.Namespace) -> tuple[Ensemble, dict]:
+    train = data.load(args.dataset, "train", root=args.data_dir)
+    test = data.load(args.dataset, "test", root=args.data_dir)
+    members, info = load_or_train_ensemble(
+        args.dataset, train, test, members=args.members, config=TrainConfig(epochs=args.epochs),
+        cache=args.cache_dir, device=args.device, log=_log)
+    accs = ", ".join(f"{a:.4f}" for a in info["member_accuracy"])
+    _log(f"ensemble of {args.members} on {args.dataset}: test accuracy "
+         f"{info['ensemble_accuracy']:.4f} (members: {accs}); cached in {info['cache']}")
+    return Ensemble(members), info
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    train = data.load(args.dataset, "train", root=args.data_dir)
+    test = data.load(args.dataset, "test", root=args.data_dir)
+    _, info = load_or_train_ensemble(
+        args.dataset, train, test, members=args.members, config=TrainConfig(epochs=args.epochs),
+        cache=args.cache_dir, device=args.device, retrain=args.retrain, log=_log)
+    rows = [{"model": f"member {s}", "test accuracy": a}
+            for s, a in enumerate(info["member_accuracy"])]
+    rows.append({"model": "ensemble", "test accuracy": info["ensemble_accuracy"]})
+    print(markdown_table(rows))
+    print(f"cached in {info['cache']}")
+    return 0
+
+
+def _optimization(posterior: Ensemble, args: argparse.Namespace, **overrides) -> OptimizationUA:
+    return OptimizationUA(posterior, args.uncertainty, lam=args.lam, tau=args.tau,
+                          sigma_init=args.sigma_init, seed=args.seed, progress=True, **overrides)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    posterior, _ = _ensemble(args)
+    split = data.load(args.dataset, args.split, root=args.data_dir)
+    if args.indices:
+        indices = torch.tensor(args.indices)
+        if (indices < 0).any() or (indices >= len(split)).any():
+            raise ValueError(f"--indices must lie in [0, {len(split) - 1}]")
+    else:
+        u = uncertainty(predict_probs(posterior, split.images, device=args.device,
+                                      progress=True), args.uncertainty)
+        indices = torch.argsort(u, descending=True)[: args.most_uncertain]
+    x = split.images[indices].to(args.device)
+    segments = (None if args.segmenter == "pixels" else
+                segment.slic(x, n_segments=args.n_segments, compactness=args.compactness)
+                if args.segmenter == "slic" else segment.get_segmenter(args.segmenter)(x))
+    if args.method == "grad":
+        maps = Grad(posterior, args.uncertainty).attribute(x)
+    else:
+        maps = _optimization(posterior, args).attribute(x, segments=segments)
+    u = uncertainty(predict_probs(posterior, x), args.uncertainty)
+    out = RunFolder(args.out)
+    titles = [f"#{i} U={v:.2f}" for i, v in zip(indices.tolist(), u.tolist(), strict=True)]
+    out.save_figure("explanations.png", viz.explanation_grid(x.cpu(), segments, maps.cpu(),
+                                                              titles=titles))
+    out.write_npy("maps.npy", maps.cpu().numpy())
+    out.write_npy("indices.npy", indices.numpy())
+    print(f"wrote {out.path / 'explanations.png'} and {out.path / 'maps.npy'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    torch.manual_seed(args.seed)
+    posterior, info = _ensemble(args)
+    evaluated = data.load(args.dataset, args.split, root=args.data_dir)
+    donors = data.load(args.dataset, "train", root=args.data_dir)
+    out = RunFolder(args.out or f"runs/{args.dataset}-{args.split}-n{args.n}-seed{args.seed}")
+    _log(f"building the detection set: {args.n} most affected of {len(evaluated)} "
+         f"{args.split} images")
+    detection = build_detection_set(posterior, evaluated, donors, n=args.n, seed=args.seed,
+                                    device=args.device)
+
+    def slic(x: torch.Tensor) -> torch.Tensor:
+        return segment.slic(x, n_segments=args.n_segments, compactness=args.compactness)
+
+    slic_config = {"n_segments": args.n_segments, "compactness": args.compactness}
+    methods = [
+        MethodSpec("optimization (slic)", _optimization(posterior, args), slic, slic_config),
+        MethodSpec("optimization (pixels)", _optimization(posterior, args)),
+        MethodSpec("grad", Grad(posterior, args.uncertainty)),
+    ]
+    rows, maps = run_detection(detection, methods, folder=out, batch_size=args.batch_size,
+                               device=args.device, log=_log)
+
+    examples = slice(0, min(8, args.n))
+    results = {name: (m[examples], find_box(m[examples], detection.patch_size))
+               for name, m in maps.items()}
+    out.save_figure("detection_examples.png",
+                    viz.detection_grid(detection.images[examples], detection.boxes[examples],
+                                       results))
+    out.write_table("detection", rows)
+    out.write_json("detection_set.json", {"indices": detection.indices.tolist(),
+                                          "boxes": detection.boxes.tolist(),
+                                          "u_clean": detection.u_clean.tolist(),
+                                          "u_corrupted": detection.u_corrupted.tolist()})
+    out.write_json("run.json", {"command": " ".join(sys.argv), "dataset": args.dataset,
+                                "split": args.split, "n": args.n, "seed": args.seed,
+                                "ensemble": info, "seconds": time.perf_counter() - start})
+    print(f"\nDetection of problematic regions: {args.dataset} {args.split}, N = {args.n}, "
+          f"seed {args.seed}, patch {detection.patch_size}×{detection.patch_size}, U = total\n")
+    print(markdown_table(rows))
+    print(f"run folder: {out.path}  ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uattr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train (or load) the ensemble and report test accuracy")
+    _add_common(p)
+    p.add_argument("--retrain", action="store_true", help="ignore the cache")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("explain", help="attribute the uncertainty of some images")
+    _add_common(p)
+    _add_method_options(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--most-uncertain", type=int, default=8,
+                       help="explain the K most uncertain images (default 8)")
+    which.add_argument("--indices", type=int, nargs="+", help="explain these images")
+    p.add_argument("--split", default="test", choices=data.SPLITS)
+    p.add_argument("--method", default="optimization", choices=("optimization", "grad"))
+    p.add_argument("--segmenter", default="slic", choices=tuple(segment.SEGMENTERS))
+    p.add_argument("--out", default="runs/explain", help="output folder")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("run", help="the main job: the detection benchmark on every method")
+    _add_common(p)
+    _add_method_options(p)
+    p.add_argument("--n", type=int, default=100, help="images in the benchmark (default 100)")
+    p.add_argument("--split", default="test", choices=data.SPLITS,
+                   help="split to evaluate on; tune hyper-parameters on 'valid' only")
+    p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<split>-...)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"uattr: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

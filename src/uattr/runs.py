@@ -1,0 +1,118 @@
+"""A run folder: tables (Markdown, CSV, JSON), figures (PNG), and resumable cells.
+
+Every file is written atomically (a temporary file, then a rename), so an interrupted
+run never leaves a half-written table behind. A *cell* is one finished unit of work
+(one method on one benchmark) stored with the configuration that produced it; asking
+for the same cell with the same configuration loads it instead of recomputing it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RunFolder", "config_key", "markdown_table"]
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-serialisable configuration."""
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Rows of dicts as a GitHub Markdown table (floats with three decimals)."""
+    if not rows:
+        return ""
+    columns = list(columns or rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+class RunFolder:
+    """A folder that collects the outputs of one run."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def _write_bytes(self, name: str, data: bytes) -> Path:
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self._write_bytes(name, text.encode())
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return self.write_text(name, json.dumps(obj, indent=2, default=float) + "\n")
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text())
+
+    def write_npy(self, name: str, array: np.ndarray) -> Path:
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return self._write_bytes(name, buffer.getvalue())
+
+    def write_table(self, stem: str, rows: Sequence[dict[str, Any]],
+                    columns: Sequence[str] | None = None) -> None:
+        """``stem.md``, ``stem.csv`` and ``stem.json`` of the same rows."""
+        columns = list(columns or (rows[0].keys() if rows else []))
+        self.write_text(f"{stem}.md", markdown_table(rows, columns))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        self.write_text(f"{stem}.csv", buffer.getvalue())
+        self.write_json(f"{stem}.json", list(rows))
+
+    def save_figure(self, name: str, figure: Any) -> Path:
+        """Save a matplotlib figure as PNG and close it."""
+        import matplotlib.pyplot as plt
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        plt.close(figure)
+        return self._write_bytes(name, buffer.getvalue())
+
+    # ------------------------------------------------------------------------ cells
+    def load_cell(self, name: str, config: dict[str, Any]) -> tuple[dict, np.ndarray] | None:
+        """The stored record and array of cell ``name`` if it was made with ``config``."""
+        record_path = self.path / "cells" / f"{name}.json"
+        array_path = self.path / "cells" / f"{name}.npy"
+        if not (record_path.exists() and array_path.exists()):
+            return None
+        stored = json.loads(record_path.read_text())
+        if stored.get("config_key") != config_key(config):
+            return None
+        return stored["record"], np.load(array_path)
+
+    def save_cell(self, name: str, config: dict[str, Any], record: dict, array: np.ndarray) -> None:
+        """Store a finished cell (array first, so a record always has its array)."""
+        self.write_npy(f"cells/{name}.npy", array)
+        self.write_json(f"cells/{name}.json",
+                        {"config_key": config_key(config), "config": config, "record": record})

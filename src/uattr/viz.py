@@ -1,0 +1,97 @@
+"""Figures. Every function returns a matplotlib ``Figure`` (never shows it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no screen is assumed
+
+import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor
+
+__all__ = ["detection_grid", "explanation_grid"]
+
+
+def _image(x: Tensor) -> np.ndarray:
+    """``[C, H, W]`` -> something ``imshow`` draws (grey or RGB)."""
+    array = x.detach().cpu().numpy()
+    return array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
+
+
+def _show(ax, x: Tensor) -> None:
+    image = _image(x)
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _draw_box(ax, box, color: str) -> None:
+    top, left, height, width = (int(v) for v in box)
+    ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False,
+                           edgecolor=color, linewidth=1.5))
+
+
+def explanation_grid(
+    images: Tensor,
+    segments: Tensor | None,
+    maps: Tensor,
+    *,
+    titles: list[str] | None = None,
+) -> Figure:
+    """One row per image: the image | its segments | the map over the image."""
+    from skimage.segmentation import mark_boundaries
+
+    n = images.shape[0]
+    cols = 3 if segments is not None else 2
+    fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.2 * n), squeeze=False)
+    for i in range(n):
+        _show(axes[i, 0], images[i])
+        axes[i, 0].set_title(titles[i] if titles else "image", fontsize=8)
+        if segments is not None:
+            rgb = _image(images[i])
+            rgb = np.repeat(rgb[..., None], 3, -1) if rgb.ndim == 2 else rgb
+            axes[i, 1].imshow(mark_boundaries(rgb, segments[i].cpu().numpy(), color=(1, 0.3, 0)))
+            axes[i, 1].set_xticks([])
+            axes[i, 1].set_yticks([])
+            axes[i, 1].set_title("segments", fontsize=8)
+        ax = axes[i, cols - 1]
+        _show(ax, images[i])
+        ax.imshow(maps[i].detach().cpu().numpy(), cmap="inferno", alpha=0.6)
+        ax.set_title("uncertainty map", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def detection_grid(
+    images: Tensor,
+    true_boxes: Tensor,
+    results: Mapping[str, tuple[Tensor, Tensor]],
+) -> Figure:
+    """Laid out like papers/000 Fig. 1: one row per image, one column per method.
+
+    ``results[name] = (maps [B, H, W], found boxes [B, 4])``. The true box is drawn in
+    green, the found box in red.
+    """
+    n = images.shape[0]
+    cols = 1 + len(results)
+    fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
+    for i in range(n):
+        _show(axes[i, 0], images[i])
+        _draw_box(axes[i, 0], true_boxes[i], "lime")
+        for j, (name, (maps, boxes)) in enumerate(results.items(), start=1):
+            ax = axes[i, j]
+            ax.imshow(maps[i].detach().cpu().numpy(), cmap="inferno")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            _draw_box(ax, true_boxes[i], "lime")
+            _draw_box(ax, boxes[i], "red")
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+    axes[0, 0].set_title("corrupted image", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,78 @@
+"""The command line end to end on scikit-learn's 8×8 digits (seconds, not minutes)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from uattr import OptimizationUA, data, segment
+from uattr.cli import main
+from uattr.metrics import box_iou, find_box
+from uattr.models import TrainConfig, load_or_train_ensemble
+from uattr.uq import Ensemble
+
+COMMON = ["--dataset", "digits", "--members", "2", "--epochs", "8"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+def test_train_then_reuse_the_cached_ensemble(cache, capsys):
+    assert main(["train", *COMMON, "--cache-dir", cache]) == 0
+    first = capsys.readouterr()
+    assert "training member 2/2" in first.err
+    assert main(["train", *COMMON, "--cache-dir", cache]) == 0
+    second = capsys.readouterr()
+    assert "training member" not in second.err
+    assert first.out == second.out  # the same accuracies, from the same members
+    accuracy = float(first.out.split("| ensemble | ")[1].split(" |")[0])
+    assert accuracy > 0.8  # 1078 training digits: far better than chance (0.1)
+
+
+def test_run_writes_a_table_that_the_maps_reproduce_and_resumes(cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", *COMMON, "--cache-dir", cache, "--n", "12", "--out", str(out),
+            "--n-segments", "6"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    rows = json.loads((out / "detection.json").read_text())
+    assert [r["method"] for r in rows] == ["optimization (slic)", "optimization (pixels)", "grad"]
+    detection = json.loads((out / "detection_set.json").read_text())
+    boxes = torch.tensor(detection["boxes"])
+    for row in rows:
+        maps = torch.from_numpy(np.load(out / "cells" / f"detection-{row['method']}.npy"))
+        iou = box_iou(find_box(maps, int(boxes[0, 2])), boxes)
+        assert row["IoU"] == pytest.approx(float(iou.mean()))
+        assert row["ADA"] == pytest.approx(float((iou > 0.5).double().mean()))
+    assert (out / "detection_examples.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| optimization (pixels) |" in first.out
+
+    assert main(args) == 0  # again: every cell is loaded, none recomputed
+    second = capsys.readouterr()
+    assert second.err.count("loaded from") == 3
+    assert json.loads((out / "detection.json").read_text()) == rows
+
+
+def test_explain_writes_the_maps_of_the_library_call(cache, tmp_path):
+    out = tmp_path / "explain"
+    assert main(["explain", *COMMON, "--cache-dir", cache, "--indices", "3", "5",
+                 "--n-segments", "6", "--out", str(out)]) == 0
+    maps = np.load(out / "maps.npy")
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    members, _ = load_or_train_ensemble("digits", train, test, members=2, cache=cache,
+                                        config=TrainConfig(epochs=8))
+    x = test.images[[3, 5]]
+    expected = OptimizationUA(Ensemble(members)).attribute(
+        x, segments=segment.slic(x, n_segments=6, compactness=0.1))
+    np.testing.assert_allclose(maps, expected.numpy(), atol=1e-6)
+    assert (out / "explanations.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_arguments_give_a_clear_error(cache, capsys):
+    assert main(["explain", *COMMON, "--cache-dir", cache, "--indices", "100000"]) == 2
+    assert "--indices must lie in" in capsys.readouterr().err
+    assert main(["run", *COMMON, "--cache-dir", cache, "--n", "0"]) == 2
+    assert "n must be in" in capsys.readouterr().err
