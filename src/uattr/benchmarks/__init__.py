@@ -1,0 +1,1 @@
+"""Benchmarks of the papers: each a function returning table rows."""
