@@ -208,8 +208,9 @@ class OptimizationUA(UncertaintyAttribution):
             before = [p.detach().clone() for p in params]
             # Gradients for v and φ only: the posterior's weights get none (no side effect
             # on the user's model, and a third less work than loss.backward()).
-            for param, grad in zip(params, torch.autograd.grad(loss, params), strict=True):
-                param.grad = grad
+            grads = torch.autograd.grad(loss, params, allow_unused=True)  # None: unused
+            for param, grad in zip(params, grads, strict=True):
+                param.grad = torch.zeros_like(param) if grad is None else grad
             optimizer.step()
             with torch.no_grad():  # Adam's momentum would still move stopped images
                 for param, old in zip(params, before, strict=True):
