@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from uattr import OptimizationUA, data, segment
-from uattr.cli import main
+from uattr.cli import DEFAULT_SLIC_COMPACTNESS, main
 from uattr.metrics import box_iou, find_box
 from uattr.models import TrainConfig, load_or_train_ensemble
 from uattr.uq import Ensemble
@@ -66,7 +66,7 @@ def test_explain_writes_the_maps_of_the_library_call(cache, tmp_path):
                                         config=TrainConfig(epochs=8))
     x = test.images[[3, 5]]
     expected = OptimizationUA(Ensemble(members)).attribute(
-        x, segments=segment.slic(x, n_segments=6, compactness=0.1))
+        x, segments=segment.slic(x, n_segments=6, compactness=DEFAULT_SLIC_COMPACTNESS))
     np.testing.assert_allclose(maps, expected.numpy(), atol=1e-6)
     assert (out / "explanations.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -21,8 +21,8 @@ from .uq import Ensemble, predict_probs, uncertainty
 DEFAULT_LAM = 3.0
 DEFAULT_TAU = 0.1
 DEFAULT_SIGMA_INIT = 0.05
-DEFAULT_SLIC_SEGMENTS = 40
-DEFAULT_SLIC_COMPACTNESS = 0.1
+DEFAULT_SLIC_SEGMENTS = 60
+DEFAULT_SLIC_COMPACTNESS = 0.3
 
 
 def _log(message: str) -> None:
@@ -83,6 +83,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segmenter(name: str, args: argparse.Namespace):
+    """The segmenter a command asked for, or ``None`` for pixel mode."""
+    if name == "pixels":
+        return None
+    if name == "slic":
+        return lambda x: segment.slic(x, n_segments=args.n_segments,
+                                      compactness=args.compactness)
+    return segment.get_segmenter(name)
+
+
 def _optimization(posterior: Ensemble, args: argparse.Namespace, **overrides) -> OptimizationUA:
     return OptimizationUA(posterior, args.uncertainty, lam=args.lam, tau=args.tau,
                           sigma_init=args.sigma_init, seed=args.seed, progress=True, **overrides)
@@ -100,9 +110,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                                       progress=True), args.uncertainty)
         indices = torch.argsort(u, descending=True)[: args.most_uncertain]
     x = split.images[indices].to(args.device)
-    segments = (None if args.segmenter == "pixels" else
-                segment.slic(x, n_segments=args.n_segments, compactness=args.compactness)
-                if args.segmenter == "slic" else segment.get_segmenter(args.segmenter)(x))
+    segmenter = _segmenter(args.segmenter, args)
+    segments = segmenter(x) if segmenter is not None else None
     if args.method == "grad":
         maps = Grad(posterior, args.uncertainty).attribute(x)
     else:
@@ -130,9 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     detection = build_detection_set(posterior, evaluated, donors, n=args.n, seed=args.seed,
                                     device=args.device)
 
-    def slic(x: torch.Tensor) -> torch.Tensor:
-        return segment.slic(x, n_segments=args.n_segments, compactness=args.compactness)
-
+    slic = _segmenter("slic", args)
     slic_config = {"n_segments": args.n_segments, "compactness": args.compactness}
     methods = [
         MethodSpec("optimization (slic)", _optimization(posterior, args), slic, slic_config),
@@ -152,13 +159,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.write_json("detection_set.json", {"indices": detection.indices.tolist(),
                                           "boxes": detection.boxes.tolist(),
                                           "u_clean": detection.u_clean.tolist(),
-                                          "u_corrupted": detection.u_corrupted.tolist()})
+                                          "u_corrupted": detection.u_corrupted.tolist(),
+                                          "patch_delta": detection.patch_delta.tolist()})
     out.write_json("run.json", {"command": " ".join(sys.argv), "dataset": args.dataset,
                                 "split": args.split, "n": args.n, "seed": args.seed,
                                 "ensemble": info, "seconds": time.perf_counter() - start})
     print(f"\nDetection of problematic regions: {args.dataset} {args.split}, N = {args.n}, "
           f"seed {args.seed}, patch {detection.patch_size}×{detection.patch_size}, U = total\n")
     print(markdown_table(rows))
+    removes = int((detection.patch_delta < 0).sum())
+    print(f"{removes} of {args.n} patches lower the mean intensity (on MNIST: they remove "
+          "strokes, which a blur cannot put back)")
     print(f"run folder: {out.path}  ({time.perf_counter() - start:.0f} s)")
     return 0
 

@@ -29,6 +29,8 @@ def config_key(config: dict[str, Any]) -> str:
 
 
 def _format(value: Any) -> str:
+    if value is None:
+        return "–"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
     return str(value)

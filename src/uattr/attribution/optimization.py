@@ -239,5 +239,7 @@ class OptimizationUA(UncertaintyAttribution):
                                   u_before=u_before, u_after=u_after)
 
     def __repr__(self) -> str:
-        return (f"OptimizationUA(uncertainty={self.uncertainty!r}, lam={self.lam}, tau={self.tau}, "
-                f"learn_blur={self.learn_blur}, gumbel={self.gumbel})")
+        settings = ("lam", "tau", "lr", "max_steps", "check_every", "check_draws", "tol",
+                    "sigma_init", "learn_blur", "gumbel", "seed")
+        listed = ", ".join(f"{name}={getattr(self, name)!r}" for name in settings)
+        return f"OptimizationUA(uncertainty={self.uncertainty!r}, {listed})"

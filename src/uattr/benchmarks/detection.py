@@ -30,13 +30,15 @@ Segmenter = Callable[[Tensor], Tensor]
 @dataclass(frozen=True)
 class DetectionSet:
     """The corrupted images ``[N, C, H, W]`` with their true boxes ``[N, 4]``, the index of
-    each in the evaluated split, and U_t before and after the corruption ``[N]``."""
+    each in the evaluated split, U_t before and after the corruption ``[N]``, and the mean
+    intensity change inside the patch ``[N]`` (on MNIST, < 0: the patch removed strokes)."""
 
     images: Tensor
     boxes: Tensor
     indices: Tensor
     u_clean: Tensor
     u_corrupted: Tensor
+    patch_delta: Tensor
 
     @property
     def patch_size(self) -> int:
@@ -77,7 +79,10 @@ def build_detection_set(
     u_corrupted = uncertainty(predict_probs(posterior, corrupted, batch_size=batch_size,
                                             device=device), "total")
     order = torch.argsort(u_corrupted - u_clean, descending=True, stable=True)[:n]
-    return DetectionSet(corrupted[order], boxes[order], order, u_clean[order], u_corrupted[order])
+    area = boxes[order, 2] * boxes[order, 3] * evaluated.images.shape[1]
+    delta = (corrupted[order] - evaluated.images[order]).flatten(1).sum(1) / area
+    return DetectionSet(corrupted[order], boxes[order], order, u_clean[order],
+                        u_corrupted[order], delta)
 
 
 def _attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
@@ -122,8 +127,11 @@ def run_detection(
             seconds = (time.perf_counter() - start) / len(detection.images)
             found = find_box(maps, detection.patch_size)
             iou = box_iou(found, detection.boxes)
+            adds = detection.patch_delta >= 0
             row = {"method": spec.name, "IoU": float(iou.mean()), "ADA": ada(iou),
-                   "s/image": seconds, "n": len(detection.images)}
+                   "s/image": seconds, "n": len(detection.images),
+                   "IoU, brighter patch": float(iou[adds].mean()) if adds.any() else None,
+                   "IoU, darker patch": float(iou[~adds].mean()) if (~adds).any() else None}
             if folder:
                 folder.save_cell(f"detection-{spec.name}", config, row,
                                  maps.numpy().astype(np.float32))
