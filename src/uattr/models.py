@@ -22,6 +22,7 @@ __all__ = [
     "accuracy",
     "cache_dir",
     "load_or_train_ensemble",
+    "save_atomic",
     "train_member",
 ]
 
@@ -131,7 +132,8 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(base) / "uattr"
 
 
-def _atomic_save(obj: object, path: Path) -> None:
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -190,7 +192,7 @@ def load_or_train_ensemble(
             model = build()
             log(f"training member {s + 1}/{members} on {dataset} ({len(train)} images)")
             train_member(model, train, config, seed=s, device=device, desc=f"member {s + 1}")
-            _atomic_save(model.cpu().state_dict(), path)
+            save_atomic(model.cpu().state_dict(), path)
             model.to(device)
             trained = True
         models.append(model)
