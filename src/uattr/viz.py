@@ -44,7 +44,7 @@ def explanation_grid(
     titles: list[str] | None = None,
 ) -> Figure:
     """One row per image: the image | its segments | the map over the image."""
-    from skimage.segmentation import mark_boundaries
+    from skimage.color import label2rgb
 
     n = images.shape[0]
     cols = 3 if segments is not None else 2
@@ -53,9 +53,11 @@ def explanation_grid(
         _show(axes[i, 0], images[i])
         axes[i, 0].set_title(titles[i] if titles else "image", fontsize=8)
         if segments is not None:
-            rgb = _image(images[i])
-            rgb = np.repeat(rgb[..., None], 3, -1) if rgb.ndim == 2 else rgb
-            axes[i, 1].imshow(mark_boundaries(rgb, segments[i].cpu().numpy(), color=(1, 0.3, 0)))
+            # each segment in its own colour over the image (boundaries would cover a
+            # 28×28 image entirely)
+            overlay = label2rgb(segments[i].cpu().numpy(), image=_image(images[i]), alpha=0.45,
+                                bg_label=-1)
+            axes[i, 1].imshow(overlay)
             axes[i, 1].set_xticks([])
             axes[i, 1].set_yticks([])
             axes[i, 1].set_title("segments", fontsize=8)
