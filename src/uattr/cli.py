@@ -59,12 +59,13 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
                         help="images attributed together")
 
 
-def _ensemble(args: argparse.Namespace) -> tuple[Ensemble, dict]:
+def _ensemble(args: argparse.Namespace, retrain: bool = False) -> tuple[Ensemble, dict]:
+    """Train or load the cached ensemble the arguments describe, and log its accuracy."""
     train = data.load(args.dataset, "train", root=args.data_dir)
     test = data.load(args.dataset, "test", root=args.data_dir)
     members, info = load_or_train_ensemble(
         args.dataset, train, test, members=args.members, config=TrainConfig(epochs=args.epochs),
-        cache=args.cache_dir, device=args.device, log=_log)
+        cache=args.cache_dir, device=args.device, retrain=retrain, log=_log)
     accs = ", ".join(f"{a:.4f}" for a in info["member_accuracy"])
     _log(f"ensemble of {args.members} on {args.dataset}: test accuracy "
          f"{info['ensemble_accuracy']:.4f} (members: {accs}); cached in {info['cache']}")
@@ -72,11 +73,7 @@ def _ensemble(args: argparse.Namespace) -> tuple[Ensemble, dict]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    train = data.load(args.dataset, "train", root=args.data_dir)
-    test = data.load(args.dataset, "test", root=args.data_dir)
-    _, info = load_or_train_ensemble(
-        args.dataset, train, test, members=args.members, config=TrainConfig(epochs=args.epochs),
-        cache=args.cache_dir, device=args.device, retrain=args.retrain, log=_log)
+    _, info = _ensemble(args, retrain=args.retrain)
     rows = [{"model": f"member {s}", "test accuracy": a}
             for s, a in enumerate(info["member_accuracy"])]
     rows.append({"model": "ensemble", "test accuracy": info["ensemble_accuracy"]})

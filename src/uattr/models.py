@@ -183,13 +183,12 @@ def load_or_train_ensemble(
     trained = False
     for s in range(members):
         path = folder / f"member{s}.pt"
+        torch.manual_seed(s)  # member s starts from its own initialisation
         model = build()
         if path.exists() and not retrain:
             model.load_state_dict(torch.load(path, map_location="cpu"))
             model.to(device).eval()
         else:
-            torch.manual_seed(s)
-            model = build()
             log(f"training member {s + 1}/{members} on {dataset} ({len(train)} images)")
             train_member(model, train, config, seed=s, device=device, desc=f"member {s + 1}")
             save_atomic(model.cpu().state_dict(), path)
