@@ -7,7 +7,13 @@
 """
 
 from . import data, metrics, perturb, segment
-from .attribution import Grad, OptimizationResult, OptimizationUA, UncertaintyAttribution
+from .attribution import (
+    Grad,
+    IntegratedGradients,
+    OptimizationResult,
+    OptimizationUA,
+    UncertaintyAttribution,
+)
 from .uq import Ensemble, Posterior, as_posterior, decompose, predict_probs, uncertainty
 
 __version__ = "0.1.0"
@@ -15,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Ensemble",
     "Grad",
+    "IntegratedGradients",
     "OptimizationResult",
     "OptimizationUA",
     "Posterior",
