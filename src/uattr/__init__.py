@@ -9,9 +9,11 @@
 from . import data, metrics, perturb, segment
 from .attribution import (
     Grad,
+    GuidedBackprop,
     IntegratedGradients,
     OptimizationResult,
     OptimizationUA,
+    SmoothGrad,
     UncertaintyAttribution,
 )
 from .uq import Ensemble, Posterior, as_posterior, decompose, predict_probs, uncertainty
@@ -21,10 +23,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Ensemble",
     "Grad",
+    "GuidedBackprop",
     "IntegratedGradients",
     "OptimizationResult",
     "OptimizationUA",
     "Posterior",
+    "SmoothGrad",
     "UncertaintyAttribution",
     "__version__",
     "as_posterior",

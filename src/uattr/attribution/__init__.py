@@ -1,13 +1,15 @@
 """Uncertainty attribution methods: one class each, one ``attribute`` verb."""
 
 from .base import UncertaintyAttribution
-from .gradient import Grad, IntegratedGradients
+from .gradient import Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
 
 __all__ = [
     "Grad",
+    "GuidedBackprop",
     "IntegratedGradients",
     "OptimizationResult",
     "OptimizationUA",
+    "SmoothGrad",
     "UncertaintyAttribution",
 ]

@@ -87,17 +87,37 @@ def make_generators(
     return generators
 
 
+def _draw(
+    sampler: Callable[..., Tensor],
+    generators: torch.Generator | list[torch.Generator],
+    shape: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    if isinstance(generators, torch.Generator):
+        return sampler(shape, generator=generators, device=device, dtype=dtype)
+    # Per-image generators are what makes the draws batch-invariant; the loop is over RNG
+    # calls only (microseconds), never over the model.
+    return torch.stack(
+        [sampler(shape[1:], generator=g, device=device, dtype=dtype) for g in generators]
+    )
+
+
 def draw_uniform(
     generators: torch.Generator | list[torch.Generator],
     shape: tuple[int, ...],
     device: torch.device,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Uniform draws ``[B, *shape[1:]]``; with a list of generators, row b uses generator b."""
-    if isinstance(generators, torch.Generator):
-        return torch.rand(shape, generator=generators, device=device, dtype=dtype)
-    # Per-image generators are what makes the draws batch-invariant; the loop is over RNG
-    # calls only (microseconds), never over the model.
-    return torch.stack(
-        [torch.rand(shape[1:], generator=g, device=device, dtype=dtype) for g in generators]
-    )
+    """U(0, 1) draws ``[B, *shape[1:]]``; with a list of generators, row b uses generator b."""
+    return _draw(torch.rand, generators, shape, device, dtype)
+
+
+def draw_normal(
+    generators: torch.Generator | list[torch.Generator],
+    shape: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """N(0, 1) draws ``[B, *shape[1:]]``; with a list of generators, row b uses generator b."""
+    return _draw(torch.randn, generators, shape, device, dtype)
