@@ -118,3 +118,28 @@ def test_guided_backprop_passes_back_only_positive_signals_through_relus(shifted
     # z = 4h: U falls with h (dU/dh < 0), the ReLU stops it
     expected = plain[0, 1, 1].item() if shifted else 0.0
     assert guided[0, 1, 1].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_blur_ig_is_complete_along_the_blur_path():
+    from uattr import BlurIG, as_posterior, uncertainty
+    from uattr.perturb import gaussian_blur
+
+    from ._models import tiny_cnn_members
+
+    posterior = as_posterior(tiny_cnn_members(members=3, seed=5))
+    x = torch.rand(3, 1, 10, 10, generator=torch.Generator().manual_seed(2))
+    method = BlurIG(posterior, n_steps=200, sigma_max=2.0)
+    sums = method.attribute_signed(x).sum((1, 2, 3))
+    start = gaussian_blur(x, 2.0, radius=6)
+    gap = uncertainty(posterior(x), "total") - uncertainty(posterior(start), "total")
+    torch.testing.assert_close(sums, gap.detach(), atol=2e-4, rtol=2e-3)
+    torch.testing.assert_close(method.attribute(x)[1:2], method.attribute(x[1:2]),
+                               atol=1e-6, rtol=1e-5)
+
+
+def test_blur_ig_gives_a_flat_image_nothing():
+    from uattr import BlurIG
+
+    x = torch.full((1, 1, 6, 6), 0.5)  # blurring a constant image changes nothing
+    maps = BlurIG(SpotPosterior((2, 2))).attribute(x)
+    assert maps.abs().max().item() < 1e-6  # float rounding of the blur only

@@ -8,6 +8,7 @@
 
 from . import data, metrics, perturb, segment
 from .attribution import (
+    BlurIG,
     Grad,
     GuidedBackprop,
     IntegratedGradients,
@@ -21,6 +22,7 @@ from .uq import Ensemble, Posterior, as_posterior, decompose, predict_probs, unc
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlurIG",
     "Ensemble",
     "Grad",
     "GuidedBackprop",
