@@ -9,6 +9,7 @@
 from . import data, metrics, perturb, segment
 from .attribution import (
     BlurIG,
+    FullGrad,
     Grad,
     GuidedBackprop,
     IntegratedGradients,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BlurIG",
     "Ensemble",
+    "FullGrad",
     "Grad",
     "GuidedBackprop",
     "IntegratedGradients",

@@ -1,11 +1,13 @@
 """Uncertainty attribution methods: one class each, one ``attribute`` verb."""
 
 from .base import UncertaintyAttribution
+from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
 
 __all__ = [
     "BlurIG",
+    "FullGrad",
     "Grad",
     "GuidedBackprop",
     "IntegratedGradients",
