@@ -16,6 +16,7 @@ from .attribution import (
     OptimizationResult,
     OptimizationUA,
     SmoothGrad,
+    UABackprop,
     UncertaintyAttribution,
 )
 from .uq import Ensemble, Posterior, as_posterior, decompose, predict_probs, uncertainty
@@ -33,6 +34,7 @@ __all__ = [
     "OptimizationUA",
     "Posterior",
     "SmoothGrad",
+    "UABackprop",
     "UncertaintyAttribution",
     "__version__",
     "as_posterior",

@@ -190,15 +190,24 @@ class Ensemble(Posterior):
         self.output: OutputKind = output
         self.num_samples = len(members)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _outputs(self, x: Tensor) -> Tensor:
         outs = [member(x) for member in self.members]  # S x [B, C]
         for s, out in enumerate(outs):
             if out.ndim != 2 or out.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"members[{s}] must return [B, C] = [{x.shape[0]}, C], got {tuple(out.shape)}"
                 )
-        stacked = torch.stack(outs, dim=1)  # [B, S, C]
-        return _to_probs(stacked, self.output, "the ensemble's members")
+        return torch.stack(outs, dim=1)  # [B, S, C]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _to_probs(self._outputs(x), self.output, "the ensemble's members")
+
+    def logits(self, x: Tensor) -> Tensor:
+        """The members' logits ``[B, S, C]`` (for methods that explain logits)."""
+        if self.output != "logits":
+            raise ValueError("the members return probabilities (output='probs'): "
+                             "their logits are not available")
+        return self._outputs(x)
 
 
 class _WrappedPosterior(Posterior):

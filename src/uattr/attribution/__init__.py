@@ -4,6 +4,7 @@ from .base import UncertaintyAttribution
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
+from .ua_backprop import UABackprop
 
 __all__ = [
     "BlurIG",
@@ -14,5 +15,6 @@ __all__ = [
     "OptimizationResult",
     "OptimizationUA",
     "SmoothGrad",
+    "UABackprop",
     "UncertaintyAttribution",
 ]

@@ -22,31 +22,51 @@ from torch.nn import functional as F
 
 from .base import UncertaintyAttribution
 
-__all__ = ["FullGrad", "conv_bias_gradients"]
+__all__ = ["ConvOutputs", "FullGrad", "conv_bias_gradients"]
+
+
+class ConvOutputs:
+    """Context manager recording ``(layer, output)`` of every biased ``nn.Conv2d`` of a
+    model called inside it (each call of a layer is one record)."""
+
+    def __init__(self, model: object) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError("the posterior must be an nn.Module for the bias-gradient (FullGrad) "
+                             "terms, whose conv layers are hooked; wrap the members with "
+                             "uattr.as_posterior")
+        self.convs = [m for m in model.modules()
+                      if isinstance(m, nn.Conv2d) and m.bias is not None]
+        self.outputs: list[tuple[nn.Conv2d, Tensor]] = []
+
+    def __enter__(self) -> ConvOutputs:
+        self.hooks = [conv.register_forward_hook(
+            lambda m, _inp, out: self.outputs.append((m, out))) for conv in self.convs]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+    @property
+    def tensors(self) -> list[Tensor]:
+        return [out for _, out in self.outputs]
 
 
 def conv_bias_gradients(
     model: nn.Module, scalar: Callable[[Tensor], Tensor], x: Tensor
 ) -> tuple[Tensor, list[Tensor]]:
-    """``∇_x s ⊙ 1`` and the bias-gradients ``∇_{f_l} s ⊙ b_l`` of every biased ``nn.Conv2d``.
+    """``∇_x s`` and the bias-gradients ``∇_{f_l} s ⊙ b_l`` of every biased ``nn.Conv2d``.
 
     ``scalar(x) -> [B]`` must run ``model``'s conv layers. Returns the input gradient
     ``[B, C, H, W]`` and one ``[B, C_l, H_l, W_l]`` tensor per conv layer call.
     """
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.bias is not None]
-    outputs: list[tuple[nn.Conv2d, Tensor]] = []
-    hooks = [conv.register_forward_hook(lambda m, _inp, out: outputs.append((m, out)))
-             for conv in convs]
-    try:
-        x = x.detach().requires_grad_()
+    x = x.detach().requires_grad_()
+    with ConvOutputs(model) as hooked:
         value = scalar(x).sum()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    grads = torch.autograd.grad(value, [x] + [out for _, out in outputs], allow_unused=True)
+    grads = torch.autograd.grad(value, [x, *hooked.tensors], allow_unused=True)
     bias_grads = [
         (torch.zeros_like(out) if g is None else g) * conv.bias.detach().view(1, -1, 1, 1)
-        for (conv, out), g in zip(outputs, grads[1:], strict=True)
+        for (conv, out), g in zip(hooked.outputs, grads[1:], strict=True)
     ]
     input_grad = torch.zeros_like(x) if grads[0] is None else grads[0]
     return input_grad, bias_grads
@@ -73,9 +93,6 @@ class FullGrad(UncertaintyAttribution):
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``[B, H, W]``; ``segments`` is ignored."""
         x = self._check(x).detach()
-        if not isinstance(self.posterior, nn.Module):
-            raise ValueError("posterior must be an nn.Module for FullGrad (its conv layers "
-                             "are hooked); wrap the members with uattr.as_posterior")
         input_grad, bias_grads = conv_bias_gradients(self.posterior, self.uncertainty_of, x)
         saliency = _min_max(input_grad * x).sum(1)  # [B, H, W]
         for bias_grad in bias_grads:
