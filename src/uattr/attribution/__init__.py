@@ -4,6 +4,7 @@ from .base import UncertaintyAttribution
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
+from .perturbation import Occlusion
 from .ua_backprop import UABackprop
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Grad",
     "GuidedBackprop",
     "IntegratedGradients",
+    "Occlusion",
     "OptimizationResult",
     "OptimizationUA",
     "SmoothGrad",
