@@ -4,7 +4,7 @@ from .base import UncertaintyAttribution
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
-from .perturbation import Occlusion
+from .perturbation import KernelSHAP, Occlusion
 from .ua_backprop import UABackprop
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Grad",
     "GuidedBackprop",
     "IntegratedGradients",
+    "KernelSHAP",
     "Occlusion",
     "OptimizationResult",
     "OptimizationUA",
