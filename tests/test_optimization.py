@@ -69,7 +69,11 @@ def test_batch_gives_the_same_maps_as_one_image_at_a_time():
     def gens(idx):
         return [torch.Generator().manual_seed(seeds[i]) for i in idx]
 
-    for segments in (None, segment.grid(x, cell=2)):
+    # images with different segment counts (16, 4, 64): an image's draws must not depend
+    # on how many segments the others have
+    mixed = torch.stack([segment.grid(x, cell=2)[0], segment.grid(x, cell=4)[1],
+                         segment.pixels(x)[2]])
+    for segments in (None, segment.grid(x, cell=2), mixed):
         method = OptimizationUA(posterior, lam=1.0, max_steps=100, seed=0)
         together = method.attribute_with_diagnostics(
             x, segments=segments, generator=gens([0, 1, 2]))

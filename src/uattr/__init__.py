@@ -8,6 +8,7 @@
 
 from . import data, metrics, perturb, segment
 from .attribution import (
+    LIME,
     BlurIG,
     FullGrad,
     Grad,
@@ -26,6 +27,7 @@ from .uq import Ensemble, Posterior, as_posterior, decompose, predict_probs, unc
 __version__ = "0.1.0"
 
 __all__ = [
+    "LIME",
     "BlurIG",
     "Ensemble",
     "FullGrad",

@@ -4,10 +4,11 @@ from .base import UncertaintyAttribution
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
-from .perturbation import KernelSHAP, Occlusion
+from .perturbation import LIME, KernelSHAP, Occlusion
 from .ua_backprop import UABackprop
 
 __all__ = [
+    "LIME",
     "BlurIG",
     "FullGrad",
     "Grad",

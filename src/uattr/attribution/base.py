@@ -93,14 +93,24 @@ def _draw(
     shape: tuple[int, ...],
     device: torch.device,
     dtype: torch.dtype,
+    lengths: Tensor | None,
 ) -> Tensor:
     if isinstance(generators, torch.Generator):
         return sampler(shape, generator=generators, device=device, dtype=dtype)
     # Per-image generators are what makes the draws batch-invariant; the loop is over RNG
-    # calls only (microseconds), never over the model.
-    return torch.stack(
-        [sampler(shape[1:], generator=g, device=device, dtype=dtype) for g in generators]
-    )
+    # calls only (microseconds), never over the model. With ``lengths``, image b draws only
+    # its own ``lengths[b]`` entries of the last axis (zeros pad the rest), so its stream
+    # does not depend on how many features the other images of the batch have.
+    if lengths is None:
+        return torch.stack(
+            [sampler(shape[1:], generator=g, device=device, dtype=dtype) for g in generators]
+        )
+    out = torch.zeros(shape, device=device, dtype=dtype)
+    for b, g in enumerate(generators):
+        length = int(lengths[b])
+        out[b, ..., :length] = sampler((*shape[1:-1], length), generator=g, device=device,
+                                       dtype=dtype)
+    return out
 
 
 def draw_uniform(
@@ -108,9 +118,11 @@ def draw_uniform(
     shape: tuple[int, ...],
     device: torch.device,
     dtype: torch.dtype = torch.float32,
+    lengths: Tensor | None = None,
 ) -> Tensor:
-    """U(0, 1) draws ``[B, *shape[1:]]``; with a list of generators, row b uses generator b."""
-    return _draw(torch.rand, generators, shape, device, dtype)
+    """U(0, 1) draws ``[B, *shape[1:]]``; with a list of generators, row b uses generator b
+    (and, with ``lengths``, draws only the first ``lengths[b]`` entries of the last axis)."""
+    return _draw(torch.rand, generators, shape, device, dtype, lengths)
 
 
 def draw_normal(
@@ -120,4 +132,4 @@ def draw_normal(
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """N(0, 1) draws ``[B, *shape[1:]]``; with a list of generators, row b uses generator b."""
-    return _draw(torch.randn, generators, shape, device, dtype)
+    return _draw(torch.randn, generators, shape, device, dtype, None)

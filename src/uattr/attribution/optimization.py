@@ -184,7 +184,8 @@ class OptimizationUA(UncertaintyAttribution):
         def expected_loss(idx: Tensor) -> Tensor:
             """Monte-Carlo estimate ``[n]`` of each image's loss with fresh draws."""
             draws = self.check_draws if self.gumbel else 1
-            uniform = draw_uniform(generators, (batch, draws, k_max), x.device)[idx]  # [n,D,K]
+            uniform = draw_uniform(generators, (batch, draws, k_max), x.device,
+                                   lengths=counts)[idx]  # [n, D, K]
             repeated = idx.repeat_interleave(draws)  # [n·D]: image b, D times in a row
             weights = sample_weights(repeated, uniform.reshape(-1, k_max))  # [n·D, K]
             losses = torch.cat([  # chunks bound the memory of one forward pass
@@ -203,7 +204,7 @@ class OptimizationUA(UncertaintyAttribution):
             idx = active.nonzero().squeeze(1)
             # Draws for every image, stopped or not, so each image's stream does not depend
             # on when the others stop.
-            uniform = draw_uniform(generators, (batch, k_max), x.device)  # [B, K]
+            uniform = draw_uniform(generators, (batch, k_max), x.device, lengths=counts)
             loss = loss_of(idx, sample_weights(idx, uniform[idx])).sum()
             before = [p.detach().clone() for p in params]
             # Gradients for v and φ only: the posterior's weights get none (no side effect
