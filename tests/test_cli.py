@@ -76,3 +76,22 @@ def test_bad_arguments_give_a_clear_error(cache, capsys):
     assert "--indices must lie in" in capsys.readouterr().err
     assert main(["run", *COMMON, "--cache-dir", cache, "--n", "0"]) == 2
     assert "n must be in" in capsys.readouterr().err
+
+
+def test_bench_detection_runs_the_chosen_methods_and_reuses_run_cells(cache, tmp_path, capsys):
+    out = tmp_path / "bench"
+    common = [*COMMON, "--cache-dir", cache, "--n", "10", "--out", str(out)]
+    assert main(["run", *common, "--n-segments", "6"]) == 0
+    capsys.readouterr()
+    methods = ["grad", "occlusion", "ua-backprop", "kernelshap (slic)"]
+    assert main(["bench", "detection", *common, "--n-segments", "6", "--methods", *methods]) == 0
+    err = capsys.readouterr().err
+    assert "grad: loaded from" in err  # computed by `run` into the same folder
+    rows = json.loads((out / "detection.json").read_text())
+    assert [r["method"] for r in rows] == methods
+    boxes = torch.tensor(json.loads((out / "detection_set.json").read_text())["boxes"])
+    for row in rows:
+        maps = torch.from_numpy(np.load(out / "cells" / f"detection-{row['method']}.npy"))
+        assert row["IoU"] == pytest.approx(float(box_iou(find_box(maps, 2), boxes).mean()))
+    assert main(["bench", "detection", *common, "--methods", "sam"]) == 2
+    assert "unknown ['sam']" in capsys.readouterr().err

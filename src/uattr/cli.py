@@ -11,7 +11,19 @@ from pathlib import Path
 import torch
 
 from . import data, segment, viz
-from .attribution import Grad, OptimizationUA
+from .attribution import (
+    LIME,
+    BlurIG,
+    FullGrad,
+    Grad,
+    GuidedBackprop,
+    IntegratedGradients,
+    KernelSHAP,
+    Occlusion,
+    OptimizationUA,
+    SmoothGrad,
+    UABackprop,
+)
 from .benchmarks.detection import DetectionSet, MethodSpec, build_detection_set, run_detection
 from .metrics import find_box
 from .models import TrainConfig, load_or_train_ensemble, save_atomic
@@ -126,7 +138,46 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_METHODS = ("optimization (slic)", "optimization (pixels)", "grad")
+
+
+def detection_methods(posterior: Ensemble, args: argparse.Namespace) -> dict[str, MethodSpec]:
+    """Every method of the detection table, configured by the command's arguments."""
+    slic = _segmenter("slic", args)
+    slic_config = {"n_segments": args.n_segments, "compactness": args.compactness}
+    kind, seed = args.uncertainty, args.seed
+    specs = [
+        MethodSpec("optimization (slic)", _optimization(posterior, args), slic, slic_config),
+        MethodSpec("optimization (pixels)", _optimization(posterior, args)),
+        MethodSpec("grad", Grad(posterior, kind)),
+        MethodSpec("smoothgrad", SmoothGrad(posterior, kind, seed=seed)),
+        MethodSpec("integrated gradients", IntegratedGradients(posterior, kind)),
+        MethodSpec("blur ig", BlurIG(posterior, kind)),
+        MethodSpec("fullgrad", FullGrad(posterior, kind)),
+        MethodSpec("guided backprop", GuidedBackprop(posterior, kind)),
+        MethodSpec("ua-backprop", UABackprop(posterior, kind)),
+        MethodSpec("occlusion", Occlusion(posterior, kind)),
+        MethodSpec("kernelshap", KernelSHAP(posterior, kind, seed=seed)),
+        MethodSpec("kernelshap (slic)", KernelSHAP(posterior, kind, seed=seed), slic,
+                   slic_config),
+        MethodSpec("lime", LIME(posterior, kind, seed=seed)),  # quickshift segments inside
+        MethodSpec("lime (pixels)", LIME(posterior, kind, seed=seed), segment.pixels),
+    ]
+    return {spec.name: spec for spec in specs}
+
+
+def cmd_bench_detection(args: argparse.Namespace) -> int:
+    names = None if args.methods == ["all"] else args.methods
+    return _detection(args, names)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    return _detection(args, list(RUN_METHODS))
+
+
+def _detection(args: argparse.Namespace, names: list[str] | None) -> int:
+    """Build (or load) the detection set, attribute it with ``names`` (all if None), and
+    write the table and figure into the run folder."""
     start = time.perf_counter()
     torch.manual_seed(args.seed)
     posterior, info = _ensemble(args)
@@ -146,13 +197,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                                         seed=args.seed, device=args.device)
         save_atomic(dataclasses.asdict(detection), set_path)
 
-    slic = _segmenter("slic", args)
-    slic_config = {"n_segments": args.n_segments, "compactness": args.compactness}
-    methods = [
-        MethodSpec("optimization (slic)", _optimization(posterior, args), slic, slic_config),
-        MethodSpec("optimization (pixels)", _optimization(posterior, args)),
-        MethodSpec("grad", Grad(posterior, args.uncertainty)),
-    ]
+    available = detection_methods(posterior, args)
+    unknown = sorted(set(names or []) - set(available))
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; choose from {sorted(available)}")
+    methods = [available[name] for name in (names or available)]
     rows, maps = run_detection(detection, methods, folder=out, batch_size=args.batch_size,
                                device=args.device, log=_log)
 
@@ -211,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split to evaluate on; tune hyper-parameters on 'valid' only")
     p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<split>-...)")
     p.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="the papers' benchmarks").add_subparsers(
+        dest="benchmark", required=True)
+    p = bench.add_parser("detection", help="problematic-region detection with every method "
+                                          "(papers/000 Table 1, papers/001 Table 6)")
+    _add_common(p)
+    _add_method_options(p)
+    p.add_argument("--n", type=int, default=500, help="images (default 500, the paper's)")
+    p.add_argument("--split", default="test", choices=data.SPLITS)
+    p.add_argument("--methods", nargs="+", default=["all"],
+                   help="method names (see the table), or 'all'")
+    p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<split>-...)")
+    p.set_defaults(func=cmd_bench_detection)
     return parser
 
 
