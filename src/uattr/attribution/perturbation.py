@@ -132,7 +132,7 @@ class KernelSHAP(UncertaintyAttribution):
         k_max = int(counts.max())
         n = self.n_perturbations or (2000 if pixel_level else 1000)
         generators = make_generators(generator, self.seed, batch, x.device)
-        # Random keys, -inf past K_b: the masked features are the top-m keys of each row.
+        # Random keys, -1 past K_b: the blurred features are the top-m keys of each row.
         keys = draw_uniform(generators, (batch, n, k_max), x.device, lengths=counts)  # [B,n,K]
         valid = torch.arange(k_max, device=x.device) < counts[:, None]  # [B, K]
         keys = keys.masked_fill(~valid[:, None, :], -1.0)
@@ -141,10 +141,11 @@ class KernelSHAP(UncertaintyAttribution):
         ranks = keys.argsort(-1, descending=True).argsort(-1)  # [B, n, K]: rank of each key
         masks = (ranks < per_mask[:, None, None]).to(x.dtype)  # [B, n, K], 1 = blurred
         drops = self._uncertainty_drops(x, segments, masks)  # [B, n]
-        # Unused feature slots (past K_b) are all-zero columns: lstsq's minimum-norm
-        # solution gives them weight 0.
-        weights = torch.linalg.lstsq(masks.double(), drops.double()[..., None],
-                                     driver="gelsd").solution[..., 0].to(x.dtype)  # [B, K]
+        # Unused feature slots (past K_b) are all-zero columns: the minimum-norm solution
+        # (gelsd, a CPU driver; CUDA's only driver needs full rank) gives them weight 0.
+        weights = torch.linalg.lstsq(masks.double().cpu(), drops.double().cpu()[..., None],
+                                     driver="gelsd").solution[..., 0]
+        weights = weights.to(device=x.device, dtype=x.dtype)  # [B, K]
         return weights.gather(1, segments.flatten(1)).view(batch, height, width)
 
     def _uncertainty_drops(self, x: Tensor, segments: Tensor, masks: Tensor) -> Tensor:
