@@ -26,6 +26,7 @@ __all__ = [
     "pixels",
     "quickshift",
     "relabel",
+    "segment_slots",
     "slic",
 ]
 
@@ -71,6 +72,14 @@ def relabel(segments: Tensor) -> Tensor:
 def num_segments(segments: Tensor) -> Tensor:
     """``K_b`` for each image of a relabelled map ``[B, H, W]`` -> ``[B]``."""
     return segments.flatten(1).max(1).values + 1
+
+
+def segment_slots(segments: Tensor) -> tuple[Tensor, Tensor]:
+    """``(K_b [B], valid [B, K_max])`` of a relabelled map: per-segment tensors are padded
+    to ``K_max = max_b K_b`` slots, and ``valid`` marks the slots image b really has."""
+    counts = num_segments(segments)  # [B]
+    slots = torch.arange(int(counts.max()), device=segments.device)
+    return counts, slots[None, :] < counts[:, None]
 
 
 def pixels(x: Tensor) -> Tensor:

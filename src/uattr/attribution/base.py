@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..uq import UNCERTAINTY_KINDS, Posterior, UncertaintySpec, as_posterior, check_images
 from ..uq import uncertainty as _uncertainty
 
-__all__ = ["UncertaintyAttribution", "make_generators"]
+__all__ = ["UncertaintyAttribution", "check_positive", "check_positive_ints", "make_generators"]
 
 
 class UncertaintyAttribution:
@@ -60,6 +60,20 @@ class UncertaintyAttribution:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(uncertainty={self.uncertainty!r})"
+
+
+def check_positive_ints(**values: object) -> None:
+    """Raise ``ValueError`` naming the first argument that is not an int >= 1."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_positive(*, allow_zero: bool = False, **values: float) -> None:
+    """Raise ``ValueError`` naming the first argument that is not > 0 (or >= 0)."""
+    for name, value in values.items():
+        if not (value >= 0 if allow_zero else value > 0):
+            raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 def make_generators(

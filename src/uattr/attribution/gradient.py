@@ -14,9 +14,27 @@ from torch import Tensor, nn
 
 from ..perturb import gaussian_blur
 from ..uq import Posterior, UncertaintySpec
-from .base import UncertaintyAttribution, draw_normal, make_generators
+from .base import (
+    UncertaintyAttribution,
+    check_positive,
+    check_positive_ints,
+    draw_normal,
+    make_generators,
+)
 
 __all__ = ["BlurIG", "Grad", "GuidedBackprop", "IntegratedGradients", "SmoothGrad"]
+
+
+def input_gradients(
+    uncertainty_of: Callable[[Tensor], Tensor], images: Tensor, images_per_pass: int
+) -> Tensor:
+    """``∂U/∂x`` ``[N, C, H, W]`` of many images, ``images_per_pass`` at a time."""
+    grads = []
+    for i in range(0, images.shape[0], images_per_pass):
+        chunk = images[i : i + images_per_pass].detach().requires_grad_()
+        (grad,) = torch.autograd.grad(uncertainty_of(chunk).sum(), chunk)
+        grads.append(grad)
+    return torch.cat(grads)
 
 
 class Grad(UncertaintyAttribution):
@@ -60,8 +78,7 @@ class IntegratedGradients(UncertaintyAttribution):
         internal_batch_size: int = 1000,
     ) -> None:
         super().__init__(posterior, uncertainty)
-        if not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+        check_positive_ints(n_steps=n_steps)
         if not 0.0 <= reference <= 1.0:
             raise ValueError(f"reference must be an intensity in [0, 1], got {reference}")
         self.n_steps, self.reference = n_steps, reference
@@ -105,10 +122,8 @@ class SmoothGrad(UncertaintyAttribution):
         samples_batch_size: int = 2000,
     ) -> None:
         super().__init__(posterior, uncertainty)
-        if not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-        if not stdev >= 0:
-            raise ValueError(f"stdev must be >= 0, got {stdev}")
+        check_positive_ints(n_samples=n_samples)
+        check_positive(stdev=stdev, allow_zero=True)
         self.n_samples, self.stdev, self.seed = n_samples, stdev, seed
         self.samples_batch_size = samples_batch_size
 
@@ -126,12 +141,8 @@ class SmoothGrad(UncertaintyAttribution):
         noise = draw_normal(generators, (batch, self.n_samples, channels, height, width),
                             x.device, x.dtype) * self.stdev  # [B, N, C, H, W]
         noisy = (x[:, None] + noise).flatten(0, 1)  # [B·N, C, H, W]
-        grads = []
-        for i in range(0, noisy.shape[0], self.samples_batch_size):
-            chunk = noisy[i : i + self.samples_batch_size].requires_grad_()
-            (grad,) = torch.autograd.grad(self.uncertainty_of(chunk).sum(), chunk)
-            grads.append(grad)
-        mean_grad = torch.cat(grads).view(batch, self.n_samples, channels, height, width).mean(1)
+        grads = input_gradients(self.uncertainty_of, noisy, self.samples_batch_size)
+        mean_grad = grads.view(batch, self.n_samples, channels, height, width).mean(1)
         return mean_grad.abs().mean(1)
 
     def __repr__(self) -> str:
@@ -193,10 +204,9 @@ class BlurIG(UncertaintyAttribution):
         internal_batch_size: int = 1000,
     ) -> None:
         super().__init__(posterior, uncertainty)
-        if not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
-        if sigma_max is not None and not sigma_max > 0:
-            raise ValueError(f"sigma_max must be > 0 pixels, got {sigma_max}")
+        check_positive_ints(n_steps=n_steps)
+        if sigma_max is not None:
+            check_positive(sigma_max=sigma_max)
         self.n_steps, self.sigma_max = n_steps, sigma_max
         self.internal_batch_size = internal_batch_size
 
@@ -216,13 +226,8 @@ class BlurIG(UncertaintyAttribution):
 
         steps = path(widths).diff(dim=1)  # [B, n, C, H, W]: p_{k+1} - p_k
         points = path(middles).flatten(0, 1)  # [B·n, C, H, W]
-        grads = []
-        for i in range(0, points.shape[0], self.internal_batch_size):
-            chunk = points[i : i + self.internal_batch_size].requires_grad_()
-            (grad,) = torch.autograd.grad(self.uncertainty_of(chunk).sum(), chunk)
-            grads.append(grad)
-        grads = torch.cat(grads).view_as(steps)
-        return (grads * steps).sum(1)  # [B, C, H, W]
+        grads = input_gradients(self.uncertainty_of, points, self.internal_batch_size)
+        return (grads.view_as(steps) * steps).sum(1)  # [B, C, H, W]
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``|Blur IG|`` averaged over channels, ``[B, H, W]``; ``segments`` is ignored."""

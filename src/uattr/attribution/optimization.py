@@ -22,9 +22,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..perturb import gaussian_blur
-from ..segment import check_segments, num_segments, pixels
+from ..segment import check_segments, pixels, segment_slots
 from ..uq import Posterior, UncertaintySpec
-from .base import UncertaintyAttribution, draw_uniform, make_generators
+from .base import (
+    UncertaintyAttribution,
+    check_positive,
+    check_positive_ints,
+    draw_uniform,
+    make_generators,
+)
 
 __all__ = ["OptimizationResult", "OptimizationUA", "gumbel_sigmoid", "logistic_noise"]
 
@@ -112,16 +118,10 @@ class OptimizationUA(UncertaintyAttribution):
         progress: bool = False,
     ) -> None:
         super().__init__(posterior, uncertainty)
-        for arg, value in (("lam", lam), ("tol", tol)):
-            if not value >= 0:
-                raise ValueError(f"{arg} must be >= 0, got {value}")
-        for arg, value in (("tau", tau), ("lr", lr), ("sigma_init", sigma_init)):
-            if not value > 0:
-                raise ValueError(f"{arg} must be > 0, got {value}")
-        for arg, value in (("max_steps", max_steps), ("check_every", check_every),
-                           ("check_draws", check_draws)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        check_positive(lam=lam, tol=tol, allow_zero=True)
+        check_positive(tau=tau, lr=lr, sigma_init=sigma_init)
+        check_positive_ints(max_steps=max_steps, check_every=check_every,
+                            check_draws=check_draws)
         self.lam, self.tau, self.lr = lam, tau, lr
         self.max_steps, self.check_every, self.check_draws, self.tol = (
             max_steps, check_every, check_draws, tol)
@@ -154,9 +154,8 @@ class OptimizationUA(UncertaintyAttribution):
         x = self._check(x).detach()
         batch, _, height, width = x.shape
         segments = check_segments(pixels(x) if segments is None else segments, x)  # [B, H, W]
-        counts = num_segments(segments)  # [B]
-        k_max = int(counts.max())
-        valid = torch.arange(k_max, device=x.device)[None, :] < counts[:, None]  # [B, K]
+        counts, valid = segment_slots(segments)  # [B], [B, K]
+        k_max = valid.shape[1]
         flat_segments = segments.flatten(1)  # [B, H·W]
         generators = make_generators(generator, self.seed, batch, x.device)
         sigma0 = self.sigma_init * min(height, width)

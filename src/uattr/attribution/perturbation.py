@@ -14,9 +14,15 @@ from captum.attr import Occlusion as CaptumOcclusion
 from torch import Tensor, nn
 
 from ..perturb import gaussian_blur
-from ..segment import check_segments, num_segments, pixels, quickshift
+from ..segment import check_segments, pixels, quickshift, segment_slots
 from ..uq import Posterior, UncertaintySpec
-from .base import UncertaintyAttribution, draw_uniform, make_generators
+from .base import (
+    UncertaintyAttribution,
+    check_positive,
+    check_positive_ints,
+    draw_uniform,
+    make_generators,
+)
 
 __all__ = ["LIME", "KernelSHAP", "Occlusion", "blurred_reference", "blurred_versions"]
 
@@ -49,9 +55,8 @@ class Occlusion(UncertaintyAttribution):
         perturbations_per_eval: int = 32,
     ) -> None:
         super().__init__(posterior, uncertainty)
-        for arg, value in (("window", window), ("stride", stride)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        check_positive_ints(**{name: value for name, value in
+                               (("window", window), ("stride", stride)) if value is not None})
         self.window, self.stride = window, stride
         self.perturbations_per_eval = perturbations_per_eval
 
@@ -110,8 +115,7 @@ class KernelSHAP(UncertaintyAttribution):
             raise ValueError(f"n_perturbations must be >= 2, got {n_perturbations}")
         if not 0 < pixel_fraction < 1:
             raise ValueError(f"pixel_fraction must be in (0, 1), got {pixel_fraction}")
-        if segments_per_mask < 1:
-            raise ValueError(f"segments_per_mask must be >= 1, got {segments_per_mask}")
+        check_positive_ints(segments_per_mask=segments_per_mask)
         self.n_perturbations, self.pixel_fraction = n_perturbations, pixel_fraction
         self.segments_per_mask, self.seed = segments_per_mask, seed
         self.perturbations_per_eval = perturbations_per_eval
@@ -128,13 +132,12 @@ class KernelSHAP(UncertaintyAttribution):
         batch, _, height, width = x.shape
         pixel_level = segments is None
         segments = check_segments(pixels(x) if pixel_level else segments, x)
-        counts = num_segments(segments)  # [B]
-        k_max = int(counts.max())
+        counts, valid = segment_slots(segments)  # [B], [B, K]
+        k_max = valid.shape[1]
         n = self.n_perturbations or (2000 if pixel_level else 1000)
         generators = make_generators(generator, self.seed, batch, x.device)
         # Random keys, -1 past K_b: the blurred features are the top-m keys of each row.
         keys = draw_uniform(generators, (batch, n, k_max), x.device, lengths=counts)  # [B,n,K]
-        valid = torch.arange(k_max, device=x.device) < counts[:, None]  # [B, K]
         keys = keys.masked_fill(~valid[:, None, :], -1.0)
         per_mask = (torch.clamp((self.pixel_fraction * counts).round(), min=1) if pixel_level
                     else torch.clamp(torch.full_like(counts, self.segments_per_mask), max=counts))
@@ -209,9 +212,7 @@ class LIME(UncertaintyAttribution):
         super().__init__(posterior, uncertainty)
         if n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
-        for arg, value in (("kernel_width", kernel_width), ("ridge", ridge)):
-            if not value > 0:
-                raise ValueError(f"{arg} must be > 0, got {value}")
+        check_positive(kernel_width=kernel_width, ridge=ridge)
         self.n_samples, self.kernel_width, self.ridge = n_samples, kernel_width, ridge
         self.seed, self.perturbations_per_eval = seed, perturbations_per_eval
 
@@ -226,9 +227,8 @@ class LIME(UncertaintyAttribution):
         x = self._check(x).detach()
         batch, _, height, width = x.shape
         segments = check_segments(quickshift(x) if segments is None else segments, x)
-        counts = num_segments(segments)  # [B]
-        k_max = int(counts.max())
-        valid = (torch.arange(k_max, device=x.device) < counts[:, None]).to(x.dtype)  # [B, K]
+        counts, valid = segment_slots(segments)  # [B], [B, K]
+        k_max, valid = valid.shape[1], valid.to(x.dtype)
         generators = make_generators(generator, self.seed, batch, x.device)
         kept = draw_uniform(generators, (batch, self.n_samples, k_max), x.device,
                             lengths=counts) < 0.5

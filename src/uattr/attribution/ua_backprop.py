@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..uq import Posterior, check_probs
-from .base import UncertaintyAttribution
+from .base import UncertaintyAttribution, check_positive
 from .fullgrad import ConvOutputs
 
 __all__ = ["UABackprop", "class_uncertainties", "logit_uncertainties"]
@@ -90,9 +90,7 @@ class UABackprop(UncertaintyAttribution):
             raise ValueError(f"path must be 'fullgrad' or 'gradient', got {path!r}")
         if tau2 is None:
             tau2 = _DEFAULT_TAU2[path]
-        for arg, value in (("tau1", tau1), ("tau2", tau2)):
-            if not value > 0:
-                raise ValueError(f"{arg} must be > 0, got {value}")
+        check_positive(tau1=tau1, tau2=tau2)
         self.tau1, self.tau2, self.path = tau1, tau2, path
         self.logits_per_pass = logits_per_pass
 
