@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..passes import batched_cotangents
 from ..uq import Posterior, check_probs
 from .base import UncertaintyAttribution, check_positive
 from .fullgrad import ConvOutputs
@@ -117,9 +118,10 @@ class UABackprop(UncertaintyAttribution):
             cotangents = torch.zeros(len(picks), batch, total, dtype=x.dtype, device=x.device)
             cotangents[torch.arange(len(picks)), :, picks] = 1.0
             cotangents = cotangents.view(len(picks), batch, samples, classes)  # [K, B, S, C]
-            grads = torch.autograd.grad(logits, [x, *features], grad_outputs=cotangents,
-                                        is_grads_batched=True, retain_graph=True,
-                                        allow_unused=True)
+            with batched_cotangents(len(picks)):
+                grads = torch.autograd.grad(logits, [x, *features], grad_outputs=cotangents,
+                                            is_grads_batched=True, retain_graph=True,
+                                            allow_unused=True)
             grads = [torch.zeros(len(picks), *t.shape, dtype=t.dtype, device=t.device)
                      if g is None else g for g, t in zip(grads, [x, *features], strict=True)]
             maps.append(self._combine(x, grads, hooked.outputs))  # [K, B, H, W]

@@ -1,0 +1,87 @@
+"""How many forward and backward passes an attribution method spends (papers/000 Table 5).
+
+A **forward pass** is one image through the whole posterior (all S samples); a
+**backward pass** is one vector-Jacobian product of the posterior's output for one image,
+back to whatever the method differentiates (the input, a mask, a blur width). A backward
+call over a batch of B images is B backward passes; a call with K batched cotangents
+(``torch.autograd.grad(..., is_grads_batched=True)``) is K·B, which the method declares
+with :func:`batched_cotangents` because autograd hooks see one call either way.
+
+The counts come from hooks on the posterior's networks, so they cover what Captum does
+inside its classes as well as this project's own loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from torch import Tensor, nn
+
+__all__ = ["PassCounter", "batched_cotangents"]
+
+_COTANGENTS: list[int] = [1]  # a stack: the innermost batched_cotangents wins
+
+
+@contextmanager
+def batched_cotangents(k: int) -> Iterator[None]:
+    """Declare that the backward calls inside push ``k`` cotangents at once."""
+    _COTANGENTS.append(k)
+    try:
+        yield
+    finally:
+        _COTANGENTS.pop()
+
+
+def _networks(posterior: object) -> list[nn.Module]:
+    """The modules one posterior call runs, each once per image: an ensemble's members, a
+    wrapped module, or the posterior itself when it is a module; [] for a bare callable."""
+    members = getattr(posterior, "members", None)
+    if isinstance(members, nn.ModuleList) and len(members) > 0:
+        return list(members)
+    fn = getattr(posterior, "fn", None)
+    if isinstance(fn, nn.Module):
+        return [fn]
+    if isinstance(posterior, nn.Module):
+        return [posterior]
+    return []
+
+
+class PassCounter:
+    """Context manager counting the passes made through ``posterior`` while it is open.
+
+    >>> with PassCounter(posterior) as count:
+    ...     maps = method.attribute(x)
+    >>> count.forward / len(x), count.backward / len(x)   # passes per image
+
+    ``available`` is False for a posterior that is a bare callable (nothing to hook);
+    its counts then stay 0.
+    """
+
+    def __init__(self, posterior: object) -> None:
+        self.networks = _networks(posterior)
+        self.available = bool(self.networks)
+        self.forward = 0.0
+        self.backward = 0.0
+        self._handles: list = []
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        share = 1.0 / len(self.networks)  # each network sees every image once per pass
+        images = inputs[0].shape[0] if inputs and isinstance(inputs[0], Tensor) else 0
+        self.forward += images * share
+        if isinstance(output, Tensor) and output.requires_grad:
+            output.register_hook(self._backward_hook(images * share))
+
+    def _backward_hook(self, images: float) -> Callable[[Tensor], None]:
+        def count(_grad: Tensor) -> None:
+            self.backward += images * _COTANGENTS[-1]
+        return count
+
+    def __enter__(self) -> PassCounter:
+        self._handles = [net.register_forward_hook(self._hook) for net in self.networks]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
