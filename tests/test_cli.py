@@ -12,6 +12,11 @@ from uattr.metrics import box_iou, find_box
 from uattr.models import TrainConfig, load_or_train_ensemble
 from uattr.uq import Ensemble
 
+RUN_METHOD_NAMES = (
+    "optimization (slic)", "optimization (pixels)", "grad", "smoothgrad",
+    "integrated gradients", "blur ig", "fullgrad", "guided backprop", "ua-backprop",
+    "occlusion", "kernelshap", "kernelshap (slic)", "lime", "lime (pixels)",
+)
 COMMON = ["--dataset", "digits", "--members", "2", "--epochs", "8"]
 
 
@@ -39,7 +44,7 @@ def test_run_writes_a_table_that_the_maps_reproduce_and_resumes(cache, tmp_path,
     assert main(args) == 0
     first = capsys.readouterr()
     rows = json.loads((out / "detection.json").read_text())
-    assert [r["method"] for r in rows] == ["optimization (slic)", "optimization (pixels)", "grad"]
+    assert [r["method"] for r in rows] == list(RUN_METHOD_NAMES)
     detection = json.loads((out / "detection_set.json").read_text())
     boxes = torch.tensor(detection["boxes"])
     for row in rows:
@@ -49,10 +54,18 @@ def test_run_writes_a_table_that_the_maps_reproduce_and_resumes(cache, tmp_path,
         assert row["ADA"] == pytest.approx(float((iou > 0.5).double().mean()))
     assert (out / "detection_examples.png").read_bytes()[:4] == b"\x89PNG"
     assert "| optimization (pixels) |" in first.out
+    runtime = {r["method"]: r for r in json.loads((out / "runtime.json").read_text())}
+    assert [runtime[m]["s/image"] for m in runtime] == [r["s/image"] for r in rows]
+    # passes per image, from the hooks: Grad is one forward and one backward pass, IG one
+    # of each per step, KernelSHAP 2000 blurred copies and the image, forward only
+    assert (runtime["grad"]["forward/image"], runtime["grad"]["backward/image"]) == (1, 1)
+    assert runtime["integrated gradients"]["backward/image"] == 100
+    assert (runtime["kernelshap"]["forward/image"], runtime["kernelshap"]["backward/image"]) \
+        == (2001, 0)
 
     assert main(args) == 0  # again: every cell is loaded, none recomputed
     second = capsys.readouterr()
-    assert second.err.count("loaded from") == 3
+    assert second.err.count("loaded from") == len(rows)
     assert json.loads((out / "detection.json").read_text()) == rows
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,13 @@ from .attribution import (
     SmoothGrad,
     UABackprop,
 )
-from .benchmarks.detection import DetectionSet, MethodSpec, build_detection_set, run_detection
+from .benchmarks.detection import (
+    DetectionSet,
+    MethodSpec,
+    build_detection_set,
+    run_detection,
+    runtime_rows,
+)
 from .metrics import find_box
 from .models import TrainConfig, load_or_train_ensemble, save_atomic
 from .runs import RunFolder, markdown_table
@@ -138,7 +145,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-RUN_METHODS = ("optimization (slic)", "optimization (pixels)", "grad")
+# The main job's size: every method costs ~11 s per image on 2 CPU cores together, so
+# 25 images keep `make run` within its 15 minutes with training included; the paper's
+# size is `uattr bench detection --n 500`.
+RUN_N = 25
+
+
+def _defaults(function) -> dict:
+    """A function's keyword defaults, so that a cell's key changes when they do."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def detection_methods(posterior: Ensemble, args: argparse.Namespace) -> dict[str, MethodSpec]:
@@ -160,7 +176,8 @@ def detection_methods(posterior: Ensemble, args: argparse.Namespace) -> dict[str
         MethodSpec("kernelshap", KernelSHAP(posterior, kind, seed=seed)),
         MethodSpec("kernelshap (slic)", KernelSHAP(posterior, kind, seed=seed), slic,
                    slic_config),
-        MethodSpec("lime", LIME(posterior, kind, seed=seed)),  # quickshift segments inside
+        MethodSpec("lime", LIME(posterior, kind, seed=seed), segment.quickshift,
+                   {"quickshift": _defaults(segment.quickshift)}),
         MethodSpec("lime (pixels)", LIME(posterior, kind, seed=seed), segment.pixels),
     ]
     return {spec.name: spec for spec in specs}
@@ -172,7 +189,7 @@ def cmd_bench_detection(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _detection(args, list(RUN_METHODS))
+    return _detection(args, None)
 
 
 def _detection(args: argparse.Namespace, names: list[str] | None) -> int:
@@ -212,6 +229,8 @@ def _detection(args: argparse.Namespace, names: list[str] | None) -> int:
                     viz.detection_grid(detection.images[examples], detection.boxes[examples],
                                        results))
     out.write_table("detection", rows)
+    runtime = runtime_rows(rows, batch_size=args.batch_size, device=args.device)
+    out.write_table("runtime", runtime)
     out.write_json("detection_set.json", {"indices": detection.indices.tolist(),
                                           "boxes": detection.boxes.tolist(),
                                           "u_clean": detection.u_clean.tolist(),
@@ -222,7 +241,11 @@ def _detection(args: argparse.Namespace, names: list[str] | None) -> int:
                                 "ensemble": info, "seconds": time.perf_counter() - start})
     print(f"\nDetection of problematic regions: {args.dataset} {args.split}, N = {args.n}, "
           f"seed {args.seed}, patch {detection.patch_size}×{detection.patch_size}, U = total\n")
-    print(markdown_table(rows))
+    print(markdown_table([{k: v for k, v in row.items() if k != "n"} for row in rows]))
+    print("\nRuntime (papers/000 Table 5): seconds and passes per image, this machine, "
+          f"batch {args.batch_size}\n")
+    print(markdown_table([{k: v for k, v in row.items() if k not in ("batch", "device")}
+                          for row in runtime]))
     removes = int((detection.patch_delta < 0).sum())
     print(f"{removes} of {args.n} patches lower the mean intensity (on MNIST: they remove "
           "strokes, which a blur cannot put back)")
@@ -255,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the main job: the detection benchmark on every method")
     _add_common(p)
     _add_method_options(p)
-    p.add_argument("--n", type=int, default=100, help="images in the benchmark (default 100)")
+    p.add_argument("--n", type=int, default=RUN_N,
+                   help=f"images in the benchmark (default {RUN_N})")
     p.add_argument("--split", default="test", choices=data.SPLITS,
                    help="split to evaluate on; tune hyper-parameters on 'valid' only")
     p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<split>-...)")

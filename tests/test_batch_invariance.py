@@ -1,0 +1,37 @@
+"""Every method of the detection table gives an image the same map whether it is explained
+alone, in a batch of 2 or in a batch of 5 (random methods: with the same per-image draws)."""
+
+import inspect
+
+import pytest
+import torch
+
+from uattr import as_posterior
+from uattr.cli import build_parser, detection_methods
+
+from ._models import tiny_cnn_members
+
+POSTERIOR = as_posterior(tiny_cnn_members(members=3, classes=4, seed=3))
+X = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(4))
+ARGS = build_parser().parse_args(["bench", "detection", "--n-segments", "8"])
+METHODS = detection_methods(POSTERIOR, ARGS)
+
+
+def explain(spec, indices):
+    x = X[indices]
+    kwargs = {"segments": spec.segmenter(x) if spec.segmenter is not None else None}
+    if "generator" in inspect.signature(spec.method.attribute).parameters:
+        kwargs["generator"] = [torch.Generator().manual_seed(100 + i) for i in indices]
+    return spec.method.attribute(x, **kwargs).detach()
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_the_map_does_not_depend_on_the_batch(name):
+    spec = METHODS[name]
+    if hasattr(spec.method, "progress"):
+        spec.method.progress = False
+    together = explain(spec, [0, 1, 2, 3, 4])
+    assert together.abs().amax((1, 2)).min() > 0  # every image gets a map that is not 0
+    for split in ([[0], [1], [2], [3], [4]], [[0, 1], [2, 3], [4]]):
+        apart = torch.cat([explain(spec, part) for part in split])
+        torch.testing.assert_close(apart, together, rtol=1e-4, atol=1e-6)
