@@ -1,0 +1,233 @@
+"""Faithfulness: does changing only the pixels a map points at remove the uncertainty?
+(papers/000 §4.2 and Table 2, papers/001 A.3; DESIGN §4.)
+
+On the N test images of highest uncertainty, every method's pixel-level map picks its
+top q% pixels, and the image is refined there only:
+
+- **gradient refinement** (q = 0.5%, 1%): Adam on those pixels alone, learning rate 0.2,
+  at most 500 steps, an image stops when its uncertainty stops falling;
+- **blurring** (q = 2%, 5%): those pixels are replaced by the blurred image.
+
+The score is the uncertainty reduction rate ``URR = 1 - U(x̃) / U(x)``, averaged over
+images (higher is better).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..attribution.perturbation import blurred_reference
+from ..data import Split
+from ..passes import PassCounter
+from ..runs import RunFolder
+from ..uq import predict_probs, uncertainty
+from .detection import MethodSpec
+
+__all__ = [
+    "BLUR_FRACTIONS",
+    "GRADIENT_FRACTIONS",
+    "RefinementResult",
+    "blur_top_pixels",
+    "most_uncertain",
+    "refine_by_gradient",
+    "run_faithfulness",
+    "top_pixel_mask",
+    "urr",
+]
+
+GRADIENT_FRACTIONS = (0.005, 0.01)
+BLUR_FRACTIONS = (0.02, 0.05)
+
+UncertaintyFn = Callable[[Tensor], Tensor]
+
+
+def most_uncertain(
+    posterior: Callable[[Tensor], Tensor],
+    split: Split,
+    n: int,
+    *,
+    kind: str = "total",
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images [N, C, H, W], indices [N], U [N])``: the ``n`` images of ``split`` with the
+    highest uncertainty of ``kind``, most uncertain first."""
+    if not 1 <= n <= len(split):
+        raise ValueError(f"n must be in [1, {len(split)}], got {n}")
+    u = uncertainty(predict_probs(posterior, split.images, device=device), kind)
+    order = torch.argsort(u, descending=True, stable=True)[:n]
+    return split.images[order], order, u[order]
+
+
+def top_pixel_mask(maps: Tensor, fraction: float) -> Tensor:
+    """``[B, H, W]`` bool: exactly ``ceil(fraction · H · W)`` pixels per image, those of
+    highest attribution (ties go to the lower flat index)."""
+    if maps.ndim != 3:
+        raise ValueError(f"maps must have shape [B, H, W], got {tuple(maps.shape)}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if not torch.isfinite(maps).all():
+        raise ValueError("maps must be finite")
+    batch, height, width = maps.shape
+    k = math.ceil(fraction * height * width - 1e-9)  # 0.02·784 is 15.68 -> 16, not 17
+    # a stable sort makes ties deterministic, so the mask never depends on the batch
+    order = torch.argsort(maps.flatten(1), dim=1, descending=True, stable=True)[:, :k]
+    mask = torch.zeros(batch, height * width, dtype=torch.bool, device=maps.device)
+    mask.scatter_(1, order, True)
+    return mask.view(batch, height, width)
+
+
+def urr(u_before: Tensor, u_after: Tensor) -> Tensor:
+    """Uncertainty reduction rate ``1 - U(x̃) / U(x)`` ``[B]``; ``U(x)`` must be > 0."""
+    if (u_before <= 0).any():
+        raise ValueError("u_before must be > 0: the URR of a certain image is undefined")
+    return 1 - u_after / u_before
+
+
+def blur_top_pixels(x: Tensor, maps: Tensor, fraction: float,
+                    blurred: Tensor | None = None) -> Tensor:
+    """``x`` with its top ``fraction`` pixels (by ``maps``) taken from ``blurred``
+    (default: the 5×5, σ = 2 blur of papers/001 A.2), all channels of a pixel together."""
+    mask = top_pixel_mask(maps, fraction)[:, None]  # [B, 1, H, W]
+    blurred = blurred_reference(x) if blurred is None else blurred
+    return torch.where(mask, blurred, x)
+
+
+@dataclass(frozen=True)
+class RefinementResult:
+    """Refined images ``[B, C, H, W]`` (the step of lowest uncertainty), their uncertainty
+    before and after ``[B]``, and the steps each image took ``[B]``."""
+
+    images: Tensor
+    u_before: Tensor
+    u_after: Tensor
+    steps: Tensor
+
+
+def refine_by_gradient(
+    uncertainty_of: UncertaintyFn,
+    x: Tensor,
+    mask: Tensor,
+    *,
+    lr: float = 0.2,
+    max_steps: int = 500,
+) -> RefinementResult:
+    """Minimise ``U`` by Adam on the pixels ``mask [B, H, W]`` marks, all channels, images
+    kept in [0, 1]; an image stops at the first step that does not lower its uncertainty,
+    and keeps its best step (papers/001 A.3).
+
+    One forward and one backward pass per step. Adam's update is elementwise, so the
+    images do not influence each other.
+    """
+    if mask.shape != (x.shape[0], *x.shape[-2:]) or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor [B, H, W] = "
+                         f"{[x.shape[0], *x.shape[-2:]]}, got {mask.dtype} {tuple(mask.shape)}")
+    x = x.detach()
+    where = mask[:, None].to(x.dtype)  # [B, 1, H, W]
+    delta = torch.zeros_like(x, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=lr)
+    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    for step in range(max_steps + 1):
+        candidate = (x + where * delta).clamp(0, 1)
+        u = uncertainty_of(candidate)  # [B]; the forward of step t scores step t - 1
+        with torch.no_grad():
+            if step == 0:
+                u_before, best_u, best_x = u.detach().clone(), u.detach().clone(), x.clone()
+            else:
+                better = active & (u < best_u)
+                best_u = torch.where(better, u, best_u)
+                best_x[better] = candidate[better]
+                steps += active.long()
+                active &= better
+        if step == max_steps or not active.any():
+            break
+        optimizer.zero_grad()
+        u.sum().backward()  # a stopped image's pixels move on, but its result is kept
+        optimizer.step()
+    return RefinementResult(best_x, u_before, best_u, steps)
+
+
+def _pixel_maps(spec: MethodSpec, images: Tensor, batch_size: int,
+                device: torch.device | str) -> Tensor:
+    maps = []
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i : i + batch_size].to(device)
+        segments = spec.segmenter(x) if spec.segmenter is not None else None
+        maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
+    return torch.cat(maps)  # [N, H, W]
+
+
+def _column(kind: str, fraction: float) -> str:
+    return f"{kind} {100 * fraction:g}%"
+
+
+def run_faithfulness(
+    images: Tensor,
+    methods: list[MethodSpec],
+    uncertainty_of: UncertaintyFn,
+    *,
+    folder: RunFolder | None = None,
+    gradient_fractions: tuple[float, ...] = GRADIENT_FRACTIONS,
+    blur_fractions: tuple[float, ...] = BLUR_FRACTIONS,
+    batch_size: int = 100,
+    device: torch.device | str = "cpu",
+    data_key: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], dict[str, Tensor]]:
+    """Score every method's pixel-level maps of ``images`` by both refinements; returns
+    ``(rows, maps by method)``. ``uncertainty_of`` is the ``U`` being refined (total in
+    the papers). With a ``folder``, each method is a cell, reused on a rerun."""
+    rows, all_maps = [], {}
+    for spec in methods:
+        config = {"method": spec.name, "repr": repr(spec.method), **(spec.config or {}),
+                  "gradient": list(gradient_fractions), "blur": list(blur_fractions),
+                  "data": data_key or {"n": len(images)}}
+        cached = folder.load_cell(f"faithfulness-{spec.name}", config) if folder else None
+        if cached is not None:
+            row, maps_array = cached
+            rows.append(row)
+            all_maps[spec.name] = torch.from_numpy(maps_array)
+            log(f"{spec.name}: loaded from {folder.path / 'cells'}")
+            continue
+        log(f"{spec.name}: attributing {len(images)} images")
+        start = time.perf_counter()
+        with PassCounter(spec.method.posterior) as passes:
+            maps = _pixel_maps(spec, images, batch_size, device)
+        seconds = (time.perf_counter() - start) / len(images)
+        row: dict = {"method": spec.name}
+        gradient_scores, blur_scores = [], []
+        for fraction in gradient_fractions:
+            scores = []
+            for i in range(0, len(images), batch_size):
+                x = images[i : i + batch_size].to(device)
+                m = maps[i : i + batch_size].to(device)
+                result = refine_by_gradient(uncertainty_of, x, top_pixel_mask(m, fraction))
+                scores.append(urr(result.u_before, result.u_after).cpu())
+            row[_column("gradient", fraction)] = float(torch.cat(scores).mean())
+            gradient_scores.append(row[_column("gradient", fraction)])
+        for fraction in blur_fractions:
+            scores = []
+            with torch.no_grad():
+                for i in range(0, len(images), batch_size):
+                    x = images[i : i + batch_size].to(device)
+                    m = maps[i : i + batch_size].to(device)
+                    after = uncertainty_of(blur_top_pixels(x, m, fraction))
+                    scores.append(urr(uncertainty_of(x), after).cpu())
+            row[_column("blur", fraction)] = float(torch.cat(scores).mean())
+            blur_scores.append(row[_column("blur", fraction)])
+        row["gradient avg"] = sum(gradient_scores) / max(1, len(gradient_scores))
+        row["blur avg"] = sum(blur_scores) / max(1, len(blur_scores))
+        row["s/image"] = seconds
+        row["forward/image"] = passes.forward / len(images) if passes.available else None
+        row["n"] = len(images)
+        if folder:
+            folder.save_cell(f"faithfulness-{spec.name}", config, row, maps.numpy())
+        rows.append(row)
+        all_maps[spec.name] = maps
+    return rows, all_maps
