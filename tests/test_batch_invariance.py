@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from uattr import as_posterior
-from uattr.cli import build_parser, detection_methods
+from uattr.cli import build_parser
+from uattr.registry import detection_methods
 
 from ._models import tiny_cnn_members
 

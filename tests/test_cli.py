@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from uattr import OptimizationUA, data, segment
+from uattr.benchmarks.faithfulness import blur_top_pixels, most_uncertain, urr
 from uattr.cli import DEFAULT_SLIC_COMPACTNESS, main
 from uattr.metrics import box_iou, find_box
 from uattr.models import TrainConfig, load_or_train_ensemble
-from uattr.uq import Ensemble
+from uattr.registry import PIXEL_METHODS
+from uattr.uq import Ensemble, uncertainty
 
 RUN_METHOD_NAMES = (
     "optimization (slic)", "optimization (pixels)", "grad", "smoothgrad",
@@ -37,9 +39,11 @@ def test_train_then_reuse_the_cached_ensemble(cache, capsys):
     assert accuracy > 0.8  # 1078 training digits: far better than chance (0.1)
 
 
-def test_run_writes_a_table_that_the_maps_reproduce_and_resumes(cache, tmp_path, capsys):
+def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, tmp_path,
+                                                                         capsys):
     out = tmp_path / "run"
-    args = ["run", *COMMON, "--cache-dir", cache, "--n", "12", "--out", str(out),
+    args = ["run", *COMMON, "--cache-dir", cache, "--n-detection", "12",
+            "--n-faithfulness", "4", "--n-blur-test", "4", "--out", str(out),
             "--n-segments", "6"]
     assert main(args) == 0
     first = capsys.readouterr()
@@ -52,7 +56,6 @@ def test_run_writes_a_table_that_the_maps_reproduce_and_resumes(cache, tmp_path,
         iou = box_iou(find_box(maps, int(boxes[0, 2])), boxes)
         assert row["IoU"] == pytest.approx(float(iou.mean()))
         assert row["ADA"] == pytest.approx(float((iou > 0.5).double().mean()))
-    assert (out / "detection_examples.png").read_bytes()[:4] == b"\x89PNG"
     assert "| optimization (pixels) |" in first.out
     runtime = {r["method"]: r for r in json.loads((out / "runtime.json").read_text())}
     assert [runtime[m]["s/image"] for m in runtime] == [r["s/image"] for r in rows]
@@ -63,10 +66,35 @@ def test_run_writes_a_table_that_the_maps_reproduce_and_resumes(cache, tmp_path,
     assert (runtime["kernelshap"]["forward/image"], runtime["kernelshap"]["backward/image"]) \
         == (2001, 0)
 
+    # faithfulness: the blur columns follow from the stored maps of the 4 most uncertain
+    test = data.load("digits", "test")
+    members, _ = load_or_train_ensemble("digits", data.load("digits", "train"), test,
+                                        members=2, cache=cache, config=TrainConfig(epochs=8))
+    posterior = Ensemble(members)
+    images, _, _ = most_uncertain(posterior, test, 4)
+    faithful = json.loads((out / "faithfulness.json").read_text())
+    assert [r["method"] for r in faithful] == list(PIXEL_METHODS)
+    for row in faithful:
+        maps = torch.from_numpy(np.load(out / "cells" / f"faithfulness-{row['method']}.npy"))
+        with torch.no_grad():
+            u = uncertainty(posterior(images), "total")
+            after = uncertainty(posterior(blur_top_pixels(images, maps, 0.05)), "total")
+        assert row["blur 5%"] == pytest.approx(float(urr(u, after).mean()), abs=1e-6)
+    blur = json.loads((out / "blur_test.json").read_text())
+    assert [r["method"] for r in blur] == list(PIXEL_METHODS)
+    report = (out / "report.md").read_text()
+    for heading in ("## Detection", "## Faithfulness", "## Blurring test"):
+        assert heading in report
+    for figure in ("detection_examples.png", "faithfulness_maps.png", "blur_test_curves.png"):
+        assert f"]({figure})" in report
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG"
+
     assert main(args) == 0  # again: every cell is loaded, none recomputed
     second = capsys.readouterr()
-    assert second.err.count("loaded from") == len(rows)
+    assert second.err.count("loaded from") == len(rows) + 2 * len(PIXEL_METHODS)
+    assert "attributing" not in second.err
     assert json.loads((out / "detection.json").read_text()) == rows
+    assert json.loads((out / "faithfulness.json").read_text()) == faithful
 
 
 def test_explain_writes_the_maps_of_the_library_call(cache, tmp_path):
@@ -87,19 +115,19 @@ def test_explain_writes_the_maps_of_the_library_call(cache, tmp_path):
 def test_bad_arguments_give_a_clear_error(cache, capsys):
     assert main(["explain", *COMMON, "--cache-dir", cache, "--indices", "100000"]) == 2
     assert "--indices must lie in" in capsys.readouterr().err
-    assert main(["run", *COMMON, "--cache-dir", cache, "--n", "0"]) == 2
+    assert main(["run", *COMMON, "--cache-dir", cache, "--n-detection", "0"]) == 2
     assert "n must be in" in capsys.readouterr().err
 
 
 def test_bench_detection_runs_the_chosen_methods_and_reuses_run_cells(cache, tmp_path, capsys):
     out = tmp_path / "bench"
     common = [*COMMON, "--cache-dir", cache, "--n", "10", "--out", str(out)]
-    assert main(["run", *common, "--n-segments", "6"]) == 0
+    assert main(["bench", "detection", *common, "--n-segments", "6", "--methods", "grad"]) == 0
     capsys.readouterr()
     methods = ["grad", "occlusion", "ua-backprop", "kernelshap (slic)"]
     assert main(["bench", "detection", *common, "--n-segments", "6", "--methods", *methods]) == 0
     err = capsys.readouterr().err
-    assert "grad: loaded from" in err  # computed by `run` into the same folder
+    assert "grad: loaded from" in err  # computed by the first command into the same folder
     rows = json.loads((out / "detection.json").read_text())
     assert [r["method"] for r in rows] == methods
     boxes = torch.tensor(json.loads((out / "detection_set.json").read_text())["boxes"])

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-__all__ = ["detection_grid", "explanation_grid"]
+__all__ = ["detection_grid", "explanation_grid", "maps_grid", "urr_curves"]
 
 
 def _image(x: Tensor) -> np.ndarray:
@@ -95,5 +95,41 @@ def detection_grid(
             if i == 0:
                 ax.set_title(name, fontsize=8)
     axes[0, 0].set_title("corrupted image", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def maps_grid(images: Tensor, maps: Mapping[str, Tensor], *, titles: list[str] | None = None
+              ) -> Figure:
+    """One row per image: the image, then each method's map ``[B, H, W]``."""
+    n = images.shape[0]
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
+    for i in range(n):
+        _show(axes[i, 0], images[i])
+        if titles:
+            axes[i, 0].set_title(titles[i], fontsize=8)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            ax = axes[i, j]
+            ax.imshow(m[i].detach().cpu().numpy(), cmap="inferno")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def urr_curves(curves: Mapping[str, tuple[Tensor, Tensor]], *, title: str = "") -> Figure:
+    """Median URR against the share of pixels blurred, one line per method
+    (``curves[name] = (fractions [T+1], median URR [T+1])``)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (fractions, urr) in curves.items():
+        ax.plot(100 * fractions.numpy(), urr.numpy(), label=name, linewidth=1.4)
+    ax.set_xlabel("pixels blurred (% of the image, in order of attribution)")
+    ax.set_ylabel("median URR (higher is better)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

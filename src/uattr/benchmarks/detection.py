@@ -22,6 +22,7 @@ from ..metrics import ada, box_iou, find_box
 from ..passes import PassCounter
 from ..runs import RunFolder
 from ..uq import predict_probs, uncertainty
+from .paper_numbers import SECONDS_C10
 
 __all__ = ["DetectionSet", "MethodSpec", "build_detection_set", "run_detection", "runtime_rows"]
 
@@ -147,15 +148,6 @@ def run_detection(
     return rows, all_maps
 
 
-# papers/000 Table 5, CIFAR-10 column: seconds to attribute one 32×32 image on the paper's
-# GPU ("Ours" and "KernelSHAP + SAM" use SAM segments, for which slic stands in here).
-PAPER_SECONDS_C10 = {
-    "grad": 0.02, "smoothgrad": 2.10, "integrated gradients": 2.14, "ua-backprop": 0.26,
-    "kernelshap": 1.63, "kernelshap (slic)": 1.08, "lime": 1.16, "occlusion": 0.15,
-    "optimization (slic)": 1.54,
-}
-
-
 def runtime_rows(rows: list[dict], *, batch_size: int, device: str) -> list[dict]:
     """The runtime table (papers/000 Table 5) from the detection rows: seconds and passes
     per image of every method, measured on the same images, machine and batch size."""
@@ -163,6 +155,6 @@ def runtime_rows(rows: list[dict], *, batch_size: int, device: str) -> list[dict
     return [{"method": row["method"], "s/image": row["s/image"],
              "forward/image": row.get("forward/image"),
              "backward/image": row.get("backward/image"),
-             "papers/000 C10 s/image": PAPER_SECONDS_C10.get(row["method"]),
+             "s/image, papers/000 C10": SECONDS_C10.get(row["method"]),
              "batch": batch_size, "device": f"{device} ({threads} threads)"}
             for row in rows]

@@ -1,0 +1,95 @@
+"""Every method of the benchmarks, configured from the command line's arguments.
+
+One place names the rows of the papers' tables, so that ``uattr run`` and every
+``uattr bench`` command build the same methods and share cells in a run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable
+
+from torch import Tensor
+
+from . import segment
+from .attribution import (
+    LIME,
+    BlurIG,
+    FullGrad,
+    Grad,
+    GuidedBackprop,
+    IntegratedGradients,
+    KernelSHAP,
+    Occlusion,
+    OptimizationUA,
+    SmoothGrad,
+    UABackprop,
+)
+from .benchmarks.detection import MethodSpec
+from .uq import Posterior
+
+__all__ = ["PIXEL_METHODS", "detection_methods", "optimization", "pixel_methods", "segmenter"]
+
+# The rows of the faithfulness and blurring tests: every method at the pixel level
+# (papers/001 A.3: the optimization-based method and LIME in their pixel versions).
+PIXEL_METHODS = (
+    "optimization (pixels)", "grad", "smoothgrad", "integrated gradients", "blur ig",
+    "fullgrad", "guided backprop", "ua-backprop", "occlusion", "kernelshap", "lime (pixels)",
+)
+
+
+def segmenter(name: str, args: argparse.Namespace) -> Callable[[Tensor], Tensor] | None:
+    """The segmenter a command asked for, or ``None`` for pixel mode."""
+    if name == "pixels":
+        return None
+    if name == "slic":
+        return lambda x: segment.slic(x, n_segments=args.n_segments,
+                                      compactness=args.compactness)
+    return segment.get_segmenter(name)
+
+
+def optimization(posterior: Posterior, args: argparse.Namespace, **overrides) -> OptimizationUA:
+    """The optimization-based method with the command's λ, τ, σ0, seed and uncertainty."""
+    settings = {"uncertainty": args.uncertainty, "lam": args.lam, "tau": args.tau,
+                "sigma_init": args.sigma_init, "seed": args.seed, "progress": True,
+                **overrides}
+    return OptimizationUA(posterior, **settings)
+
+
+def _defaults(function: Callable) -> dict:
+    """A function's keyword defaults, so that a cell's key changes when they do."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def detection_methods(posterior: Posterior, args: argparse.Namespace) -> dict[str, MethodSpec]:
+    """Every method of the detection table, configured by the command's arguments."""
+    slic = segmenter("slic", args)
+    slic_config = {"n_segments": args.n_segments, "compactness": args.compactness}
+    kind, seed = args.uncertainty, args.seed
+    specs = [
+        MethodSpec("optimization (slic)", optimization(posterior, args), slic, slic_config),
+        MethodSpec("optimization (pixels)", optimization(posterior, args)),
+        MethodSpec("grad", Grad(posterior, kind)),
+        MethodSpec("smoothgrad", SmoothGrad(posterior, kind, seed=seed)),
+        MethodSpec("integrated gradients", IntegratedGradients(posterior, kind)),
+        MethodSpec("blur ig", BlurIG(posterior, kind)),
+        MethodSpec("fullgrad", FullGrad(posterior, kind)),
+        MethodSpec("guided backprop", GuidedBackprop(posterior, kind)),
+        MethodSpec("ua-backprop", UABackprop(posterior, kind)),
+        MethodSpec("occlusion", Occlusion(posterior, kind)),
+        MethodSpec("kernelshap", KernelSHAP(posterior, kind, seed=seed)),
+        MethodSpec("kernelshap (slic)", KernelSHAP(posterior, kind, seed=seed), slic,
+                   slic_config),
+        MethodSpec("lime", LIME(posterior, kind, seed=seed), segment.quickshift,
+                   {"quickshift": _defaults(segment.quickshift)}),
+        MethodSpec("lime (pixels)", LIME(posterior, kind, seed=seed), segment.pixels),
+    ]
+    return {spec.name: spec for spec in specs}
+
+
+def pixel_methods(posterior: Posterior, args: argparse.Namespace) -> dict[str, MethodSpec]:
+    """The pixel-level rows of the faithfulness and blurring tests."""
+    every = detection_methods(posterior, args)
+    return {name: every[name] for name in PIXEL_METHODS}
