@@ -136,3 +136,29 @@ def test_bench_detection_runs_the_chosen_methods_and_reuses_run_cells(cache, tmp
         assert row["IoU"] == pytest.approx(float(box_iou(find_box(maps, 2), boxes).mean()))
     assert main(["bench", "detection", *common, "--methods", "sam"]) == 2
     assert "unknown ['sam']" in capsys.readouterr().err
+
+
+def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, capsys):
+    out = tmp_path / "studies"
+    common = [*COMMON, "--cache-dir", cache, "--n", "6", "--n-segments", "6", "--out", str(out)]
+    assert main(["bench", "detection", *common, "--methods", "optimization (slic)"]) == 0
+    assert main(["bench", "faithfulness", *common, "--methods", "optimization (pixels)"]) == 0
+    for study in ("ablation", "sensitivity", "convergence"):
+        assert main(["bench", study, *common]) == 0
+    capsys.readouterr()
+    read = lambda name: {r.get("method", r.get("mode")): r  # noqa: E731
+                         for r in json.loads((out / f"{name}.json").read_text())}
+    full = read("detection")["optimization (slic)"]
+    # the full method of the ablation and λ = 3, τ = 0.1 of the sensitivity grid are the
+    # default method: seeded, so the same maps and the same IoU
+    assert read("ablation_detection")["Eq. (3) + segments + LP + Gumbel"]["IoU"] == full["IoU"]
+    assert read("sensitivity")["λ = 3, τ = 0.1"]["IoU"] == full["IoU"]
+    assert len(read("sensitivity")) == 6
+    pixels = read("faithfulness")["optimization (pixels)"]
+    assert read("ablation_faithfulness")["+ LP + Gumbel"]["blur 5%"] == pixels["blur 5%"]
+    steps = np.load(out / "cells" / "convergence-pixels.npy")
+    row = read("convergence")["pixels"]
+    assert row["mean steps"] == pytest.approx(steps.mean())
+    assert row["share at the limit"] == pytest.approx((steps >= 500).mean())
+    assert main(["bench", "sensitivity", *common]) == 0  # resumed: nothing recomputed
+    assert "attributing" not in capsys.readouterr().err

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from . import data, jobs, segment, viz
+from . import data, jobs, segment, studies, viz
 from .attribution import Grad
 from .registry import optimization, segmenter
 from .runs import RunFolder, markdown_table
@@ -130,8 +130,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         section = jobs.detection(job, args.n, _names(args))
     elif args.benchmark == "faithfulness":
         section = jobs.faithfulness(job, args.n, _names(args))
-    else:
+    elif args.benchmark == "blur-test":
         section = jobs.blur_test(job, args.n, args.blur_uncertainty, _names(args))
+    else:
+        section = getattr(studies, args.benchmark)(job, args.n)
     report = jobs.write_report(job, [section])
     print(f"\nreport: {report}")
     return 0
@@ -185,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(papers/000 Table 2)",
         "blur-test": "URR curves, MURR and AUC-URR of blurring in attribution order "
                      "(papers/002 Table 1)",
+        "ablation": "the optimization-based method's components, on detection and "
+                    "faithfulness (papers/000 Table 3, papers/001 Table 7)",
+        "sensitivity": "detection over λ × τ (papers/000 Table 4)",
+        "convergence": "steps to converge, pixels vs segments (papers/001 Table 9)",
     }
     for name, text in helps.items():
         p = bench.add_parser(name, help=text)
@@ -194,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
             _add_blur_kind(p)
         p.add_argument("--n", type=int, default=500, help="images (default 500, the papers')")
         p.add_argument("--split", default="test", choices=data.SPLITS)
-        p.add_argument("--methods", nargs="+", default=["all"],
-                       help="method names (see the table), or 'all'")
+        if name in ("detection", "faithfulness", "blur-test"):
+            p.add_argument("--methods", nargs="+", default=["all"],
+                           help="method names (see the table), or 'all'")
         p.add_argument("--out", default=None,
                        help="run folder (default runs/<dataset>-<split>-n<N>-seed<seed>)")
         p.set_defaults(func=cmd_bench)

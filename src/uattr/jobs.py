@@ -28,8 +28,8 @@ from .registry import detection_methods, pixel_methods
 from .runs import RunFolder, markdown_table
 from .uq import Ensemble, uncertainty
 
-__all__ = ["Job", "Section", "blur_test", "detection", "faithfulness", "open_job",
-           "write_report"]
+__all__ = ["Job", "Section", "blur_test", "detection", "detection_images", "faithfulness",
+           "open_job", "write_report"]
 
 
 def log(message: str) -> None:
@@ -89,23 +89,29 @@ def _print_table(title: str, rows: list[dict]) -> None:
 
 
 # ----------------------------------------------------------------------------- detection
-def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
-    """papers/000 Table 1 / papers/001 Table 6, and the runtime table (Table 5)."""
-    args, out = job.args, job.out
-    evaluated = data.load(args.dataset, args.split, root=args.data_dir)
-    donors = data.load(args.dataset, "train", root=args.data_dir)
-    # The set is a function of the cached ensemble and the data alone: keep it beside the
-    # ensemble, so that a rerun with the ensemble cached skips 20 000 forward passes.
+def detection_images(job: Job, n: int) -> DetectionSet:
+    """The detection set of ``n`` corrupted images, built once and cached beside the
+    ensemble it was built with (it depends on nothing else: a rerun skips 20 000
+    forward passes)."""
+    args = job.args
     set_path = Path(job.info["cache"]) / (f"detection-{args.members}members-{args.split}-"
                                           f"n{n}-seed{args.seed}.pt")
     if set_path.exists():
-        detection_set = DetectionSet(**torch.load(set_path))
-    else:
-        log(f"building the detection set: the {n} most affected of {len(evaluated)} "
-            f"{args.split} images")
-        detection_set = build_detection_set(job.posterior, evaluated, donors, n=n,
-                                            seed=args.seed, device=args.device)
-        save_atomic(dataclasses.asdict(detection_set), set_path)
+        return DetectionSet(**torch.load(set_path))
+    evaluated = data.load(args.dataset, args.split, root=args.data_dir)
+    donors = data.load(args.dataset, "train", root=args.data_dir)
+    log(f"building the detection set: the {n} most affected of {len(evaluated)} "
+        f"{args.split} images")
+    detection_set = build_detection_set(job.posterior, evaluated, donors, n=n,
+                                        seed=args.seed, device=args.device)
+    save_atomic(dataclasses.asdict(detection_set), set_path)
+    return detection_set
+
+
+def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
+    """papers/000 Table 1 / papers/001 Table 6, and the runtime table (Table 5)."""
+    args, out = job.args, job.out
+    detection_set = detection_images(job, n)
     methods = _choose(detection_methods(job.posterior, args), names, "detection")
     rows, maps = run_detection(detection_set, methods, folder=out, batch_size=args.batch_size,
                                device=args.device, log=log)
