@@ -23,8 +23,7 @@ from torch import Tensor
 from ..attribution.perturbation import blurred_reference
 from ..passes import PassCounter
 from ..runs import RunFolder
-from .detection import MethodSpec
-from .faithfulness import _pixel_maps
+from .detection import MethodSpec, attribute_in_batches
 
 __all__ = ["BLUR_TEST_BUDGETS", "blur_curves", "curve_scores", "run_blur_test"]
 
@@ -119,7 +118,7 @@ def run_blur_test(
             log(f"{spec.name}: attributing {len(images)} images")
             start = time.perf_counter()
             with PassCounter(spec.method.posterior) as passes:
-                maps = _pixel_maps(spec, images, batch_size, device)
+                maps = attribute_in_batches(spec, images, batch_size, device)
             seconds = (time.perf_counter() - start) / len(images)
             row = {"method": spec.name}
             for budget in budgets:

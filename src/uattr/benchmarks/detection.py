@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..attribution.base import UncertaintyAttribution
 from ..data import Split, default_patch_size, patch_swap
@@ -24,7 +25,8 @@ from ..runs import RunFolder
 from ..uq import predict_probs, uncertainty
 from .paper_numbers import SECONDS_C10
 
-__all__ = ["DetectionSet", "MethodSpec", "build_detection_set", "run_detection", "runtime_rows"]
+__all__ = ["DetectionSet", "MethodSpec", "attribute_in_batches", "build_detection_set",
+           "run_detection", "runtime_rows"]
 
 Segmenter = Callable[[Tensor], Tensor]
 
@@ -87,13 +89,18 @@ def build_detection_set(
                         u_corrupted[order], delta)
 
 
-def _attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
-                          device: torch.device | str) -> Tensor:
+def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
+                         device: torch.device | str) -> Tensor:
+    """``[N, H, W]``: the method's maps of ``images`` (segmented first when the row has a
+    segmenter), ``batch_size`` images at a time, with a progress bar over images."""
     maps = []
-    for i in range(0, images.shape[0], batch_size):
-        x = images[i : i + batch_size].to(device)
-        segments = spec.segmenter(x) if spec.segmenter is not None else None
-        maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
+    with tqdm(total=len(images), desc=spec.name, unit="image", leave=False,
+              disable=len(images) <= batch_size) as bar:
+        for i in range(0, images.shape[0], batch_size):
+            x = images[i : i + batch_size].to(device)
+            segments = spec.segmenter(x) if spec.segmenter is not None else None
+            maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
+            bar.update(len(x))
     return torch.cat(maps)  # [N, H, W]
 
 
@@ -127,7 +134,7 @@ def run_detection(
             log(f"{spec.name}: attributing {len(detection.images)} images")
             start = time.perf_counter()
             with PassCounter(spec.method.posterior) as passes:
-                maps = _attribute_in_batches(spec, detection.images, batch_size, device)
+                maps = attribute_in_batches(spec, detection.images, batch_size, device)
             n = len(detection.images)
             seconds = (time.perf_counter() - start) / n
             found = find_box(maps, detection.patch_size)

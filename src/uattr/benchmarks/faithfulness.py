@@ -27,7 +27,7 @@ from ..data import Split
 from ..passes import PassCounter
 from ..runs import RunFolder
 from ..uq import predict_probs, uncertainty
-from .detection import MethodSpec
+from .detection import MethodSpec, attribute_in_batches
 
 __all__ = [
     "BLUR_FRACTIONS",
@@ -153,16 +153,6 @@ def refine_by_gradient(
     return RefinementResult(best_x, u_before, best_u, steps)
 
 
-def _pixel_maps(spec: MethodSpec, images: Tensor, batch_size: int,
-                device: torch.device | str) -> Tensor:
-    maps = []
-    for i in range(0, images.shape[0], batch_size):
-        x = images[i : i + batch_size].to(device)
-        segments = spec.segmenter(x) if spec.segmenter is not None else None
-        maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
-    return torch.cat(maps)  # [N, H, W]
-
-
 def _column(kind: str, fraction: float) -> str:
     return f"{kind} {100 * fraction:g}%"
 
@@ -198,7 +188,7 @@ def run_faithfulness(
         log(f"{spec.name}: attributing {len(images)} images")
         start = time.perf_counter()
         with PassCounter(spec.method.posterior) as passes:
-            maps = _pixel_maps(spec, images, batch_size, device)
+            maps = attribute_in_batches(spec, images, batch_size, device)
         seconds = (time.perf_counter() - start) / len(images)
         row: dict = {"method": spec.name}
         gradient_scores, blur_scores = [], []
