@@ -162,3 +162,28 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     assert row["share at the limit"] == pytest.approx((steps >= 500).mean())
     assert main(["bench", "sensitivity", *common]) == 0  # resumed: nothing recomputed
     assert "attributing" not in capsys.readouterr().err
+
+
+def test_a_resumed_benchmark_gives_the_table_of_an_uninterrupted_one(cache, tmp_path, capsys):
+    common = [*COMMON, "--cache-dir", cache, "--n", "5"]
+    resumed, straight = tmp_path / "resumed", tmp_path / "straight"
+    methods = ["grad", "occlusion", "smoothgrad"]
+    # stopped after its first method, then run again with all three
+    assert main(["bench", "faithfulness", *common, "--out", str(resumed),
+                 "--methods", "grad"]) == 0
+    capsys.readouterr()
+    assert main(["bench", "faithfulness", *common, "--out", str(resumed),
+                 "--methods", *methods]) == 0
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert any(line.startswith("grad: loaded from") for line in lines)
+    assert not any(line.startswith("grad: attributing") for line in lines)
+    assert main(["bench", "faithfulness", *common, "--out", str(straight),
+                 "--methods", *methods]) == 0
+    timing = ("s/image",)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing}  # noqa: E731
+                          for r in rows]
+    first = json.loads((resumed / "faithfulness.json").read_text())
+    second = json.loads((straight / "faithfulness.json").read_text())
+    assert strip(first) == strip(second)
+    assert [r["method"] for r in first] == methods
