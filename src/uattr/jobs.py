@@ -24,7 +24,7 @@ from .benchmarks.faithfulness import most_uncertain, run_faithfulness
 from .benchmarks.paper_numbers import BLUR_TEST_MNIST, DETECTION_C10, FAITHFULNESS_C10, beside
 from .metrics import find_box
 from .models import TrainConfig, load_or_train_ensemble, save_atomic
-from .registry import detection_methods, pixel_methods
+from .registry import detection_methods, family_means, pixel_methods
 from .runs import RunFolder, markdown_table
 from .uq import Ensemble, uncertainty
 
@@ -123,6 +123,8 @@ def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
                                        detection_set.boxes[examples], results))
     rows = beside(rows, DETECTION_C10, ("IoU", "ADA"))
     out.write_table("detection", rows)
+    families = family_means(rows, ("IoU", "ADA"))
+    out.write_table("detection_families", families)
     runtime = runtime_rows(rows, batch_size=args.batch_size, device=args.device)
     out.write_table("runtime", runtime)
     out.write_json("detection_set.json", {
@@ -137,11 +139,14 @@ def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
             "MNIST they erase strokes, which a blur cannot put back). The paper's columns "
             "are CIFAR-10 (papers/000 Table 1; SAM segments where ours use slic).")
     _print_table(f"Detection of problematic regions: {text}", rows)
+    _print_table("Mean of each family (papers/000 §4.1: perturbation-based methods generally "
+                 "beat gradient-based ones)", families)
     _print_table(f"Runtime (papers/000 Table 5): this machine, batch {args.batch_size}",
                  [{k: v for k, v in r.items() if k not in ("batch", "device")}
                   for r in runtime])
     return Section("Detection of problematic regions", text,
-                   [("detection", rows), ("runtime: seconds and passes per image", runtime)],
+                   [("detection", rows), ("mean of each family", families),
+                    ("runtime: seconds and passes per image", runtime)],
                    ["detection_examples.png"])
 
 
@@ -160,6 +165,8 @@ def faithfulness(job: Job, n: int, names: list[str] | None = None) -> Section:
     rows = beside(rows, FAITHFULNESS_C10,
                   ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"))
     out.write_table("faithfulness", rows)
+    families = family_means(rows, ("gradient avg", "blur avg"))
+    out.write_table("faithfulness_families", families)
     shown = slice(0, min(6, n))
     titles = [f"#{i} U={v:.2f}" for i, v in zip(indices[shown].tolist(), u[shown].tolist(),
                                                  strict=True)]
@@ -172,7 +179,10 @@ def faithfulness(job: Job, n: int, names: list[str] | None = None) -> Section:
             "pixels replaced by the 5×5, σ = 2 blur. The paper's columns are CIFAR-10 "
             "(papers/000 Table 2).")
     _print_table(f"Faithfulness: {text}", rows)
-    return Section("Faithfulness", text, [("faithfulness", rows)], ["faithfulness_maps.png"])
+    _print_table("Mean of each family", families)
+    return Section("Faithfulness", text,
+                   [("faithfulness", rows), ("mean of each family", families)],
+                   ["faithfulness_maps.png"])
 
 
 # ---------------------------------------------------------------------------- blur test

@@ -29,7 +29,8 @@ from .attribution import (
 from .benchmarks.detection import MethodSpec
 from .uq import Posterior
 
-__all__ = ["PIXEL_METHODS", "detection_methods", "optimization", "pixel_methods", "segmenter"]
+__all__ = ["FAMILIES", "PIXEL_METHODS", "detection_methods", "family_means", "optimization",
+           "pixel_methods", "segmenter"]
 
 # The rows of the faithfulness and blurring tests: every method at the pixel level
 # (papers/001 A.3: the optimization-based method and LIME in their pixel versions).
@@ -37,6 +38,27 @@ PIXEL_METHODS = (
     "optimization (pixels)", "grad", "smoothgrad", "integrated gradients", "blur ig",
     "fullgrad", "guided backprop", "ua-backprop", "occlusion", "kernelshap", "lime (pixels)",
 )
+
+
+# The papers' grouping (papers/000 §4.1): UA-Backprop propagates gradients, so it counts
+# with the gradient-based methods.
+FAMILIES = {
+    "optimization": ("optimization (slic)", "optimization (pixels)"),
+    "gradient": ("grad", "smoothgrad", "integrated gradients", "blur ig", "fullgrad",
+                 "guided backprop", "ua-backprop"),
+    "perturbation": ("occlusion", "kernelshap", "kernelshap (slic)", "lime", "lime (pixels)"),
+}
+
+
+def family_means(rows: list[dict], columns: tuple[str, ...]) -> list[dict]:
+    """Mean of ``columns`` over the rows of each family present in ``rows``."""
+    out = []
+    for family, names in FAMILIES.items():
+        present = [row for row in rows if row["method"] in names]
+        if present:
+            out.append({"family": family, "methods": len(present),
+                        **{c: sum(row[c] for row in present) / len(present) for c in columns}})
+    return out
 
 
 def segmenter(name: str, args: argparse.Namespace) -> Callable[[Tensor], Tensor] | None:
