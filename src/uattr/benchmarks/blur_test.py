@@ -109,7 +109,8 @@ def run_blur_test(
     largest = max(budgets)
     for spec in methods:
         config = {"method": spec.name, "repr": repr(spec.method), **(spec.config or {}),
-                  "budgets": list(budgets), "data": data_key or {"n": len(images)}}
+                  "budgets": list(budgets), "steps": MAX_STEPS,
+                  "blurred": "gaussian 5x5, sigma 2", "data": data_key or {"n": len(images)}}
         cached = folder.load_cell(f"blur-test-{spec.name}", config) if folder else None
         if cached is not None:
             row, median_curve = cached

@@ -165,6 +165,8 @@ def run_faithfulness(
     folder: RunFolder | None = None,
     gradient_fractions: tuple[float, ...] = GRADIENT_FRACTIONS,
     blur_fractions: tuple[float, ...] = BLUR_FRACTIONS,
+    lr: float = 0.2,
+    max_steps: int = 500,
     batch_size: int = 100,
     device: torch.device | str = "cpu",
     data_key: dict | None = None,
@@ -177,7 +179,11 @@ def run_faithfulness(
     for spec in methods:
         config = {"method": spec.name, "repr": repr(spec.method), **(spec.config or {}),
                   "gradient": list(gradient_fractions), "blur": list(blur_fractions),
-                  "data": data_key or {"n": len(images)}}
+                  # how the refinements work is part of the key: a changed rule must not
+                  # reuse cells made by the old one
+                  "refinement": {"lr": lr, "max_steps": max_steps,
+                                 "stop": "first step that does not lower U"},
+                  "blurred": "gaussian 5x5, sigma 2", "data": data_key or {"n": len(images)}}
         cached = folder.load_cell(f"faithfulness-{spec.name}", config) if folder else None
         if cached is not None:
             row, maps_array = cached
@@ -197,7 +203,8 @@ def run_faithfulness(
             for i in range(0, len(images), batch_size):
                 x = images[i : i + batch_size].to(device)
                 m = maps[i : i + batch_size].to(device)
-                result = refine_by_gradient(uncertainty_of, x, top_pixel_mask(m, fraction))
+                result = refine_by_gradient(uncertainty_of, x, top_pixel_mask(m, fraction),
+                                            lr=lr, max_steps=max_steps)
                 scores.append(urr(result.u_before, result.u_after).cpu())
             row[_column("gradient", fraction)] = float(torch.cat(scores).mean())
             gradient_scores.append(row[_column("gradient", fraction)])
