@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..attribution.perturbation import blurred_reference
 from ..data import Split
@@ -198,6 +199,8 @@ def run_faithfulness(
         seconds = (time.perf_counter() - start) / len(images)
         row: dict = {"method": spec.name}
         gradient_scores, blur_scores = [], []
+        bar = tqdm(total=len(gradient_fractions) * len(images), desc=f"{spec.name}: refining",
+                   unit="image", leave=False, disable=len(images) <= batch_size)
         for fraction in gradient_fractions:
             scores = []
             for i in range(0, len(images), batch_size):
@@ -206,8 +209,10 @@ def run_faithfulness(
                 result = refine_by_gradient(uncertainty_of, x, top_pixel_mask(m, fraction),
                                             lr=lr, max_steps=max_steps)
                 scores.append(urr(result.u_before, result.u_after).cpu())
+                bar.update(len(x))
             row[_column("gradient", fraction)] = float(torch.cat(scores).mean())
             gradient_scores.append(row[_column("gradient", fraction)])
+        bar.close()
         for fraction in blur_fractions:
             scores = []
             with torch.no_grad():
