@@ -162,6 +162,10 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     assert row["share at the limit"] == pytest.approx((steps >= 500).mean())
     assert main(["bench", "sensitivity", *common]) == 0  # resumed: nothing recomputed
     assert "attributing" not in capsys.readouterr().err
+    # benchmarks sharing a folder keep one report each
+    assert "## Detection" in (out / "report-detection.md").read_text()
+    assert "## Sensitivity" in (out / "report-sensitivity.md").read_text()
+    assert "## Ablation" in (out / "report-ablation.md").read_text()
 
 
 def test_a_resumed_benchmark_gives_the_table_of_an_uninterrupted_one(cache, tmp_path, capsys):

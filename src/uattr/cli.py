@@ -134,7 +134,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         section = jobs.blur_test(job, args.n, args.blur_uncertainty, _names(args))
     else:
         section = getattr(studies, args.benchmark)(job, args.n)
-    report = jobs.write_report(job, [section])
+    report = jobs.write_report(job, [section], f"report-{args.benchmark}.md")
     print(f"\nreport: {report}")
     return 0
 

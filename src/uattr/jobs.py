@@ -212,8 +212,10 @@ def blur_test(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
 
 
 # ------------------------------------------------------------------------------- report
-def write_report(job: Job, sections: list[Section]) -> Path:
-    """``report.md``: the ensemble, then every section's tables and figures."""
+def write_report(job: Job, sections: list[Section], name: str = "report.md") -> Path:
+    """``name`` (``report.md`` for the main job, ``report-<benchmark>.md`` for one
+    benchmark, so that benchmarks sharing a folder keep their reports): the ensemble,
+    then every section's tables and figures."""
     info = job.info
     accs = ", ".join(f"{a:.4f}" for a in info["member_accuracy"])
     lines = ["# uattr report", "",
@@ -228,7 +230,7 @@ def write_report(job: Job, sections: list[Section]) -> Path:
                       ""]
         lines += [f"![{name}]({name})" for name in section.figures] + [""]
     lines.append(f"Seconds for this run: {time.perf_counter() - job.start:.0f}.")
-    path = job.out.write_text("report.md", "\n".join(lines) + "\n")
+    path = job.out.write_text(name, "\n".join(lines) + "\n")
     settings = {k: v for k, v in vars(job.args).items() if not callable(v)}
     job.out.write_json("run.json", {"command": " ".join(sys.argv), **settings,
                                     "ensemble": info,
