@@ -66,7 +66,7 @@ def test_gradient_refinement_changes_no_pixel_outside_the_mask():
 
 def test_refining_the_one_pixel_that_matters_removes_the_uncertainty():
     # U depends on x[3, 4] = s alone: logits [6(1 - s), 0], from U = 0.65 at s = 0.9 down
-    # to U = 0.017 at s = 0 (the refinement keeps images in [0, 1])
+    # to U = 0.017 at s = 0, the floor when images are kept in [0, 1]
     posterior = SpotPosterior((3, 4), kappa=6.0)
     x = torch.full((2, 1, 8, 8), 0.5)
     x[:, 0, 3, 4] = 0.9
@@ -75,9 +75,13 @@ def test_refining_the_one_pixel_that_matters_removes_the_uncertainty():
     right[:, 3, 4] = True
     wrong = torch.zeros(2, 8, 8, dtype=torch.bool)
     wrong[:, 0, 0] = True
-    good = refine_by_gradient(u, x, right, max_steps=300)
+    good = refine_by_gradient(u, x, right, max_steps=300, clamp=True)
     assert (urr(good.u_before, good.u_after) > 0.95).all()
     assert good.images[:, 0, 3, 4].tolist() == [0.0, 0.0]
+    # unclamped (the papers' update), the pixel goes on below 0 and U falls further
+    free = refine_by_gradient(u, x, right, max_steps=300)
+    assert (free.images[:, 0, 3, 4] < 0).all()
+    assert (free.u_after < good.u_after).all()
     bad = refine_by_gradient(u, x, wrong, max_steps=300)
     assert torch.equal(bad.images, x)  # nothing to gain: stops after one step, unchanged
     assert bad.steps.tolist() == [1, 1]

@@ -175,7 +175,8 @@ def faithfulness(job: Job, n: int, names: list[str] | None = None) -> Section:
                                   titles=titles))
     text = (f"The {n} {args.split} images of highest {args.uncertainty} uncertainty; URR = "
             "1 - U(refined)/U(x), mean over images (higher is better). Gradient: Adam "
-            "(lr 0.2, ≤ 500 steps) on the top 0.5% / 1% pixels only; blur: the top 2% / 5% "
+            "(lr 0.2, ≤ 500 steps, pixels not clamped, as the papers' update) on the top "
+            "0.5% / 1% pixels only; blur: the top 2% / 5% "
             "pixels replaced by the 5×5, σ = 2 blur. The paper's columns are CIFAR-10 "
             "(papers/000 Table 2).")
     _print_table(f"Faithfulness: {text}", rows)
