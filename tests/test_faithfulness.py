@@ -86,3 +86,22 @@ def test_refining_the_one_pixel_that_matters_removes_the_uncertainty():
     assert torch.equal(bad.images, x)  # nothing to gain: stops after one step, unchanged
     assert bad.steps.tolist() == [1, 1]
     assert urr(bad.u_before, bad.u_after).tolist() == [0.0, 0.0]
+
+
+def test_an_image_is_refined_as_if_it_were_alone_in_its_batch():
+    # images stop at different steps, and the stopped ones leave the batch: the others'
+    # steps, uncertainties and pixels must not notice
+    posterior = SpotPosterior((3, 4), kappa=6.0)
+    x = torch.full((4, 1, 8, 8), 0.5)
+    x[:, 0, 3, 4] = torch.tensor([0.9, 0.8, 0.95, 0.7])
+    mask = torch.zeros(4, 8, 8, dtype=torch.bool)
+    mask[[0, 2], 3, 4] = True  # the pixel that matters
+    mask[[1, 3], 0, 0] = True  # one that does not: these stop after one step
+    u = lambda z: uncertainty(posterior(z), "total")  # noqa: E731
+    together = refine_by_gradient(u, x, mask, max_steps=40)
+    assert together.steps.tolist() == [40, 1, 40, 1]
+    for i in range(4):
+        alone = refine_by_gradient(u, x[i : i + 1], mask[i : i + 1], max_steps=40)
+        assert alone.steps.item() == together.steps[i].item()
+        torch.testing.assert_close(alone.u_after[0], together.u_after[i])
+        torch.testing.assert_close(alone.images[0], together.images[i])
