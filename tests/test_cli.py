@@ -143,14 +143,17 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     common = [*COMMON, "--cache-dir", cache, "--n", "6", "--n-segments", "6", "--out", str(out)]
     assert main(["bench", "detection", *common, "--methods", "optimization (slic)"]) == 0
     assert main(["bench", "faithfulness", *common, "--methods", "optimization (pixels)"]) == 0
+    capsys.readouterr()
     for study in ("ablation", "sensitivity", "convergence"):
         assert main(["bench", study, *common]) == 0
-    capsys.readouterr()
+    err = capsys.readouterr().err
+    # the complete method is the tables' row: its cells are shared, not computed again
+    assert err.count("optimization (slic): loaded from") == 2  # ablation, sensitivity
+    assert err.count("optimization (pixels): loaded from") == 1  # ablation
     read = lambda name: {r.get("method", r.get("mode")): r  # noqa: E731
                          for r in json.loads((out / f"{name}.json").read_text())}
     full = read("detection")["optimization (slic)"]
-    # the full method of the ablation and λ = 3, τ = 0.1 of the sensitivity grid are the
-    # default method: seeded, so the same maps and the same IoU
+    # ... under the studies' own names
     assert read("ablation_detection")["Eq. (3) + segments + LP + Gumbel"]["IoU"] == full["IoU"]
     assert read("sensitivity")["λ = 3, τ = 0.1"]["IoU"] == full["IoU"]
     assert len(read("sensitivity")) == 6

@@ -51,12 +51,16 @@ class DetectionSet:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A row of the table: a method, and the segmenter it uses (``None``: pixels)."""
+    """A row of the table: a method, and the segmenter it uses (``None``: pixels).
+
+    ``name`` keys its stored cell; ``label``, where set, is what a study calls the row
+    when it shares a table's cell (not part of the key)."""
 
     name: str
     method: UncertaintyAttribution
     segmenter: Segmenter | None = None
     config: dict | None = None
+    label: str | None = None
 
 
 def build_detection_set(
