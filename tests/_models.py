@@ -42,3 +42,28 @@ def tiny_cnn_members(in_channels: int = 1, classes: int = 3, members: int = 3,
         ).eval()
         for _ in range(members)
     ]
+
+
+def tiny_dropout_cnn(in_channels: int = 1, classes: int = 4, p: float = 0.3,
+                     seed: int = 0) -> nn.Module:
+    """One randomly initialised small CNN with a dropout layer (seeded), in eval mode."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.Dropout(p),
+        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64, classes),
+    ).eval()
+
+
+def tiny_posteriors(classes: int = 4, samples: int = 4, seed: int = 3) -> dict:
+    """One posterior of each kind over tiny CNNs, frozen noise: name -> posterior."""
+    from uattr import Flipout, MCDropConnect, MCDropout, as_posterior
+    from uattr.stochastic import to_flipout
+
+    flipout = to_flipout(tiny_dropout_cnn(classes=classes, seed=seed), rho_init=-2.0).eval()
+    return {
+        "ensemble": as_posterior(tiny_cnn_members(members=3, classes=classes, seed=seed)),
+        "mc-dropout": MCDropout(tiny_dropout_cnn(classes=classes, seed=seed), samples=samples),
+        "dropconnect": MCDropConnect(tiny_dropout_cnn(classes=classes, seed=seed), p=0.2,
+                                     samples=samples),
+        "flipout": Flipout(flipout, samples=samples),
+    }

@@ -1,21 +1,22 @@
 """Every method of the detection table gives an image the same map whether it is explained
-alone, in a batch of 2 or in a batch of 5 (random methods: with the same per-image draws)."""
+alone, in a batch of 2 or in a batch of 5 (random methods: with the same per-image draws),
+on every kind of posterior (sampled ones with frozen noise)."""
 
 import inspect
 
 import pytest
 import torch
 
-from uattr import as_posterior
 from uattr.cli import build_parser
 from uattr.registry import detection_methods
 
-from ._models import tiny_cnn_members
+from ._models import tiny_posteriors
 
-POSTERIOR = as_posterior(tiny_cnn_members(members=3, classes=4, seed=3))
 X = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(4))
 ARGS = build_parser().parse_args(["bench", "detection", "--n-segments", "8"])
-METHODS = detection_methods(POSTERIOR, ARGS)
+POSTERIORS = tiny_posteriors(classes=4, samples=4, seed=3)
+METHODS = {(kind, name): spec for kind, posterior in POSTERIORS.items()
+           for name, spec in detection_methods(posterior, ARGS).items()}
 
 
 def explain(spec, indices):
@@ -26,9 +27,9 @@ def explain(spec, indices):
     return spec.method.attribute(x, **kwargs).detach()
 
 
-@pytest.mark.parametrize("name", list(METHODS))
-def test_the_map_does_not_depend_on_the_batch(name):
-    spec = METHODS[name]
+@pytest.mark.parametrize("key", list(METHODS), ids=" / ".join)
+def test_the_map_does_not_depend_on_the_batch(key):
+    spec = METHODS[key]
     if hasattr(spec.method, "progress"):
         spec.method.progress = False
     together = explain(spec, [0, 1, 2, 3, 4])

@@ -39,6 +39,21 @@ def test_train_then_reuse_the_cached_ensemble(cache, capsys):
     assert accuracy > 0.8  # 1078 training digits: far better than chance (0.1)
 
 
+@pytest.mark.parametrize("posterior", ["mc-dropout", "dropconnect", "flipout"])
+def test_train_a_single_network_posterior_then_reuse_it(posterior, cache, capsys):
+    args = ["train", *COMMON, "--cache-dir", cache, "--posterior", posterior,
+            "--samples", "6"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert f"training the {posterior} network" in first.err
+    assert main(args) == 0
+    second = capsys.readouterr()
+    assert "training" not in second.err
+    assert first.out == second.out  # the same accuracies: the same network, frozen samples
+    accuracy = float(first.out.split("mean of 6 samples | ")[1].split(" |")[0])
+    assert accuracy > 0.7  # 8 epochs on 1078 digits; chance is 0.1
+
+
 def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, tmp_path,
                                                                          capsys):
     out = tmp_path / "run"

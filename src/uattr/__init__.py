@@ -6,7 +6,7 @@
     maps = uattr.OptimizationUA(post, uncertainty="total").attribute(x, segments=seg)
 """
 
-from . import data, metrics, perturb, segment
+from . import data, metrics, perturb, segment, stochastic
 from .attribution import (
     LIME,
     BlurIG,
@@ -22,7 +22,18 @@ from .attribution import (
     UABackprop,
     UncertaintyAttribution,
 )
-from .uq import Ensemble, Posterior, as_posterior, decompose, predict_probs, uncertainty
+from .uq import (
+    Ensemble,
+    Flipout,
+    MCDropConnect,
+    MCDropout,
+    Posterior,
+    SampledPosterior,
+    as_posterior,
+    decompose,
+    predict_probs,
+    uncertainty,
+)
 
 __version__ = "0.1.0"
 
@@ -30,15 +41,19 @@ __all__ = [
     "LIME",
     "BlurIG",
     "Ensemble",
+    "Flipout",
     "FullGrad",
     "Grad",
     "GuidedBackprop",
     "IntegratedGradients",
     "KernelSHAP",
+    "MCDropConnect",
+    "MCDropout",
     "Occlusion",
     "OptimizationResult",
     "OptimizationUA",
     "Posterior",
+    "SampledPosterior",
     "SmoothGrad",
     "UABackprop",
     "UncertaintyAttribution",
@@ -50,5 +65,6 @@ __all__ = [
     "perturb",
     "predict_probs",
     "segment",
+    "stochastic",
     "uncertainty",
 ]

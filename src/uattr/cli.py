@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from . import data, jobs, segment, studies, viz
+from . import data, jobs, models, segment, studies, viz
 from .attribution import Grad
 from .registry import optimization, segmenter
 from .runs import RunFolder, markdown_table
@@ -67,10 +67,17 @@ def _add_blur_kind(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    _, info = jobs.load_ensemble(args, retrain=args.retrain)
-    rows = [{"model": f"member {s}", "test accuracy": a}
-            for s, a in enumerate(info["member_accuracy"])]
-    rows.append({"model": "ensemble", "test accuracy": info["ensemble_accuracy"]})
+    if args.posterior == "ensemble":
+        _, info = jobs.load_ensemble(args, retrain=args.retrain)
+        rows = [{"model": f"member {s}", "test accuracy": a}
+                for s, a in enumerate(info["member_accuracy"])]
+        rows.append({"model": "ensemble", "test accuracy": info["ensemble_accuracy"]})
+    else:
+        _, info = jobs.load_sampled(args, retrain=args.retrain)
+        rows = [{"model": f"{args.posterior}, one sample", "test accuracy":
+                 info["sample_accuracy"]},
+                {"model": f"{args.posterior}, mean of {args.samples} samples",
+                 "test accuracy": info["accuracy"]}]
     print(markdown_table(rows))
     print(f"cached in {info['cache']}")
     return 0
@@ -144,8 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uattr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train (or load) the ensemble and report test accuracy")
+    p = sub.add_parser("train", help="train (or load) a posterior and report test accuracy")
     _add_common(p)
+    p.add_argument("--posterior", default="ensemble",
+                   choices=("ensemble", *models.SAMPLED_POSTERIORS),
+                   help="ensemble (default), or one network with MC-Dropout, DropConnect "
+                        "or Flipout weights")
+    p.add_argument("--samples", type=int, default=10,
+                   help="posterior samples of a single-network posterior (default 10)")
+    p.add_argument("--dropconnect-p", type=float, default=0.1,
+                   help="DropConnect's drop probability (default 0.1)")
     p.add_argument("--retrain", action="store_true", help="ignore the cache")
     p.set_defaults(func=cmd_train)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from . import data, viz
 from .benchmarks.blur_test import run_blur_test
@@ -23,13 +24,13 @@ from .benchmarks.detection import DetectionSet, build_detection_set, run_detecti
 from .benchmarks.faithfulness import most_uncertain, run_faithfulness
 from .benchmarks.paper_numbers import BLUR_TEST_MNIST, DETECTION_C10, FAITHFULNESS_C10, beside
 from .metrics import find_box
-from .models import TrainConfig, load_or_train_ensemble, save_atomic
+from .models import TrainConfig, load_or_train_ensemble, load_or_train_sampled, save_atomic
 from .registry import detection_methods, family_means, pixel_methods
 from .runs import RunFolder, markdown_table
 from .uq import Ensemble, uncertainty
 
 __all__ = ["Job", "Section", "blur_test", "detection", "detection_images", "faithfulness",
-           "open_job", "write_report"]
+           "load_ensemble", "load_sampled", "open_job", "write_report"]
 
 
 def log(message: str) -> None:
@@ -66,6 +67,21 @@ def load_ensemble(args: argparse.Namespace, retrain: bool = False) -> tuple[Ense
     log(f"ensemble of {args.members} on {args.dataset}: test accuracy "
         f"{info['ensemble_accuracy']:.4f} (members: {accs}); cached in {info['cache']}")
     return Ensemble(members), info
+
+
+def load_sampled(args: argparse.Namespace, retrain: bool = False) -> tuple[nn.Module, dict]:
+    """Train or load the single-network posterior ``args.posterior`` (MC-Dropout,
+    DropConnect, Flipout) with ``args.samples`` frozen samples, and log its accuracy."""
+    train = data.load(args.dataset, "train", root=args.data_dir)
+    test = data.load(args.dataset, "test", root=args.data_dir)
+    posterior, info = load_or_train_sampled(
+        args.posterior, args.dataset, train, test, samples=args.samples,
+        dropconnect_p=args.dropconnect_p, config=TrainConfig(epochs=args.epochs),
+        cache=args.cache_dir, device=args.device, retrain=retrain, log=log)
+    log(f"{args.posterior} on {args.dataset}: test accuracy {info['accuracy']:.4f} "
+        f"(mean of {args.samples} samples; one sample {info['sample_accuracy']:.4f}); "
+        f"cached in {info['cache']}")
+    return posterior, info
 
 
 def open_job(args: argparse.Namespace, default_folder: str) -> Job:
