@@ -124,16 +124,16 @@ def test_lime_recovers_known_segment_weights_up_to_ridge_shrinkage():
     torch.testing.assert_close(recovered, truth, rtol=0.05, atol=2e-3)
 
 
-def test_weighted_ridge_matches_scikit_learn():
+def testweighted_ridge_matches_scikit_learn():
     from sklearn.linear_model import Ridge
 
-    from uattr.attribution.perturbation import _weighted_ridge
+    from uattr.attribution.perturbation import weighted_ridge
 
     gen = torch.Generator().manual_seed(0)
     design = (torch.rand(2, 50, 6, generator=gen) < 0.5).double()
     target = torch.randn(2, 50, generator=gen, dtype=torch.float64)
     weights = torch.rand(2, 50, generator=gen, dtype=torch.float64) + 0.1
-    ours = _weighted_ridge(design, target, weights, 1.0, torch.ones(2, 6, dtype=torch.float64))
+    ours = weighted_ridge(design, target, weights, 1.0, torch.ones(2, 6, dtype=torch.float64))
     for b in range(2):
         reference = Ridge(alpha=1.0).fit(design[b].numpy(), target[b].numpy(),
                                          sample_weight=weights[b].numpy()).coef_

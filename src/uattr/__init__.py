@@ -10,6 +10,8 @@ from . import data, metrics, perturb, segment, stochastic
 from .attribution import (
     LIME,
     BlurIG,
+    ExplanationDistribution,
+    ExplanationUncertainty,
     FullGrad,
     Grad,
     GuidedBackprop,
@@ -41,6 +43,8 @@ __all__ = [
     "LIME",
     "BlurIG",
     "Ensemble",
+    "ExplanationDistribution",
+    "ExplanationUncertainty",
     "Flipout",
     "FullGrad",
     "Grad",

@@ -1,6 +1,11 @@
 """Uncertainty attribution methods: one class each, one ``attribute`` verb."""
 
 from .base import UncertaintyAttribution
+from .explanation_uncertainty import (
+    ExplanationDistribution,
+    ExplanationUncertainty,
+    explanation_statistics,
+)
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
@@ -10,6 +15,8 @@ from .ua_backprop import UABackprop
 __all__ = [
     "LIME",
     "BlurIG",
+    "ExplanationDistribution",
+    "ExplanationUncertainty",
     "FullGrad",
     "Grad",
     "GuidedBackprop",
@@ -21,4 +28,5 @@ __all__ = [
     "SmoothGrad",
     "UABackprop",
     "UncertaintyAttribution",
+    "explanation_statistics",
 ]

@@ -240,12 +240,12 @@ class LIME(UncertaintyAttribution):
         cosine = kept.sum(-1) / (kept.norm(dim=-1) * valid.norm(dim=-1)[:, None]).clamp_min(1e-12)
         distance = 1 - cosine  # [B, n]
         weights = torch.exp(-(distance**2) / self.kernel_width**2).sqrt()
-        coefficients = _weighted_ridge(kept.double(), values.double(), weights.double(),
+        coefficients = weighted_ridge(kept.double(), values.double(), weights.double(),
                                        self.ridge, valid.double()).to(x.dtype)  # [B, K]
         return coefficients.gather(1, segments.flatten(1)).view(batch, height, width)
 
 
-def _weighted_ridge(design: Tensor, target: Tensor, weights: Tensor, alpha: float,
+def weighted_ridge(design: Tensor, target: Tensor, weights: Tensor, alpha: float,
                     valid: Tensor) -> Tensor:
     """Weighted ridge regression with an unpenalised intercept (scikit-learn's ``Ridge``
     with ``sample_weight``), batched: ``design [B, n, K]``, ``target, weights [B, n]`` ->
