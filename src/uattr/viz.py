@@ -133,3 +133,19 @@ def urr_curves(curves: Mapping[str, tuple[Tensor, Tensor]], *, title: str = "") 
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def feature_bars(mean: Tensor, std: Tensor, names: list[str], *, title: str = "") -> Figure:
+    """A bar per feature: the mean attribution magnitude over posterior samples, with
+    ± one standard deviation as an error bar (papers/004's tabular figure)."""
+    if mean.shape != std.shape or mean.ndim != 1 or len(names) != mean.shape[0]:
+        raise ValueError(f"mean and std must be [F] with F = len(names) = {len(names)}, got "
+                         f"{tuple(mean.shape)} and {tuple(std.shape)}")
+    fig = Figure(figsize=(max(4.0, 0.6 * len(names)), 3.2))
+    ax = fig.add_subplot()
+    ax.bar(range(len(names)), mean.numpy(), yerr=std.numpy(), capsize=3, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel("|attribution|, mean ± std")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
