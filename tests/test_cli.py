@@ -209,3 +209,34 @@ def test_a_resumed_benchmark_gives_the_table_of_an_uninterrupted_one(cache, tmp_
     second = json.loads((straight / "faithfulness.json").read_text())
     assert strip(first) == strip(second)
     assert [r["method"] for r in first] == methods
+
+
+def test_bench_explanation_uncertainty_compares_posteriors_and_resumes(cache, tmp_path,
+                                                                       capsys):
+    out = tmp_path / "expl"
+    args = ["bench", "explanation-uncertainty", *COMMON, "--cache-dir", cache, "--n", "6",
+            "--samples", "4", "--posteriors", "ensemble", "mc-dropout",
+            "--explainers", "guided backprop", "integrated gradients", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    rows = json.loads((out / "explanation_uncertainty.json").read_text())
+    assert [(r["posterior"], r["method"]) for r in rows] == [
+        ("ensemble", "guided backprop"), ("ensemble", "integrated gradients"),
+        ("mc-dropout", "guided backprop"), ("mc-dropout", "integrated gradients")]
+    # the table's mean CV is that of the explanation distributions, recomputed here
+    from uattr import ExplanationUncertainty, MCDropout
+    from uattr.models import load_or_train_sampled
+
+    split = data.load("digits", "test")
+    posterior, _ = load_or_train_sampled("mc-dropout", "digits", data.load("digits", "train"),
+                                         split, samples=4, config=TrainConfig(epochs=8),
+                                         cache=cache)
+    assert isinstance(posterior, MCDropout)
+    result = ExplanationUncertainty(posterior, "guided backprop").explain(split.images[:6])
+    assert rows[2]["mean CV"] == pytest.approx(float(result.mean_cv().mean()), rel=1e-5)
+    assert rows[0]["mean CV"] != rows[2]["mean CV"]
+    per_class = json.loads((out / "explanation_uncertainty_per_class.json").read_text())
+    assert len(per_class) == 4
+    assert (out / "explanation_uncertainty_maps.png").stat().st_size > 0
+    assert main(args) == 0  # resumed: nothing recomputed
+    assert "loaded from" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import torch
 
 from . import data, jobs, models, segment, studies, viz
 from .attribution import Grad
+from .attribution.explanation_uncertainty import EXPLAINERS
 from .registry import optimization, segmenter
 from .runs import RunFolder, markdown_table
 from .uq import predict_probs, uncertainty
@@ -26,6 +27,7 @@ DEFAULT_SLIC_COMPACTNESS = 0.3
 # test ~9 s (the refinements run up to 500 steps); these sizes keep `make run` within its
 # 15 minutes with training included. The papers' size is N = 500:
 # `uattr bench detection|faithfulness|blur-test --n 500`.
+POSTERIORS = ("ensemble", *models.SAMPLED_POSTERIORS)
 RUN_N_DETECTION = 10
 RUN_N_FAITHFULNESS = 8
 RUN_N_BLUR_TEST = 8
@@ -57,6 +59,13 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=100,
                         help="images attributed together")
+
+
+def _add_posterior_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--samples", type=int, default=10,
+                        help="posterior samples of a single-network posterior (default 10)")
+    parser.add_argument("--dropconnect-p", type=float, default=0.1,
+                        help="DropConnect's drop probability (default 0.1)")
 
 
 def _add_blur_kind(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +149,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         section = jobs.faithfulness(job, args.n, _names(args))
     elif args.benchmark == "blur-test":
         section = jobs.blur_test(job, args.n, args.blur_uncertainty, _names(args))
+    elif args.benchmark == "explanation-uncertainty":
+        section = jobs.explanation_uncertainty(job, args.n, args.posteriors, args.explainers)
     else:
         section = getattr(studies, args.benchmark)(job, args.n)
     report = jobs.write_report(job, [section], f"report-{args.benchmark}.md")
@@ -153,14 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or load) a posterior and report test accuracy")
     _add_common(p)
-    p.add_argument("--posterior", default="ensemble",
-                   choices=("ensemble", *models.SAMPLED_POSTERIORS),
+    p.add_argument("--posterior", default="ensemble", choices=POSTERIORS,
                    help="ensemble (default), or one network with MC-Dropout, DropConnect "
                         "or Flipout weights")
-    p.add_argument("--samples", type=int, default=10,
-                   help="posterior samples of a single-network posterior (default 10)")
-    p.add_argument("--dropconnect-p", type=float, default=0.1,
-                   help="DropConnect's drop probability (default 0.1)")
+    _add_posterior_options(p)
     p.add_argument("--retrain", action="store_true", help="ignore the cache")
     p.set_defaults(func=cmd_train)
 
@@ -207,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "faithfulness (papers/000 Table 3, papers/001 Table 7)",
         "sensitivity": "detection over λ × τ (papers/000 Table 4)",
         "convergence": "steps to converge, pixels vs segments (papers/001 Table 9)",
+        "explanation-uncertainty": "mean / std / CV of explanations over posterior samples, "
+                                   "with deletion and insertion AUCs (papers/004)",
     }
     for name, text in helps.items():
         p = bench.add_parser(name, help=text)
@@ -219,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("detection", "faithfulness", "blur-test"):
             p.add_argument("--methods", nargs="+", default=["all"],
                            help="method names (see the table), or 'all'")
+        if name == "explanation-uncertainty":
+            _add_posterior_options(p)
+            p.add_argument("--posteriors", nargs="+", default=list(POSTERIORS),
+                           choices=POSTERIORS, help="posteriors to compare (default all)")
+            p.add_argument("--explainers", nargs="+", default=list(EXPLAINERS),
+                           choices=EXPLAINERS, help="explanation methods (default all)")
         p.add_argument("--out", default=None,
                        help="run folder (default runs/<dataset>-<split>-n<N>-seed<seed>)")
         p.set_defaults(func=cmd_bench)

@@ -21,6 +21,7 @@ from torch import nn
 from . import data, viz
 from .benchmarks.blur_test import run_blur_test
 from .benchmarks.detection import DetectionSet, build_detection_set, run_detection, runtime_rows
+from .benchmarks.explanation_uncertainty import run_explanation_uncertainty
 from .benchmarks.faithfulness import most_uncertain, run_faithfulness
 from .benchmarks.paper_numbers import BLUR_TEST_MNIST, DETECTION_C10, FAITHFULNESS_C10, beside
 from .metrics import find_box
@@ -29,7 +30,8 @@ from .registry import detection_methods, family_means, pixel_methods
 from .runs import RunFolder, markdown_table
 from .uq import Ensemble, uncertainty
 
-__all__ = ["Job", "Section", "blur_test", "detection", "detection_images", "faithfulness",
+__all__ = ["Job", "Section", "blur_test", "detection", "detection_images",
+           "explanation_uncertainty", "faithfulness",
            "load_ensemble", "load_sampled", "open_job", "write_report"]
 
 
@@ -229,6 +231,46 @@ def blur_test(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
 
 
 # ------------------------------------------------------------------------------- report
+# ------------------------------------------------------------ explanation uncertainty
+def explanation_uncertainty(job: Job, n: int, posteriors: list[str],
+                            methods: list[str]) -> Section:
+    """papers/004 on the first ``n`` test images: every posterior × explanation method."""
+    args, out = job.args, job.out
+    loaded = {}
+    for kind in posteriors:
+        if kind == "ensemble":
+            loaded[kind] = job.posterior
+        else:
+            loaded[kind], _ = load_sampled(argparse.Namespace(**{**vars(args),
+                                                                  "posterior": kind}))
+    split = data.load(args.dataset, args.split, root=args.data_dir)
+    images, labels = split.images[:n], split.labels[:n]
+    rows, per_class, maps = run_explanation_uncertainty(
+        images, labels, loaded, methods, folder=out, seed=args.seed, device=args.device,
+        data_key={"split": args.split, "n": n}, log=log)
+    out.write_table("explanation_uncertainty", rows)
+    out.write_table("explanation_uncertainty_per_class", per_class)
+    shown = slice(0, min(6, n))
+    method = methods[0]
+    grid = {f"{kind} {stat}": maps[(kind, method)][k][shown]
+            for kind in posteriors for k, stat in enumerate(("mean", "std", "CV"))}
+    out.save_figure("explanation_uncertainty_maps.png",
+                    viz.maps_grid(images[shown], grid,
+                                  titles=[f"label {v}" for v in labels[shown].tolist()]))
+    text = (f"The first {n} {args.dataset} {args.split} images; each posterior sample "
+            f"explains its own predicted class ({args.samples} samples for the "
+            "single-network posteriors). Mean CV: the coefficient of variation of the "
+            "explanation over the samples, averaged over pixels and images (lower: the "
+            "samples agree). Deletion / insertion AUC of the mean prediction's class "
+            "probability, pixels in the order of the mean or the std map (lower deletion, "
+            f"higher insertion: a more faithful order). Figure: {method}.")
+    _print_table(f"Explanation uncertainty (papers/004): {text}", rows)
+    _print_table("Mean CV per true class", per_class)
+    return Section("Explanation uncertainty", text,
+                   [("explanation uncertainty", rows), ("mean CV per class", per_class)],
+                   ["explanation_uncertainty_maps.png"])
+
+
 def write_report(job: Job, sections: list[Section], name: str = "report.md") -> Path:
     """``name`` (``report.md`` for the main job, ``report-<benchmark>.md`` for one
     benchmark, so that benchmarks sharing a folder keep their reports): the ensemble,

@@ -60,6 +60,7 @@ def deletion_insertion(
     *,
     steps: int = 20,
     deleted: Tensor | None = None,
+    targets: Tensor | None = None,
     images_per_eval: int = 2000,
 ) -> dict[str, Tensor]:
     """Pixel deletion and insertion curves of ``score(x) -> [B]`` (a class score) as the
@@ -70,6 +71,9 @@ def deletion_insertion(
 
     - **deletion** replaces them by ``deleted`` (default 0, black), starting from ``x``;
     - **insertion** starts from ``deleted`` and puts them back from ``x``.
+
+    ``score`` may also return every class ``[N, K]``; then ``targets [B]`` says which
+    class each image's curve follows.
 
     Returns ``deletion`` and ``insertion`` curves ``[B, steps + 1]`` and their areas
     ``deletion_auc``, ``insertion_auc`` ``[B]`` (trapezoid over the fraction changed,
@@ -96,7 +100,14 @@ def deletion_insertion(
         flat = versions.flatten(0, 1)
         values = torch.cat([score(flat[i : i + images_per_eval])
                             for i in range(0, flat.shape[0], images_per_eval)])
-        curves[name] = values.view(batch, steps + 1)
+        values = values.view(batch, steps + 1, *values.shape[1:])
+        if values.ndim == 3:  # [B, T+1, K]: follow each image's target class
+            if targets is None or targets.shape != (batch,):
+                raise ValueError(f"targets must be a tensor [B] = [{batch}] of classes when "
+                                 "score returns [N, K]")
+            values = values.gather(2, targets.view(batch, 1, 1).expand(-1, steps + 1, 1))
+            values = values[..., 0]
+        curves[name] = values
         fractions = counts.to(values.dtype) / pixels
         curves[f"{name}_auc"] = torch.trapezoid(curves[name], fractions, dim=1)
     return curves

@@ -1,0 +1,111 @@
+"""How uncertain are explanations on MNIST? papers/004's comparison of every posterior
+with every explanation method.
+
+For each (posterior, method) and the N images: the explanation distribution of every
+image (each sample explains its own predicted class), and
+
+- **mean CV**: the coefficient of variation averaged over the pixels where it is defined,
+  then over images (lower: the samples agree on the explanation);
+- **deletion / insertion AUC** of the mean prediction's probability of its class, with
+  pixels ordered by the mean map and by the std map (papers/004 "Mechanism 3"; deletion
+  blackens pixels, insertion starts from black: lower deletion and higher insertion AUC
+  mean a more faithful order);
+- **CV per class**: the mean CV of the images of each true class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..attribution.explanation_uncertainty import ExplanationUncertainty
+from ..metrics import deletion_insertion
+from ..runs import RunFolder
+
+__all__ = ["run_explanation_uncertainty"]
+
+
+def run_explanation_uncertainty(
+    images: Tensor,
+    labels: Tensor,
+    posteriors: dict[str, Callable[[Tensor], Tensor]],
+    methods: list[str],
+    *,
+    folder: RunFolder | None = None,
+    steps: int = 20,
+    batch_size: int = 50,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    data_key: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], list[dict], dict[tuple[str, str], Tensor]]:
+    """Rows ``(posterior, method, mean CV, AUCs, s/image)``, rows of the CV per class,
+    and the ``[3, N, H, W]`` mean / std / CV maps of each cell. With a ``folder`` each
+    cell is stored and reused."""
+    rows, per_class, maps = [], [], {}
+    classes = sorted(set(labels.tolist()))
+    for posterior_name, posterior in posteriors.items():
+        for method in methods:
+            name = f"explanation-uncertainty-{posterior_name}-{method}"
+            config = {"posterior": posterior_name, "method": method,
+                      "explainer": repr(posterior), "steps": steps, "seed": seed,
+                      "target": "sample", "data": data_key or {"n": len(images)}}
+            cached = folder.load_cell(name, config) if folder else None
+            if cached is not None:
+                row, array = cached
+                log(f"{posterior_name} / {method}: loaded from {folder.path / 'cells'}")
+            else:
+                row, array = _cell(images, labels, posterior, method, steps=steps,
+                                   batch_size=batch_size, seed=seed, device=device,
+                                   desc=f"{posterior_name} / {method}")
+                row = {"posterior": posterior_name, "method": method, **row}
+                if folder:
+                    folder.save_cell(name, config, row, array)
+            rows.append(row)
+            maps[(posterior_name, method)] = torch.from_numpy(array)
+            cv = torch.from_numpy(array[3, :, 0, 0])  # each image's mean CV
+            per_class.append({"posterior": posterior_name, "method": method,
+                              **{f"CV {c}": float(cv[labels == c].mean()) for c in classes}})
+    return rows, per_class, {k: v[:3] for k, v in maps.items()}
+
+
+def _cell(images: Tensor, labels: Tensor, posterior: Callable[[Tensor], Tensor], method: str,
+          *, steps: int, batch_size: int, seed: int, device: torch.device | str,
+          desc: str) -> tuple[dict, np.ndarray]:
+    explainer = ExplanationUncertainty(posterior, method, seed=seed)
+    start = time.perf_counter()
+    stats, aucs = [], {key: [] for key in ("deletion", "insertion")}
+    mean_cv = []
+    orders = ("mean", "std")
+    for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False,
+                  disable=len(images) <= batch_size):
+        x = images[i : i + batch_size].to(device)
+        result = explainer.explain(x, generator=[
+            torch.Generator().manual_seed(seed * 1_000_003 + i + j) for j in range(len(x))])
+        stats.append(torch.stack([result.mean, result.std, result.cv]).cpu())  # [3, b, H, W]
+        mean_cv.append(result.mean_cv().cpu())
+        with torch.no_grad():
+            mean_probs = lambda z: posterior(z).mean(1)  # noqa: E731  [N, C]
+            classes = mean_probs(x).argmax(-1)
+            for order in orders:
+                curves = deletion_insertion(mean_probs, x, getattr(result, order), steps=steps,
+                                            targets=classes)
+                for key in aucs:
+                    aucs[key].append((order, curves[f"{key}_auc"].cpu()))
+    seconds = (time.perf_counter() - start) / len(images)
+    row: dict = {"mean CV": float(torch.cat(mean_cv).mean())}
+    for order in orders:
+        for key in ("deletion", "insertion"):
+            row[f"{key} AUC ({order} map)"] = float(
+                torch.cat([v for o, v in aucs[key] if o == order]).mean())
+    row["s/image"] = seconds
+    row["n"] = len(images)
+    stats = torch.cat(stats, 1)  # [3, N, H, W]
+    cv_column = torch.zeros_like(stats[:1])
+    cv_column[0, :, 0, 0] = torch.cat(mean_cv)  # kept beside the maps for the class table
+    return row, torch.cat([stats, cv_column]).numpy()
