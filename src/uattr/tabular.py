@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .attribution.base import check_positive_ints
-from .attribution.perturbation import weighted_ridge
+from .attribution.perturbation import lime_kernel, weighted_ridge
 
 __all__ = [
     "FeatureExplanation",
@@ -171,8 +171,7 @@ def explain_features(
             means = outputs_of(rows.flatten(0, 1))[..., 0].view(batch, lime_samples, -1)
         samples = means.shape[2]
         ones = torch.ones(batch, features, dtype=x.dtype)
-        cosine = kept.sum(-1) / (kept.norm(dim=-1) * ones.norm(dim=-1)[:, None]).clamp_min(1e-12)
-        weights = torch.exp(-((1 - cosine) ** 2) / 0.25**2).sqrt()  # [B, n]
+        weights = lime_kernel(kept, ones)  # [B, n]
         attributions = weighted_ridge(
             kept.repeat_interleave(samples, 0).double(),
             means.permute(0, 2, 1).flatten(0, 1).double(),

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..segment import check_segments, quickshift, segment_slots
+from ..segment import check_segments, quickshift
 from ..uq import check_images
-from .base import check_positive_ints, draw_uniform, make_generators
-from .perturbation import blurred_reference, weighted_ridge
+from .base import check_positive_ints, make_generators
+from .perturbation import blurred_reference, lime_kernel, lime_masks, weighted_ridge
 
 __all__ = [
     "EXPLAINERS",
@@ -205,13 +205,9 @@ class ExplanationUncertainty:
     def _lime(self, x: Tensor, targets: Tensor, segments: Tensor,
               generator: torch.Generator | Sequence[torch.Generator] | None) -> Tensor:
         batch, _, height, width = x.shape
-        counts, valid = segment_slots(segments)  # [B], [B, K]
-        k_max, valid = valid.shape[1], valid.to(x.dtype)
         n = self.lime_samples
-        kept = draw_uniform(make_generators(generator, self.seed, batch, x.device),
-                            (batch, n, k_max), x.device, lengths=counts) < 0.5
-        kept = kept.to(x.dtype) * valid[:, None, :]  # [B, n, K]
-        kept[:, 0] = valid  # the first sample is the image itself
+        generators = make_generators(generator, self.seed, batch, x.device)
+        kept, valid = lime_masks(segments, n, generators, x.dtype)  # [B, n, K], [B, K]
         painted = kept.gather(2, segments.flatten(1)[:, None, :].expand(-1, n, -1))
         painted = painted.view(batch, n, 1, height, width)  # [B, n, 1, H, W]
         blurred = blurred_reference(x)
@@ -226,8 +222,7 @@ class ExplanationUncertainty:
                           [..., 0])  # [B, m, S]
         scores = torch.cat(scores, 1)  # [B, n, S]
         samples = scores.shape[2]
-        cosine = kept.sum(-1) / (kept.norm(dim=-1) * valid.norm(dim=-1)[:, None]).clamp_min(1e-12)
-        weights = torch.exp(-((1 - cosine) ** 2) / 0.25**2).sqrt()  # LIME's kernel, [B, n]
+        weights = lime_kernel(kept, valid)  # [B, n]
         # one ridge per (image, sample): the samples share the design, so fold them into B
         design = kept.repeat_interleave(samples, 0).double()  # [B·S, n, K]
         coefficients = weighted_ridge(

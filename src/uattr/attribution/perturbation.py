@@ -227,22 +227,36 @@ class LIME(UncertaintyAttribution):
         x = self._check(x).detach()
         batch, _, height, width = x.shape
         segments = check_segments(quickshift(x) if segments is None else segments, x)
-        counts, valid = segment_slots(segments)  # [B], [B, K]
-        k_max, valid = valid.shape[1], valid.to(x.dtype)
         generators = make_generators(generator, self.seed, batch, x.device)
-        kept = draw_uniform(generators, (batch, self.n_samples, k_max), x.device,
-                            lengths=counts) < 0.5
-        kept = kept.to(x.dtype) * valid[:, None, :]  # [B, n, K]; 1 = original kept
-        kept[:, 0] = valid  # the first sample is the image itself
+        kept, valid = lime_masks(segments, self.n_samples, generators, x.dtype)
         values = blurred_versions(self.uncertainty_of, x, segments, valid[:, None, :] - kept,
                                   self.perturbations_per_eval)  # [B, n]
-        # cosine distance to the all-kept vector, then LIME's kernel sqrt(exp(-d²/w²))
-        cosine = kept.sum(-1) / (kept.norm(dim=-1) * valid.norm(dim=-1)[:, None]).clamp_min(1e-12)
-        distance = 1 - cosine  # [B, n]
-        weights = torch.exp(-(distance**2) / self.kernel_width**2).sqrt()
+        weights = lime_kernel(kept, valid, self.kernel_width)
         coefficients = weighted_ridge(kept.double(), values.double(), weights.double(),
                                        self.ridge, valid.double()).to(x.dtype)  # [B, K]
         return coefficients.gather(1, segments.flatten(1)).view(batch, height, width)
+
+
+def lime_masks(segments: Tensor, n: int, generators: Sequence[torch.Generator],
+               dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """LIME's binomial masks: ``kept [B, n, K]`` (1 = segment kept, each with probability
+    1/2; the first mask keeps everything) and ``valid [B, K]`` (1 for the image's own
+    segments, 0 for the padding up to the largest segment count of the batch)."""
+    counts, valid = segment_slots(segments)  # [B], [B, K]
+    valid = valid.to(dtype)
+    kept = draw_uniform(generators, (segments.shape[0], n, valid.shape[1]), segments.device,
+                        lengths=counts) < 0.5
+    kept = kept.to(dtype) * valid[:, None, :]
+    kept[:, 0] = valid  # the first sample is the image itself
+    return kept, valid
+
+
+def lime_kernel(kept: Tensor, valid: Tensor, width: float = 0.25) -> Tensor:
+    """LIME's sample weights ``[B, n]``: ``sqrt(exp(-d² / width²))`` of the cosine
+    distance ``d`` of each mask to the all-kept one."""
+    norms = (kept.norm(dim=-1) * valid.norm(dim=-1)[:, None]).clamp_min(1e-12)
+    distance = 1 - kept.sum(-1) / norms
+    return torch.exp(-(distance**2) / width**2).sqrt()
 
 
 def weighted_ridge(design: Tensor, target: Tensor, weights: Tensor, alpha: float,
