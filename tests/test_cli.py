@@ -98,15 +98,20 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     blur = json.loads((out / "blur_test.json").read_text())
     assert [r["method"] for r in blur] == list(PIXEL_METHODS)
     report = (out / "report.md").read_text()
-    for heading in ("## Detection", "## Faithfulness", "## Blurring test"):
+    for heading in ("## Detection", "## Faithfulness", "## Blurring test",
+                    "## Explanation uncertainty"):
         assert heading in report
-    for figure in ("detection_examples.png", "faithfulness_maps.png", "blur_test_curves.png"):
+    explained = json.loads((out / "explanation_uncertainty.json").read_text())
+    assert len(explained) == 4 * 3  # every posterior × every explanation method
+    assert len({r["mean CV"] for r in explained}) == 12
+    for figure in ("detection_examples.png", "faithfulness_maps.png", "blur_test_curves.png",
+                   "explanation_uncertainty_maps.png"):
         assert f"]({figure})" in report
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
 
     assert main(args) == 0  # again: every cell is loaded, none recomputed
     second = capsys.readouterr()
-    assert second.err.count("loaded from") == len(rows) + 2 * len(PIXEL_METHODS)
+    assert second.err.count("loaded from") == len(rows) + 2 * len(PIXEL_METHODS) + 12
     assert "attributing" not in second.err
     assert json.loads((out / "detection.json").read_text()) == rows
     assert json.loads((out / "faithfulness.json").read_text()) == faithful

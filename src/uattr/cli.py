@@ -31,6 +31,11 @@ POSTERIORS = ("ensemble", *models.SAMPLED_POSTERIORS)
 RUN_N_DETECTION = 10
 RUN_N_FAITHFULNESS = 8
 RUN_N_BLUR_TEST = 8
+# papers/004 in the main job: every posterior × explanation method on a few images, the
+# single-network posteriors trained on a fifth of the training set (~1/5 of a minute each;
+# `uattr bench explanation-uncertainty` trains them on all of it).
+RUN_N_EXPLANATION = 4
+RUN_POSTERIOR_TRAIN = 10_000
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -61,11 +66,15 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
                         help="images attributed together")
 
 
-def _add_posterior_options(parser: argparse.ArgumentParser) -> None:
+def _add_posterior_options(parser: argparse.ArgumentParser,
+                           train_images: int | None = None) -> None:
     parser.add_argument("--samples", type=int, default=10,
                         help="posterior samples of a single-network posterior (default 10)")
     parser.add_argument("--dropconnect-p", type=float, default=0.1,
                         help="DropConnect's drop probability (default 0.1)")
+    parser.add_argument("--posterior-train", type=int, default=train_images,
+                        help="training images of a single-network posterior (default "
+                             f"{train_images or 'all'})")
 
 
 def _add_blur_kind(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = jobs.open_job(args, f"runs/{args.dataset}-{args.split}-main-seed{args.seed}")
     sections = [jobs.detection(job, args.n_detection),
                 jobs.faithfulness(job, args.n_faithfulness),
-                jobs.blur_test(job, args.n_blur_test, args.blur_uncertainty)]
+                jobs.blur_test(job, args.n_blur_test, args.blur_uncertainty),
+                jobs.explanation_uncertainty(job, args.n_explanation, list(POSTERIORS),
+                                             list(EXPLAINERS))]
     report = jobs.write_report(job, sections)
     print(f"\nreport: {report}")
     return 0
@@ -195,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"images in the faithfulness test (default {RUN_N_FAITHFULNESS})")
     p.add_argument("--n-blur-test", type=int, default=RUN_N_BLUR_TEST,
                    help=f"images in the blurring test (default {RUN_N_BLUR_TEST})")
+    p.add_argument("--n-explanation", type=int, default=RUN_N_EXPLANATION,
+                   help=f"images in the explanation-uncertainty comparison (default "
+                        f"{RUN_N_EXPLANATION})")
+    _add_posterior_options(p, RUN_POSTERIOR_TRAIN)
     p.add_argument("--split", default="test", choices=data.SPLITS,
                    help="split to evaluate on; tune hyper-parameters on 'valid' only")
     p.add_argument("--out", default=None,

@@ -78,7 +78,8 @@ def load_sampled(args: argparse.Namespace, retrain: bool = False) -> tuple[nn.Mo
     test = data.load(args.dataset, "test", root=args.data_dir)
     posterior, info = load_or_train_sampled(
         args.posterior, args.dataset, train, test, samples=args.samples,
-        dropconnect_p=args.dropconnect_p, config=TrainConfig(epochs=args.epochs),
+        dropconnect_p=args.dropconnect_p,
+        config=TrainConfig(epochs=args.epochs, max_train=getattr(args, "posterior_train", None)),
         cache=args.cache_dir, device=args.device, retrain=retrain, log=log)
     log(f"{args.posterior} on {args.dataset}: test accuracy {info['accuracy']:.4f} "
         f"(mean of {args.samples} samples; one sample {info['sample_accuracy']:.4f}); "
@@ -259,11 +260,13 @@ def explanation_uncertainty(job: Job, n: int, posteriors: list[str],
                                   titles=[f"label {v}" for v in labels[shown].tolist()]))
     text = (f"The first {n} {args.dataset} {args.split} images; each posterior sample "
             f"explains its own predicted class ({args.samples} samples for the "
-            "single-network posteriors). Mean CV: the coefficient of variation of the "
-            "explanation over the samples, averaged over pixels and images (lower: the "
-            "samples agree). Deletion / insertion AUC of the mean prediction's class "
-            "probability, pixels in the order of the mean or the std map (lower deletion, "
-            f"higher insertion: a more faithful order). Figure: {method}.")
+            "single-network posteriors, trained on "
+            f"{args.posterior_train or 'all the'} training images). Mean CV: the "
+            "coefficient of variation of the explanation over the samples, averaged over "
+            "pixels and images (lower: the samples agree). Deletion / insertion AUC of "
+            "the mean prediction's class probability, pixels in the order of the mean or "
+            "the std map (lower deletion, higher insertion: a more faithful order). "
+            f"Figure: {method}.")
     _print_table(f"Explanation uncertainty (papers/004): {text}", rows)
     _print_table("Mean CV per true class", per_class)
     return Section("Explanation uncertainty", text,
