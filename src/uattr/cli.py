@@ -23,18 +23,19 @@ DEFAULT_SLIC_SEGMENTS = 60
 DEFAULT_SLIC_COMPACTNESS = 0.3
 
 # The main job's sizes. On 2 CPU cores every detection method together costs ~10 s per
-# image, the pixel-level methods of the blurring test ~7 s, and those of the faithfulness
-# test ~9 s (the refinements run up to 500 steps); these sizes keep `make run` within its
-# 15 minutes with training included. The papers' size is N = 500:
+# image, the pixel-level methods of the blurring test ~7 s, those of the faithfulness
+# test ~9 s (the refinements run up to 500 steps), and the explanation-uncertainty
+# comparison ~19 s; these sizes keep `make run` within its 15 minutes with training
+# included. The papers' size is N = 500:
 # `uattr bench detection|faithfulness|blur-test --n 500`.
 POSTERIORS = ("ensemble", *models.SAMPLED_POSTERIORS)
-RUN_N_DETECTION = 10
-RUN_N_FAITHFULNESS = 8
-RUN_N_BLUR_TEST = 8
+RUN_N_DETECTION = 8
+RUN_N_FAITHFULNESS = 5
+RUN_N_BLUR_TEST = 5
 # papers/004 in the main job: every posterior × explanation method on a few images, the
-# single-network posteriors trained on a fifth of the training set (~1/5 of a minute each;
+# single-network posteriors trained on a fifth of the training set (~10 s each;
 # `uattr bench explanation-uncertainty` trains them on all of it).
-RUN_N_EXPLANATION = 4
+RUN_N_EXPLANATION = 2
 RUN_POSTERIOR_TRAIN = 10_000
 
 

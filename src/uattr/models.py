@@ -276,7 +276,8 @@ def load_or_train_sampled(
         net.to(device).eval()
         trained = False
     else:
-        log(f"training the {kind} network on {dataset} ({len(train)} images)")
+        used = min(len(train), config.max_train or len(train))
+        log(f"training the {kind} network on {dataset} ({used} images)")
         trainee = DropConnect(net, dropconnect_p) if kind == "dropconnect" else net
         train_member(trainee, train, config, seed=0, device=device, desc=kind,
                      penalty=flipout_kl if kind == "flipout" else None)
