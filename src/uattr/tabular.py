@@ -142,7 +142,10 @@ def explain_features(
     baseline's value), LIME's kernel on the cosine distance, a weighted ridge per row and
     sample.
     """
-    from .attribution.explanation_uncertainty import explanation_statistics
+    from .attribution.explanation_uncertainty import (
+        explanation_statistics,
+        per_output_gradients,
+    )
 
     if x.ndim != 2 or not torch.isfinite(x).all():
         raise ValueError(f"x must be a finite tensor [B, F], got shape {tuple(x.shape)}")
@@ -155,10 +158,8 @@ def explain_features(
         alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps  # [K]
         path = (baseline + alphas.view(-1, 1, 1) * (x - baseline)).flatten(0, 1)
         path = path.detach().requires_grad_()  # [K·B, F]
-        means = outputs_of(path)[..., 0]  # [K·B, S]
-        samples = means.shape[1]
-        eye = torch.eye(samples, dtype=x.dtype)[:, None, :].expand(samples, len(path), samples)
-        (grads,) = torch.autograd.grad(means, path, grad_outputs=eye, is_grads_batched=True)
+        grads = per_output_gradients(outputs_of(path)[..., 0], path)  # [S, K·B, F]
+        samples = grads.shape[0]
         grads = grads.view(samples, steps, batch, features).mean(1)  # [S, B, F]
         attributions = (grads * (x - baseline)).transpose(0, 1)  # [B, S, F]
     else:

@@ -37,6 +37,7 @@ __all__ = [
     "ExplanationDistribution",
     "ExplanationUncertainty",
     "explanation_statistics",
+    "per_output_gradients",
 ]
 
 EXPLAINERS = ("guided backprop", "integrated gradients", "lime")
@@ -78,6 +79,18 @@ def explanation_statistics(maps: Tensor, eps: float = 1e-6) -> tuple[Tensor, Ten
     cv = torch.where(defined, std / torch.where(defined, mean, torch.ones_like(mean)),
                      torch.zeros_like(mean))
     return mean, std, cv
+
+
+def per_output_gradients(outputs: Tensor, inputs: Tensor) -> Tensor:
+    """The gradient of each column of ``outputs [N, S]`` (row n a function of input row n)
+    with respect to ``inputs [N, ...]``: ``[S, N, ...]``, from one batched backward
+    (S one-hot cotangents through ``is_grads_batched``)."""
+    samples = outputs.shape[1]
+    eye = torch.eye(samples, dtype=outputs.dtype, device=outputs.device)
+    cotangents = eye[:, None, :].expand(samples, outputs.shape[0], samples)  # [S, N, S]
+    (grads,) = torch.autograd.grad(outputs, inputs, grad_outputs=cotangents,
+                                   is_grads_batched=True)
+    return grads
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -177,15 +190,9 @@ class ExplanationUncertainty:
         return probs.gather(2, targets.repeat(repeat, 1)[..., None])[..., 0]  # [k·B, S]
 
     def _per_sample_gradients(self, x: Tensor, targets: Tensor) -> Tensor:
-        """``∂f_s/∂x`` for every sample, one forward and S batched VJPs: ``[S, k·B, C, H, W]``."""
+        """``∂f_s/∂x`` for every sample: ``[S, k·B, C, H, W]``."""
         x = x.detach().requires_grad_()
-        scores = self._scores(x, targets)  # [k·B, S]
-        samples = scores.shape[1]
-        eye = torch.eye(samples, dtype=x.dtype, device=x.device)
-        cotangents = eye[:, None, :].expand(samples, scores.shape[0], samples)  # [S, k·B, S]
-        (grads,) = torch.autograd.grad(scores, x, grad_outputs=cotangents,
-                                       is_grads_batched=True)
-        return grads
+        return per_output_gradients(self._scores(x, targets), x)
 
     def _guided_backprop(self, x: Tensor, targets: Tensor) -> Tensor:
         with _Guided(self.posterior):

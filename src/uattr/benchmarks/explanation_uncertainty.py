@@ -67,11 +67,19 @@ def run_explanation_uncertainty(
                 if folder:
                     folder.save_cell(name, config, row, array)
             rows.append(row)
-            maps[(posterior_name, method)] = torch.from_numpy(array)
-            cv = torch.from_numpy(array[3, :, 0, 0])  # each image's mean CV
+            stats = torch.from_numpy(array[:3])  # [3, N, H, W]: mean, std, CV
+            maps[(posterior_name, method)] = stats
+            cv = _mean_cv(stats[0], stats[2])  # [N]
             per_class.append({"posterior": posterior_name, "method": method,
                               **{f"CV {c}": float(cv[labels == c].mean()) for c in classes}})
-    return rows, per_class, {k: v[:3] for k, v in maps.items()}
+    return rows, per_class, maps
+
+
+def _mean_cv(mean: Tensor, cv: Tensor) -> Tensor:
+    """Each image's CV over the pixels where it is defined (``ExplanationDistribution
+    .mean_cv`` from the stored maps) ``[N]``."""
+    defined = mean > 0
+    return (cv * defined).sum((1, 2)) / defined.sum((1, 2)).clamp_min(1)
 
 
 def _cell(images: Tensor, labels: Tensor, posterior: Callable[[Tensor], Tensor], method: str,
@@ -79,33 +87,31 @@ def _cell(images: Tensor, labels: Tensor, posterior: Callable[[Tensor], Tensor],
           desc: str) -> tuple[dict, np.ndarray]:
     explainer = ExplanationUncertainty(posterior, method, seed=seed)
     start = time.perf_counter()
-    stats, aucs = [], {key: [] for key in ("deletion", "insertion")}
-    mean_cv = []
-    orders = ("mean", "std")
+    orders, curves = ("mean", "std"), ("deletion", "insertion")
+    stats, aucs = [], {(curve, order): [] for curve in curves for order in orders}
+
+    def mean_probs(z: Tensor) -> Tensor:
+        return posterior(z).mean(1)  # [N, C]
+
     for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False,
                   disable=len(images) <= batch_size):
         x = images[i : i + batch_size].to(device)
         result = explainer.explain(x, generator=[
             torch.Generator().manual_seed(seed * 1_000_003 + i + j) for j in range(len(x))])
         stats.append(torch.stack([result.mean, result.std, result.cv]).cpu())  # [3, b, H, W]
-        mean_cv.append(result.mean_cv().cpu())
         with torch.no_grad():
-            mean_probs = lambda z: posterior(z).mean(1)  # noqa: E731  [N, C]
             classes = mean_probs(x).argmax(-1)
             for order in orders:
-                curves = deletion_insertion(mean_probs, x, getattr(result, order), steps=steps,
-                                            targets=classes)
-                for key in aucs:
-                    aucs[key].append((order, curves[f"{key}_auc"].cpu()))
+                found = deletion_insertion(mean_probs, x, getattr(result, order),
+                                           steps=steps, targets=classes)
+                for curve in curves:
+                    aucs[(curve, order)].append(found[f"{curve}_auc"].cpu())
     seconds = (time.perf_counter() - start) / len(images)
-    row: dict = {"mean CV": float(torch.cat(mean_cv).mean())}
+    stats = torch.cat(stats, 1)  # [3, N, H, W]
+    row: dict = {"mean CV": float(_mean_cv(stats[0], stats[2]).mean())}
     for order in orders:
-        for key in ("deletion", "insertion"):
-            row[f"{key} AUC ({order} map)"] = float(
-                torch.cat([v for o, v in aucs[key] if o == order]).mean())
+        for curve in curves:
+            row[f"{curve} AUC ({order} map)"] = float(torch.cat(aucs[(curve, order)]).mean())
     row["s/image"] = seconds
     row["n"] = len(images)
-    stats = torch.cat(stats, 1)  # [3, N, H, W]
-    cv_column = torch.zeros_like(stats[:1])
-    cv_column[0, :, 0, 0] = torch.cat(mean_cv)  # kept beside the maps for the class table
-    return row, torch.cat([stats, cv_column]).numpy()
+    return row, stats.numpy()
