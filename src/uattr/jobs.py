@@ -79,7 +79,7 @@ def load_sampled(args: argparse.Namespace, retrain: bool = False) -> tuple[nn.Mo
     posterior, info = load_or_train_sampled(
         args.posterior, args.dataset, train, test, samples=args.samples,
         dropconnect_p=args.dropconnect_p,
-        config=TrainConfig(epochs=args.epochs, max_train=getattr(args, "posterior_train", None)),
+        config=TrainConfig(epochs=args.epochs, max_train=args.posterior_train),
         cache=args.cache_dir, device=args.device, retrain=retrain, log=log)
     log(f"{args.posterior} on {args.dataset}: test accuracy {info['accuracy']:.4f} "
         f"(mean of {args.samples} samples; one sample {info['sample_accuracy']:.4f}); "

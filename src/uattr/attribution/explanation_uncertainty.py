@@ -37,6 +37,7 @@ __all__ = [
     "ExplanationDistribution",
     "ExplanationUncertainty",
     "explanation_statistics",
+    "mean_cv",
     "per_output_gradients",
 ]
 
@@ -57,8 +58,14 @@ class ExplanationDistribution:
 
     def mean_cv(self) -> Tensor:
         """``[B]``: each image's CV averaged over the pixels where it is defined."""
-        defined = self.mean > 0
-        return (self.cv * defined).sum((1, 2)) / defined.sum((1, 2)).clamp_min(1)
+        return mean_cv(self.mean, self.cv)
+
+
+def mean_cv(mean: Tensor, cv: Tensor) -> Tensor:
+    """``[B]``: the CV maps ``cv [B, H, W]`` averaged over the pixels where ``mean > 0``
+    (where :func:`explanation_statistics` defines the CV)."""
+    defined = mean > 0
+    return (cv * defined).sum((1, 2)) / defined.sum((1, 2)).clamp_min(1)
 
 
 def explanation_statistics(maps: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..attribution.explanation_uncertainty import ExplanationUncertainty
+from ..attribution.explanation_uncertainty import ExplanationUncertainty, mean_cv
 from ..metrics import deletion_insertion
 from ..runs import RunFolder
 
@@ -69,17 +69,10 @@ def run_explanation_uncertainty(
             rows.append(row)
             stats = torch.from_numpy(array[:3])  # [3, N, H, W]: mean, std, CV
             maps[(posterior_name, method)] = stats
-            cv = _mean_cv(stats[0], stats[2])  # [N]
+            cv = mean_cv(stats[0], stats[2])  # [N]
             per_class.append({"posterior": posterior_name, "method": method,
                               **{f"CV {c}": float(cv[labels == c].mean()) for c in classes}})
     return rows, per_class, maps
-
-
-def _mean_cv(mean: Tensor, cv: Tensor) -> Tensor:
-    """Each image's CV over the pixels where it is defined (``ExplanationDistribution
-    .mean_cv`` from the stored maps) ``[N]``."""
-    defined = mean > 0
-    return (cv * defined).sum((1, 2)) / defined.sum((1, 2)).clamp_min(1)
 
 
 def _cell(images: Tensor, labels: Tensor, posterior: Callable[[Tensor], Tensor], method: str,
@@ -108,7 +101,7 @@ def _cell(images: Tensor, labels: Tensor, posterior: Callable[[Tensor], Tensor],
                     aucs[(curve, order)].append(found[f"{curve}_auc"].cpu())
     seconds = (time.perf_counter() - start) / len(images)
     stats = torch.cat(stats, 1)  # [3, N, H, W]
-    row: dict = {"mean CV": float(_mean_cv(stats[0], stats[2]).mean())}
+    row: dict = {"mean CV": float(mean_cv(stats[0], stats[2]).mean())}
     for order in orders:
         for curve in curves:
             row[f"{curve} AUC ({order} map)"] = float(torch.cat(aucs[(curve, order)]).mean())
