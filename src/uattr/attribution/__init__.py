@@ -5,6 +5,7 @@ from .explanation_uncertainty import (
     ExplanationDistribution,
     ExplanationUncertainty,
     explanation_statistics,
+    mean_cv,
 )
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
@@ -29,4 +30,5 @@ __all__ = [
     "UABackprop",
     "UncertaintyAttribution",
     "explanation_statistics",
+    "mean_cv",
 ]
