@@ -24,13 +24,10 @@ from .attribution import (
     UABackprop,
     UncertaintyAttribution,
 )
+from .sampled_posteriors import Flipout, MCDropConnect, MCDropout, SampledPosterior
 from .uq import (
     Ensemble,
-    Flipout,
-    MCDropConnect,
-    MCDropout,
     Posterior,
-    SampledPosterior,
     as_posterior,
     decompose,
     predict_probs,

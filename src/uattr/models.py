@@ -251,8 +251,9 @@ def load_or_train_sampled(
     Returns ``(posterior, info)`` with ``info["accuracy"]``, the test accuracy of the mean
     prediction over the samples.
     """
+    from .sampled_posteriors import Flipout, MCDropConnect, MCDropout
     from .stochastic import DropConnect, flipout_kl, to_flipout
-    from .uq import Flipout, MCDropConnect, MCDropout, predict_probs
+    from .uq import predict_probs
 
     if kind not in SAMPLED_POSTERIORS:
         raise ValueError(f"kind must be one of {SAMPLED_POSTERIORS}, got {kind!r}")
