@@ -53,3 +53,16 @@ def test_bad_arguments_are_named():
         blur_curves(u_linear, x, MAPS[0], 0.1)
     with pytest.raises(ValueError, match=r"U\(x\) > 0"):
         blur_curves(lambda z: torch.zeros(z.shape[0]), x, MAPS, 0.1)
+
+
+def test_every_curve_of_the_figure_can_be_told_apart():
+    from uattr.viz import urr_curves
+
+    fractions = torch.linspace(0, 0.05, 6)
+    curves = {f"method {i}": (fractions, fractions * i) for i in range(11)}
+    fig = urr_curves(curves)
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == list(curves)
+    looks = {(line.get_color(), line.get_linestyle()) for line in lines}
+    assert len(looks) == 11  # 11 methods, more than the 10 colours of the cycle
+    fig.clf()
