@@ -30,12 +30,12 @@ def test_mean_std_cv_agree_with_numpy_and_the_guard_zeroes_empty_pixels():
         explanation_statistics(-maps)
 
 
-
 def test_mean_cv_averages_only_where_the_mean_is_positive():
     mean = torch.tensor([[[1.0, 0.0], [2.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])  # [B=2, 2, 2]
     cv = torch.tensor([[[0.5, 9.0], [1.5, 9.0]], [[7.0, 7.0], [7.0, 7.0]]])
     # image 0: (0.5 + 1.5) / 2 (the 9s lie where the CV is undefined); image 1: no pixel
     torch.testing.assert_close(mean_cv(mean, cv), torch.tensor([1.0, 0.0]))
+
 
 class _Scores(nn.Module):
     """``x -> P[:, s, t]`` for Captum, one sample at a time."""

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .stochastic import dropconnect_weights, flipout_layers
 from .uq import Posterior
 
 __all__ = ["Flipout", "MCDropConnect", "MCDropout", "SampledPosterior"]
@@ -27,8 +28,8 @@ class SampledPosterior(Posterior):
     ``x`` and of nothing else in the batch, and every attribution method works on the
     posterior as on an ensemble. With ``freeze=False`` every call draws fresh noise.
 
-    Subclasses say which noise a sample installs (:meth:`_sample`) and remove it
-    afterwards (:meth:`_clear`).
+    Subclasses say how sample ``s`` computes its logits with its own noise
+    (:meth:`_sample`), leaving the model as they found it.
     """
 
     def __init__(self, model: nn.Module, *, samples: int, seed: int, freeze: bool) -> None:
@@ -147,8 +148,6 @@ class MCDropConnect(SampledPosterior):
         if not 0 <= p < 1:
             raise ValueError(f"p must be in [0, 1), got {p}")
         self.p = p
-        from .stochastic import dropconnect_weights
-
         self.weight_names = list(dropconnect_weights(model))
 
     def _sample(self, s: int, x: Tensor) -> Tensor:
@@ -176,8 +175,6 @@ class Flipout(SampledPosterior):
     def __init__(self, model: nn.Module, *, samples: int = 10, seed: int = 0,
                  freeze: bool = True) -> None:
         super().__init__(model, samples=samples, seed=seed, freeze=freeze)
-        from .stochastic import flipout_layers
-
         self.layers = flipout_layers(model)
         if not self.layers:
             raise ValueError("model has no Flipout layers; convert it with "

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no screen is assumed
 
 import numpy as np
+from matplotlib import cycler
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -124,13 +125,11 @@ def urr_curves(curves: Mapping[str, tuple[Tensor, Tensor]], *, title: str = "") 
     """Median URR against the share of pixels blurred, one line per method
     (``curves[name] = (fractions [T+1], median URR [T+1])``)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, (fractions, urr)) in enumerate(curves.items()):
-        # past the colour cycle (10 colours; the benchmarks plot 11 methods) the colours
-        # repeat, so each further round of the cycle gets its own line style
-        style = ("-", "--", ":", "-.")[(i // len(colours)) % 4]
-        ax.plot(100 * fractions.numpy(), urr.numpy(), label=name, linewidth=1.4,
-                color=colours[i % len(colours)], linestyle=style)
+    # the benchmarks plot 11 methods, more than the 10 colours of the default cycle: each
+    # round of the colour cycle gets its own line style
+    ax.set_prop_cycle(cycler(linestyle=["-", "--", ":", "-."]) * plt.rcParams["axes.prop_cycle"])
+    for name, (fractions, urr) in curves.items():
+        ax.plot(100 * fractions.numpy(), urr.numpy(), label=name, linewidth=1.4)
     ax.set_xlabel("pixels blurred (% of the image, in order of attribution)")
     ax.set_ylabel("median URR (higher is better)")
     ax.set_title(title, fontsize=9)
