@@ -17,11 +17,16 @@ def ensemble():
 @pytest.mark.parametrize("kind", ["total", "aleatoric", "epistemic"])
 @pytest.mark.parametrize("path", ["fullgrad", "gradient"])
 def test_completeness_on_a_real_cnn_ensemble(kind, path):
-    ensemble = as_posterior(tiny_cnn_members(members=3, classes=4, seed=7))
-    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    maps = UABackprop(ensemble, kind, path=path).attribute(x)
-    expected = uncertainty(ensemble(x), kind).detach()
-    torch.testing.assert_close(maps.sum((1, 2)), expected, rtol=1e-5, atol=1e-7)
+    # Ten random ensembles of 8 images: members that nearly agree make U_e a difference of
+    # close numbers, which float32 kept to only 5e-4 relative on some of these images. The
+    # map must sum to U(x) to 1e-5 relative on any CPU (float64 inside, float32 out).
+    for seed in range(10):
+        ensemble = as_posterior(tiny_cnn_members(members=3, classes=4, seed=seed))
+        x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+        maps = UABackprop(ensemble, kind, path=path).attribute(x)
+        assert maps.dtype == torch.float32
+        expected = uncertainty(ensemble(x), kind).detach()
+        torch.testing.assert_close(maps.sum((1, 2)), expected, rtol=1e-5, atol=0)
 
 
 def test_class_and_logit_uncertainties_by_hand():

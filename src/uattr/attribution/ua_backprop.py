@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..passes import batched_cotangents
-from ..uq import Posterior, check_probs
+from ..uq import Posterior, check_probs, class_decomposition
 from .base import UncertaintyAttribution, check_positive
 from .fullgrad import ConvOutputs
 
@@ -36,16 +36,16 @@ _DEFAULT_TAU2 = {"fullgrad": 1.5, "gradient": 0.06}
 
 
 def class_uncertainties(probs: Tensor, kind: Kind) -> Tensor:
-    """``U_{g_i}`` ``[B, C]`` of ``probs [B, S, C]`` (eq. 4); they sum over C to ``U``."""
-    tiny = torch.finfo(probs.dtype).tiny
-    mean = probs.mean(1)  # [B, C]
-    total = -mean * torch.log(mean.clamp_min(tiny))
-    aleatoric = (-probs * torch.log(probs.clamp_min(tiny))).mean(1)
-    return {"total": total, "aleatoric": aleatoric, "epistemic": total - aleatoric}[kind]
+    """``U_{g_i}`` ``[B, C]`` of ``probs [B, S, C]`` (eq. 4), in float64; they sum over C
+    to ``U``. The epistemic part is a difference of close numbers, hence float64
+    (:func:`~uattr.uq.class_decomposition`)."""
+    return class_decomposition(probs)[kind]
 
 
 def logit_uncertainties(probs: Tensor, kind: Kind, tau1: float) -> Tensor:
-    """``U_{z_i^s}`` ``[B, S, C]`` (eqs. 5, 8); they sum over C to ``U`` for every s."""
+    """``U_{z_i^s}`` ``[B, S, C]`` (eqs. 5, 8), in float64; they sum over C to ``U`` for
+    every s."""
+    probs = probs.double()
     classes = probs.shape[-1]
     eye = torch.eye(classes, dtype=probs.dtype, device=probs.device)
     # [B, S, j, i]: (δ_ij - g_i^s) / τ1, normalised over i for each source class j
@@ -142,13 +142,17 @@ class UABackprop(UncertaintyAttribution):
         return relevance
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
-        """``M(x) [B, H, W]``, summing to ``U(x)`` over pixels; ``segments`` is ignored."""
+        """``M(x) [B, H, W]``, summing to ``U(x)`` over pixels; ``segments`` is ignored.
+
+        The weights and the softmax over pixels are combined in float64 so that the map
+        sums to U(x) to float32 precision on any CPU (completeness, DESIGN §3.2); the
+        map is returned in the dtype of ``x``."""
         relevance, probs = self.relevance(x)
         batch, samples, _, height, width = relevance.shape
-        per_logit = (relevance.flatten(3) / self.tau2).softmax(-1)  # [B, S, C, H·W]
+        per_logit = (relevance.flatten(3).double() / self.tau2).softmax(-1)  # [B, S, C, H·W]
         weights = logit_uncertainties(probs, self.uncertainty, self.tau1)  # [B, S, C]
         maps = torch.einsum("bsc,bscp->bp", weights, per_logit) / samples
-        return maps.view(batch, height, width)
+        return maps.view(batch, height, width).to(x.dtype)
 
     def __repr__(self) -> str:
         return (f"UABackprop(uncertainty={self.uncertainty!r}, tau1={self.tau1}, "
