@@ -138,11 +138,69 @@ def test_explain_writes_the_maps_of_the_library_call(cache, tmp_path):
     assert (out / "explanations.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_bad_arguments_give_a_clear_error(cache, capsys):
-    assert main(["explain", *COMMON, "--cache-dir", cache, "--indices", "100000"]) == 2
-    assert "--indices must lie in" in capsys.readouterr().err
-    assert main(["run", *COMMON, "--cache-dir", cache, "--n-detection", "0"]) == 2
-    assert "n must be in" in capsys.readouterr().err
+def _exit_code(argv):
+    """``main``'s return value, or the code of argparse's exit (2 for a bad argument)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("work began before the arguments were checked")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["bench", "detection", "--n", "5", "--batch-size", "0"],
+     "argument --batch-size: must be a positive integer, got '0'"),
+    (["bench", "detection", "--n", "99999999"], "--n must be at most 360"),
+    (["bench", "faithfulness", "--n", "-3"], "argument --n: must be a positive integer"),
+    (["bench", "detection", "--n", "5", "--methods", "sam"], "--methods: unknown ['sam']"),
+    (["bench", "blur-test", "--n", "5", "--methods", "lime"], "--methods: unknown ['lime']"),
+    (["explain", "--indices", "3", "100000"], "--indices must lie in [0, 359]"),
+    (["explain", "--most-uncertain", "400"], "--most-uncertain must be at most 360"),
+    (["run", "--n-detection", "0"], "argument --n-detection: must be a positive integer"),
+    (["run", "--n-faithfulness", "361"], "--n-faithfulness must be at most 360"),
+    (["run", "--split", "valid", "--n-blur-test", "360"], "--n-blur-test must be at most 359"),
+    (["bench", "sensitivity", "--tau", "0"], "argument --tau: must lie in (0, inf)"),
+    (["bench", "detection", "--lam", "-1"], "argument --lam: must lie in [0, inf)"),
+    (["bench", "detection", "--sigma-init", "nan"], "argument --sigma-init: must lie in"),
+    (["train", "--posterior", "dropconnect", "--dropconnect-p", "1.5"],
+     "argument --dropconnect-p: must lie in [0, 1)"),
+    (["train", "--members", "zero"], "argument --members: must be a positive integer"),
+    (["explain", "--device", "gpu0"], "--device must be a torch device"),
+    (["explain", "--uncertainty", "epistemic", "--members", "1"],
+     "--members must be at least 2 to explain epistemic uncertainty"),
+])
+def test_bad_arguments_stop_the_command_before_any_work(argv, message, monkeypatch, capsys):
+    monkeypatch.setattr(data, "load", _no_work)  # no data is loaded, no model trained
+    monkeypatch.setattr("uattr.jobs.load_or_train_ensemble", _no_work)
+    common = ["--dataset", "digits"]
+    at = 2 if argv[0] == "bench" else 1
+    assert _exit_code([*argv[:at], *common, *argv[at:]]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_device_torch_cannot_see_is_refused(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(data, "load", _no_work)
+    assert _exit_code(["explain", "--dataset", "digits", "--device", "cuda"]) == 2
+    assert "--device cuda: torch sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_a_damaged_cached_member_is_named_and_trained_again(tmp_path, capsys):
+    cache = str(tmp_path / "cache")
+    args = ["train", *COMMON, "--cache-dir", cache]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    member = next((tmp_path / "cache").glob("digits-ensemble-*")) / "member1.pt"
+    whole = member.read_bytes()
+    member.write_bytes(whole[: len(whole) // 3])  # a copy cut short
+    assert main(args) == 0
+    second = capsys.readouterr()
+    assert f"cached file {member} is damaged" in second.err
+    assert "training member 2/2" in second.err and "training member 1/2" not in second.err
+    assert second.out == first.out  # member 2 trained again from its seed: same accuracy
 
 
 def test_bench_detection_runs_the_chosen_methods_and_reuses_run_cells(cache, tmp_path, capsys):

@@ -39,6 +39,15 @@ def test_fashion_mnist_reads_idx_files_from_a_folder(tmp_path):
     np.testing.assert_allclose(train.images[3, 0].numpy(), train_x[3] / 255.0, rtol=1e-6)
     np.testing.assert_allclose(valid.images[1, 0].numpy(), train_x[11] / 255.0, rtol=1e-6)
     assert valid.labels.tolist() == train_y[10:].tolist()
+    # the command line's size check reads the headers alone, and agrees with load
+    sizes = [data.split_size("fashion-mnist", s, root=tmp_path) for s in data.SPLITS]
+    assert sizes == [10, 2, 3]
+
+
+def test_split_sizes_agree_with_the_loaded_splits():
+    for dataset in ("mnist", "digits"):
+        for split in data.SPLITS:
+            assert data.split_size(dataset, split) == len(data.load(dataset, split))
 
 
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 
 import torch
 
 from . import data, jobs, models, segment, studies, viz
 from .attribution import Grad
 from .attribution.explanation_uncertainty import EXPLAINERS
-from .registry import optimization, segmenter
+from .registry import DETECTION_ROWS, PIXEL_METHODS, optimization, segmenter
 from .runs import RunFolder, markdown_table
 from .uq import predict_probs, uncertainty
 
@@ -39,12 +41,50 @@ RUN_N_EXPLANATION = 2
 RUN_POSTERIOR_TRAIN = 10_000
 
 
+# ------------------------------------------------------------------ argument types
+# argparse calls these while parsing, so a bad value stops the command before any data is
+# loaded or any model trained, with a message that names the argument.
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _float_in(low: float, high: float = math.inf, *, low_open: bool = False,
+              high_open: bool = True) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (math.isfinite(value) and above and below):
+            interval = (f"{'(' if low_open else '['}{low:g}, "
+                        f"{high:g}{')' if high_open else ']'}")
+            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive = _float_in(0.0, low_open=True)
+_non_negative = _float_in(0.0)
+_probability = _float_in(0.0, 1.0)
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="mnist", choices=data.DATASETS)
     parser.add_argument("--data-dir", default=None,
                         help="folder of IDX files for fashion-mnist (default: Debian's path)")
-    parser.add_argument("--members", type=int, default=5, help="ensemble size (default 5)")
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs per member")
+    parser.add_argument("--members", type=_positive_int, default=5,
+                        help="ensemble size (default 5)")
+    parser.add_argument("--epochs", type=_positive_int, default=1,
+                        help="training epochs per member")
     parser.add_argument("--cache-dir", default=None,
                         help="where trained models are cached (default $UATTR_CACHE or "
                              "~/.cache/uattr)")
@@ -54,26 +94,28 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uncertainty", default="total",
                         choices=("total", "aleatoric", "epistemic"))
-    parser.add_argument("--lam", type=float, default=DEFAULT_LAM, help="sparsity weight λ")
-    parser.add_argument("--tau", type=float, default=DEFAULT_TAU, help="Gumbel temperature τ")
-    parser.add_argument("--sigma-init", type=float, default=DEFAULT_SIGMA_INIT,
+    parser.add_argument("--lam", type=_non_negative, default=DEFAULT_LAM,
+                        help="sparsity weight λ")
+    parser.add_argument("--tau", type=_positive, default=DEFAULT_TAU,
+                        help="Gumbel temperature τ")
+    parser.add_argument("--sigma-init", type=_positive, default=DEFAULT_SIGMA_INIT,
                         help="initial blur width as a fraction of the image side")
-    parser.add_argument("--n-segments", type=int, default=DEFAULT_SLIC_SEGMENTS,
+    parser.add_argument("--n-segments", type=_positive_int, default=DEFAULT_SLIC_SEGMENTS,
                         help="slic segments per image")
-    parser.add_argument("--compactness", type=float, default=DEFAULT_SLIC_COMPACTNESS,
+    parser.add_argument("--compactness", type=_positive, default=DEFAULT_SLIC_COMPACTNESS,
                         help="slic compactness")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=100,
+    parser.add_argument("--batch-size", type=_positive_int, default=100,
                         help="images attributed together")
 
 
 def _add_posterior_options(parser: argparse.ArgumentParser,
                            train_images: int | None = None) -> None:
-    parser.add_argument("--samples", type=int, default=10,
+    parser.add_argument("--samples", type=_positive_int, default=10,
                         help="posterior samples of a single-network posterior (default 10)")
-    parser.add_argument("--dropconnect-p", type=float, default=0.1,
+    parser.add_argument("--dropconnect-p", type=_probability, default=0.1,
                         help="DropConnect's drop probability (default 0.1)")
-    parser.add_argument("--posterior-train", type=int, default=train_images,
+    parser.add_argument("--posterior-train", type=_positive_int, default=train_images,
                         help="training images of a single-network posterior (default "
                              f"{train_images or 'all'})")
 
@@ -107,8 +149,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     split = data.load(args.dataset, args.split, root=args.data_dir)
     if args.indices:
         indices = torch.tensor(args.indices)
-        if (indices < 0).any() or (indices >= len(split)).any():
-            raise ValueError(f"--indices must lie in [0, {len(split) - 1}]")
     else:
         u = uncertainty(predict_probs(posterior, split.images, device=args.device,
                                       progress=True), args.uncertainty)
@@ -187,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_method_options(p)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--most-uncertain", type=int, default=8,
+    which.add_argument("--most-uncertain", type=_positive_int, default=8,
                        help="explain the K most uncertain images (default 8)")
     which.add_argument("--indices", type=int, nargs="+", help="explain these images")
     p.add_argument("--split", default="test", choices=data.SPLITS)
@@ -201,13 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_method_options(p)
     _add_blur_kind(p)
-    p.add_argument("--n-detection", type=int, default=RUN_N_DETECTION,
+    p.add_argument("--n-detection", type=_positive_int, default=RUN_N_DETECTION,
                    help=f"images in the detection benchmark (default {RUN_N_DETECTION})")
-    p.add_argument("--n-faithfulness", type=int, default=RUN_N_FAITHFULNESS,
+    p.add_argument("--n-faithfulness", type=_positive_int, default=RUN_N_FAITHFULNESS,
                    help=f"images in the faithfulness test (default {RUN_N_FAITHFULNESS})")
-    p.add_argument("--n-blur-test", type=int, default=RUN_N_BLUR_TEST,
+    p.add_argument("--n-blur-test", type=_positive_int, default=RUN_N_BLUR_TEST,
                    help=f"images in the blurring test (default {RUN_N_BLUR_TEST})")
-    p.add_argument("--n-explanation", type=int, default=RUN_N_EXPLANATION,
+    p.add_argument("--n-explanation", type=_positive_int, default=RUN_N_EXPLANATION,
                    help=f"images in the explanation-uncertainty comparison (default "
                         f"{RUN_N_EXPLANATION})")
     _add_posterior_options(p, RUN_POSTERIOR_TRAIN)
@@ -239,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_method_options(p)
         if name == "blur-test":
             _add_blur_kind(p)
-        p.add_argument("--n", type=int, default=500, help="images (default 500, the papers')")
+        p.add_argument("--n", type=_positive_int, default=500,
+                       help="images (default 500, the papers')")
         p.add_argument("--split", default="test", choices=data.SPLITS)
         if name in ("detection", "faithfulness", "blur-test"):
             p.add_argument("--methods", nargs="+", default=["all"],
@@ -256,10 +297,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The checks that need the data set's size or more than one argument, run before any
+    data is loaded or model trained; ``ValueError`` names the argument."""
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ValueError(f"--device must be a torch device such as cpu or cuda, got "
+                         f"{args.device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: torch sees no CUDA GPU on this machine")
+    if getattr(args, "split", None) is not None:
+        size = data.split_size(args.dataset, args.split, root=args.data_dir)
+        where = f"the {size} {args.split} images of {args.dataset}"
+        for name in ("n", "n_detection", "n_faithfulness", "n_blur_test", "n_explanation",
+                     "most_uncertain"):
+            value = getattr(args, name, None)
+            if value is not None and value > size:
+                raise ValueError(f"--{name.replace('_', '-')} must be at most {size} "
+                                 f"({where}), got {value}")
+        bad = [i for i in getattr(args, "indices", None) or [] if not 0 <= i < size]
+        if bad:
+            raise ValueError(f"--indices must lie in [0, {size - 1}] ({where}), got {bad}")
+    names = getattr(args, "methods", None)
+    if names is not None and names != ["all"]:
+        known = DETECTION_ROWS if args.benchmark == "detection" else PIXEL_METHODS
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"--methods: unknown {unknown} for {args.benchmark}; choose "
+                             f"from {list(known)}")
+    explained = {getattr(args, "uncertainty", None), getattr(args, "blur_uncertainty", None)}
+    if "epistemic" in explained and args.members < 2:
+        raise ValueError("--members must be at least 2 to explain epistemic uncertainty "
+                         f"(one model has none), got {args.members}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_arguments(args)
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"uattr: error: {error}", file=sys.stderr)

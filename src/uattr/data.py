@@ -33,6 +33,7 @@ __all__ = [
     "load_mnist",
     "patch_swap",
     "read_idx",
+    "split_size",
 ]
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
@@ -129,12 +130,17 @@ def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = No
     return Split(images, torch.from_numpy(y.astype(np.int64)))
 
 
-def load_digits(split: str = "train") -> Split:
-    """scikit-learn's 8×8 digits ``[N, 1, 8, 8]`` in [0, 1]; a fixed 60/20/20 split."""
+@lru_cache(maxsize=1)
+def _digits_bunch():
     from sklearn.datasets import load_digits as _sk_digits
 
+    return _sk_digits()
+
+
+def load_digits(split: str = "train") -> Split:
+    """scikit-learn's 8×8 digits ``[N, 1, 8, 8]`` in [0, 1]; a fixed 60/20/20 split."""
     _check_split(split)
-    bunch = _sk_digits()
+    bunch = _digits_bunch()
     order = np.random.default_rng(0).permutation(len(bunch.target))
     n = len(order)
     cuts = {"train": order[: int(0.6 * n)], "valid": order[int(0.6 * n) : int(0.8 * n)],
@@ -151,6 +157,40 @@ def load(dataset: str, split: str = "train", *, root: str | os.PathLike | None =
         return load_fashion_mnist(split, root)
     if dataset == "digits":
         return load_digits(split)
+    raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+
+
+_MNIST_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}  # the classic pickle
+
+
+def _idx_count(path: Path) -> int:
+    """The number of items an IDX file holds, from its header alone."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        header = f.read(8)
+    if len(header) < 8 or header[:3] != b"\x00\x00\x08":
+        raise ValueError(f"path {path} is not an unsigned-byte IDX file (bad magic number)")
+    return int.from_bytes(header[4:8], "big")
+
+
+def split_size(dataset: str, split: str, *, root: str | os.PathLike | None = None) -> int:
+    """How many images :func:`load` would return, without loading them (the command line
+    checks its arguments against it before any work)."""
+    _check_split(split)
+    if dataset == "mnist":
+        return _MNIST_SIZES[split]
+    if dataset == "fashion-mnist":
+        folder = Path(root) if root is not None else FASHION_MNIST_DIR
+        if split == "test":
+            return _idx_count(_find_idx(folder, "t10k-labels-idx1-ubyte"))
+        total = _idx_count(_find_idx(folder, "train-labels-idx1-ubyte"))
+        n_valid = min(10_000, total // 6)
+        return total - n_valid if split == "train" else n_valid
+    if dataset == "digits":
+        n = len(_digits_bunch().target)
+        cuts = {"train": (0, int(0.6 * n)), "valid": (int(0.6 * n), int(0.8 * n)),
+                "test": (int(0.8 * n), n)}[split]
+        return cuts[1] - cuts[0]
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 

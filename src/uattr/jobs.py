@@ -25,7 +25,13 @@ from .benchmarks.explanation_uncertainty import run_explanation_uncertainty
 from .benchmarks.faithfulness import most_uncertain, run_faithfulness
 from .benchmarks.paper_numbers import BLUR_TEST_MNIST, DETECTION_C10, FAITHFULNESS_C10, beside
 from .metrics import find_box
-from .models import TrainConfig, load_or_train_ensemble, load_or_train_sampled, save_atomic
+from .models import (
+    TrainConfig,
+    load_cached,
+    load_or_train_ensemble,
+    load_or_train_sampled,
+    save_atomic,
+)
 from .registry import detection_methods, family_means, pixel_methods
 from .runs import RunFolder, markdown_table
 from .uq import Ensemble, uncertainty
@@ -115,8 +121,9 @@ def detection_images(job: Job, n: int) -> DetectionSet:
     args = job.args
     set_path = Path(job.info["cache"]) / (f"detection-{args.members}members-{args.split}-"
                                           f"n{n}-seed{args.seed}.pt")
-    if set_path.exists():
-        return DetectionSet(**torch.load(set_path))
+    cached = load_cached(set_path, log)
+    if cached is not None:
+        return DetectionSet(**cached)
     evaluated = data.load(args.dataset, args.split, root=args.data_dir)
     donors = data.load(args.dataset, "train", root=args.data_dir)
     log(f"building the detection set: the {n} most affected of {len(evaluated)} "

@@ -21,6 +21,7 @@ __all__ = [
     "TrainConfig",
     "accuracy",
     "cache_dir",
+    "load_cached",
     "load_or_train_ensemble",
     "save_atomic",
     "train_member",
@@ -151,6 +152,55 @@ def save_atomic(obj: object, path: Path) -> None:
             os.unlink(tmp)
 
 
+def load_cached(path: Path, log: Callable[[str], None] = print) -> object | None:
+    """What ``torch.save`` stored at ``path``, or ``None`` when there is no such file or
+    it cannot be read (a copy cut short by a full disk or a killed process). A damaged file
+    is logged by name and removed: it is a cache, and the caller builds it again."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu")
+    # Any failure to read a cache file means the same thing (rebuild it): a truncated zip
+    # raises RuntimeError, a truncated legacy pickle EOFError or UnpicklingError, ...
+    except Exception as error:
+        log(f"cached file {path} is damaged ({type(error).__name__}: {error}); "
+            "building it again")
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _load_state(model: nn.Module, path: Path, log: Callable[[str], None]) -> bool:
+    """Load a cached state dict into ``model``; ``False`` (file removed) when it is missing,
+    damaged or does not fit the model."""
+    state = load_cached(path, log)
+    if state is None:
+        return False
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as error:
+        log(f"cached file {path} does not fit the model ({type(error).__name__}); "
+            "training it again")
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _cached_scores(path: Path, compute: Callable[[], dict], *, fresh: bool) -> dict:
+    """Test scores cached as JSON beside the model; computed again when the model was just
+    trained or the file cannot be read. Written atomically."""
+    if not fresh and path.exists():
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass  # damaged: computed again below
+    scores = compute()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(scores))
+    os.replace(tmp, path)
+    return scores
+
+
 def load_or_train_ensemble(
     dataset: str,
     train: Split,
@@ -191,8 +241,7 @@ def load_or_train_ensemble(
         path = folder / f"member{s}.pt"
         torch.manual_seed(s)  # member s starts from its own initialisation
         model = build()
-        if path.exists() and not retrain:
-            model.load_state_dict(torch.load(path, map_location="cpu"))
+        if not retrain and _load_state(model, path, log):
             model.to(device).eval()
         else:
             log(f"training member {s + 1}/{members} on {dataset} ({len(train)} images)")
@@ -205,18 +254,18 @@ def load_or_train_ensemble(
     def on_device(x: Tensor) -> Tensor:
         return x.to(device)
 
-    scores_path = folder / f"accuracy-{members}-{len(test)}-{int(test.labels.sum())}.json"
-    if scores_path.exists() and not trained:
-        scores = json.loads(scores_path.read_text())
-    else:
-        scores = {
+    def score() -> dict:
+        return {
             "member_accuracy": [accuracy(lambda x, m=m: m(on_device(x)).cpu(), test)
                                 for m in models],
             "ensemble_accuracy": accuracy(
                 lambda x: torch.stack([m(on_device(x)).softmax(-1) for m in models])
                 .mean(0).cpu(), test),
         }
-        scores_path.write_text(json.dumps(scores))
+
+    scores = _cached_scores(
+        folder / f"accuracy-{members}-{len(test)}-{int(test.labels.sum())}.json",
+        score, fresh=trained)
     return models, {"cache": str(folder), "spec": spec, **scores}
 
 
@@ -272,8 +321,7 @@ def load_or_train_sampled(
     net = SmallCNN(channels, num_classes, height)
     if kind == "flipout":
         net = to_flipout(net).to(memory_format=torch.channels_last)
-    if path.exists() and not retrain:
-        net.load_state_dict(torch.load(path, map_location="cpu"))
+    if not retrain and _load_state(net, path, log):
         net.to(device).eval()
         trained = False
     else:
@@ -291,14 +339,13 @@ def load_or_train_sampled(
         posterior = MCDropConnect(net, p=dropconnect_p, samples=samples)
     else:
         posterior = Flipout(net, samples=samples)
-    scores_path = folder / f"accuracy-{samples}-{len(test)}-{int(test.labels.sum())}.json"
-    if scores_path.exists() and not trained:
-        scores = json.loads(scores_path.read_text())
-    else:
+    def score() -> dict:
         probs = predict_probs(posterior, test.images, device=device)  # [N, S, C]
-        scores = {"accuracy": float((probs.mean(1).argmax(-1) == test.labels)
-                                    .double().mean()),
-                  "sample_accuracy": float((probs.argmax(-1) == test.labels[:, None])
-                                           .double().mean())}
-        scores_path.write_text(json.dumps(scores))
+        return {"accuracy": float((probs.mean(1).argmax(-1) == test.labels).double().mean()),
+                "sample_accuracy": float((probs.argmax(-1) == test.labels[:, None])
+                                         .double().mean())}
+
+    scores = _cached_scores(
+        folder / f"accuracy-{samples}-{len(test)}-{int(test.labels.sum())}.json",
+        score, fresh=trained)
     return posterior, {"cache": str(folder), "spec": spec, "samples": samples, **scores}

@@ -29,8 +29,15 @@ from .attribution import (
 from .benchmarks.detection import MethodSpec
 from .uq import Posterior
 
-__all__ = ["FAMILIES", "PIXEL_METHODS", "detection_methods", "family_means", "optimization",
-           "pixel_methods", "segmenter"]
+__all__ = ["DETECTION_ROWS", "FAMILIES", "PIXEL_METHODS", "detection_methods",
+           "family_means", "optimization", "pixel_methods", "segmenter"]
+
+# The rows of the detection table, in its order.
+DETECTION_ROWS = (
+    "optimization (slic)", "optimization (pixels)", "grad", "smoothgrad",
+    "integrated gradients", "blur ig", "fullgrad", "guided backprop", "ua-backprop",
+    "occlusion", "kernelshap", "kernelshap (slic)", "lime", "lime (pixels)",
+)
 
 # The rows of the faithfulness and blurring tests: every method at the pixel level
 # (papers/001 A.3: the optimization-based method and LIME in their pixel versions).
