@@ -55,9 +55,36 @@ def test_early_stopping_stops_on_a_flat_loss():
     posterior = as_posterior(lambda x: fixed.expand(x.shape[0], 2, 2), output="probs")
     x = torch.rand(2, 1, 6, 6)
     flat = OptimizationUA(posterior, lam=0.0, seed=0).attribute_with_diagnostics(x)
-    assert flat.steps.tolist() == [20, 20]
+    assert flat.steps.tolist() == [20, 20] and flat.converged.all()
     sloped = OptimizationUA(posterior, lam=3.0, seed=0).attribute_with_diagnostics(x)
     assert (sloped.steps > 20).all()
+
+
+def test_stopping_only_chooses_where_along_one_path_an_image_stops():
+    # The checks draw from their own stream: the stopped run's probabilities are those of
+    # the run without a stopping rule at the step where the first one stopped, and how
+    # often the path is recorded does not change it.
+    posterior = as_posterior(tiny_cnn_members())
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    seg = segment.grid(x, cell=2)
+    stopped = OptimizationUA(posterior, lam=1.0, seed=3).attribute_with_diagnostics(
+        x, segments=seg)
+    assert stopped.converged.all() and (stopped.steps < 500).all()
+    free = OptimizationUA(posterior, lam=1.0, seed=3, early_stop=False)
+    traced = free.attribute_with_diagnostics(x, segments=seg, trace=True)
+    assert traced.steps.tolist() == [500] * 3 and not traced.converged.any()
+    trace = traced.trace
+    assert trace.steps.tolist() == list(range(0, 501, 20))
+    for b in range(3):
+        at = trace.steps.tolist().index(int(stopped.steps[b]))
+        torch.testing.assert_close(trace.probs[at, b], stopped.probs[b], rtol=0, atol=0)
+    torch.testing.assert_close(trace.probs[-1], traced.probs, rtol=0, atol=0)
+    torch.testing.assert_close(trace.hard_uncertainty[-1], traced.u_after, rtol=0, atol=0)
+    finer = OptimizationUA(posterior, lam=1.0, seed=3, early_stop=False, check_every=7)
+    torch.testing.assert_close(finer.attribute(x, segments=seg), traced.maps, rtol=0, atol=0)
+    # the recorded loss is U plus the sparsity term; σ starts at σ0 = 0.05 · 8 px
+    assert (trace.loss >= trace.uncertainty).all()
+    torch.testing.assert_close(trace.sigma[0], torch.full((3,), 0.4))
 
 
 def test_batch_gives_the_same_maps_as_one_image_at_a_time():

@@ -50,3 +50,19 @@ def test_check_segments_broadcasts_and_rejects_bad_maps():
 def test_unknown_segmenter_is_rejected():
     with pytest.raises(ValueError, match="segmenter must be one of"):
         segment.get_segmenter("sam2")
+
+
+def test_with_boxes_gives_each_box_a_segment_of_its_own():
+    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    cells = segment.grid(x, cell=4)  # 9 cells
+    boxes = torch.tensor([[2, 3, 4, 4], [0, 0, 4, 4]])  # the second box is cell 0 itself
+    oracle = segment.with_boxes(cells, boxes)
+    inside = oracle[0, 2:6, 3:7]
+    assert (inside == inside[0, 0]).all() and (oracle[0] == inside[0, 0]).sum() == 16
+    # every label 0..K-1 is used: 9 cells cut by the box give 9 + 1 segments
+    assert sorted(oracle[0].unique().tolist()) == list(range(10))
+    # a box that is already a segment changes nothing but the labels' names
+    assert sorted(oracle[1].unique().tolist()) == list(range(9))
+    assert torch.equal(oracle[1] == oracle[1, 0, 0], cells[1] == 0)
+    with pytest.raises(ValueError, match="boxes"):
+        segment.with_boxes(cells, boxes[:1])

@@ -28,6 +28,7 @@ __all__ = [
     "relabel",
     "segment_slots",
     "slic",
+    "with_boxes",
 ]
 
 
@@ -80,6 +81,27 @@ def segment_slots(segments: Tensor) -> tuple[Tensor, Tensor]:
     counts = num_segments(segments)  # [B]
     slots = torch.arange(int(counts.max()), device=segments.device)
     return counts, slots[None, :] < counts[:, None]
+
+
+def with_boxes(segments: Tensor, boxes: Tensor) -> Tensor:
+    """``segments [B, H, W]`` with each image's box ``(top, left, height, width)`` made a
+    segment of its own (label ``K_b``), relabelled to ``0..K'_b-1``.
+
+    The *oracle* of the detection benchmark: a segmentation that isolates the true
+    problematic patch, which no real segmenter knows. It bounds from above what a method
+    over segments can find, and is never a method itself."""
+    if segments.ndim != 3 or boxes.shape != (segments.shape[0], 4):
+        raise ValueError(f"boxes must have shape [B, 4] = [{segments.shape[0]}, 4] for "
+                         f"segments {tuple(segments.shape)}, got {tuple(boxes.shape)}")
+    _, height, width = segments.shape
+    boxes = boxes.to(segments.device)
+    rows = torch.arange(height, device=segments.device)
+    cols = torch.arange(width, device=segments.device)
+    top, left, box_h, box_w = boxes.unbind(1)
+    inside = (((rows >= top[:, None]) & (rows < (top + box_h)[:, None]))[:, :, None]
+              & ((cols >= left[:, None]) & (cols < (left + box_w)[:, None]))[:, None, :])
+    new_label = segments.flatten(1).max(1).values + 1  # [B]
+    return relabel(torch.where(inside, new_label[:, None, None], segments))
 
 
 def pixels(x: Tensor) -> Tensor:

@@ -32,7 +32,8 @@ from .base import (
     make_generators,
 )
 
-__all__ = ["OptimizationResult", "OptimizationUA", "gumbel_sigmoid", "logistic_noise"]
+__all__ = ["OptimizationResult", "OptimizationTrace", "OptimizationUA", "gumbel_sigmoid",
+           "logistic_noise"]
 
 _EPS = 1e-6
 _CHECK_CHUNK = 256  # images per forward pass when estimating the expected loss
@@ -54,20 +55,44 @@ def gumbel_sigmoid(logits: Tensor, noise: Tensor, tau: float) -> Tensor:
 
 
 @dataclass
+class OptimizationTrace:
+    """The optimisation of each image over steps, recorded at every check.
+
+    ``steps [T]`` the step of each record (0 = before the first step); per record and
+    image: ``loss [T, B]`` and ``uncertainty [T, B]``, Monte-Carlo estimates of the
+    expected loss and of the expected ``U(x')`` under the relaxed mask (``check_draws``
+    draws); ``hard_uncertainty [T, B]`` = ``U(x')`` with the binary mask ``p > 0.5``;
+    ``sigma [T, B]`` the blur width in pixels; ``probs [T, B, K]`` the probabilities.
+    A stopped image keeps its last values.
+    """
+
+    steps: Tensor
+    loss: Tensor
+    uncertainty: Tensor
+    hard_uncertainty: Tensor
+    sigma: Tensor
+    probs: Tensor
+
+
+@dataclass
 class OptimizationResult:
     """Maps and per-image diagnostics of one :meth:`OptimizationUA.attribute` call.
 
     ``maps [B, H, W]`` (p painted on segments), ``probs [B, K]`` (p per segment, 0 past
-    K_b), ``steps [B]`` Adam steps taken, ``sigma [B]`` final blur width in pixels,
-    ``u_before [B]`` = U(x), ``u_after [B]`` = U(x') with the binary mask ``p > 0.5``.
+    K_b), ``steps [B]`` Adam steps taken, ``converged [B]`` whether the stopping rule
+    ended the image (``False``: it ran to ``max_steps``), ``sigma [B]`` final blur width
+    in pixels, ``u_before [B]`` = U(x), ``u_after [B]`` = U(x') with the binary mask
+    ``p > 0.5``, and ``trace`` (:class:`OptimizationTrace`) when it was asked for.
     """
 
     maps: Tensor
     probs: Tensor
     steps: Tensor
+    converged: Tensor
     sigma: Tensor
     u_before: Tensor
     u_after: Tensor
+    trace: OptimizationTrace | None = None
 
 
 class OptimizationUA(UncertaintyAttribution):
@@ -83,6 +108,7 @@ class OptimizationUA(UncertaintyAttribution):
         check_every, check_draws, tol: every ``check_every`` steps the expected loss of
             each image is estimated with ``check_draws`` fresh logistic draws; an image
             stops when its loss rose or fell by less than ``tol`` since the last check.
+        early_stop: apply the stopping rule; off, every image runs ``max_steps`` steps.
         sigma_init: initial blur width as a fraction of the image side. The paper starts
             the width φ at 0, where a Gaussian blur is the identity and its gradient in
             the width vanishes, so nothing could be learned; here ``σ = σ0 · exp(φ)``
@@ -95,6 +121,10 @@ class OptimizationUA(UncertaintyAttribution):
 
     ``attribute(x, segments=None)``: ``segments=None`` is pixel mode (one segment per
     pixel); otherwise a label map ``[B, H, W]`` or ``[H, W]``.
+
+    The draws of the checks come from a stream of their own (seeded from the image's
+    generator), so an image's path through the optimisation does not depend on when or
+    how often it is checked: the stopping rule only chooses where along it to stop.
     """
 
     name = "optimization"
@@ -111,6 +141,7 @@ class OptimizationUA(UncertaintyAttribution):
         check_every: int = 20,
         check_draws: int = 20,
         tol: float = 1e-3,
+        early_stop: bool = True,
         sigma_init: float = 0.05,
         learn_blur: bool = True,
         gumbel: bool = True,
@@ -125,6 +156,7 @@ class OptimizationUA(UncertaintyAttribution):
         self.lam, self.tau, self.lr = lam, tau, lr
         self.max_steps, self.check_every, self.check_draws, self.tol = (
             max_steps, check_every, check_draws, tol)
+        self.early_stop = early_stop
         self.sigma_init, self.learn_blur, self.gumbel = sigma_init, learn_blur, gumbel
         self.seed, self.progress = seed, progress
 
@@ -149,8 +181,11 @@ class OptimizationUA(UncertaintyAttribution):
         *,
         segments: Tensor | None = None,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        trace: bool = False,
     ) -> OptimizationResult:
-        """Like :meth:`attribute`, plus steps taken, final σ and U before/after per image."""
+        """Like :meth:`attribute`, plus steps taken, convergence, final σ and U before and
+        after blurring the found region per image; ``trace=True`` also records the
+        optimisation at every check (:class:`OptimizationTrace`)."""
         x = self._check(x).detach()
         batch, _, height, width = x.shape
         segments = check_segments(pixels(x) if segments is None else segments, x)  # [B, H, W]
@@ -158,6 +193,7 @@ class OptimizationUA(UncertaintyAttribution):
         k_max = valid.shape[1]
         flat_segments = segments.flatten(1)  # [B, H·W]
         generators = make_generators(generator, self.seed, batch, x.device)
+        check_generators = _spawn(generators, x.device)
         sigma0 = self.sigma_init * min(height, width)
 
         logits = torch.zeros(batch, k_max, device=x.device, requires_grad=True)  # v
@@ -165,14 +201,16 @@ class OptimizationUA(UncertaintyAttribution):
         params = [logits, log_scale] if self.learn_blur else [logits]
         optimizer = torch.optim.Adam(params, lr=self.lr)
 
-        def loss_of(idx: Tensor, weights: Tensor) -> Tensor:
-            """Per-image loss ``[n]`` of images ``idx`` under segment weights ``[n, K]``."""
+        def perturbed(idx: Tensor, weights: Tensor) -> Tensor:
+            """``x'`` ``[n, C, H, W]`` of images ``idx`` under segment weights ``[n, K]``."""
             mask = weights.gather(1, flat_segments[idx]).view(-1, 1, height, width)  # [n,1,H,W]
             sigma = sigma0 * log_scale[idx].exp()  # [n]
-            blurred = gaussian_blur(x[idx], sigma)
-            perturbed = (1 - mask) * x[idx] + mask * blurred
+            return (1 - mask) * x[idx] + mask * gaussian_blur(x[idx], sigma)
+
+        def loss_parts(idx: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+            """``(U(x') [n], λ · mean_k w [n])`` of images ``idx`` under weights ``[n, K]``."""
             sparsity = (weights * valid[idx]).sum(1) / counts[idx]  # [n]
-            return self.uncertainty_of(perturbed) + self.lam * sparsity
+            return self.uncertainty_of(perturbed(idx, weights)), self.lam * sparsity
 
         def sample_weights(idx: Tensor, uniform: Tensor) -> Tensor:
             if not self.gumbel:
@@ -180,23 +218,45 @@ class OptimizationUA(UncertaintyAttribution):
             return gumbel_sigmoid(logits[idx], logistic_noise(uniform), self.tau)
 
         @torch.no_grad()
-        def expected_loss(idx: Tensor) -> Tensor:
-            """Monte-Carlo estimate ``[n]`` of each image's loss with fresh draws."""
+        def expected_parts(idx: Tensor) -> tuple[Tensor, Tensor]:
+            """Monte-Carlo estimates ``([n], [n])`` of each image's expected U(x') and
+            sparsity term, with fresh draws from the checks' own stream."""
             draws = self.check_draws if self.gumbel else 1
-            uniform = draw_uniform(generators, (batch, draws, k_max), x.device,
+            uniform = draw_uniform(check_generators, (batch, draws, k_max), x.device,
                                    lengths=counts)[idx]  # [n, D, K]
             repeated = idx.repeat_interleave(draws)  # [n·D]: image b, D times in a row
             weights = sample_weights(repeated, uniform.reshape(-1, k_max))  # [n·D, K]
-            losses = torch.cat([  # chunks bound the memory of one forward pass
-                loss_of(repeated[i : i + _CHECK_CHUNK], weights[i : i + _CHECK_CHUNK])
-                for i in range(0, len(repeated), _CHECK_CHUNK)
-            ])
-            return losses.view(-1, draws).mean(1)  # [n]
+            parts = [loss_parts(repeated[i : i + _CHECK_CHUNK], weights[i : i + _CHECK_CHUNK])
+                     for i in range(0, len(repeated), _CHECK_CHUNK)]  # chunks bound memory
+            u = torch.cat([u for u, _ in parts]).view(-1, draws).mean(1)
+            sparsity = torch.cat([r for _, r in parts]).view(-1, draws).mean(1)
+            return u, sparsity
+
+        @torch.no_grad()
+        def hard_uncertainty() -> Tensor:
+            """``U(x') [B]`` with the binary mask ``p > 0.5`` of every image."""
+            binary = (torch.sigmoid(logits) > 0.5).float() * valid
+            return self.uncertainty_of(perturbed(all_images, binary))
 
         all_images = torch.arange(batch, device=x.device)
+        records: list[dict[str, Tensor]] = []
+
+        def record(step: int, u: Tensor, sparsity: Tensor) -> None:
+            with torch.no_grad():
+                records.append({
+                    "step": torch.tensor(step), "loss": (u + sparsity).cpu(),
+                    "uncertainty": u.cpu(), "hard_uncertainty": hard_uncertainty().cpu(),
+                    "sigma": (sigma0 * log_scale.exp()).cpu(),
+                    "probs": (torch.sigmoid(logits) * valid).cpu()})
+
         active = torch.ones(batch, dtype=torch.bool, device=x.device)
         steps = torch.zeros(batch, dtype=torch.long, device=x.device)
-        last_check = expected_loss(all_images)  # [B]
+        last_check = torch.zeros(batch, device=x.device)
+        if self.early_stop or trace:
+            u, sparsity = expected_parts(all_images)
+            last_check = u + sparsity  # [B]
+            if trace:
+                record(0, u, sparsity)
         bar = tqdm(total=self.max_steps, desc=f"{self.name} ({batch} images)",
                    disable=not self.progress, leave=False)
         for step in range(1, self.max_steps + 1):
@@ -204,7 +264,8 @@ class OptimizationUA(UncertaintyAttribution):
             # Draws for every image, stopped or not, so each image's stream does not depend
             # on when the others stop.
             uniform = draw_uniform(generators, (batch, k_max), x.device, lengths=counts)
-            loss = loss_of(idx, sample_weights(idx, uniform[idx])).sum()
+            u, sparsity = loss_parts(idx, sample_weights(idx, uniform[idx]))
+            loss = (u + sparsity).sum()
             before = [p.detach().clone() for p in params]
             # Gradients for v and φ only: the posterior's weights get none (no side effect
             # on the user's model, and a third less work than loss.backward()).
@@ -217,29 +278,55 @@ class OptimizationUA(UncertaintyAttribution):
                     param[~active] = old[~active]
             steps[idx] += 1
             bar.update()
-            if step % self.check_every == 0:
-                current = expected_loss(idx)
-                stop = (last_check[idx] - current) < self.tol  # rose, or fell by < tol
-                last_check[idx] = current
-                active[idx[stop]] = False
+            if step % self.check_every == 0 and (self.early_stop or trace):
+                checked = all_images if trace else idx
+                u, sparsity = expected_parts(checked)
+                current = (u + sparsity)[idx] if trace else u + sparsity
+                if trace:
+                    record(step, u, sparsity)
+                if self.early_stop:
+                    stop = (last_check[idx] - current) < self.tol  # rose, or fell by < tol
+                    last_check[idx] = current
+                    active[idx[stop]] = False
                 bar.set_postfix(active=int(active.sum()))
                 if not active.any():
                     break
         bar.close()
+        converged = ~active
 
         with torch.no_grad():
             probs = torch.sigmoid(logits) * valid  # [B, K]
             maps = probs.gather(1, flat_segments).view(batch, height, width)
             sigma = sigma0 * log_scale.exp()
-            hard = (probs > 0.5).float().gather(1, flat_segments).view(batch, 1, height, width)
-            after = (1 - hard) * x + hard * gaussian_blur(x, sigma)
             u_before = self.uncertainty_of(x)
-            u_after = self.uncertainty_of(after)
-        return OptimizationResult(maps=maps, probs=probs, steps=steps, sigma=sigma,
-                                  u_before=u_before, u_after=u_after)
+            u_after = hard_uncertainty()
+        history = None
+        if trace:
+            history = OptimizationTrace(**{
+                name: torch.stack([r[key] for r in records])
+                for name, key in (("steps", "step"), ("loss", "loss"),
+                                  ("uncertainty", "uncertainty"),
+                                  ("hard_uncertainty", "hard_uncertainty"),
+                                  ("sigma", "sigma"), ("probs", "probs"))})
+        return OptimizationResult(maps=maps, probs=probs, steps=steps, converged=converged,
+                                  sigma=sigma, u_before=u_before, u_after=u_after,
+                                  trace=history)
 
     def __repr__(self) -> str:
         settings = ("lam", "tau", "lr", "max_steps", "check_every", "check_draws", "tol",
-                    "sigma_init", "learn_blur", "gumbel", "seed")
+                    "early_stop", "sigma_init", "learn_blur", "gumbel", "seed")
         listed = ", ".join(f"{name}={getattr(self, name)!r}" for name in settings)
         return f"OptimizationUA(uncertainty={self.uncertainty!r}, {listed})"
+
+
+def _spawn(
+    generators: torch.Generator | list[torch.Generator], device: torch.device
+) -> torch.Generator | list[torch.Generator]:
+    """A second stream per generator, seeded by one draw from it (for the checks)."""
+    def child(g: torch.Generator) -> torch.Generator:
+        seed = int(torch.randint(2**62, (1,), generator=g, device=g.device))
+        return torch.Generator(device=device).manual_seed(seed)
+
+    if isinstance(generators, torch.Generator):
+        return child(generators)
+    return [child(g) for g in generators]

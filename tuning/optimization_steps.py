@@ -1,0 +1,189 @@
+"""Choose the optimization-based method's learning rate, initial blur and stopping rule on
+MNIST's validation split (docs/hyperparameters.md).
+
+    python tuning/optimization_steps.py record   # one 500-step trace per setting (resumable)
+    python tuning/optimization_steps.py evaluate # IoU / ADA of every stopping rule
+
+``record`` runs the method without early stopping on the validation detection set
+(N = 100, seed 0, the cached 5-member ensemble, the same images as
+``uattr run --split valid``) for every (segments, lr, σ0) and keeps each image's
+probabilities, U and blur width at every check. The checks draw from a stream of their
+own, so an image's path does not depend on when it is checked or stopped: a stopping rule
+only chooses where along the recorded path each image stops, and ``evaluate`` scores
+every rule from the traces exactly, without running the method again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from uattr import Ensemble, OptimizationUA, data, segment
+from uattr.benchmarks.detection import build_detection_set
+from uattr.metrics import ada, box_iou, find_box
+from uattr.models import load_or_train_ensemble
+
+SEGMENTATIONS = ("slic", "oracle", "pixels")
+LRS = (0.01, 0.03, 0.1)
+SIGMA_INITS = (0.05, 0.1, 0.15)
+MAX_STEPS = 500
+CHECK_EVERY = 20
+
+
+def detection_set(n: int, seed: int):
+    train, valid = data.load("mnist", "train"), data.load("mnist", "valid")
+    members, _ = load_or_train_ensemble("mnist", train, data.load("mnist", "test"))
+    posterior = Ensemble(members)
+    return posterior, build_detection_set(posterior, valid, train, n=n, seed=seed)
+
+
+def segments_of(kind: str, images, boxes):
+    if kind == "pixels":
+        return segment.pixels(images)
+    slic = segment.slic(images)  # the defaults: 60 segments asked, compactness 0.3
+    return slic if kind == "slic" else segment.with_boxes(slic, boxes)
+
+
+def record(args) -> None:
+    torch.set_num_threads(args.threads)
+    posterior, found = detection_set(args.n, args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = list(itertools.product(args.segmentations, args.lrs, args.sigma_inits))
+    for i, (kind, lr, sigma_init) in enumerate(settings):
+        if i % args.workers != args.worker:
+            continue
+        name = f"{kind}-lr{lr:g}-sigma{sigma_init:g}-gumbel{int(args.gumbel)}"
+        path = out / f"{name}.pt"
+        if path.exists():
+            continue
+        print(f"recording {name}", file=sys.stderr, flush=True)
+        method = OptimizationUA(posterior, lr=lr, sigma_init=sigma_init, max_steps=MAX_STEPS,
+                                check_every=CHECK_EVERY, early_stop=False, gumbel=args.gumbel,
+                                seed=args.seed, progress=True)
+        segments = segments_of(kind, found.images, found.boxes)
+        result = method.attribute_with_diagnostics(found.images, segments=segments, trace=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"trace": vars(result.trace), "segments": segments, "boxes": found.boxes,
+                    "u_before": result.u_before, "patch_delta": found.patch_delta}, tmp)
+        os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------- stopping rules
+def stop_index_loss(loss, tol, patience):
+    """First check where the expected loss fell by less than ``tol`` (or rose) relative to
+    the previous check, ``patience`` checks in a row. ``loss [T, B]`` -> index ``[B]``."""
+    return _first(loss[:-1] - loss[1:] < tol, patience)
+
+
+def stop_index_relative(loss, rtol, patience):
+    """As :func:`stop_index_loss`, the fall measured relative to the loss."""
+    fall = (loss[:-1] - loss[1:]) / loss[:-1].abs().clamp_min(1e-12)
+    return _first(fall < rtol, patience)
+
+
+def stop_index_probs(probs, tol, patience):
+    """First check where no probability moved by ``tol`` or more since the previous check,
+    ``patience`` checks in a row. ``probs [T, B, K]``."""
+    moved = (probs[1:] - probs[:-1]).abs().amax(-1)  # [T-1, B]
+    return _first(moved < tol, patience)
+
+
+def stop_index_probs_mean(probs, tol, patience):
+    moved = (probs[1:] - probs[:-1]).abs().mean(-1)
+    return _first(moved < tol, patience)
+
+
+def _first(quiet, patience):
+    """Index into the records (1..T-1) of the first run of ``patience`` True values in
+    ``quiet [T-1, B]``; T-1 (the step limit) where there is none."""
+    steps, batch = quiet.shape
+    run = torch.zeros(batch, dtype=torch.long)
+    stop = torch.full((batch,), steps, dtype=torch.long)
+    for t in range(steps):
+        run = torch.where(quiet[t], run + 1, torch.zeros_like(run))
+        hit = (run >= patience) & (stop == steps)
+        stop[hit] = t + 1
+    return stop
+
+
+def score(record_, index):
+    """IoU [B], steps [B] and U(x') with the binary mask at the chosen records."""
+    trace, segments = record_["trace"], record_["segments"]
+    batch = segments.shape[0]
+    probs = trace["probs"][index, torch.arange(batch)]  # [B, K]
+    maps = probs.gather(1, segments.flatten(1)).view_as(segments).float()
+    iou = box_iou(find_box(maps, int(record_["boxes"][0, 2])), record_["boxes"])
+    steps = trace["steps"][index]
+    u_after = trace["hard_uncertainty"][index, torch.arange(batch)]
+    return iou, steps.double(), u_after
+
+
+def rules(trace):
+    loss, probs = trace["loss"], trace["probs"]
+    last = loss.shape[0] - 1
+    yield "fixed", "500 steps", torch.full((loss.shape[1],), last)
+    for steps in (40, 60, 100, 200, 300):
+        yield "fixed", f"{steps} steps", torch.full((loss.shape[1],), steps // CHECK_EVERY)
+    for tol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2, 3)):
+        yield "loss", f"abs {tol:g}, patience {patience}", stop_index_loss(loss, tol, patience)
+    for rtol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2, 3)):
+        yield "relative", f"rel {rtol:g}, patience {patience}", stop_index_relative(
+            loss, rtol, patience)
+    for tol, patience in itertools.product((0.01, 0.02, 0.05), (1, 2, 3)):
+        yield "probs", f"max Δp {tol:g}, patience {patience}", stop_index_probs(
+            probs, tol, patience)
+    for tol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2)):
+        yield "probs-mean", f"mean Δp {tol:g}, patience {patience}", stop_index_probs_mean(
+            probs, tol, patience)
+
+
+def evaluate(args) -> None:
+    out = Path(args.out)
+    rows = []
+    for path in sorted(out.glob("*.pt")):
+        record_ = torch.load(path)
+        n = record_["segments"].shape[0]
+        for family, rule, index in rules(record_["trace"]):
+            iou, steps, u_after = score(record_, index)
+            rows.append({"setting": path.stem, "family": family, "rule": rule,
+                         "IoU": float(iou.mean()), "ADA": ada(iou),
+                         "se": float(iou.std() / math.sqrt(n)),
+                         "steps": float(steps.mean()),
+                         "U before": float(record_["u_before"].mean()),
+                         "U after": float(u_after.mean())})
+    torch.save(rows, out / "evaluation.pt")
+    keys = ("setting", "family", "rule", "IoU", "ADA", "se", "steps", "U before", "U after")
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k])
+                                for k in keys) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("record", "evaluate"))
+    parser.add_argument("--out", default="runs/tuning-optimization")
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--segmentations", nargs="+", default=list(SEGMENTATIONS))
+    parser.add_argument("--lrs", nargs="+", type=float, default=list(LRS))
+    parser.add_argument("--sigma-inits", nargs="+", type=float, default=list(SIGMA_INITS))
+    parser.add_argument("--no-gumbel", dest="gumbel", action="store_false")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--worker", type=int, default=0)
+    args = parser.parse_args()
+    (record if args.action == "record" else evaluate)(args)
+
+
+if __name__ == "__main__":
+    main()
