@@ -11,14 +11,9 @@ from uattr.benchmarks.faithfulness import blur_top_pixels, most_uncertain, urr
 from uattr.cli import DEFAULT_SLIC_COMPACTNESS, main
 from uattr.metrics import box_iou, find_box
 from uattr.models import TrainConfig, load_or_train_ensemble
-from uattr.registry import PIXEL_METHODS
+from uattr.registry import DETECTION_ROWS, PIXEL_METHODS
 from uattr.uq import Ensemble, uncertainty
 
-RUN_METHOD_NAMES = (
-    "optimization (slic)", "optimization (pixels)", "grad", "smoothgrad",
-    "integrated gradients", "blur ig", "fullgrad", "guided backprop", "ua-backprop",
-    "occlusion", "kernelshap", "kernelshap (slic)", "lime", "lime (pixels)",
-)
 COMMON = ["--dataset", "digits", "--members", "2", "--epochs", "8"]
 
 
@@ -63,7 +58,7 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     assert main(args) == 0
     first = capsys.readouterr()
     rows = json.loads((out / "detection.json").read_text())
-    assert [r["method"] for r in rows] == list(RUN_METHOD_NAMES)
+    assert [r["method"] for r in rows] == list(DETECTION_ROWS)
     detection = json.loads((out / "detection_set.json").read_text())
     boxes = torch.tensor(detection["boxes"])
     for row in rows:
@@ -240,13 +235,26 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     # ... under the studies' own names
     assert read("ablation_detection")["Eq. (3) + segments + LP + Gumbel"]["IoU"] == full["IoU"]
     assert read("sensitivity")["λ = 3, τ = 0.1"]["IoU"] == full["IoU"]
-    assert len(read("sensitivity")) == 6
+    assert len(read("sensitivity")) == 9  # the paper's grid: λ ∈ {2, 2.5, 3} × τ
+    ablation = read("ablation_detection")
+    assert len(ablation) == 7  # four rows of the paper, three again on oracle segments
+    oracle = ablation["oracle: Eq. (3) + segments + LP + Gumbel"]
+    maps = torch.from_numpy(np.load(
+        out / "cells" / "detection-oracle: optimization (slic + true patch).npy"))
+    boxes = torch.tensor(json.loads((out / "detection_set.json").read_text())["boxes"])
+    assert oracle["IoU"] == pytest.approx(float(box_iou(find_box(maps, 2), boxes).mean()))
     pixels = read("faithfulness")["optimization (pixels)"]
     assert read("ablation_faithfulness")["+ LP + Gumbel"]["blur 5%"] == pixels["blur 5%"]
-    steps = np.load(out / "cells" / "convergence-pixels.npy")
-    row = read("convergence")["pixels"]
-    assert row["mean steps"] == pytest.approx(steps.mean())
-    assert row["share at the limit"] == pytest.approx((steps >= 500).mean())
+    convergence = {(r["segments"], r["variant"]): r
+                   for r in json.loads((out / "convergence.json").read_text())}
+    assert set(convergence) == {(mode, variant) for mode in ("pixels", "slic")
+                                for variant in ("without Gumbel", "full method")}
+    for (mode, variant), row in convergence.items():
+        kind = "full" if variant == "full method" else "no-gumbel"
+        steps = np.load(out / "cells" / f"convergence-{mode}-{kind}.npy")
+        assert row["mean steps"] == pytest.approx(steps.mean())
+        assert 0 <= row["share at the limit"] <= (steps >= 500).mean()
+    assert (out / "optimization_steps.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["bench", "sensitivity", *common]) == 0  # resumed: nothing recomputed
     assert "attributing" not in capsys.readouterr().err
     # benchmarks sharing a folder keep one report each

@@ -87,6 +87,35 @@ def test_stopping_only_chooses_where_along_one_path_an_image_stops():
     torch.testing.assert_close(trace.sigma[0], torch.full((3,), 0.4))
 
 
+def test_a_posterior_the_blur_cannot_move_gets_a_uniform_map_and_says_so():
+    fixed = torch.tensor([[[0.3, 0.7], [0.6, 0.4]]])  # U does not depend on the image
+    posterior = as_posterior(lambda x: fixed.expand(x.shape[0], 2, 2), output="probs")
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    # only the sparsity term moves the mask: every segment gets the same probability, up
+    # to the Gumbel-sigmoid's draws
+    for gumbel, spread in ((False, 0.0), (True, 0.05)):
+        result = OptimizationUA(posterior, seed=0, gumbel=gumbel).attribute_with_diagnostics(
+            x, segments=segment.grid(x, cell=2))
+        assert (result.probs.amax(1) - result.probs.amin(1) <= spread).all()
+        assert (result.probs < 0.5).all()
+    torch.testing.assert_close(result.u_after, result.u_before)
+    assert result.removed.tolist() == [0.0, 0.0] and result.uninformative().all()
+    assert result.converged.all()
+
+    from uattr.cli import uninformative_warnings
+
+    lines = uninformative_warnings(result, torch.tensor([17, 4]))
+    assert len(lines) == 2 and lines[0].startswith("image 17: blurring the region found "
+                                                   "removes only 0.0% of its uncertainty")
+
+
+def test_an_image_whose_cause_is_found_is_not_called_uninformative():
+    x = _spot_image()
+    result = OptimizationUA(SpotPosterior((4, 12)), lam=0.5, seed=0).attribute_with_diagnostics(
+        x, segments=segment.grid(x, cell=8))
+    assert result.removed.item() > 0.5 and not result.uninformative().any()
+
+
 def test_batch_gives_the_same_maps_as_one_image_at_a_time():
     posterior = as_posterior(tiny_cnn_members())
     torch.manual_seed(0)

@@ -1,8 +1,22 @@
 """The method registry: every family's mean over the rows present."""
 
 import pytest
+import torch
 
-from uattr.registry import FAMILIES, PIXEL_METHODS, family_means
+from uattr import segment
+from uattr.attribution.base import UncertaintyAttribution
+from uattr.benchmarks.detection import MethodSpec, attribute_in_batches
+from uattr.cli import build_parser
+from uattr.registry import (
+    DETECTION_ROWS,
+    FAMILIES,
+    ORACLE,
+    PIXEL_METHODS,
+    detection_methods,
+    family_means,
+)
+
+from ._models import SpotPosterior
 
 
 def test_family_means_average_only_the_rows_present():
@@ -18,3 +32,40 @@ def test_every_pixel_method_belongs_to_exactly_one_family():
     owners = {name: [f for f, names in FAMILIES.items() if name in names]
               for name in PIXEL_METHODS}
     assert all(len(found) == 1 for found in owners.values()), owners
+
+
+def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracles():
+    args = build_parser().parse_args(["bench", "detection"])
+    specs = detection_methods(SpotPosterior((1, 1)), args)
+    assert tuple(specs) == DETECTION_ROWS
+    oracles = [name for name in DETECTION_ROWS if name.startswith(ORACLE)]
+    assert oracles == [f"{ORACLE}optimization (slic + true patch)",
+                       f"{ORACLE}kernelshap (slic + true patch)"]
+    assert all(specs[name].oracle for name in oracles)
+    family_rows = [name for names in FAMILIES.values() for name in names]
+    assert not set(oracles) & set(family_rows)  # an upper bound is never a method
+    assert sorted(family_rows) == sorted(set(DETECTION_ROWS) - set(oracles))
+
+
+class _ShowSegments(UncertaintyAttribution):
+    """Returns the segments it was given, as a map."""
+
+    def attribute(self, x, *, segments=None):
+        return segments.float()
+
+
+def test_an_oracle_row_sees_the_true_patch_as_a_segment_of_its_own():
+    x = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    boxes = torch.tensor([[1, 2, 3, 3], [5, 5, 3, 3], [9, 0, 3, 3]])
+    spec = MethodSpec("shown", _ShowSegments(SpotPosterior((1, 1))),
+                      lambda x: segment.grid(x, cell=4), oracle=True)
+    shown = attribute_in_batches(spec, x, batch_size=2, device="cpu", boxes=boxes)
+    for b, (top, left, h, w) in enumerate(boxes.tolist()):
+        inside = torch.zeros(12, 12, dtype=torch.bool)
+        inside[top : top + h, left : left + w] = True
+        label = shown[b, top, left]
+        assert torch.equal(shown[b] == label, inside)
+    plain = MethodSpec("plain", spec.method, spec.segmenter)
+    assert torch.equal(attribute_in_batches(plain, x, 2, "cpu"), segment.grid(x, 4).float())
+    with pytest.raises(ValueError, match="oracle row needs"):
+        attribute_in_batches(spec, x, 2, "cpu")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 
 from . import data, jobs, models, segment, studies, viz
-from .attribution import Grad
+from .attribution import Grad, OptimizationResult
 from .attribution.explanation_uncertainty import EXPLAINERS
 from .registry import DETECTION_ROWS, PIXEL_METHODS, optimization, segmenter
 from .runs import RunFolder, markdown_table
@@ -156,12 +156,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     x = split.images[indices].to(args.device)
     make_segments = segmenter(args.segmenter, args)
     segments = make_segments(x) if make_segments is not None else None
+    out = RunFolder(args.out)
     if args.method == "grad":
         maps = Grad(posterior, args.uncertainty).attribute(x)
     else:
-        maps = optimization(posterior, args).attribute(x, segments=segments)
+        result = optimization(posterior, args).attribute_with_diagnostics(x, segments=segments)
+        maps = result.maps
+        rows = diagnostics_rows(result, indices)
+        out.write_table("diagnostics", rows)
+        print(markdown_table(rows))
+        for line in uninformative_warnings(result, indices):
+            print(f"uattr: warning: {line}", file=sys.stderr)
     u = uncertainty(predict_probs(posterior, x), args.uncertainty)
-    out = RunFolder(args.out)
     titles = [f"#{i} U={v:.2f}" for i, v in zip(indices.tolist(), u.tolist(), strict=True)]
     out.save_figure("explanations.png", viz.explanation_grid(x.cpu(), segments, maps.cpu(),
                                                               titles=titles))
@@ -169,6 +175,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out.write_npy("indices.npy", indices.numpy())
     print(f"wrote {out.path / 'explanations.png'} and {out.path / 'maps.npy'}")
     return 0
+
+
+def diagnostics_rows(result: OptimizationResult, indices: torch.Tensor) -> list[dict]:
+    """One row per image of what the optimization-based method did."""
+    return [{"image": int(i), "U(x)": float(before), "U(x'), found region blurred": float(after),
+             "share removed": float(removed), "steps": int(steps), "converged": bool(done),
+             "blur σ (px)": float(sigma)}
+            for i, before, after, removed, steps, done, sigma in zip(
+                indices.tolist(), result.u_before, result.u_after, result.removed,
+                result.steps, result.converged, result.sigma, strict=True)]
+
+
+def uninformative_warnings(result: OptimizationResult, indices: torch.Tensor) -> list[str]:
+    """A line for each image whose found region removes less than
+    :data:`~uattr.attribution.optimization.UNINFORMATIVE_BELOW` of its uncertainty."""
+    lines = []
+    for b in result.uninformative().nonzero().flatten().tolist():
+        lines.append(
+            f"image {int(indices[b])}: blurring the region found removes only "
+            f"{100 * float(result.removed[b]):.1f}% of its uncertainty (U {result.u_before[b]:.3f}"
+            f" -> {result.u_after[b]:.3f}); the blur cannot move it, so the map is shaped by "
+            "the sparsity term alone and says nothing about where the uncertainty comes from")
+    return lines
 
 
 def _names(args: argparse.Namespace) -> list[str] | None:

@@ -29,14 +29,20 @@ from .attribution import (
 from .benchmarks.detection import MethodSpec
 from .uq import Posterior
 
-__all__ = ["DETECTION_ROWS", "FAMILIES", "PIXEL_METHODS", "detection_methods",
+__all__ = ["DETECTION_ROWS", "FAMILIES", "ORACLE", "PIXEL_METHODS", "detection_methods",
            "family_means", "optimization", "pixel_methods", "segmenter"]
+
+# Rows whose segments include the true patch: upper bounds that use the answer, never
+# methods (no family mean counts them).
+ORACLE = "oracle: "
 
 # The rows of the detection table, in its order.
 DETECTION_ROWS = (
     "optimization (slic)", "optimization (pixels)", "grad", "smoothgrad",
     "integrated gradients", "blur ig", "fullgrad", "guided backprop", "ua-backprop",
     "occlusion", "kernelshap", "kernelshap (slic)", "lime", "lime (pixels)",
+    *(f"{ORACLE}{name}" for name in ("optimization (slic + true patch)",
+                                     "kernelshap (slic + true patch)")),
 )
 
 # The rows of the faithfulness and blurring tests: every method at the pixel level
@@ -114,6 +120,10 @@ def detection_methods(posterior: Posterior, args: argparse.Namespace) -> dict[st
         MethodSpec("lime", LIME(posterior, kind, seed=seed), segment.quickshift,
                    {"quickshift": _defaults(segment.quickshift)}),
         MethodSpec("lime (pixels)", LIME(posterior, kind, seed=seed), segment.pixels),
+        MethodSpec(f"{ORACLE}optimization (slic + true patch)", optimization(posterior, args),
+                   slic, slic_config, oracle=True),
+        MethodSpec(f"{ORACLE}kernelshap (slic + true patch)",
+                   KernelSHAP(posterior, kind, seed=seed), slic, slic_config, oracle=True),
     ]
     return {spec.name: spec for spec in specs}
 

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-__all__ = ["detection_grid", "explanation_grid", "maps_grid", "urr_curves"]
+__all__ = ["detection_grid", "explanation_grid", "maps_grid", "optimization_trace",
+           "urr_curves"]
 
 
 def _image(x: Tensor) -> np.ndarray:
@@ -151,5 +152,65 @@ def feature_bars(mean: Tensor, std: Tensor, names: list[str], *, title: str = ""
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_ylabel("|attribution|, mean ± std")
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def optimization_trace(
+    images: Tensor,
+    boxes: Tensor | None,
+    segments: Tensor,
+    trace: Mapping[str, Tensor],
+    *,
+    stops: Tensor | None = None,
+    shown: int = 4,
+) -> Figure:
+    """The optimisation of each image over steps: one row per image with the image (true
+    box in green), the mask ``p`` at ``shown`` steps, the loss and U of the perturbed
+    image, and the blur width.
+
+    ``trace`` holds ``steps [T]``, ``loss``, ``uncertainty``, ``hard_uncertainty``,
+    ``sigma [T, B]`` and ``probs [T, B, K]`` (an :class:`OptimizationTrace`'s fields);
+    ``segments [B, H, W]`` paint the probabilities; ``stops [B]``, where given, is the
+    step at which the stopping rule ended each image (a dotted line).
+    """
+    steps = trace["steps"].numpy()
+    n = images.shape[0]
+    picks = np.unique(np.linspace(0, len(steps) - 1, shown).round().astype(int))
+    cols = 1 + len(picks) + 2
+    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * (1 + len(picks)) + [2, 2]})
+    flat = segments.flatten(1).cpu()
+    for i in range(n):
+        _show(axes[i, 0], images[i])
+        if boxes is not None:
+            _draw_box(axes[i, 0], boxes[i], "lime")
+        for j, t in enumerate(picks, start=1):
+            mask = trace["probs"][t, i].gather(0, flat[i]).view(segments.shape[1:])
+            ax = axes[i, j]
+            ax.imshow(mask.numpy(), cmap="inferno", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"p, step {steps[t]}", fontsize=7)
+        curves, width = axes[i, -2], axes[i, -1]
+        curves.plot(steps, trace["loss"][:, i].numpy(), label="loss", color="black")
+        curves.plot(steps, trace["uncertainty"][:, i].numpy(), label="E[U(x')]",
+                    color="tab:blue")
+        curves.plot(steps, trace["hard_uncertainty"][:, i].numpy(), label="U(x'), p > 0.5",
+                    color="tab:orange", linestyle="--")
+        width.plot(steps, trace["sigma"][:, i].numpy(), color="tab:green")
+        for ax in (curves, width):
+            if stops is not None:
+                ax.axvline(float(stops[i]), color="grey", linestyle=":", linewidth=1)
+            ax.tick_params(labelsize=6)
+            ax.grid(alpha=0.3)
+        curves.set_title("loss and U (nats)", fontsize=7)
+        width.set_title("blur width σ (px)", fontsize=7)
+        if i == 0:
+            curves.legend(fontsize=6)
+        if i == n - 1:
+            curves.set_xlabel("Adam step", fontsize=7)
+            width.set_xlabel("Adam step", fontsize=7)
+    axes[0, 0].set_title("image", fontsize=7)
     fig.tight_layout()
     return fig

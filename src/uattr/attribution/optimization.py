@@ -32,11 +32,14 @@ from .base import (
     make_generators,
 )
 
-__all__ = ["OptimizationResult", "OptimizationTrace", "OptimizationUA", "gumbel_sigmoid",
-           "logistic_noise"]
+__all__ = ["UNINFORMATIVE_BELOW", "OptimizationResult", "OptimizationTrace", "OptimizationUA",
+           "gumbel_sigmoid", "logistic_noise"]
 
 _EPS = 1e-6
 _CHECK_CHUNK = 256  # images per forward pass when estimating the expected loss
+#: below this share of U(x) removed by the found region, a map is reported as saying
+#: nothing about the cause of the uncertainty (:meth:`OptimizationResult.uninformative`)
+UNINFORMATIVE_BELOW = 0.05
 
 
 def logistic_noise(uniform: Tensor) -> Tensor:
@@ -93,6 +96,23 @@ class OptimizationResult:
     u_before: Tensor
     u_after: Tensor
     trace: OptimizationTrace | None = None
+
+    @property
+    def removed(self) -> Tensor:
+        """``[B]``: the share of U(x) that blurring the found region removes,
+        ``1 - u_after / u_before`` (0 where U(x) = 0).
+
+        Near 0, the blur could not move the uncertainty (a saturated posterior, or an
+        image whose cause a blur cannot take away, such as an erased stroke): then only
+        the sparsity term moved the mask, the map is close to uniform, and it says
+        nothing about where the uncertainty comes from."""
+        before = self.u_before.clamp_min(torch.finfo(self.u_before.dtype).tiny)
+        return torch.where(self.u_before > 0, 1 - self.u_after / before,
+                           torch.zeros_like(self.u_before))
+
+    def uninformative(self, below: float = UNINFORMATIVE_BELOW) -> Tensor:
+        """``[B]`` bool: images whose found region removes less than ``below`` of U(x)."""
+        return self.removed < below
 
 
 class OptimizationUA(UncertaintyAttribution):

@@ -22,6 +22,7 @@ from ..data import Split, default_patch_size, patch_swap
 from ..metrics import ada, box_iou, find_box
 from ..passes import PassCounter
 from ..runs import RunFolder
+from ..segment import with_boxes
 from ..uq import predict_probs, uncertainty
 from .paper_numbers import SECONDS_C10
 
@@ -54,13 +55,16 @@ class MethodSpec:
     """A row of the table: a method, and the segmenter it uses (``None``: pixels).
 
     ``name`` keys its stored cell; ``label``, where set, is what a study calls the row
-    when it shares a table's cell (not part of the key)."""
+    when it shares a table's cell (not part of the key). ``oracle``: the true patch of
+    each image is made one more segment (:func:`uattr.segment.with_boxes`), an upper
+    bound that uses the answer, for the detection benchmark only."""
 
     name: str
     method: UncertaintyAttribution
     segmenter: Segmenter | None = None
     config: dict | None = None
     label: str | None = None
+    oracle: bool = False
 
 
 def build_detection_set(
@@ -94,15 +98,20 @@ def build_detection_set(
 
 
 def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
-                         device: torch.device | str) -> Tensor:
+                         device: torch.device | str, boxes: Tensor | None = None) -> Tensor:
     """``[N, H, W]``: the method's maps of ``images`` (segmented first when the row has a
-    segmenter), ``batch_size`` images at a time, with a progress bar over images."""
+    segmenter; an oracle row adds each image's true box ``boxes [N, 4]`` as a segment),
+    ``batch_size`` images at a time, with a progress bar over images."""
+    if spec.oracle and (spec.segmenter is None or boxes is None):
+        raise ValueError(f"{spec.name}: an oracle row needs a segmenter and the true boxes")
     maps = []
     with tqdm(total=len(images), desc=spec.name, unit="image", leave=False,
               disable=len(images) <= batch_size) as bar:
         for i in range(0, images.shape[0], batch_size):
             x = images[i : i + batch_size].to(device)
             segments = spec.segmenter(x) if spec.segmenter is not None else None
+            if spec.oracle:
+                segments = with_boxes(segments, boxes[i : i + batch_size])
             maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
             bar.update(len(x))
     return torch.cat(maps)  # [N, H, W]
@@ -128,7 +137,7 @@ def run_detection(
     data_key = {"indices": detection.indices.tolist(), "boxes": detection.boxes.tolist()}
     for spec in methods:
         config = {"method": spec.name, "repr": repr(spec.method), **(spec.config or {}),
-                  "data": data_key}
+                  "oracle": spec.oracle, "data": data_key}
         cached = folder.load_cell(f"detection-{spec.name}", config) if folder else None
         if cached is not None:
             row, maps_array = cached
@@ -138,7 +147,8 @@ def run_detection(
             log(f"{spec.name}: attributing {len(detection.images)} images")
             start = time.perf_counter()
             with PassCounter(spec.method.posterior) as passes:
-                maps = attribute_in_batches(spec, detection.images, batch_size, device)
+                maps = attribute_in_batches(spec, detection.images, batch_size, device,
+                                            boxes=detection.boxes)
             n = len(detection.images)
             seconds = (time.perf_counter() - start) / n
             found = find_box(maps, detection.patch_size)

@@ -7,7 +7,8 @@ ranking, not for the values. Keys are this project's method names.
 
 from __future__ import annotations
 
-__all__ = ["BLUR_TEST_MNIST", "DETECTION_C10", "FAITHFULNESS_C10", "SECONDS_C10", "beside"]
+__all__ = ["BLUR_TEST_MNIST", "CONVERGENCE", "DETECTION_C10", "FAITHFULNESS_C10", "SECONDS_C10",
+           "beside"]
 
 # papers/000 Table 1 (C10 column: IoU, ADA); "optimization (slic)" stands for "Ours" with
 # SAM segments, "kernelshap (slic)" for KernelSHAP + SAM; "optimization (pixels)" is
@@ -36,6 +37,15 @@ BLUR_TEST_MNIST = {
     "smoothgrad": (0.601, 0.779, 0.675, 0.461), "fullgrad": (0.691, 0.869, 0.603, 0.429),
     "integrated gradients": (0.434, 0.725, 0.752, 0.529),
     "blur ig": (0.305, 0.515, 0.816, 0.667),
+}
+
+# papers/001 Table 9 (mean steps to the early stop without the Gumbel-sigmoid, C10 / C100 /
+# SVHN; "slic" stands for the paper's SAM segments) and C.4's steps of the full method
+# with SAM segments (C10 / C100 / SVHN).
+CONVERGENCE = {
+    ("pixels", "without Gumbel"): (194.3, 180.4, 141.0),
+    ("slic", "without Gumbel"): (76.0, 77.4, 76.8),
+    ("slic", "full method"): (72.0, 94.0, 84.0),
 }
 
 # papers/000 Table 5, C10 column: seconds to attribute one 32×32 image on the paper's GPU.
