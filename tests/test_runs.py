@@ -30,3 +30,16 @@ def test_config_key_ignores_key_order():
     assert config_key({"a": 1, "b": 2}) == config_key({"b": 2, "a": 1})
     assert config_key({"a": 1}) != config_key({"a": 2})
     assert markdown_table([]) == ""
+
+
+def test_publish_copies_the_tables_figures_and_reports_but_never_the_cells(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.write_table("t", [{"method": "a", "IoU": 0.5}])
+    folder.write_text("report-x.md", "# report\n")
+    folder.save_cell("m", {"lam": 3}, {"IoU": 0.4}, np.arange(4.0))
+    written = folder.publish(tmp_path / "results")
+    names = sorted(p.name for p in written)
+    assert names == ["report-x.md", "t.csv", "t.json", "t.md"]
+    copied, original = (tmp_path / d / "t.json" for d in ("results", "run"))
+    assert copied.read_text() == original.read_text()
+    assert not (tmp_path / "results" / "cells").exists()

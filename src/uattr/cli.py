@@ -127,6 +127,12 @@ def _add_blur_kind(parser: argparse.ArgumentParser) -> None:
                              "as papers/002)")
 
 
+def _add_results(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default=None, metavar="DIR",
+                        help="also copy the tables, figures and report (not the cells) to "
+                             "DIR, e.g. docs/results/<run> to commit them")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.posterior == "ensemble":
         _, info = jobs.load_ensemble(args, retrain=args.retrain)
@@ -219,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                              list(EXPLAINERS))]
     report = jobs.write_report(job, sections)
     print(f"\nreport: {report}")
+    _publish(job, args)
     return 0
 
 
@@ -236,7 +243,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         section = getattr(studies, args.benchmark)(job, args.n)
     report = jobs.write_report(job, [section], f"report-{args.benchmark}.md")
     print(f"\nreport: {report}")
+    _publish(job, args)
     return 0
+
+
+def _publish(job: jobs.Job, args: argparse.Namespace) -> None:
+    if args.results:
+        written = job.out.publish(args.results)
+        print(f"copied {len(written)} tables, figures and reports to {args.results}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split to evaluate on; tune hyper-parameters on 'valid' only")
     p.add_argument("--out", default=None,
                    help="run folder (default runs/<dataset>-<split>-main-seed<seed>)")
+    _add_results(p)
     p.set_defaults(func=cmd_run)
 
     bench = sub.add_parser("bench", help="the papers' benchmarks at any size").add_subparsers(
@@ -322,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=EXPLAINERS, help="explanation methods (default all)")
         p.add_argument("--out", default=None,
                        help="run folder (default runs/<dataset>-<split>-n<N>-seed<seed>)")
+        _add_results(p)
         p.set_defaults(func=cmd_bench)
     return parser
 

@@ -162,8 +162,10 @@ def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
     size = detection_set.patch_size
     text = (f"{args.dataset} {args.split}, N = {n}, seed {args.seed}, patch {size}×{size}, "
             f"U = {args.uncertainty}. {removes} of {n} patches lower the mean intensity (on "
-            "MNIST they erase strokes, which a blur cannot put back). The paper's columns "
-            "are CIFAR-10 (papers/000 Table 1; SAM segments where ours use slic).")
+            "MNIST they erase strokes, which a blur cannot put back). Rows marked "
+            "'oracle:' segment with slic plus the true patch as one more segment: an upper "
+            "bound that uses the answer, not a method. The paper's columns are CIFAR-10 "
+            "(papers/000 Table 1; SAM segments where ours use slic).")
     _print_table(f"Detection of problematic regions: {text}", rows)
     _print_table("Mean of each family (papers/000 §4.1: perturbation-based methods generally "
                  "beat gradient-based ones)", families)
@@ -301,7 +303,8 @@ def write_report(job: Job, sections: list[Section], name: str = "report.md") -> 
     lines.append(f"Seconds for this run: {time.perf_counter() - job.start:.0f}.")
     path = job.out.write_text(name, "\n".join(lines) + "\n")
     settings = {k: v for k, v in vars(job.args).items() if not callable(v)}
-    job.out.write_json("run.json", {"command": " ".join(sys.argv), **settings,
+    record = name.replace("report", "run").removesuffix(".md") + ".json"  # run-<bench>.json
+    job.out.write_json(record, {"command": " ".join(sys.argv), **settings,
                                     "ensemble": info,
                                     "seconds": time.perf_counter() - job.start})
     return path

@@ -46,26 +46,40 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     return "\n".join(lines) + "\n"
 
 
+def _write_atomic(target: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
 class RunFolder:
     """A folder that collects the outputs of one run."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.written: list[str] = []  # tables, figures and reports of this run, not cells
 
     def _write_bytes(self, name: str, data: bytes) -> Path:
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return target
+        if not name.startswith("cells/") and name not in self.written:
+            self.written.append(name)
+        return _write_atomic(self.path / name, data)
 
+    def publish(self, destination: str | os.PathLike) -> list[Path]:
+        """Copy this run's tables, figures and reports (never its cells) to
+        ``destination``, for example ``docs/results/<run>`` to commit the results a
+        document quotes. Returns the files written."""
+        folder = Path(destination)
+        return [_write_atomic(folder / name, (self.path / name).read_bytes())
+                for name in self.written]
     def write_text(self, name: str, text: str) -> Path:
         return self._write_bytes(name, text.encode())
 

@@ -7,8 +7,9 @@ ranking, not for the values. Keys are this project's method names.
 
 from __future__ import annotations
 
-__all__ = ["BLUR_TEST_MNIST", "CONVERGENCE", "DETECTION_C10", "FAITHFULNESS_C10", "SECONDS_C10",
-           "beside"]
+__all__ = ["ABLATION_DETECTION_C10", "ABLATION_FAITHFULNESS_C100", "BLUR_TEST_MNIST",
+           "CONVERGENCE", "DETECTION_C10", "FAITHFULNESS_C10", "SECONDS_C10",
+           "SENSITIVITY_C10", "beside"]
 
 # papers/000 Table 1 (C10 column: IoU, ADA); "optimization (slic)" stands for "Ours" with
 # SAM segments, "kernelshap (slic)" for KernelSHAP + SAM; "optimization (pixels)" is
@@ -37,6 +38,27 @@ BLUR_TEST_MNIST = {
     "smoothgrad": (0.601, 0.779, 0.675, 0.461), "fullgrad": (0.691, 0.869, 0.603, 0.429),
     "integrated gradients": (0.434, 0.725, 0.752, 0.529),
     "blur ig": (0.305, 0.515, 0.816, 0.667),
+}
+
+# papers/000 Table 3, C10 (IoU, ADA), by the ablation's row names; the paper's segments
+# are SAM's where ours are slic's.
+ABLATION_DETECTION_C10 = {
+    "Eq. (3) per pixel": (0.333, 0.294), "Eq. (3) + segments": (0.648, 0.638),
+    "Eq. (3) + segments + LP": (0.675, 0.664),
+    "Eq. (3) + segments + LP + Gumbel": (0.713, 0.700),
+}
+
+# papers/001 Table 7, C100: gradient refinement 0.5%, 1%, blurring 2%, 5% (pixel level).
+ABLATION_FAITHFULNESS_C100 = {
+    "Eq. (3) per pixel": (0.742, 0.791, 0.355, 0.434), "+ LP": (0.756, 0.799, 0.364, 0.458),
+    "+ LP + Gumbel": (0.766, 0.808, 0.386, 0.487),
+}
+
+# papers/000 Table 4, C10 (IoU, ADA), with SAM segments.
+SENSITIVITY_C10 = {
+    "λ = 3, τ = 0.1": (0.713, 0.700), "λ = 3, τ = 0.07": (0.679, 0.686),
+    "λ = 3, τ = 0.15": (0.688, 0.682), "λ = 2.5, τ = 0.1": (0.677, 0.680),
+    "λ = 2, τ = 0.1": (0.682, 0.680),
 }
 
 # papers/001 Table 9 (mean steps to the early stop without the Gumbel-sigmoid, C10 / C100 /
