@@ -317,3 +317,15 @@ def test_bench_explanation_uncertainty_compares_posteriors_and_resumes(cache, tm
     assert (out / "explanation_uncertainty_maps.png").stat().st_size > 0
     assert main(args) == 0  # resumed: nothing recomputed
     assert "loaded from" in capsys.readouterr().err
+
+
+def test_table_prints_a_stored_table_with_its_marker(tmp_path, capsys):
+    path = tmp_path / "detection.json"
+    path.write_text(json.dumps([{"method": "grad", "IoU": 0.51234, "ADA": None},
+                                {"method": "lime", "IoU": 0.0004, "ADA": 0.25}]))
+    assert main(["table", str(path), "--columns", "method", "ADA", "IoU"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"<!-- results: {path.as_posix()} -->", "| method | ADA | IoU |", "|---|---|---|",
+        "| grad | – | 0.512 |", "| lime | 0.250 | 4.00e-04 |"]
+    assert main(["table", str(path), "--columns", "IoU", "AUC"]) == 2
+    assert "--columns: ['AUC'] are not columns" in capsys.readouterr().err

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -253,9 +255,34 @@ def _publish(job: jobs.Job, args: argparse.Namespace) -> None:
         print(f"copied {len(written)} tables, figures and reports to {args.results}")
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    """Print a stored table (a run's ``<table>.json``) as Markdown, some columns only."""
+    path = Path(args.file)
+    if not path.is_file():
+        raise FileNotFoundError(f"file {path} does not exist")
+    rows = json.loads(path.read_text())
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"file {path} must hold a table: a JSON list of rows")
+    columns = (args.columns or list(rows[0])) if rows else []
+    unknown = [c for c in columns if rows and c not in rows[0]]
+    if unknown:
+        raise ValueError(f"--columns: {unknown} are not columns of {path}; it has "
+                         f"{list(rows[0])}")
+    print(f"<!-- results: {path.as_posix()} -->")
+    print(markdown_table(rows, columns), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uattr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("table", help="print a stored table (JSON) as Markdown, as the "
+                                     "README quotes it")
+    p.add_argument("file", help="a table's JSON, e.g. docs/results/<run>/detection.json")
+    p.add_argument("--columns", nargs="+", default=None,
+                   help="columns to print, in this order (default: all)")
+    p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("train", help="train (or load) a posterior and report test accuracy")
     _add_common(p)
@@ -345,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_arguments(args: argparse.Namespace) -> None:
     """The checks that need the data set's size or more than one argument, run before any
     data is loaded or model trained; ``ValueError`` names the argument."""
+    if not hasattr(args, "device"):
+        return  # uattr table: nothing to load or train
     try:
         device = torch.device(args.device)
     except RuntimeError:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunFolder", "config_key", "markdown_table"]
+__all__ = ["RunFolder", "config_key", "format_cell", "markdown_table"]
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -28,7 +28,9 @@ def config_key(config: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _format(value: Any) -> str:
+def format_cell(value: Any) -> str:
+    """A table cell as the Markdown tables write it: floats with three decimals (or in
+    scientific notation below 0.001), ``–`` for a missing value."""
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -42,7 +44,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
         return ""
     columns = list(columns or rows[0].keys())
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_cell(row.get(c, "")) for c in columns) + " |"
+              for row in rows]
     return "\n".join(lines) + "\n"
 
 
