@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import os
 import sys
@@ -73,6 +74,58 @@ def record(args) -> None:
         torch.save({"trace": vars(result.trace), "segments": segments, "boxes": found.boxes,
                     "u_before": result.u_before, "patch_delta": found.patch_delta}, tmp)
         os.replace(tmp, path)
+
+
+def common_draws(args) -> None:
+    """Add to each trace the expected loss at every check estimated with the *same* draws
+    (``check_draws`` logistic draws per image, fixed for the whole path): the change
+    between two checks then measures the optimisation, not the Monte-Carlo noise."""
+    from uattr.attribution.optimization import gumbel_sigmoid, logistic_noise
+    from uattr.perturb import gaussian_blur
+    from uattr.uq import uncertainty
+
+    torch.set_num_threads(args.threads)
+    posterior, found = detection_set(args.n, args.seed)
+    x = found.images
+    wanted = {f"{kind}-lr{lr:g}-sigma{sigma:g}-gumbel1.pt" for kind, lr, sigma in
+              itertools.product(args.segmentations, args.lrs, args.sigma_inits)}
+    paths = sorted(p for p in Path(args.out).glob("*-lr*-sigma*.pt") if p.name in wanted)
+    for i, path in enumerate(paths):
+        if i % args.workers != args.worker:
+            continue
+        stored = torch.load(path)
+        if "crn_loss" in stored["trace"] or "gumbel1" not in path.name:
+            continue
+        print(f"common draws: {path.name}", file=sys.stderr, flush=True)
+        trace, segments = stored["trace"], stored["segments"]
+        flat = segments.flatten(1)
+        counts = flat.max(1).values + 1
+        k_max = trace["probs"].shape[-1]
+        valid = torch.arange(k_max)[None, :] < counts[:, None]
+        gen = torch.Generator().manual_seed(1234)
+        noise = logistic_noise(torch.rand(x.shape[0], DRAWS, k_max, generator=gen))
+        losses, us = [], []
+        with torch.no_grad():
+            for t in range(len(trace["steps"])):
+                p = trace["probs"][t].clamp(1e-6, 1 - 1e-6)
+                v = torch.log(p) - torch.log1p(-p)  # [B, K]
+                weights = gumbel_sigmoid(v[:, None], noise, 0.1) * valid[:, None]  # [B, D, K]
+                loss_t, u_t = [], []
+                blurred = gaussian_blur(x, trace["sigma"][t])
+                for d in range(DRAWS):
+                    mask = weights[:, d].gather(1, flat).view_as(segments)[:, None]
+                    u = uncertainty(posterior((1 - mask) * x + mask * blurred), "total")
+                    u_t.append(u)
+                    loss_t.append(u + 3.0 * weights[:, d].sum(1) / counts)
+                losses.append(torch.stack(loss_t).mean(0))
+                us.append(torch.stack(u_t).mean(0))
+        trace["crn_loss"], trace["crn_uncertainty"] = torch.stack(losses), torch.stack(us)
+        tmp = path.with_suffix(".tmp")
+        torch.save(stored, tmp)
+        os.replace(tmp, path)
+
+
+DRAWS = 20
 
 
 # ------------------------------------------------------------------------- stopping rules
@@ -142,12 +195,20 @@ def rules(trace):
     for tol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2)):
         yield "probs-mean", f"mean Δp {tol:g}, patience {patience}", stop_index_probs_mean(
             probs, tol, patience)
+    if "crn_loss" in trace:
+        crn = trace["crn_loss"]
+        for rtol, patience in itertools.product((1e-3, 3e-3, 1e-2, 3e-2), (1, 2, 3)):
+            yield "crn-relative", f"rel {rtol:g}, patience {patience}", stop_index_relative(
+                crn, rtol, patience)
+        for tol, patience in itertools.product((1e-3, 1e-2), (1, 2)):
+            yield "crn-abs", f"abs {tol:g}, patience {patience}", stop_index_loss(
+                crn, tol, patience)
 
 
 def evaluate(args) -> None:
     out = Path(args.out)
     rows = []
-    for path in sorted(out.glob("*.pt")):
+    for path in sorted(out.glob("*-lr*-sigma*.pt")):
         record_ = torch.load(path)
         n = record_["segments"].shape[0]
         for family, rule, index in rules(record_["trace"]):
@@ -158,7 +219,7 @@ def evaluate(args) -> None:
                          "steps": float(steps.mean()),
                          "U before": float(record_["u_before"].mean()),
                          "U after": float(u_after.mean())})
-    torch.save(rows, out / "evaluation.pt")
+    (out / "evaluation.json").write_text(json.dumps(rows, indent=1))
     keys = ("setting", "family", "rule", "IoU", "ADA", "se", "steps", "U before", "U after")
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
@@ -170,7 +231,7 @@ def evaluate(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("record", "evaluate"))
+    parser.add_argument("action", choices=("record", "common-draws", "evaluate"))
     parser.add_argument("--out", default="runs/tuning-optimization")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -182,7 +243,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--worker", type=int, default=0)
     args = parser.parse_args()
-    (record if args.action == "record" else evaluate)(args)
+    {"record": record, "common-draws": common_draws, "evaluate": evaluate}[args.action](args)
 
 
 if __name__ == "__main__":

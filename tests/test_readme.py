@@ -1,0 +1,72 @@
+"""Every number in the README's result tables comes from a table committed under
+docs/results/ (DESIGN §7): a table of results is preceded by
+
+    <!-- results: docs/results/<run>/<table>.json -->
+
+(what ``uattr table FILE --columns ...`` prints), its first column names the row, its
+header cells are columns of that file, and every cell is the file's value as the run
+folder's Markdown writes it (bold allowed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from uattr.runs import format_cell
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = re.compile(r"<!-- results: (\S+) -->")
+DECIMAL = re.compile(r"^\*{0,2}-?\d+\.\d+\*{0,2}$")
+
+
+def _tables(text: str) -> list[tuple[str | None, list[list[str]], int]]:
+    """``(marked file or None, rows of cells, line number)`` of each Markdown table."""
+    lines = text.splitlines()
+    found, i = [], 0
+    while i < len(lines):
+        if not lines[i].startswith("|"):
+            i += 1
+            continue
+        start = i
+        while i < len(lines) and lines[i].startswith("|"):
+            i += 1
+        before = [line for line in lines[max(0, start - 2) : start] if line.strip()]
+        marker = MARKER.fullmatch(before[-1].strip()) if before else None
+        cells = [[c.strip() for c in line.strip().strip("|").split("|")]
+                 for line in lines[start:i]]
+        found.append((marker.group(1) if marker else None, [cells[0], *cells[2:]], start + 1))
+    return found
+
+
+TABLES = _tables((ROOT / "README.md").read_text())
+
+
+def test_every_table_of_results_names_its_file():
+    unmarked = [line for source, rows, line in TABLES if source is None
+                and any(DECIMAL.match(cell) for row in rows[1:] for cell in row)]
+    assert not unmarked, f"README tables without a results marker at lines {unmarked}"
+    assert sum(source is not None for source, _, _ in TABLES) >= 8
+
+
+@pytest.mark.parametrize(("source", "rows", "line"),
+                         [t for t in TABLES if t[0] is not None], ids=lambda v: str(v))
+def test_the_readme_quotes_its_file_exactly(source, rows, line):
+    path = ROOT / source
+    assert path.is_file(), f"line {line}: {source} is not committed"
+    stored = json.loads(path.read_text())
+    header, body = rows[0], rows[1:]
+    missing = [c for c in header if c not in stored[0]]
+    assert not missing, f"line {line}: columns {missing} are not in {source}"
+    # a row is found by its text cells (method, posterior, variant, ...)
+    keys = [c for c in header if any(isinstance(row[c], str) for row in stored)]
+    assert keys, f"line {line}: no text column names the rows"
+    for cells in body:
+        shown = [c.strip("*") for c in cells]
+        wanted = {c: shown[header.index(c)] for c in keys}
+        matches = [row for row in stored
+                   if all(format_cell(row[c]) == v for c, v in wanted.items())]
+        assert len(matches) == 1, f"line {line}: {len(matches)} rows of {source} are {wanted}"
+        assert shown == [format_cell(matches[0][c]) for c in header], f"line {line}: {wanted}"
