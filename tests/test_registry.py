@@ -69,3 +69,31 @@ def test_an_oracle_row_sees_the_true_patch_as_a_segment_of_its_own():
     assert torch.equal(attribute_in_batches(plain, x, 2, "cpu"), segment.grid(x, 4).float())
     with pytest.raises(ValueError, match="oracle row needs"):
         attribute_in_batches(spec, x, 2, "cpu")
+
+
+def test_a_detection_row_of_the_optimization_reports_the_steps_it_took():
+    from uattr import OptimizationUA
+    from uattr.benchmarks.detection import DetectionSet, run_detection
+
+    x = torch.zeros(4, 1, 16, 16)
+    x[:, 0, 4:8, 12:16] = 1.0  # a bright cell around the spot (5, 13)
+    boxes = torch.tensor([[4, 12, 4, 4]] * 4)
+    found = DetectionSet(x, boxes, torch.arange(4), torch.zeros(4), torch.ones(4),
+                         torch.ones(4))
+    method = OptimizationUA(SpotPosterior((5, 13)), lam=0.5, max_steps=200, tol=0.01, seed=0)
+    spec = MethodSpec("optimization (grid)", method, lambda x: segment.grid(x, cell=4))
+    rows, _ = run_detection(found, [spec], batch_size=3, log=lambda _: None)
+    result_steps = []
+    for i in (0, 3):  # the same two batches, as the benchmark ran them
+        part = x[i : i + 3]
+        result = method.attribute_with_diagnostics(part, segments=segment.grid(part, cell=4))
+        result_steps.append(result)
+    steps = torch.cat([r.steps for r in result_steps]).double()
+    converged = torch.cat([r.converged for r in result_steps])
+    assert rows[0]["mean steps"] == pytest.approx(float(steps.mean()))
+    assert rows[0]["median steps"] == pytest.approx(float(steps.median()))
+    assert rows[0]["share at the limit"] == pytest.approx(float((~converged).double().mean()))
+    assert rows[0]["IoU"] == 1.0  # the bright cell is found
+    grad_rows, _ = run_detection(found, [MethodSpec("plain", _ShowSegments(SpotPosterior(
+        (4, 12))), lambda x: segment.grid(x, cell=4))], log=lambda _: None)
+    assert "mean steps" not in grad_rows[0]  # only a method that optimises has steps

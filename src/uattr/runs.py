@@ -39,12 +39,13 @@ def format_cell(value: Any) -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows of dicts as a GitHub Markdown table (floats with three decimals)."""
+    """Rows of dicts as a GitHub Markdown table (floats with three decimals, ``–`` where a
+    row has no value); the columns default to every key of any row."""
     if not rows:
         return ""
-    columns = list(columns or rows[0].keys())
+    columns = list(columns or dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(format_cell(row.get(c, "")) for c in columns) + " |"
+    lines += ["| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |"
               for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -99,8 +100,9 @@ class RunFolder:
 
     def write_table(self, stem: str, rows: Sequence[dict[str, Any]],
                     columns: Sequence[str] | None = None) -> None:
-        """``stem.md``, ``stem.csv`` and ``stem.json`` of the same rows."""
-        columns = list(columns or (rows[0].keys() if rows else []))
+        """``stem.md``, ``stem.csv`` and ``stem.json`` of the same rows; the columns
+        default to every key of any row, in the order they first appear."""
+        columns = list(columns or dict.fromkeys(key for row in rows for key in row))
         self.write_text(f"{stem}.md", markdown_table(rows, columns))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")

@@ -17,13 +17,8 @@ tables' cells.
 from __future__ import annotations
 
 import dataclasses
-import time
-
-import numpy as np
-import torch
 
 from . import viz
-from .attribution import OptimizationUA
 from .benchmarks.detection import MethodSpec, run_detection
 from .benchmarks.faithfulness import most_uncertain, run_faithfulness
 from .benchmarks.paper_numbers import (
@@ -100,7 +95,7 @@ def ablation(job: Job, n: int) -> Section:
     specs = [_variant(job, *row) for row in _DETECTION_ABLATION]
     detection_rows, _ = run_detection(detection_set, specs, folder=out,
                                       batch_size=args.batch_size, device=args.device, log=log)
-    detection_rows = [{k: row[k] for k in ("method", "IoU", "ADA", "s/image")}
+    detection_rows = [{k: row[k] for k in ("method", "IoU", "ADA", "mean steps", "s/image")}
                       for row in _relabel(detection_rows, specs)]
     split = load(args.dataset, args.split, root=args.data_dir)
     images, indices, _ = most_uncertain(job.posterior, split, n, kind=args.uncertainty,
@@ -149,58 +144,50 @@ def sensitivity(job: Job, n: int) -> Section:
     return Section("Sensitivity to λ and τ", text, [("sensitivity", rows)])
 
 
-def _steps_row(job: Job, mode: str, variant: str, method: OptimizationUA,
-               detection_set) -> dict:
-    """Steps to the stop of ``method`` on the detection images (a stored cell)."""
-    args, out = job.args, job.out
-    config = {"mode": mode, "repr": repr(method), "n_segments": args.n_segments,
-              "compactness": args.compactness, "data": detection_set.indices.tolist()}
-    name = f"convergence-{mode}-{'full' if method.gumbel else 'no-gumbel'}"
-    cached = out.load_cell(name, config)
-    if cached is not None:
-        log(f"convergence ({mode}, {variant}): loaded from {out.path / 'cells'}")
-        return cached[0]
-    n = len(detection_set.images)
-    log(f"convergence ({mode}, {variant}): attributing {n} images")
-    start, steps, converged = time.perf_counter(), [], []
-    make_segments = segmenter(mode, args)
-    for i in range(0, n, args.batch_size):
-        x = detection_set.images[i : i + args.batch_size].to(args.device)
-        result = method.attribute_with_diagnostics(
-            x, segments=make_segments(x) if make_segments is not None else None)
-        steps.append(result.steps.cpu())
-        converged.append(result.converged.cpu())
-    steps, converged = torch.cat(steps).double(), torch.cat(converged)
-    paper = CONVERGENCE.get((mode, variant))
-    row = {"segments": mode, "variant": variant, "mean steps": float(steps.mean()),
-           "median steps": float(steps.median()),
-           "share at the limit": float((~converged).double().mean()),
-           "s/image": (time.perf_counter() - start) / n,
-           "paper: C10 / C100 / SVHN": " / ".join(f"{v:g}" for v in paper) if paper else None,
-           "n": n}
-    out.save_cell(name, config, row, steps.numpy().astype(np.int32))
-    return row
+# (row, segments?, Gumbel-sigmoid?) of papers/001 Table 9, all with the learnable blur;
+# the names are those of the tables' and the ablation's cells, which are shared
+_CONVERGENCE = (
+    ("pixels", False, False, "Eq. (3) per pixel + LP"),
+    ("slic", True, False, "Eq. (3) + segments + LP"),
+    ("pixels", False, True, "optimization (pixels)"),
+    ("slic", True, True, "optimization (slic)"),
+)
 
 
 def convergence(job: Job, n: int) -> Section:
     """Adam steps until the stopping rule ends each detection image, per pixel and on slic
     segments, without the Gumbel-sigmoid (papers/001 Table 9, which leaves it out so that
     convergence does not depend on the draws) and for the full method; and a figure of
-    the optimisation of the first detection images over all ``max_steps`` steps."""
+    the optimisation of the first detection images over all ``max_steps`` steps.
+
+    The rows are detection cells: those of the full method are the detection table's, the
+    slic row without the Gumbel-sigmoid is the ablation's, so none is computed twice."""
     args, out = job.args, job.out
     detection_set = detection_images(job, n)
-    rows = [_steps_row(job, mode, variant, optimization(job.posterior, args, gumbel=gumbel),
-                       detection_set)
-            for variant, gumbel in (("without Gumbel", False), ("full method", True))
-            for mode in ("pixels", "slic")]
+    specs, labels = [], []
+    for mode, segments, gumbel, name in _CONVERGENCE:
+        specs.append(_variant(job, name, segments, True, gumbel))
+        labels.append((mode, "full method" if gumbel else "without Gumbel"))
+    detected, _ = run_detection(detection_set, specs, folder=out, batch_size=args.batch_size,
+                                device=args.device, log=log)
+    rows = []
+    for (mode, variant), row in zip(labels, detected, strict=True):
+        paper = CONVERGENCE.get((mode, variant))
+        rows.append({"segments": mode, "variant": variant,
+                     **{k: row[k] for k in ("mean steps", "median steps",
+                                            "share at the limit", "s/image", "IoU", "ADA")},
+                     "paper: C10 / C100 / SVHN": (" / ".join(f"{v:g}" for v in paper)
+                                                  if paper else None)})
     out.write_table("convergence", rows)
     figure = _trace_figure(job, detection_set)
     limit = optimization(job.posterior, args).max_steps
-    text = (f"Adam steps until the stopping rule ends an image (at most {limit}), N = {n} "
-            f"detection images of {args.dataset} {args.split}; papers/001 Table 9 measures "
-            "them without the Gumbel-sigmoid, beside the full method. The paper's segments "
-            f"are SAM's. Figure: the first detection images, slic segments, all {limit} "
-            "steps; the dotted line is where the rule stopped each one.")
+    text = (f"Adam steps until the stopping rule ends an image (at most {limit}; share at "
+            f"the limit: images it did not end), N = {n} detection images of "
+            f"{args.dataset} {args.split}, with their detection IoU and ADA; papers/001 "
+            "Table 9 measures steps without the Gumbel-sigmoid, beside the full method. "
+            "The paper's segments are SAM's. Figure: the first detection images, slic "
+            f"segments, all {limit} steps; the dotted line is where the rule stopped each "
+            "one.")
     _print_table(f"Convergence: {text}", rows)
     return Section("Convergence", text, [("convergence", rows)], [figure])
 

@@ -98,10 +98,14 @@ def build_detection_set(
 
 
 def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
-                         device: torch.device | str, boxes: Tensor | None = None) -> Tensor:
+                         device: torch.device | str, boxes: Tensor | None = None,
+                         steps: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
     """``[N, H, W]``: the method's maps of ``images`` (segmented first when the row has a
     segmenter; an oracle row adds each image's true box ``boxes [N, 4]`` as a segment),
-    ``batch_size`` images at a time, with a progress bar over images."""
+    ``batch_size`` images at a time, with a progress bar over images.
+
+    With a list ``steps``, a method that reports diagnostics (the optimization-based one)
+    appends ``(steps taken [n], converged [n])`` of each batch to it."""
     if spec.oracle and (spec.segmenter is None or boxes is None):
         raise ValueError(f"{spec.name}: an oracle row needs a segmenter and the true boxes")
     maps = []
@@ -112,7 +116,12 @@ def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
             segments = spec.segmenter(x) if spec.segmenter is not None else None
             if spec.oracle:
                 segments = with_boxes(segments, boxes[i : i + batch_size])
-            maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
+            if steps is not None and hasattr(spec.method, "attribute_with_diagnostics"):
+                result = spec.method.attribute_with_diagnostics(x, segments=segments)
+                steps.append((result.steps.cpu(), result.converged.cpu()))
+                maps.append(result.maps.detach().cpu())
+            else:
+                maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
             bar.update(len(x))
     return torch.cat(maps)  # [N, H, W]
 
@@ -146,9 +155,10 @@ def run_detection(
         else:
             log(f"{spec.name}: attributing {len(detection.images)} images")
             start = time.perf_counter()
+            diagnostics: list[tuple[Tensor, Tensor]] = []
             with PassCounter(spec.method.posterior) as passes:
                 maps = attribute_in_batches(spec, detection.images, batch_size, device,
-                                            boxes=detection.boxes)
+                                            boxes=detection.boxes, steps=diagnostics)
             n = len(detection.images)
             seconds = (time.perf_counter() - start) / n
             found = find_box(maps, detection.patch_size)
@@ -161,6 +171,12 @@ def run_detection(
                    "n": n,
                    "IoU, brighter patch": float(iou[adds].mean()) if adds.any() else None,
                    "IoU, darker patch": float(iou[~adds].mean()) if (~adds).any() else None}
+            if diagnostics:  # an optimisation: how long it ran (papers/001 Table 9)
+                taken = torch.cat([t for t, _ in diagnostics]).double()
+                converged = torch.cat([c for _, c in diagnostics])
+                row.update({"mean steps": float(taken.mean()),
+                            "median steps": float(taken.median()),
+                            "share at the limit": float((~converged).double().mean())})
             if folder:
                 folder.save_cell(f"detection-{spec.name}", config, row,
                                  maps.numpy().astype(np.float32))
