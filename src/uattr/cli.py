@@ -263,11 +263,11 @@ def cmd_table(args: argparse.Namespace) -> int:
     rows = json.loads(path.read_text())
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ValueError(f"file {path} must hold a table: a JSON list of rows")
-    columns = (args.columns or list(rows[0])) if rows else []
-    unknown = [c for c in columns if rows and c not in rows[0]]
+    every = list(dict.fromkeys(key for row in rows for key in row))
+    columns = args.columns or every
+    unknown = [c for c in columns if c not in every]
     if unknown:
-        raise ValueError(f"--columns: {unknown} are not columns of {path}; it has "
-                         f"{list(rows[0])}")
+        raise ValueError(f"--columns: {unknown} are not columns of {path}; it has {every}")
     print(f"<!-- results: {path.as_posix()} -->")
     print(markdown_table(rows, columns), end="")
     return 0
