@@ -6,6 +6,9 @@ MNIST's validation split (docs/hyperparameters.md).
     python tuning/optimization_steps.py evaluate      # IoU / ADA of every stopping rule
     python tuning/optimization_steps.py summary       # the table of docs/hyperparameters.md
 
+``evaluate`` writes ``<out>/evaluation.json``; docs/results/tuning-optimization/ holds the
+copy that docs/hyperparameters.md quotes.
+
 ``record`` runs the method without early stopping on the validation detection set
 (N = 100, seed 0, the cached 5-member ensemble, the same images as
 ``uattr run --split valid``) for every (segments, lr, σ0) and keeps each image's
@@ -221,7 +224,9 @@ def evaluate(args) -> None:
                          "steps": float(steps.mean()),
                          "U before": float(record_["u_before"].mean()),
                          "U after": float(u_after.mean())})
-    (out / "evaluation.json").write_text(json.dumps(rows, indent=1))
+    rounded = [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
+               for row in rows]
+    (out / "evaluation.json").write_text(json.dumps(rounded, separators=(",", ":")))
     keys = ("setting", "family", "rule", "IoU", "ADA", "se", "steps", "U before", "U after")
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
