@@ -84,6 +84,7 @@ class RunFolder:
         folder = Path(destination)
         return [_write_atomic(folder / name, (self.path / name).read_bytes())
                 for name in self.written]
+
     def write_text(self, name: str, text: str) -> Path:
         return self._write_bytes(name, text.encode())
 
