@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from uattr.benchmarks.blur_test import blur_curves, curve_scores
+from uattr.metrics import blur_curves, curve_scores
 
 # 4×4 images; U(x) = 1 + Σ_p w_p x_p, and "blurring" sets a pixel to 0 (blurred = zeros).
 # The map ranks pixels 0, 1, 2, 3 (flat index) highest, in that order.

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from uattr import OptimizationUA, data, segment
-from uattr.benchmarks.faithfulness import blur_top_pixels, most_uncertain, urr
+from uattr.benchmarks.common import most_uncertain
 from uattr.cli import DEFAULT_SLIC_COMPACTNESS, main
-from uattr.metrics import box_iou, find_box
+from uattr.metrics import blur_top_pixels, box_iou, find_box, urr
 from uattr.models import TrainConfig, load_or_train_ensemble
 from uattr.registry import DETECTION_ROWS, PIXEL_METHODS
 from uattr.uq import Ensemble, uncertainty

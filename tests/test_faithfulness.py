@@ -6,13 +6,9 @@ import pytest
 import torch
 
 from uattr import as_posterior, uncertainty
-from uattr.attribution.perturbation import blurred_reference
-from uattr.benchmarks.faithfulness import (
-    blur_top_pixels,
-    refine_by_gradient,
-    top_pixel_mask,
-    urr,
-)
+from uattr.benchmarks.faithfulness import refine_by_gradient
+from uattr.metrics import blur_top_pixels, top_pixel_mask, urr
+from uattr.perturb import blurred_reference
 
 from ._models import SpotPosterior, tiny_cnn_members
 

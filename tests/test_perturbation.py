@@ -1,7 +1,8 @@
 import torch
 
 from uattr import uncertainty
-from uattr.attribution.perturbation import Occlusion, blurred_reference
+from uattr.attribution.perturbation import Occlusion
+from uattr.perturb import blurred_reference
 
 from ._models import SpotPosterior
 
@@ -127,7 +128,7 @@ def test_lime_recovers_known_segment_weights_up_to_ridge_shrinkage():
 def testweighted_ridge_matches_scikit_learn():
     from sklearn.linear_model import Ridge
 
-    from uattr.attribution.perturbation import weighted_ridge
+    from uattr.surrogate import weighted_ridge
 
     gen = torch.Generator().manual_seed(0)
     design = (torch.rand(2, 50, 6, generator=gen) < 0.5).double()

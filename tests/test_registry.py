@@ -5,7 +5,7 @@ import torch
 
 from uattr import segment
 from uattr.attribution.base import UncertaintyAttribution
-from uattr.benchmarks.detection import MethodSpec, attribute_in_batches
+from uattr.benchmarks.common import MethodSpec, attribute_in_batches
 from uattr.cli import build_parser
 from uattr.registry import (
     DETECTION_ROWS,

@@ -14,6 +14,7 @@ import torch
 from . import data, jobs, models, segment, studies, viz
 from .attribution import Grad, OptimizationResult
 from .attribution.explanation_uncertainty import EXPLAINERS
+from .benchmarks.common import most_uncertain
 from .registry import DETECTION_ROWS, PIXEL_METHODS, optimization, segmenter
 from .runs import RunFolder, markdown_table
 from .uq import predict_probs, uncertainty
@@ -158,9 +159,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.indices:
         indices = torch.tensor(args.indices)
     else:
-        u = uncertainty(predict_probs(posterior, split.images, device=args.device,
-                                      progress=True), args.uncertainty)
-        indices = torch.argsort(u, descending=True)[: args.most_uncertain]
+        _, indices, _ = most_uncertain(posterior, split, args.most_uncertain,
+                                       kind=args.uncertainty, device=args.device,
+                                       progress=True)
     x = split.images[indices].to(args.device)
     make_segments = segmenter(args.segmenter, args)
     segments = make_segments(x) if make_segments is not None else None

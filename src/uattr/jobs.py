@@ -20,9 +20,10 @@ from torch import nn
 
 from . import data, viz
 from .benchmarks.blur_test import run_blur_test
+from .benchmarks.common import most_uncertain
 from .benchmarks.detection import DetectionSet, build_detection_set, run_detection, runtime_rows
 from .benchmarks.explanation_uncertainty import run_explanation_uncertainty
-from .benchmarks.faithfulness import most_uncertain, run_faithfulness
+from .benchmarks.faithfulness import run_faithfulness
 from .benchmarks.paper_numbers import BLUR_TEST_MNIST, DETECTION_C10, FAITHFULNESS_C10, beside
 from .metrics import find_box
 from .models import (

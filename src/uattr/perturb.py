@@ -1,4 +1,5 @@
-"""Differentiable perturbations: a Gaussian blur with its own width for every image."""
+"""The blur every perturbation of uattr uses: a differentiable Gaussian blur with its own
+width for every image, and the fixed blurred reference of papers/001 A.2."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["gaussian_blur", "gaussian_kernel1d"]
+__all__ = ["blurred_reference", "gaussian_blur", "gaussian_kernel1d"]
 
 _MIN_SIGMA = 1e-4
 
@@ -54,3 +55,9 @@ def gaussian_blur(x: Tensor, sigma: Tensor | float, *, radius: int | None = None
     flat = F.conv2d(flat, kernel[:, None, None, :], groups=batch * channels)  # along W
     flat = F.conv2d(flat, kernel[:, None, :, None], groups=batch * channels)  # along H
     return flat.view(batch, channels, height, width)
+
+
+def blurred_reference(x: Tensor, sigma: float = 2.0, kernel: int = 5) -> Tensor:
+    """The image every perturbation draws from: ``x`` blurred with a ``kernel × kernel``
+    Gaussian of width ``sigma`` (papers/001 A.2)."""
+    return gaussian_blur(x, sigma, radius=kernel // 2)

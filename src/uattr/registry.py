@@ -26,7 +26,7 @@ from .attribution import (
     SmoothGrad,
     UABackprop,
 )
-from .benchmarks.detection import MethodSpec
+from .benchmarks.common import MethodSpec
 from .uq import Posterior
 
 __all__ = ["DETECTION_ROWS", "FAMILIES", "ORACLE", "PIXEL_METHODS", "detection_methods",

@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 
 from . import viz
-from .benchmarks.detection import MethodSpec, run_detection
-from .benchmarks.faithfulness import most_uncertain, run_faithfulness
+from .benchmarks.common import MethodSpec, most_uncertain
+from .benchmarks.detection import run_detection
+from .benchmarks.faithfulness import run_faithfulness
 from .benchmarks.paper_numbers import (
     ABLATION_DETECTION_C10,
     ABLATION_FAITHFULNESS_C100,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .attribution.base import check_positive_ints
-from .attribution.perturbation import lime_kernel, weighted_ridge
+from .checks import check_positive_ints
+from .surrogate import lime_kernel, weighted_ridge
 
 __all__ = [
     "FeatureExplanation",

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_positive_ints
+from ..perturb import blurred_reference
+from ..rng import make_generators
 from ..segment import check_segments, quickshift
+from ..surrogate import lime_kernel, lime_masks, weighted_ridge
 from ..uq import check_images
-from .base import check_positive_ints, make_generators
-from .perturbation import blurred_reference, lime_kernel, lime_masks, weighted_ridge
 
 __all__ = [
     "EXPLAINERS",

@@ -12,15 +12,11 @@ from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import Saliency
 from torch import Tensor, nn
 
+from ..checks import check_positive, check_positive_ints
 from ..perturb import gaussian_blur
+from ..rng import draw_normal, make_generators
 from ..uq import Posterior, UncertaintySpec
-from .base import (
-    UncertaintyAttribution,
-    check_positive,
-    check_positive_ints,
-    draw_normal,
-    make_generators,
-)
+from .base import UncertaintyAttribution
 
 __all__ = ["BlurIG", "Grad", "GuidedBackprop", "IntegratedGradients", "SmoothGrad"]
 
@@ -95,10 +91,6 @@ class IntegratedGradients(UncertaintyAttribution):
         """``|IG|`` averaged over channels, ``[B, H, W]``; ``segments`` is ignored."""
         return self.attribute_signed(x).abs().mean(1)
 
-    def __repr__(self) -> str:
-        return (f"IntegratedGradients(uncertainty={self.uncertainty!r}, n_steps={self.n_steps}, "
-                f"reference={self.reference})")
-
 
 class SmoothGrad(UncertaintyAttribution):
     """SmoothGrad of U: ``|mean_n ∂U/∂x (x + ε_n)|``, ``ε_n ~ N(0, stdev²)`` (papers/001 A.2:
@@ -144,10 +136,6 @@ class SmoothGrad(UncertaintyAttribution):
         grads = input_gradients(self.uncertainty_of, noisy, self.samples_batch_size)
         mean_grad = grads.view(batch, self.n_samples, channels, height, width).mean(1)
         return mean_grad.abs().mean(1)
-
-    def __repr__(self) -> str:
-        return (f"SmoothGrad(uncertainty={self.uncertainty!r}, n_samples={self.n_samples}, "
-                f"stdev={self.stdev}, seed={self.seed})")
 
 
 class _UncertaintyModule(nn.Module):
@@ -232,10 +220,6 @@ class BlurIG(UncertaintyAttribution):
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``|Blur IG|`` averaged over channels, ``[B, H, W]``; ``segments`` is ignored."""
         return self.attribute_signed(x).abs().mean(1)
-
-    def __repr__(self) -> str:
-        return (f"BlurIG(uncertainty={self.uncertainty!r}, n_steps={self.n_steps}, "
-                f"sigma_max={self.sigma_max})")
 
 
 def _radius(sigma_max: float, x: Tensor) -> int:

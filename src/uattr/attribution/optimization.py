@@ -21,16 +21,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..checks import check_positive, check_positive_ints
 from ..perturb import gaussian_blur
+from ..rng import draw_uniform, make_generators
 from ..segment import check_segments, pixels, segment_slots
 from ..uq import Posterior, UncertaintySpec
-from .base import (
-    UncertaintyAttribution,
-    check_positive,
-    check_positive_ints,
-    draw_uniform,
-    make_generators,
-)
+from .base import UncertaintyAttribution
 
 __all__ = ["UNINFORMATIVE_BELOW", "OptimizationResult", "OptimizationTrace", "OptimizationUA",
            "gumbel_sigmoid", "logistic_noise"]
@@ -353,12 +349,6 @@ class OptimizationUA(UncertaintyAttribution):
         return OptimizationResult(maps=maps, probs=probs, steps=steps, converged=converged,
                                   sigma=sigma, u_before=u_before, u_after=u_after,
                                   trace=history)
-
-    def __repr__(self) -> str:
-        settings = ("lam", "tau", "lr", "max_steps", "check_every", "check_draws", "tol",
-                    "patience", "early_stop", "sigma_init", "learn_blur", "gumbel", "seed")
-        listed = ", ".join(f"{name}={getattr(self, name)!r}" for name in settings)
-        return f"OptimizationUA(uncertainty={self.uncertainty!r}, {listed})"
 
 
 def _spawn(

@@ -13,24 +13,15 @@ import torch
 from captum.attr import Occlusion as CaptumOcclusion
 from torch import Tensor, nn
 
-from ..perturb import gaussian_blur
+from ..checks import check_positive, check_positive_ints
+from ..perturb import blurred_reference
+from ..rng import draw_uniform, make_generators
 from ..segment import check_segments, pixels, quickshift, segment_slots
+from ..surrogate import lime_kernel, lime_masks, weighted_ridge
 from ..uq import Posterior, UncertaintySpec
-from .base import (
-    UncertaintyAttribution,
-    check_positive,
-    check_positive_ints,
-    draw_uniform,
-    make_generators,
-)
+from .base import UncertaintyAttribution
 
-__all__ = ["LIME", "KernelSHAP", "Occlusion", "blurred_reference", "blurred_versions"]
-
-
-def blurred_reference(x: Tensor, sigma: float = 2.0, kernel: int = 5) -> Tensor:
-    """The image every perturbation draws from: ``x`` blurred with a ``kernel × kernel``
-    Gaussian of width ``sigma`` (papers/001 A.2)."""
-    return gaussian_blur(x, sigma, radius=kernel // 2)
+__all__ = ["LIME", "KernelSHAP", "Occlusion", "blurred_versions"]
 
 
 class Occlusion(UncertaintyAttribution):
@@ -74,10 +65,6 @@ class Occlusion(UncertaintyAttribution):
             x, sliding_window_shapes=(channels, window, window), strides=(channels, stride, stride),
             baselines=blurred_reference(x), perturbations_per_eval=self.perturbations_per_eval)
         return maps.mean(1)  # every channel of a pixel gets the same value
-
-    def __repr__(self) -> str:
-        return (f"Occlusion(uncertainty={self.uncertainty!r}, window={self.window}, "
-                f"stride={self.stride})")
 
 
 class KernelSHAP(UncertaintyAttribution):
@@ -235,40 +222,3 @@ class LIME(UncertaintyAttribution):
         coefficients = weighted_ridge(kept.double(), values.double(), weights.double(),
                                        self.ridge, valid.double()).to(x.dtype)  # [B, K]
         return coefficients.gather(1, segments.flatten(1)).view(batch, height, width)
-
-
-def lime_masks(segments: Tensor, n: int, generators: Sequence[torch.Generator],
-               dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """LIME's binomial masks: ``kept [B, n, K]`` (1 = segment kept, each with probability
-    1/2; the first mask keeps everything) and ``valid [B, K]`` (1 for the image's own
-    segments, 0 for the padding up to the largest segment count of the batch)."""
-    counts, valid = segment_slots(segments)  # [B], [B, K]
-    valid = valid.to(dtype)
-    kept = draw_uniform(generators, (segments.shape[0], n, valid.shape[1]), segments.device,
-                        lengths=counts) < 0.5
-    kept = kept.to(dtype) * valid[:, None, :]
-    kept[:, 0] = valid  # the first sample is the image itself
-    return kept, valid
-
-
-def lime_kernel(kept: Tensor, valid: Tensor, width: float = 0.25) -> Tensor:
-    """LIME's sample weights ``[B, n]``: ``sqrt(exp(-d² / width²))`` of the cosine
-    distance ``d`` of each mask to the all-kept one."""
-    norms = (kept.norm(dim=-1) * valid.norm(dim=-1)[:, None]).clamp_min(1e-12)
-    distance = 1 - kept.sum(-1) / norms
-    return torch.exp(-(distance**2) / width**2).sqrt()
-
-
-def weighted_ridge(design: Tensor, target: Tensor, weights: Tensor, alpha: float,
-                    valid: Tensor) -> Tensor:
-    """Weighted ridge regression with an unpenalised intercept (scikit-learn's ``Ridge``
-    with ``sample_weight``), batched: ``design [B, n, K]``, ``target, weights [B, n]`` ->
-    coefficients ``[B, K]`` (0 for the padding features where ``valid`` is 0)."""
-    w = weights / weights.sum(1, keepdim=True)  # [B, n]
-    x_mean = (w[..., None] * design).sum(1, keepdim=True)  # [B, 1, K]
-    y_mean = (w * target).sum(1, keepdim=True)  # [B, 1]
-    xc = (design - x_mean) * weights[..., None].sqrt()
-    yc = (target - y_mean) * weights.sqrt()
-    gram = xc.transpose(1, 2) @ xc + alpha * torch.diag_embed(torch.ones_like(valid))
-    rhs = (xc.transpose(1, 2) @ yc[..., None])[..., 0]  # [B, K]
-    return torch.linalg.solve(gram, rhs) * valid

@@ -24,9 +24,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..checks import check_positive
 from ..passes import batched_cotangents
 from ..uq import Posterior, check_probs, class_decomposition
-from .base import UncertaintyAttribution, check_positive
+from .base import UncertaintyAttribution
 from .fullgrad import ConvOutputs
 
 __all__ = ["UABackprop", "class_uncertainties", "logit_uncertainties"]
@@ -153,10 +154,6 @@ class UABackprop(UncertaintyAttribution):
         weights = logit_uncertainties(probs, self.uncertainty, self.tau1)  # [B, S, C]
         maps = torch.einsum("bsc,bscp->bp", weights, per_logit) / samples
         return maps.view(batch, height, width).to(x.dtype)
-
-    def __repr__(self) -> str:
-        return (f"UABackprop(uncertainty={self.uncertainty!r}, tau1={self.tau1}, "
-                f"tau2={self.tau2}, path={self.path!r})")
 
 
 class _NoHooks:

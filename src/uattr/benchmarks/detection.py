@@ -8,28 +8,21 @@ mean attribution is compared with the true patch (IoU, and ADA = share with IoU 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from ..attribution.base import UncertaintyAttribution
 from ..data import Split, default_patch_size, patch_swap
 from ..metrics import ada, box_iou, find_box
-from ..passes import PassCounter
 from ..runs import RunFolder
-from ..segment import with_boxes
 from ..uq import predict_probs, uncertainty
+from .common import MethodSpec, attribute_counted, cached_cell, method_key
 from .paper_numbers import SECONDS_C10
 
-__all__ = ["DetectionSet", "MethodSpec", "attribute_in_batches", "build_detection_set",
-           "run_detection", "runtime_rows"]
-
-Segmenter = Callable[[Tensor], Tensor]
+__all__ = ["DetectionSet", "build_detection_set", "run_detection", "runtime_rows"]
 
 
 @dataclass(frozen=True)
@@ -48,23 +41,6 @@ class DetectionSet:
     @property
     def patch_size(self) -> int:
         return int(self.boxes[0, 2])
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A row of the table: a method, and the segmenter it uses (``None``: pixels).
-
-    ``name`` keys its stored cell; ``label``, where set, is what a study calls the row
-    when it shares a table's cell (not part of the key). ``oracle``: the true patch of
-    each image is made one more segment (:func:`uattr.segment.with_boxes`), an upper
-    bound that uses the answer, for the detection benchmark only."""
-
-    name: str
-    method: UncertaintyAttribution
-    segmenter: Segmenter | None = None
-    config: dict | None = None
-    label: str | None = None
-    oracle: bool = False
 
 
 def build_detection_set(
@@ -97,35 +73,6 @@ def build_detection_set(
                         u_corrupted[order], delta)
 
 
-def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
-                         device: torch.device | str, boxes: Tensor | None = None,
-                         steps: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
-    """``[N, H, W]``: the method's maps of ``images`` (segmented first when the row has a
-    segmenter; an oracle row adds each image's true box ``boxes [N, 4]`` as a segment),
-    ``batch_size`` images at a time, with a progress bar over images.
-
-    With a list ``steps``, a method that reports diagnostics (the optimization-based one)
-    appends ``(steps taken [n], converged [n])`` of each batch to it."""
-    if spec.oracle and (spec.segmenter is None or boxes is None):
-        raise ValueError(f"{spec.name}: an oracle row needs a segmenter and the true boxes")
-    maps = []
-    with tqdm(total=len(images), desc=spec.name, unit="image", leave=False,
-              disable=len(images) <= batch_size) as bar:
-        for i in range(0, images.shape[0], batch_size):
-            x = images[i : i + batch_size].to(device)
-            segments = spec.segmenter(x) if spec.segmenter is not None else None
-            if spec.oracle:
-                segments = with_boxes(segments, boxes[i : i + batch_size])
-            if steps is not None and hasattr(spec.method, "attribute_with_diagnostics"):
-                result = spec.method.attribute_with_diagnostics(x, segments=segments)
-                steps.append((result.steps.cpu(), result.converged.cpu()))
-                maps.append(result.maps.detach().cpu())
-            else:
-                maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
-            bar.update(len(x))
-    return torch.cat(maps)  # [N, H, W]
-
-
 def run_detection(
     detection: DetectionSet,
     methods: list[MethodSpec],
@@ -145,30 +92,17 @@ def run_detection(
     rows, all_maps = [], {}
     data_key = {"indices": detection.indices.tolist(), "boxes": detection.boxes.tolist()}
     for spec in methods:
-        config = {"method": spec.name, "repr": repr(spec.method), **(spec.config or {}),
-                  "oracle": spec.oracle, "data": data_key}
-        cached = folder.load_cell(f"detection-{spec.name}", config) if folder else None
-        if cached is not None:
-            row, maps_array = cached
-            maps = torch.from_numpy(maps_array)
-            log(f"{spec.name}: loaded from {folder.path / 'cells'}")
-        else:
-            log(f"{spec.name}: attributing {len(detection.images)} images")
-            start = time.perf_counter()
+
+        def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
             diagnostics: list[tuple[Tensor, Tensor]] = []
-            with PassCounter(spec.method.posterior) as passes:
-                maps = attribute_in_batches(spec, detection.images, batch_size, device,
-                                            boxes=detection.boxes, steps=diagnostics)
-            n = len(detection.images)
-            seconds = (time.perf_counter() - start) / n
-            found = find_box(maps, detection.patch_size)
+            done = attribute_counted(spec, detection.images, batch_size, device,
+                                     boxes=detection.boxes, steps=diagnostics, log=log)
+            found = find_box(done.maps, detection.patch_size)
             iou = box_iou(found, detection.boxes)
             adds = detection.patch_delta >= 0
             row = {"method": spec.name, "IoU": float(iou.mean()), "ADA": ada(iou),
-                   "s/image": seconds,
-                   "forward/image": passes.forward / n if passes.available else None,
-                   "backward/image": passes.backward / n if passes.available else None,
-                   "n": n,
+                   "s/image": done.seconds, "forward/image": done.forward,
+                   "backward/image": done.backward, "n": len(detection.images),
                    "IoU, brighter patch": float(iou[adds].mean()) if adds.any() else None,
                    "IoU, darker patch": float(iou[~adds].mean()) if (~adds).any() else None}
             if diagnostics:  # an optimisation: how long it ran (papers/001 Table 9)
@@ -177,11 +111,13 @@ def run_detection(
                 row.update({"mean steps": float(taken.mean()),
                             "median steps": float(taken.median()),
                             "share at the limit": float((~converged).double().mean())})
-            if folder:
-                folder.save_cell(f"detection-{spec.name}", config, row,
-                                 maps.numpy().astype(np.float32))
+            return row, done.maps.numpy().astype(np.float32)
+
+        row, maps = cached_cell(folder, f"detection-{spec.name}",
+                                {**method_key(spec), "data": data_key}, compute, log,
+                                spec.name)
         rows.append(row)
-        all_maps[spec.name] = maps
+        all_maps[spec.name] = torch.from_numpy(maps)
     return rows, all_maps
 
 

@@ -23,9 +23,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..attribution.base import constructor_settings
 from ..attribution.explanation_uncertainty import ExplanationUncertainty, mean_cv
 from ..metrics import deletion_insertion
 from ..runs import RunFolder
+from .common import cached_cell, posterior_key
 
 __all__ = ["run_explanation_uncertainty"]
 
@@ -51,21 +53,21 @@ def run_explanation_uncertainty(
     classes = sorted(set(labels.tolist()))
     for posterior_name, posterior in posteriors.items():
         for method in methods:
-            name = f"explanation-uncertainty-{posterior_name}-{method}"
-            config = {"posterior": posterior_name, "method": method,
-                      "explainer": repr(posterior), "steps": steps, "seed": seed,
-                      "target": "sample", "data": data_key or {"n": len(images)}}
-            cached = folder.load_cell(name, config) if folder else None
-            if cached is not None:
-                row, array = cached
-                log(f"{posterior_name} / {method}: loaded from {folder.path / 'cells'}")
-            else:
-                row, array = _cell(images, labels, posterior, method, steps=steps,
-                                   batch_size=batch_size, seed=seed, device=device,
-                                   desc=f"{posterior_name} / {method}")
-                row = {"posterior": posterior_name, "method": method, **row}
-                if folder:
-                    folder.save_cell(name, config, row, array)
+            explainer = ExplanationUncertainty(posterior, method, seed=seed)
+            config = {"posterior": posterior_name, "posterior key": posterior_key(posterior),
+                      "explainer": constructor_settings(explainer), "steps": steps,
+                      "data": data_key or {"n": len(images)}}
+
+            def compute(explainer: ExplanationUncertainty = explainer,
+                        posterior_name: str = posterior_name) -> tuple[dict, np.ndarray]:
+                row, array = _cell(images, explainer, steps=steps, batch_size=batch_size,
+                                   seed=seed, device=device,
+                                   desc=f"{posterior_name} / {explainer.method}")
+                return {"posterior": posterior_name, "method": explainer.method, **row}, array
+
+            row, array = cached_cell(folder, f"explanation-uncertainty-{posterior_name}-"
+                                             f"{method}", config, compute, log,
+                                     f"{posterior_name} / {method}")
             rows.append(row)
             stats = torch.from_numpy(array[:3])  # [3, N, H, W]: mean, std, CV
             maps[(posterior_name, method)] = stats
@@ -75,10 +77,9 @@ def run_explanation_uncertainty(
     return rows, per_class, maps
 
 
-def _cell(images: Tensor, labels: Tensor, posterior: Callable[[Tensor], Tensor], method: str,
-          *, steps: int, batch_size: int, seed: int, device: torch.device | str,
-          desc: str) -> tuple[dict, np.ndarray]:
-    explainer = ExplanationUncertainty(posterior, method, seed=seed)
+def _cell(images: Tensor, explainer: ExplanationUncertainty, *, steps: int, batch_size: int,
+          seed: int, device: torch.device | str, desc: str) -> tuple[dict, np.ndarray]:
+    posterior = explainer.posterior
     start = time.perf_counter()
     orders, curves = ("mean", "std"), ("deletion", "insertion")
     stats, aucs = [], {(curve, order): [] for curve in curves for order in orders}

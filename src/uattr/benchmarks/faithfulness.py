@@ -9,94 +9,30 @@ top q% pixels, and the image is refined there only:
 - **blurring** (q = 2%, 5%): those pixels are replaced by the blurred image.
 
 The score is the uncertainty reduction rate ``URR = 1 - U(x̃) / U(x)``, averaged over
-images (higher is better).
+images (higher is better); the mask, the blur and the URR are in :mod:`uattr.metrics`.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..attribution.perturbation import blurred_reference
-from ..data import Split
-from ..passes import PassCounter
+from ..metrics import blur_top_pixels, top_pixel_mask, urr
 from ..runs import RunFolder
-from ..uq import predict_probs, uncertainty
-from .detection import MethodSpec, attribute_in_batches
+from .common import MethodSpec, attribute_counted, cached_cell, method_key
 
-__all__ = [
-    "BLUR_FRACTIONS",
-    "GRADIENT_FRACTIONS",
-    "RefinementResult",
-    "blur_top_pixels",
-    "most_uncertain",
-    "refine_by_gradient",
-    "run_faithfulness",
-    "top_pixel_mask",
-    "urr",
-]
+__all__ = ["BLUR_FRACTIONS", "GRADIENT_FRACTIONS", "RefinementResult", "refine_by_gradient",
+           "run_faithfulness"]
 
 GRADIENT_FRACTIONS = (0.005, 0.01)
 BLUR_FRACTIONS = (0.02, 0.05)
 
 UncertaintyFn = Callable[[Tensor], Tensor]
-
-
-def most_uncertain(
-    posterior: Callable[[Tensor], Tensor],
-    split: Split,
-    n: int,
-    *,
-    kind: str = "total",
-    device: torch.device | str = "cpu",
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(images [N, C, H, W], indices [N], U [N])``: the ``n`` images of ``split`` with the
-    highest uncertainty of ``kind``, most uncertain first."""
-    if not 1 <= n <= len(split):
-        raise ValueError(f"n must be in [1, {len(split)}], got {n}")
-    u = uncertainty(predict_probs(posterior, split.images, device=device), kind)
-    order = torch.argsort(u, descending=True, stable=True)[:n]
-    return split.images[order], order, u[order]
-
-
-def top_pixel_mask(maps: Tensor, fraction: float) -> Tensor:
-    """``[B, H, W]`` bool: exactly ``ceil(fraction · H · W)`` pixels per image, those of
-    highest attribution (ties go to the lower flat index)."""
-    if maps.ndim != 3:
-        raise ValueError(f"maps must have shape [B, H, W], got {tuple(maps.shape)}")
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    if not torch.isfinite(maps).all():
-        raise ValueError("maps must be finite")
-    batch, height, width = maps.shape
-    k = math.ceil(fraction * height * width - 1e-9)  # 0.02·784 is 15.68 -> 16, not 17
-    # a stable sort makes ties deterministic, so the mask never depends on the batch
-    order = torch.argsort(maps.flatten(1), dim=1, descending=True, stable=True)[:, :k]
-    mask = torch.zeros(batch, height * width, dtype=torch.bool, device=maps.device)
-    mask.scatter_(1, order, True)
-    return mask.view(batch, height, width)
-
-
-def urr(u_before: Tensor, u_after: Tensor) -> Tensor:
-    """Uncertainty reduction rate ``1 - U(x̃) / U(x)`` ``[B]``; ``U(x)`` must be > 0."""
-    if (u_before <= 0).any():
-        raise ValueError("u_before must be > 0: the URR of a certain image is undefined")
-    return 1 - u_after / u_before
-
-
-def blur_top_pixels(x: Tensor, maps: Tensor, fraction: float,
-                    blurred: Tensor | None = None) -> Tensor:
-    """``x`` with its top ``fraction`` pixels (by ``maps``) taken from ``blurred``
-    (default: the 5×5, σ = 2 blur of papers/001 A.2), all channels of a pixel together."""
-    mask = top_pixel_mask(maps, fraction)[:, None]  # [B, 1, H, W]
-    blurred = blurred_reference(x) if blurred is None else blurred
-    return torch.where(mask, blurred, x)
 
 
 @dataclass(frozen=True)
@@ -193,59 +129,54 @@ def run_faithfulness(
     ``(rows, maps by method)``. ``uncertainty_of`` is the ``U`` being refined (total in
     the papers). With a ``folder``, each method is a cell, reused on a rerun."""
     rows, all_maps = [], {}
+    # how the refinements work is part of the key: a changed rule must not reuse cells
+    # made by the old one
+    benchmark_key = {"gradient": list(gradient_fractions), "blur": list(blur_fractions),
+                     "refinement": {"lr": lr, "max_steps": max_steps, "clamp": clamp,
+                                    "stop": "first step that does not lower U"},
+                     "blurred": "gaussian 5x5, sigma 2",
+                     "data": data_key or {"n": len(images)}}
     for spec in methods:
-        config = {"method": spec.name, "repr": repr(spec.method), **(spec.config or {}),
-                  "gradient": list(gradient_fractions), "blur": list(blur_fractions),
-                  # how the refinements work is part of the key: a changed rule must not
-                  # reuse cells made by the old one
-                  "refinement": {"lr": lr, "max_steps": max_steps, "clamp": clamp,
-                                 "stop": "first step that does not lower U"},
-                  "blurred": "gaussian 5x5, sigma 2", "data": data_key or {"n": len(images)}}
-        cached = folder.load_cell(f"faithfulness-{spec.name}", config) if folder else None
-        if cached is not None:
-            row, maps_array = cached
-            rows.append(row)
-            all_maps[spec.name] = torch.from_numpy(maps_array)
-            log(f"{spec.name}: loaded from {folder.path / 'cells'}")
-            continue
-        log(f"{spec.name}: attributing {len(images)} images")
-        start = time.perf_counter()
-        with PassCounter(spec.method.posterior) as passes:
-            maps = attribute_in_batches(spec, images, batch_size, device)
-        seconds = (time.perf_counter() - start) / len(images)
-        row: dict = {"method": spec.name}
-        gradient_scores, blur_scores = [], []
-        bar = tqdm(total=len(gradient_fractions) * len(images), desc=f"{spec.name}: refining",
-                   unit="image", leave=False, disable=len(images) <= batch_size)
-        for fraction in gradient_fractions:
-            scores = []
-            for i in range(0, len(images), batch_size):
-                x = images[i : i + batch_size].to(device)
-                m = maps[i : i + batch_size].to(device)
-                result = refine_by_gradient(uncertainty_of, x, top_pixel_mask(m, fraction),
-                                            lr=lr, max_steps=max_steps, clamp=clamp)
-                scores.append(urr(result.u_before, result.u_after).cpu())
-                bar.update(len(x))
-            row[_column("gradient", fraction)] = float(torch.cat(scores).mean())
-            gradient_scores.append(row[_column("gradient", fraction)])
-        bar.close()
-        for fraction in blur_fractions:
-            scores = []
-            with torch.no_grad():
+
+        def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
+            done = attribute_counted(spec, images, batch_size, device, log=log)
+            row: dict = {"method": spec.name}
+            gradient_scores, blur_scores = [], []
+            bar = tqdm(total=len(gradient_fractions) * len(images),
+                       desc=f"{spec.name}: refining", unit="image", leave=False,
+                       disable=len(images) <= batch_size)
+            for fraction in gradient_fractions:
+                scores = []
                 for i in range(0, len(images), batch_size):
                     x = images[i : i + batch_size].to(device)
-                    m = maps[i : i + batch_size].to(device)
-                    after = uncertainty_of(blur_top_pixels(x, m, fraction))
-                    scores.append(urr(uncertainty_of(x), after).cpu())
-            row[_column("blur", fraction)] = float(torch.cat(scores).mean())
-            blur_scores.append(row[_column("blur", fraction)])
-        row["gradient avg"] = sum(gradient_scores) / max(1, len(gradient_scores))
-        row["blur avg"] = sum(blur_scores) / max(1, len(blur_scores))
-        row["s/image"] = seconds
-        row["forward/image"] = passes.forward / len(images) if passes.available else None
-        row["n"] = len(images)
-        if folder:
-            folder.save_cell(f"faithfulness-{spec.name}", config, row, maps.numpy())
+                    m = done.maps[i : i + batch_size].to(device)
+                    result = refine_by_gradient(uncertainty_of, x, top_pixel_mask(m, fraction),
+                                                lr=lr, max_steps=max_steps, clamp=clamp)
+                    scores.append(urr(result.u_before, result.u_after).cpu())
+                    bar.update(len(x))
+                row[_column("gradient", fraction)] = float(torch.cat(scores).mean())
+                gradient_scores.append(row[_column("gradient", fraction)])
+            bar.close()
+            for fraction in blur_fractions:
+                scores = []
+                with torch.no_grad():
+                    for i in range(0, len(images), batch_size):
+                        x = images[i : i + batch_size].to(device)
+                        m = done.maps[i : i + batch_size].to(device)
+                        after = uncertainty_of(blur_top_pixels(x, m, fraction))
+                        scores.append(urr(uncertainty_of(x), after).cpu())
+                row[_column("blur", fraction)] = float(torch.cat(scores).mean())
+                blur_scores.append(row[_column("blur", fraction)])
+            row["gradient avg"] = sum(gradient_scores) / max(1, len(gradient_scores))
+            row["blur avg"] = sum(blur_scores) / max(1, len(blur_scores))
+            row["s/image"] = done.seconds
+            row["forward/image"] = done.forward
+            row["n"] = len(images)
+            return row, done.maps.numpy()
+
+        row, maps = cached_cell(folder, f"faithfulness-{spec.name}",
+                                {**method_key(spec), **benchmark_key}, compute, log,
+                                spec.name)
         rows.append(row)
-        all_maps[spec.name] = maps
+        all_maps[spec.name] = torch.from_numpy(maps)
     return rows, all_maps
