@@ -232,18 +232,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# `uattr bench <name>`: its help, and the job it runs from the parsed arguments
+BENCHMARKS: dict[str, tuple[str, Callable[[jobs.Job, argparse.Namespace], jobs.Section]]] = {
+    "detection": ("problematic-region detection and runtime, every method (papers/000 "
+                  "Tables 1 and 5, papers/001 Table 6)",
+                  lambda job, args: jobs.detection(job, args.n, _names(args))),
+    "faithfulness": ("URR of refining each pixel-level map's top pixels (papers/000 Table 2)",
+                     lambda job, args: jobs.faithfulness(job, args.n, _names(args))),
+    "blur-test": ("URR curves, MURR and AUC-URR of blurring in attribution order "
+                  "(papers/002 Table 1)",
+                  lambda job, args: jobs.blur_test(job, args.n, args.blur_uncertainty,
+                                                   _names(args))),
+    "ablation": ("the optimization-based method's components, on detection and "
+                 "faithfulness (papers/000 Table 3, papers/001 Table 7)",
+                 lambda job, args: studies.ablation(job, args.n)),
+    "sensitivity": ("detection over λ × τ (papers/000 Table 4)",
+                    lambda job, args: studies.sensitivity(job, args.n)),
+    "convergence": ("steps to converge, pixels vs segments (papers/001 Table 9)",
+                    lambda job, args: studies.convergence(job, args.n)),
+    "explanation-uncertainty": ("mean / std / CV of explanations over posterior samples, "
+                                "with deletion and insertion AUCs (papers/004)",
+                                lambda job, args: jobs.explanation_uncertainty(
+                                    job, args.n, args.posteriors, args.explainers)),
+}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     job = jobs.open_job(args, _folder(args, args.n))
-    if args.benchmark == "detection":
-        section = jobs.detection(job, args.n, _names(args))
-    elif args.benchmark == "faithfulness":
-        section = jobs.faithfulness(job, args.n, _names(args))
-    elif args.benchmark == "blur-test":
-        section = jobs.blur_test(job, args.n, args.blur_uncertainty, _names(args))
-    elif args.benchmark == "explanation-uncertainty":
-        section = jobs.explanation_uncertainty(job, args.n, args.posteriors, args.explainers)
-    else:
-        section = getattr(studies, args.benchmark)(job, args.n)
+    _, run = BENCHMARKS[args.benchmark]
+    section = run(job, args)
     report = jobs.write_report(job, [section], f"report-{args.benchmark}.md")
     print(f"\nreport: {report}")
     _publish(job, args)
@@ -331,21 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="the papers' benchmarks at any size").add_subparsers(
         dest="benchmark", required=True)
-    helps = {
-        "detection": "problematic-region detection and runtime, every method "
-                     "(papers/000 Tables 1 and 5, papers/001 Table 6)",
-        "faithfulness": "URR of refining each pixel-level map's top pixels "
-                        "(papers/000 Table 2)",
-        "blur-test": "URR curves, MURR and AUC-URR of blurring in attribution order "
-                     "(papers/002 Table 1)",
-        "ablation": "the optimization-based method's components, on detection and "
-                    "faithfulness (papers/000 Table 3, papers/001 Table 7)",
-        "sensitivity": "detection over λ × τ (papers/000 Table 4)",
-        "convergence": "steps to converge, pixels vs segments (papers/001 Table 9)",
-        "explanation-uncertainty": "mean / std / CV of explanations over posterior samples, "
-                                   "with deletion and insertion AUCs (papers/004)",
-    }
-    for name, text in helps.items():
+    for name, (text, _) in BENCHMARKS.items():
         p = bench.add_parser(name, help=text)
         _add_common(p)
         _add_method_options(p)

@@ -39,7 +39,7 @@ from .uq import Ensemble, uncertainty
 
 __all__ = ["Job", "Section", "blur_test", "detection", "detection_images",
            "explanation_uncertainty", "faithfulness",
-           "load_ensemble", "load_sampled", "open_job", "write_report"]
+           "load_ensemble", "load_sampled", "open_job", "print_table", "write_report"]
 
 
 def log(message: str) -> None:
@@ -109,7 +109,8 @@ def _choose(available: dict, names: list[str] | None, what: str) -> list:
     return [available[name] for name in (names or available)]
 
 
-def _print_table(title: str, rows: list[dict]) -> None:
+def print_table(title: str, rows: list[dict]) -> None:
+    """A table on standard output, after its title (the ``n`` column left out)."""
     print(f"\n{title}\n")
     print(markdown_table([{k: v for k, v in row.items() if k != "n"} for row in rows]))
 
@@ -167,10 +168,10 @@ def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
             "'oracle:' segment with slic plus the true patch as one more segment: an upper "
             "bound that uses the answer, not a method. The paper's columns are CIFAR-10 "
             "(papers/000 Table 1; SAM segments where ours use slic).")
-    _print_table(f"Detection of problematic regions: {text}", rows)
-    _print_table("Mean of each family (papers/000 §4.1: perturbation-based methods generally "
+    print_table(f"Detection of problematic regions: {text}", rows)
+    print_table("Mean of each family (papers/000 §4.1: perturbation-based methods generally "
                  "beat gradient-based ones)", families)
-    _print_table(f"Runtime (papers/000 Table 5): this machine, batch {args.batch_size}",
+    print_table(f"Runtime (papers/000 Table 5): this machine, batch {args.batch_size}",
                  [{k: v for k, v in r.items() if k not in ("batch", "device")}
                   for r in runtime])
     return Section("Detection of problematic regions", text,
@@ -208,8 +209,8 @@ def faithfulness(job: Job, n: int, names: list[str] | None = None) -> Section:
             "0.5% / 1% pixels only; blur: the top 2% / 5% "
             "pixels replaced by the 5×5, σ = 2 blur. The paper's columns are CIFAR-10 "
             "(papers/000 Table 2).")
-    _print_table(f"Faithfulness: {text}", rows)
-    _print_table("Mean of each family", families)
+    print_table(f"Faithfulness: {text}", rows)
+    print_table("Mean of each family", families)
     return Section("Faithfulness", text,
                    [("faithfulness", rows), ("mean of each family", families)],
                    ["faithfulness_maps.png"])
@@ -237,7 +238,7 @@ def blur_test(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
             "uncertainty; pixels blurred one by one in attribution order up to 2% / 5% of "
             "the image. MURR (higher is better) and AUC-URR (lower is better) are medians "
             "over images. The paper's columns are MNIST (papers/002 Table 1, epistemic).")
-    _print_table(f"Blurring test: {text}", rows)
+    print_table(f"Blurring test: {text}", rows)
     return Section("Blurring test", text, [("blur_test", rows)], ["blur_test_curves.png"])
 
 
@@ -277,8 +278,8 @@ def explanation_uncertainty(job: Job, n: int, posteriors: list[str],
             "the mean prediction's class probability, pixels in the order of the mean or "
             "the std map (lower deletion, higher insertion: a more faithful order). "
             f"Figure: {method}.")
-    _print_table(f"Explanation uncertainty (papers/004): {text}", rows)
-    _print_table("Mean CV per true class", per_class)
+    print_table(f"Explanation uncertainty (papers/004): {text}", rows)
+    print_table("Mean CV per true class", per_class)
     return Section("Explanation uncertainty", text,
                    [("explanation uncertainty", rows), ("mean CV per class", per_class)],
                    ["explanation_uncertainty_maps.png"])

@@ -30,7 +30,7 @@ from .benchmarks.paper_numbers import (
     beside,
 )
 from .data import load
-from .jobs import Job, Section, _print_table, detection_images, log
+from .jobs import Job, Section, detection_images, log, print_table
 from .registry import ORACLE, detection_methods, optimization, segmenter
 from .uq import uncertainty
 
@@ -120,8 +120,8 @@ def ablation(job: Job, n: int) -> Section:
             "segments plus the true patch as one more segment, an upper bound that uses "
             "the answer. The paper's columns are C10 with SAM segments (detection) and "
             "C100 (faithfulness).")
-    _print_table(f"Ablation on detection: {text}", detection_rows)
-    _print_table("Ablation on faithfulness (pixel level)", faithful_rows)
+    print_table(f"Ablation on detection: {text}", detection_rows)
+    print_table("Ablation on faithfulness (pixel level)", faithful_rows)
     return Section("Ablation", text, [("ablation on detection", detection_rows),
                                       ("ablation on faithfulness", faithful_rows)])
 
@@ -141,7 +141,7 @@ def sensitivity(job: Job, n: int) -> Section:
     text = (f"Detection with slic segments for λ ∈ {list(LAMBDAS)} and τ ∈ {list(TAUS)} "
             f"(papers/000 Table 4), N = {n}, {args.dataset} {args.split}. The paper's "
             "columns are C10 with SAM segments.")
-    _print_table(f"Sensitivity: {text}", rows)
+    print_table(f"Sensitivity: {text}", rows)
     return Section("Sensitivity to λ and τ", text, [("sensitivity", rows)])
 
 
@@ -189,7 +189,7 @@ def convergence(job: Job, n: int) -> Section:
             "The paper's segments are SAM's. Figure: the first detection images, slic "
             f"segments, all {limit} steps; the dotted line is where the rule stopped each "
             "one.")
-    _print_table(f"Convergence: {text}", rows)
+    print_table(f"Convergence: {text}", rows)
     return Section("Convergence", text, [("convergence", rows)], [figure])
 
 
