@@ -7,16 +7,16 @@ import inspect
 import pytest
 import torch
 
-from uattr.cli import build_parser
 from uattr.registry import detection_methods
+from uattr.settings import MethodSettings
 
 from ._models import tiny_posteriors
 
 X = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(4))
-ARGS = build_parser().parse_args(["bench", "detection", "--n-segments", "8"])
+SETTINGS = MethodSettings(n_segments=8)
 POSTERIORS = tiny_posteriors(classes=4, samples=4, seed=3)
 METHODS = {(kind, name): spec for kind, posterior in POSTERIORS.items()
-           for name, spec in detection_methods(posterior, ARGS).items()}
+           for name, spec in detection_methods(posterior, SETTINGS).items()}
 
 
 def explain(spec, indices):

@@ -7,9 +7,9 @@ import torch
 
 from uattr.attribution.base import UncertaintyAttribution
 from uattr.benchmarks.common import MethodSpec, cached_cell, method_key, posterior_key
-from uattr.cli import build_parser
 from uattr.registry import detection_methods, segmenter
 from uattr.runs import RunFolder
+from uattr.settings import MethodSettings
 from uattr.uq import as_posterior
 
 from ._models import SpotPosterior, tiny_cnn_members
@@ -33,8 +33,7 @@ def _other(name: str, value: object) -> object:
 
 
 def _specs() -> dict[str, MethodSpec]:
-    args = build_parser().parse_args(["bench", "detection"])
-    return detection_methods(as_posterior(tiny_cnn_members()), args)
+    return detection_methods(as_posterior(tiny_cnn_members()), MethodSettings())
 
 
 @pytest.mark.parametrize("row", list(_specs()))
@@ -53,9 +52,9 @@ def test_every_constructor_argument_of_every_registered_method_changes_the_key(r
 
 def test_the_segmenter_settings_and_the_posterior_change_the_key():
     spec = _specs()["kernelshap (slic)"]
-    args = build_parser().parse_args(["bench", "detection", "--n-segments", "30"])
-    fewer = dataclasses.replace(spec, segmenter=segmenter("slic", args),
-                                config={"n_segments": 30, "compactness": args.compactness})
+    settings = MethodSettings(n_segments=30)
+    fewer = dataclasses.replace(spec, segmenter=segmenter("slic", settings),
+                                config={"n_segments": 30, "compactness": settings.compactness})
     assert method_key(fewer) != method_key(spec)
     other_weights = type(spec.method)(as_posterior(tiny_cnn_members(seed=1)),
                                       **spec.method.settings())

@@ -8,10 +8,11 @@ import torch
 
 from uattr import OptimizationUA, data, segment
 from uattr.benchmarks.common import most_uncertain
-from uattr.cli import DEFAULT_SLIC_COMPACTNESS, main
+from uattr.cli import main
 from uattr.metrics import blur_top_pixels, box_iou, find_box, urr
 from uattr.models import TrainConfig, load_or_train_ensemble
 from uattr.registry import DETECTION_ROWS, PIXEL_METHODS
+from uattr.settings import MethodSettings
 from uattr.uq import Ensemble, uncertainty
 
 COMMON = ["--dataset", "digits", "--members", "2", "--epochs", "8"]
@@ -128,7 +129,7 @@ def test_explain_writes_the_maps_of_the_library_call(cache, tmp_path):
                                         config=TrainConfig(epochs=8))
     x = test.images[[3, 5]]
     expected = OptimizationUA(Ensemble(members)).attribute(
-        x, segments=segment.slic(x, n_segments=6, compactness=DEFAULT_SLIC_COMPACTNESS))
+        x, segments=segment.slic(x, n_segments=6, compactness=MethodSettings().compactness))
     np.testing.assert_allclose(maps, expected.numpy(), atol=1e-6)
     assert (out / "explanations.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -332,3 +333,25 @@ def test_table_prints_a_stored_table_with_its_marker(tmp_path, capsys):
         "| grad | – | 0.512 |", "| lime | 0.250 | 4.00e-04 |"]
     assert main(["table", str(path), "--columns", "IoU", "AUC"]) == 2
     assert "--columns: ['AUC'] are not columns" in capsys.readouterr().err
+
+
+def test_a_benchmark_called_from_python_writes_the_tables_of_the_command(cache, tmp_path):
+    from uattr import jobs
+    from uattr.settings import DataSettings, PosteriorSettings, Settings
+
+    methods = ["grad", "occlusion", "optimization (pixels)"]
+    assert main(["bench", "detection", *COMMON, "--cache-dir", cache, "--n", "4",
+                 "--lam", "2.5", "--out", str(tmp_path / "command"),
+                 "--methods", *methods]) == 0
+    settings = Settings(data=DataSettings(dataset="digits"),
+                        posterior=PosteriorSettings(members=2, epochs=8, cache_dir=cache),
+                        method=MethodSettings(lam=2.5))
+    job = jobs.open_job(settings, tmp_path / "python")
+    jobs.detection(job, 4, methods)
+    timing = ("s/image",)
+    for table in ("detection", "runtime"):
+        command, python = (json.loads((tmp_path / run / f"{table}.json").read_text())
+                           for run in ("command", "python"))
+        assert [{k: v for k, v in row.items() if k not in timing} for row in python] == \
+            [{k: v for k, v in row.items() if k not in timing} for row in command]
+    assert [row["method"] for row in command] == methods

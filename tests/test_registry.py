@@ -6,7 +6,6 @@ import torch
 from uattr import segment
 from uattr.attribution.base import UncertaintyAttribution
 from uattr.benchmarks.common import MethodSpec, attribute_in_batches
-from uattr.cli import build_parser
 from uattr.registry import (
     DETECTION_ROWS,
     FAMILIES,
@@ -15,6 +14,7 @@ from uattr.registry import (
     detection_methods,
     family_means,
 )
+from uattr.settings import MethodSettings
 
 from ._models import SpotPosterior
 
@@ -35,8 +35,7 @@ def test_every_pixel_method_belongs_to_exactly_one_family():
 
 
 def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracles():
-    args = build_parser().parse_args(["bench", "detection"])
-    specs = detection_methods(SpotPosterior((1, 1)), args)
+    specs = detection_methods(SpotPosterior((1, 1)), MethodSettings())
     assert tuple(specs) == DETECTION_ROWS
     oracles = [name for name in DETECTION_ROWS if name.startswith(ORACLE)]
     assert oracles == [f"{ORACLE}optimization (slic + true patch)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -17,15 +18,12 @@ from .attribution.explanation_uncertainty import EXPLAINERS
 from .benchmarks.common import most_uncertain
 from .registry import DETECTION_ROWS, PIXEL_METHODS, optimization, segmenter
 from .runs import RunFolder, markdown_table
+from .settings import DataSettings, MethodSettings, PosteriorSettings, Settings
 from .uq import predict_probs, uncertainty
 
-# Defaults of the optimization-based method on MNIST, chosen on the validation split
-# (see docs/hyperparameters.md); the paper's are lam=3, tau=0.1.
-DEFAULT_LAM = 3.0
-DEFAULT_TAU = 0.1
-DEFAULT_SIGMA_INIT = 0.05
-DEFAULT_SLIC_SEGMENTS = 60
-DEFAULT_SLIC_COMPACTNESS = 0.3
+# The defaults of the command line are the settings' (those of OptimizationUA and slic,
+# chosen on the validation split: docs/hyperparameters.md), written nowhere else.
+_DEFAULT = Settings()
 
 # The main job's sizes. On 2 CPU cores every detection method together costs ~10 s per
 # image, the pixel-level methods of the blurring test ~7 s, those of the faithfulness
@@ -81,43 +79,47 @@ _probability = _float_in(0.0, 1.0)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="mnist", choices=data.DATASETS)
+    parser.add_argument("--dataset", default=_DEFAULT.data.dataset, choices=data.DATASETS)
     parser.add_argument("--data-dir", default=None,
                         help="folder of IDX files for fashion-mnist (default: Debian's path)")
-    parser.add_argument("--members", type=_positive_int, default=5,
-                        help="ensemble size (default 5)")
-    parser.add_argument("--epochs", type=_positive_int, default=1,
+    parser.add_argument("--members", type=_positive_int, default=_DEFAULT.posterior.members,
+                        help=f"ensemble size (default {_DEFAULT.posterior.members})")
+    parser.add_argument("--epochs", type=_positive_int, default=_DEFAULT.posterior.epochs,
                         help="training epochs per member")
     parser.add_argument("--cache-dir", default=None,
                         help="where trained models are cached (default $UATTR_CACHE or "
                              "~/.cache/uattr)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--device", default=_DEFAULT.device,
+                        help="torch device, e.g. cpu or cuda")
 
 
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--uncertainty", default="total",
+    parser.add_argument("--uncertainty", default=_DEFAULT.method.uncertainty,
                         choices=("total", "aleatoric", "epistemic"))
-    parser.add_argument("--lam", type=_non_negative, default=DEFAULT_LAM,
+    parser.add_argument("--lam", type=_non_negative, default=_DEFAULT.method.lam,
                         help="sparsity weight λ")
-    parser.add_argument("--tau", type=_positive, default=DEFAULT_TAU,
+    parser.add_argument("--tau", type=_positive, default=_DEFAULT.method.tau,
                         help="Gumbel temperature τ")
-    parser.add_argument("--sigma-init", type=_positive, default=DEFAULT_SIGMA_INIT,
+    parser.add_argument("--sigma-init", type=_positive, default=_DEFAULT.method.sigma_init,
                         help="initial blur width as a fraction of the image side")
-    parser.add_argument("--n-segments", type=_positive_int, default=DEFAULT_SLIC_SEGMENTS,
+    parser.add_argument("--n-segments", type=_positive_int, default=_DEFAULT.method.n_segments,
                         help="slic segments per image")
-    parser.add_argument("--compactness", type=_positive, default=DEFAULT_SLIC_COMPACTNESS,
+    parser.add_argument("--compactness", type=_positive, default=_DEFAULT.method.compactness,
                         help="slic compactness")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=_positive_int, default=100,
+    parser.add_argument("--seed", type=int, default=_DEFAULT.method.seed)
+    parser.add_argument("--batch-size", type=_positive_int, default=_DEFAULT.batch_size,
                         help="images attributed together")
 
 
 def _add_posterior_options(parser: argparse.ArgumentParser,
                            train_images: int | None = None) -> None:
-    parser.add_argument("--samples", type=_positive_int, default=10,
-                        help="posterior samples of a single-network posterior (default 10)")
-    parser.add_argument("--dropconnect-p", type=_probability, default=0.1,
-                        help="DropConnect's drop probability (default 0.1)")
+    posterior = _DEFAULT.posterior
+    parser.add_argument("--samples", type=_positive_int, default=posterior.samples,
+                        help="posterior samples of a single-network posterior (default "
+                             f"{posterior.samples})")
+    parser.add_argument("--dropconnect-p", type=_probability, default=posterior.dropconnect_p,
+                        help=f"DropConnect's drop probability (default "
+                             f"{posterior.dropconnect_p})")
     parser.add_argument("--posterior-train", type=_positive_int, default=train_images,
                         help="training images of a single-network posterior (default "
                              f"{train_images or 'all'})")
@@ -136,14 +138,34 @@ def _add_results(parser: argparse.ArgumentParser) -> None:
                              "DIR, e.g. docs/results/<run> to commit them")
 
 
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The job's settings from the parsed arguments; the one place that reads them for
+    the layers below (an argument a subcommand lacks keeps the settings' default)."""
+
+    def chosen(kind: type) -> dict:
+        return {f.name: getattr(args, f.name) for f in dataclasses.fields(kind)
+                if hasattr(args, f.name)}
+
+    return Settings(data=DataSettings(**chosen(DataSettings)),
+                    posterior=PosteriorSettings(**chosen(PosteriorSettings)),
+                    method=MethodSettings(**chosen(MethodSettings)),
+                    **{k: v for k, v in chosen(Settings).items()
+                       if k not in ("data", "posterior", "method")})
+
+
+def _arguments(args: argparse.Namespace) -> dict:
+    """The command's arguments as ``run.json`` records them."""
+    return {k: v for k, v in vars(args).items() if not callable(v)}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.posterior == "ensemble":
-        _, info = jobs.load_ensemble(args, retrain=args.retrain)
+        _, info = jobs.load_ensemble(settings_from(args), retrain=args.retrain)
         rows = [{"model": f"member {s}", "test accuracy": a}
                 for s, a in enumerate(info["member_accuracy"])]
         rows.append({"model": "ensemble", "test accuracy": info["ensemble_accuracy"]})
     else:
-        _, info = jobs.load_sampled(args, retrain=args.retrain)
+        _, info = jobs.load_sampled(settings_from(args), args.posterior, retrain=args.retrain)
         rows = [{"model": f"{args.posterior}, one sample", "test accuracy":
                  info["sample_accuracy"]},
                 {"model": f"{args.posterior}, mean of {args.samples} samples",
@@ -154,7 +176,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    posterior, _ = jobs.load_ensemble(args)
+    settings = settings_from(args)
+    posterior, _ = jobs.load_ensemble(settings)
     split = data.load(args.dataset, args.split, root=args.data_dir)
     if args.indices:
         indices = torch.tensor(args.indices)
@@ -163,13 +186,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
                                        kind=args.uncertainty, device=args.device,
                                        progress=True)
     x = split.images[indices].to(args.device)
-    make_segments = segmenter(args.segmenter, args)
+    make_segments = segmenter(args.segmenter, settings.method)
     segments = make_segments(x) if make_segments is not None else None
     out = RunFolder(args.out)
     if args.method == "grad":
         maps = Grad(posterior, args.uncertainty).attribute(x)
     else:
-        result = optimization(posterior, args).attribute_with_diagnostics(x, segments=segments)
+        result = optimization(posterior, settings.method).attribute_with_diagnostics(
+            x, segments=segments)
         maps = result.maps
         rows = diagnostics_rows(result, indices)
         out.write_table("diagnostics", rows)
@@ -220,13 +244,14 @@ def _folder(args: argparse.Namespace, n: int) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job: detection, faithfulness and the blurring test on every method at
     small sizes, one run folder with ``report.md``."""
-    job = jobs.open_job(args, f"runs/{args.dataset}-{args.split}-main-seed{args.seed}")
+    job = jobs.open_job(settings_from(args), args.out or
+                        f"runs/{args.dataset}-{args.split}-main-seed{args.seed}")
     sections = [jobs.detection(job, args.n_detection),
                 jobs.faithfulness(job, args.n_faithfulness),
                 jobs.blur_test(job, args.n_blur_test, args.blur_uncertainty),
                 jobs.explanation_uncertainty(job, args.n_explanation, list(POSTERIORS),
                                              list(EXPLAINERS))]
-    report = jobs.write_report(job, sections)
+    report = jobs.write_report(job, sections, arguments=_arguments(args))
     print(f"\nreport: {report}")
     _publish(job, args)
     return 0
@@ -258,10 +283,11 @@ BENCHMARKS: dict[str, tuple[str, Callable[[jobs.Job, argparse.Namespace], jobs.S
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    job = jobs.open_job(args, _folder(args, args.n))
+    job = jobs.open_job(settings_from(args), args.out or _folder(args, args.n))
     _, run = BENCHMARKS[args.benchmark]
     section = run(job, args)
-    report = jobs.write_report(job, [section], f"report-{args.benchmark}.md")
+    report = jobs.write_report(job, [section], f"report-{args.benchmark}.md",
+                               arguments=_arguments(args))
     print(f"\nreport: {report}")
     _publish(job, args)
     return 0

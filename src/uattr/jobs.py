@@ -8,7 +8,6 @@ and returns a :class:`Section` of the run's ``report.md``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -35,6 +34,7 @@ from .models import (
 )
 from .registry import detection_methods, family_means, pixel_methods
 from .runs import RunFolder, markdown_table
+from .settings import Settings
 from .uq import Ensemble, uncertainty
 
 __all__ = ["Job", "Section", "blur_test", "detection", "detection_images",
@@ -58,47 +58,55 @@ class Section:
 
 @dataclass
 class Job:
-    args: argparse.Namespace
+    """What every job works with: its settings, the ensemble and what its cache says of it
+    (``info``), the run folder, and when the job started."""
+
+    settings: Settings
     posterior: Ensemble
     info: dict
     out: RunFolder
     start: float
 
 
-def load_ensemble(args: argparse.Namespace, retrain: bool = False) -> tuple[Ensemble, dict]:
-    """Train or load the cached ensemble the arguments describe, and log its accuracy."""
-    train = data.load(args.dataset, "train", root=args.data_dir)
-    test = data.load(args.dataset, "test", root=args.data_dir)
+def load_ensemble(settings: Settings, retrain: bool = False) -> tuple[Ensemble, dict]:
+    """Train or load the cached ensemble the settings describe, and log its accuracy."""
+    where, trained = settings.data, settings.posterior
+    train = data.load(where.dataset, "train", root=where.data_dir)
+    test = data.load(where.dataset, "test", root=where.data_dir)
     members, info = load_or_train_ensemble(
-        args.dataset, train, test, members=args.members, config=TrainConfig(epochs=args.epochs),
-        cache=args.cache_dir, device=args.device, retrain=retrain, log=log)
+        where.dataset, train, test, members=trained.members,
+        config=TrainConfig(epochs=trained.epochs), cache=trained.cache_dir,
+        device=settings.device, retrain=retrain, log=log)
     accs = ", ".join(f"{a:.4f}" for a in info["member_accuracy"])
-    log(f"ensemble of {args.members} on {args.dataset}: test accuracy "
+    log(f"ensemble of {trained.members} on {where.dataset}: test accuracy "
         f"{info['ensemble_accuracy']:.4f} (members: {accs}); cached in {info['cache']}")
     return Ensemble(members), info
 
 
-def load_sampled(args: argparse.Namespace, retrain: bool = False) -> tuple[nn.Module, dict]:
-    """Train or load the single-network posterior ``args.posterior`` (MC-Dropout,
-    DropConnect, Flipout) with ``args.samples`` frozen samples, and log its accuracy."""
-    train = data.load(args.dataset, "train", root=args.data_dir)
-    test = data.load(args.dataset, "test", root=args.data_dir)
+def load_sampled(settings: Settings, kind: str,
+                 retrain: bool = False) -> tuple[nn.Module, dict]:
+    """Train or load the single-network posterior ``kind`` (MC-Dropout, DropConnect,
+    Flipout) with the settings' frozen samples, and log its accuracy."""
+    where, trained = settings.data, settings.posterior
+    train = data.load(where.dataset, "train", root=where.data_dir)
+    test = data.load(where.dataset, "test", root=where.data_dir)
     posterior, info = load_or_train_sampled(
-        args.posterior, args.dataset, train, test, samples=args.samples,
-        dropconnect_p=args.dropconnect_p,
-        config=TrainConfig(epochs=args.epochs, max_train=args.posterior_train),
-        cache=args.cache_dir, device=args.device, retrain=retrain, log=log)
-    log(f"{args.posterior} on {args.dataset}: test accuracy {info['accuracy']:.4f} "
-        f"(mean of {args.samples} samples; one sample {info['sample_accuracy']:.4f}); "
+        kind, where.dataset, train, test, samples=trained.samples,
+        dropconnect_p=trained.dropconnect_p,
+        config=TrainConfig(epochs=trained.epochs, max_train=trained.posterior_train),
+        cache=trained.cache_dir, device=settings.device, retrain=retrain, log=log)
+    log(f"{kind} on {where.dataset}: test accuracy {info['accuracy']:.4f} "
+        f"(mean of {trained.samples} samples; one sample {info['sample_accuracy']:.4f}); "
         f"cached in {info['cache']}")
     return posterior, info
 
 
-def open_job(args: argparse.Namespace, default_folder: str) -> Job:
+def open_job(settings: Settings, folder: str | Path) -> Job:
+    """Load (or train) the ensemble and open the run folder ``folder``."""
     start = time.perf_counter()
-    torch.manual_seed(args.seed)
-    posterior, info = load_ensemble(args)
-    return Job(args, posterior, info, RunFolder(args.out or default_folder), start)
+    torch.manual_seed(settings.method.seed)
+    posterior, info = load_ensemble(settings)
+    return Job(settings, posterior, info, RunFolder(folder), start)
 
 
 def _choose(available: dict, names: list[str] | None, what: str) -> list:
@@ -120,29 +128,30 @@ def detection_images(job: Job, n: int) -> DetectionSet:
     """The detection set of ``n`` corrupted images, built once and cached beside the
     ensemble it was built with (it depends on nothing else: a rerun skips 20 000
     forward passes)."""
-    args = job.args
-    set_path = Path(job.info["cache"]) / (f"detection-{args.members}members-{args.split}-"
-                                          f"n{n}-seed{args.seed}.pt")
+    where, seed = job.settings.data, job.settings.method.seed
+    set_path = Path(job.info["cache"]) / (f"detection-{job.settings.posterior.members}"
+                                          f"members-{where.split}-n{n}-seed{seed}.pt")
     cached = load_cached(set_path, log)
     if cached is not None:
         return DetectionSet(**cached)
-    evaluated = data.load(args.dataset, args.split, root=args.data_dir)
-    donors = data.load(args.dataset, "train", root=args.data_dir)
+    evaluated = data.load(where.dataset, where.split, root=where.data_dir)
+    donors = data.load(where.dataset, "train", root=where.data_dir)
     log(f"building the detection set: the {n} most affected of {len(evaluated)} "
-        f"{args.split} images")
+        f"{where.split} images")
     detection_set = build_detection_set(job.posterior, evaluated, donors, n=n,
-                                        seed=args.seed, device=args.device)
+                                        seed=seed, device=job.settings.device)
     save_atomic(dataclasses.asdict(detection_set), set_path)
     return detection_set
 
 
 def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
     """papers/000 Table 1 / papers/001 Table 6, and the runtime table (Table 5)."""
-    args, out = job.args, job.out
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
     detection_set = detection_images(job, n)
-    methods = _choose(detection_methods(job.posterior, args), names, "detection")
-    rows, maps = run_detection(detection_set, methods, folder=out, batch_size=args.batch_size,
-                               device=args.device, log=log)
+    methods = _choose(detection_methods(job.posterior, method), names, "detection")
+    rows, maps = run_detection(detection_set, methods, folder=out, batch_size=settings.batch_size,
+                               device=settings.device, log=log)
     examples = slice(0, min(8, n))
     results = {name: (m[examples], find_box(m[examples], detection_set.patch_size))
                for name, m in maps.items()}
@@ -153,7 +162,7 @@ def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
     out.write_table("detection", rows)
     families = family_means(rows, ("IoU", "ADA"))
     out.write_table("detection_families", families)
-    runtime = runtime_rows(rows, batch_size=args.batch_size, device=args.device)
+    runtime = runtime_rows(rows, batch_size=settings.batch_size, device=settings.device)
     out.write_table("runtime", runtime)
     out.write_json("detection_set.json", {
         "indices": detection_set.indices.tolist(), "boxes": detection_set.boxes.tolist(),
@@ -162,8 +171,8 @@ def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
         "patch_delta": detection_set.patch_delta.tolist()})
     removes = int((detection_set.patch_delta < 0).sum())
     size = detection_set.patch_size
-    text = (f"{args.dataset} {args.split}, N = {n}, seed {args.seed}, patch {size}×{size}, "
-            f"U = {args.uncertainty}. {removes} of {n} patches lower the mean intensity (on "
+    text = (f"{where.dataset} {where.split}, N = {n}, seed {method.seed}, patch {size}×{size}, "
+            f"U = {method.uncertainty}. {removes} of {n} patches lower the mean intensity (on "
             "MNIST they erase strokes, which a blur cannot put back). Rows marked "
             "'oracle:' segment with slic plus the true patch as one more segment: an upper "
             "bound that uses the answer, not a method. The paper's columns are CIFAR-10 "
@@ -171,7 +180,7 @@ def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
     print_table(f"Detection of problematic regions: {text}", rows)
     print_table("Mean of each family (papers/000 §4.1: perturbation-based methods generally "
                  "beat gradient-based ones)", families)
-    print_table(f"Runtime (papers/000 Table 5): this machine, batch {args.batch_size}",
+    print_table(f"Runtime (papers/000 Table 5): this machine, batch {settings.batch_size}",
                  [{k: v for k, v in r.items() if k not in ("batch", "device")}
                   for r in runtime])
     return Section("Detection of problematic regions", text,
@@ -183,15 +192,16 @@ def detection(job: Job, n: int, names: list[str] | None = None) -> Section:
 # -------------------------------------------------------------------------- faithfulness
 def faithfulness(job: Job, n: int, names: list[str] | None = None) -> Section:
     """papers/000 Table 2: refinement of each pixel-level map's top pixels, URR."""
-    args, out = job.args, job.out
-    split = data.load(args.dataset, args.split, root=args.data_dir)
-    images, indices, u = most_uncertain(job.posterior, split, n, kind=args.uncertainty,
-                                        device=args.device)
-    methods = _choose(pixel_methods(job.posterior, args), names, "faithfulness")
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
+    split = data.load(where.dataset, where.split, root=where.data_dir)
+    images, indices, u = most_uncertain(job.posterior, split, n, kind=method.uncertainty,
+                                        device=settings.device)
+    methods = _choose(pixel_methods(job.posterior, method), names, "faithfulness")
     rows, maps = run_faithfulness(
-        images, methods, lambda x: uncertainty(job.posterior(x), args.uncertainty),
-        folder=out, batch_size=args.batch_size, device=args.device,
-        data_key={"split": args.split, "indices": indices.tolist()}, log=log)
+        images, methods, lambda x: uncertainty(job.posterior(x), method.uncertainty),
+        folder=out, batch_size=settings.batch_size, device=settings.device,
+        data_key={"split": where.split, "indices": indices.tolist()}, log=log)
     rows = beside(rows, FAITHFULNESS_C10,
                   ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"))
     out.write_table("faithfulness", rows)
@@ -203,7 +213,7 @@ def faithfulness(job: Job, n: int, names: list[str] | None = None) -> Section:
     out.save_figure("faithfulness_maps.png",
                     viz.maps_grid(images[shown], {k: m[shown] for k, m in maps.items()},
                                   titles=titles))
-    text = (f"The {n} {args.split} images of highest {args.uncertainty} uncertainty; URR = "
+    text = (f"The {n} {where.split} images of highest {method.uncertainty} uncertainty; URR = "
             "1 - U(refined)/U(x), mean over images (higher is better). Gradient: Adam "
             "(lr 0.2, ≤ 500 steps, pixels not clamped, as the papers' update) on the top "
             "0.5% / 1% pixels only; blur: the top 2% / 5% "
@@ -219,22 +229,23 @@ def faithfulness(job: Job, n: int, names: list[str] | None = None) -> Section:
 # ---------------------------------------------------------------------------- blur test
 def blur_test(job: Job, n: int, kind: str, names: list[str] | None = None) -> Section:
     """papers/002 Table 1: URR curves by blurring in attribution order, MURR, AUC-URR."""
-    args, out = job.args, job.out
-    split = data.load(args.dataset, args.split, root=args.data_dir)
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
+    split = data.load(where.dataset, where.split, root=where.data_dir)
     images, indices, _ = most_uncertain(job.posterior, split, n, kind=kind,
-                                        device=args.device)
-    explained = argparse.Namespace(**{**vars(args), "uncertainty": kind})
+                                        device=settings.device)
+    explained = dataclasses.replace(method, uncertainty=kind)
     methods = _choose(pixel_methods(job.posterior, explained), names, "the blurring test")
     rows, curves = run_blur_test(
         images, methods, lambda x: uncertainty(job.posterior(x), kind), folder=out,
-        batch_size=args.batch_size, device=args.device,
-        data_key={"split": args.split, "kind": kind, "indices": indices.tolist()}, log=log)
+        batch_size=settings.batch_size, device=settings.device,
+        data_key={"split": where.split, "kind": kind, "indices": indices.tolist()}, log=log)
     rows = beside(rows, BLUR_TEST_MNIST, ("MURR 2%", "MURR 5%", "AUC-URR 2%", "AUC-URR 5%"))
     out.write_table("blur_test", rows)
     out.save_figure("blur_test_curves.png",
                     viz.urr_curves(curves, title=f"blurring test, {kind} uncertainty, "
-                                                 f"{args.dataset} {args.split}, N = {n}"))
-    text = (f"The {n} {args.split} images of highest {kind} uncertainty, maps of the {kind} "
+                                                 f"{where.dataset} {where.split}, N = {n}"))
+    text = (f"The {n} {where.split} images of highest {kind} uncertainty, maps of the {kind} "
             "uncertainty; pixels blurred one by one in attribution order up to 2% / 5% of "
             "the image. MURR (higher is better) and AUC-URR (lower is better) are medians "
             "over images. The paper's columns are MNIST (papers/002 Table 1, epistemic).")
@@ -242,24 +253,23 @@ def blur_test(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
     return Section("Blurring test", text, [("blur_test", rows)], ["blur_test_curves.png"])
 
 
-# ------------------------------------------------------------------------------- report
 # ------------------------------------------------------------ explanation uncertainty
 def explanation_uncertainty(job: Job, n: int, posteriors: list[str],
                             methods: list[str]) -> Section:
     """papers/004 on the first ``n`` test images: every posterior × explanation method."""
-    args, out = job.args, job.out
+    settings, out = job.settings, job.out
+    where = settings.data
     loaded = {}
     for kind in posteriors:
         if kind == "ensemble":
             loaded[kind] = job.posterior
         else:
-            loaded[kind], _ = load_sampled(argparse.Namespace(**{**vars(args),
-                                                                  "posterior": kind}))
-    split = data.load(args.dataset, args.split, root=args.data_dir)
+            loaded[kind], _ = load_sampled(settings, kind)
+    split = data.load(where.dataset, where.split, root=where.data_dir)
     images, labels = split.images[:n], split.labels[:n]
     rows, per_class, maps = run_explanation_uncertainty(
-        images, labels, loaded, methods, folder=out, seed=args.seed, device=args.device,
-        data_key={"split": args.split, "n": n}, log=log)
+        images, labels, loaded, methods, folder=out, seed=settings.method.seed,
+        device=settings.device, data_key={"split": where.split, "n": n}, log=log)
     out.write_table("explanation_uncertainty", rows)
     out.write_table("explanation_uncertainty_per_class", per_class)
     shown = slice(0, min(6, n))
@@ -269,10 +279,10 @@ def explanation_uncertainty(job: Job, n: int, posteriors: list[str],
     out.save_figure("explanation_uncertainty_maps.png",
                     viz.maps_grid(images[shown], grid,
                                   titles=[f"label {v}" for v in labels[shown].tolist()]))
-    text = (f"The first {n} {args.dataset} {args.split} images; each posterior sample "
-            f"explains its own predicted class ({args.samples} samples for the "
+    text = (f"The first {n} {where.dataset} {where.split} images; each posterior sample "
+            f"explains its own predicted class ({settings.posterior.samples} samples for the "
             "single-network posteriors, trained on "
-            f"{args.posterior_train or 'all the'} training images). Mean CV: the "
+            f"{settings.posterior.posterior_train or 'all the'} training images). Mean CV: the "
             "coefficient of variation of the explanation over the samples, averaged over "
             "pixels and images (lower: the samples agree). Deletion / insertion AUC of "
             "the mean prediction's class probability, pixels in the order of the mean or "
@@ -285,16 +295,20 @@ def explanation_uncertainty(job: Job, n: int, posteriors: list[str],
                    ["explanation_uncertainty_maps.png"])
 
 
-def write_report(job: Job, sections: list[Section], name: str = "report.md") -> Path:
+def write_report(job: Job, sections: list[Section], name: str = "report.md",
+                 arguments: dict | None = None) -> Path:
     """``name`` (``report.md`` for the main job, ``report-<benchmark>.md`` for one
     benchmark, so that benchmarks sharing a folder keep their reports): the ensemble,
-    then every section's tables and figures."""
+    then every section's tables and figures; and beside it ``run[-<benchmark>].json``,
+    the command, its ``arguments`` (default: the job's settings), the ensemble and the
+    seconds."""
     info = job.info
     accs = ", ".join(f"{a:.4f}" for a in info["member_accuracy"])
     lines = ["# uattr report", "",
              f"Command: `{' '.join(sys.argv)}`", "",
-             f"Ensemble: {len(info['member_accuracy'])} members on {job.args.dataset}, test "
-             f"accuracy {info['ensemble_accuracy']:.4f} (members {accs}).", ""]
+             f"Ensemble: {len(info['member_accuracy'])} members on "
+             f"{job.settings.data.dataset}, test accuracy {info['ensemble_accuracy']:.4f} "
+             f"(members {accs}).", ""]
     for section in sections:
         lines += [f"## {section.title}", "", section.text, ""]
         for caption, rows in section.tables:
@@ -304,7 +318,7 @@ def write_report(job: Job, sections: list[Section], name: str = "report.md") -> 
         lines += [f"![{name}]({name})" for name in section.figures] + [""]
     lines.append(f"Seconds for this run: {time.perf_counter() - job.start:.0f}.")
     path = job.out.write_text(name, "\n".join(lines) + "\n")
-    settings = {k: v for k, v in vars(job.args).items() if not callable(v)}
+    settings = dataclasses.asdict(job.settings) if arguments is None else arguments
     record = name.replace("report", "run").removesuffix(".md") + ".json"  # run-<bench>.json
     job.out.write_json(record, {"command": " ".join(sys.argv), **settings,
                                     "ensemble": info,

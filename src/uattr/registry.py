@@ -1,4 +1,4 @@
-"""Every method of the benchmarks, configured from the command line's arguments.
+"""Every method of the benchmarks, configured by a job's method settings.
 
 One place names the rows of the papers' tables, so that ``uattr run`` and every
 ``uattr bench`` command build the same methods and share cells in a run folder.
@@ -6,7 +6,6 @@ One place names the rows of the papers' tables, so that ``uattr run`` and every
 
 from __future__ import annotations
 
-import argparse
 import inspect
 from collections.abc import Callable
 
@@ -27,6 +26,7 @@ from .attribution import (
     UABackprop,
 )
 from .benchmarks.common import MethodSpec
+from .settings import MethodSettings
 from .uq import Posterior
 
 __all__ = ["DETECTION_ROWS", "FAMILIES", "ORACLE", "PIXEL_METHODS", "detection_methods",
@@ -74,22 +74,24 @@ def family_means(rows: list[dict], columns: tuple[str, ...]) -> list[dict]:
     return out
 
 
-def segmenter(name: str, args: argparse.Namespace) -> Callable[[Tensor], Tensor] | None:
-    """The segmenter a command asked for, or ``None`` for pixel mode."""
+def segmenter(name: str, settings: MethodSettings) -> Callable[[Tensor], Tensor] | None:
+    """The segmenter ``name`` (slic with the settings' segments and compactness), or
+    ``None`` for pixel mode."""
     if name == "pixels":
         return None
     if name == "slic":
-        return lambda x: segment.slic(x, n_segments=args.n_segments,
-                                      compactness=args.compactness)
+        return lambda x: segment.slic(x, n_segments=settings.n_segments,
+                                      compactness=settings.compactness)
     return segment.get_segmenter(name)
 
 
-def optimization(posterior: Posterior, args: argparse.Namespace, **overrides) -> OptimizationUA:
-    """The optimization-based method with the command's λ, τ, σ0, seed and uncertainty."""
-    settings = {"uncertainty": args.uncertainty, "lam": args.lam, "tau": args.tau,
-                "sigma_init": args.sigma_init, "seed": args.seed, "progress": True,
-                **overrides}
-    return OptimizationUA(posterior, **settings)
+def optimization(posterior: Posterior, settings: MethodSettings,
+                 **overrides) -> OptimizationUA:
+    """The optimization-based method with the settings' λ, τ, σ0, seed and uncertainty."""
+    chosen = {"uncertainty": settings.uncertainty, "lam": settings.lam, "tau": settings.tau,
+              "sigma_init": settings.sigma_init, "seed": settings.seed, "progress": True,
+              **overrides}
+    return OptimizationUA(posterior, **chosen)
 
 
 def _defaults(function: Callable) -> dict:
@@ -98,14 +100,15 @@ def _defaults(function: Callable) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
-def detection_methods(posterior: Posterior, args: argparse.Namespace) -> dict[str, MethodSpec]:
-    """Every method of the detection table, configured by the command's arguments."""
-    slic = segmenter("slic", args)
-    slic_config = {"n_segments": args.n_segments, "compactness": args.compactness}
-    kind, seed = args.uncertainty, args.seed
+def detection_methods(posterior: Posterior,
+                      settings: MethodSettings) -> dict[str, MethodSpec]:
+    """Every method of the detection table, configured by ``settings``."""
+    slic = segmenter("slic", settings)
+    slic_config = {"n_segments": settings.n_segments, "compactness": settings.compactness}
+    kind, seed = settings.uncertainty, settings.seed
     specs = [
-        MethodSpec("optimization (slic)", optimization(posterior, args), slic, slic_config),
-        MethodSpec("optimization (pixels)", optimization(posterior, args)),
+        MethodSpec("optimization (slic)", optimization(posterior, settings), slic, slic_config),
+        MethodSpec("optimization (pixels)", optimization(posterior, settings)),
         MethodSpec("grad", Grad(posterior, kind)),
         MethodSpec("smoothgrad", SmoothGrad(posterior, kind, seed=seed)),
         MethodSpec("integrated gradients", IntegratedGradients(posterior, kind)),
@@ -120,7 +123,7 @@ def detection_methods(posterior: Posterior, args: argparse.Namespace) -> dict[st
         MethodSpec("lime", LIME(posterior, kind, seed=seed), segment.quickshift,
                    {"quickshift": _defaults(segment.quickshift)}),
         MethodSpec("lime (pixels)", LIME(posterior, kind, seed=seed), segment.pixels),
-        MethodSpec(f"{ORACLE}optimization (slic + true patch)", optimization(posterior, args),
+        MethodSpec(f"{ORACLE}optimization (slic + true patch)", optimization(posterior, settings),
                    slic, slic_config, oracle=True),
         MethodSpec(f"{ORACLE}kernelshap (slic + true patch)",
                    KernelSHAP(posterior, kind, seed=seed), slic, slic_config, oracle=True),
@@ -128,7 +131,7 @@ def detection_methods(posterior: Posterior, args: argparse.Namespace) -> dict[st
     return {spec.name: spec for spec in specs}
 
 
-def pixel_methods(posterior: Posterior, args: argparse.Namespace) -> dict[str, MethodSpec]:
+def pixel_methods(posterior: Posterior, settings: MethodSettings) -> dict[str, MethodSpec]:
     """The pixel-level rows of the faithfulness and blurring tests."""
-    every = detection_methods(posterior, args)
+    every = detection_methods(posterior, settings)
     return {name: every[name] for name in PIXEL_METHODS}

@@ -68,19 +68,19 @@ def _variant(job: Job, name: str, segments: bool, learn_blur: bool, gumbel: bool
     name, same key), so a study reuses the cells of ``bench detection|faithfulness`` in
     the same folder instead of computing them again; its rows are relabelled by
     :func:`_relabel`."""
-    args = job.args
-    settings = {"lam": args.lam, "tau": args.tau}
-    if learn_blur and gumbel and all(settings.get(k) == v for k, v in overrides.items()):
+    method = job.settings.method
+    chosen = {"lam": method.lam, "tau": method.tau}
+    if learn_blur and gumbel and all(chosen.get(k) == v for k, v in overrides.items()):
         table_row = ("optimization (slic)" if segments else "optimization (pixels)")
         if oracle:
             table_row = f"{ORACLE}optimization (slic + true patch)"
-        spec = detection_methods(job.posterior, args)[table_row]
+        spec = detection_methods(job.posterior, method)[table_row]
         return dataclasses.replace(spec, label=name)
-    config = {"n_segments": args.n_segments, "compactness": args.compactness} if segments \
+    config = {"n_segments": method.n_segments, "compactness": method.compactness} if segments \
         else None
-    return MethodSpec(name, optimization(job.posterior, args, learn_blur=learn_blur,
+    return MethodSpec(name, optimization(job.posterior, method, learn_blur=learn_blur,
                                          gumbel=gumbel, **overrides),
-                      segmenter("slic", args) if segments else None, config, oracle=oracle)
+                      segmenter("slic", method) if segments else None, config, oracle=oracle)
 
 
 def _relabel(rows: list[dict], specs: list[MethodSpec]) -> list[dict]:
@@ -91,21 +91,23 @@ def _relabel(rows: list[dict], specs: list[MethodSpec]) -> list[dict]:
 
 def ablation(job: Job, n: int) -> Section:
     """Each component's contribution, on detection and on faithfulness."""
-    args, out = job.args, job.out
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
     detection_set = detection_images(job, n)
     specs = [_variant(job, *row) for row in _DETECTION_ABLATION]
     detection_rows, _ = run_detection(detection_set, specs, folder=out,
-                                      batch_size=args.batch_size, device=args.device, log=log)
+                                      batch_size=settings.batch_size,
+                                      device=settings.device, log=log)
     detection_rows = [{k: row[k] for k in ("method", "IoU", "ADA", "mean steps", "s/image")}
                       for row in _relabel(detection_rows, specs)]
-    split = load(args.dataset, args.split, root=args.data_dir)
-    images, indices, _ = most_uncertain(job.posterior, split, n, kind=args.uncertainty,
-                                        device=args.device)
+    split = load(where.dataset, where.split, root=where.data_dir)
+    images, indices, _ = most_uncertain(job.posterior, split, n, kind=method.uncertainty,
+                                        device=settings.device)
     specs = [_variant(job, *row) for row in _FAITHFULNESS_ABLATION]
     faithful_rows, _ = run_faithfulness(
-        images, specs, lambda x: uncertainty(job.posterior(x), args.uncertainty), folder=out,
-        batch_size=args.batch_size, device=args.device,
-        data_key={"split": args.split, "indices": indices.tolist()}, log=log)
+        images, specs, lambda x: uncertainty(job.posterior(x), method.uncertainty), folder=out,
+        batch_size=settings.batch_size, device=settings.device,
+        data_key={"split": where.split, "indices": indices.tolist()}, log=log)
     faithful_rows = [{k: v for k, v in row.items() if k not in ("forward/image", "n")}
                      for row in _relabel(faithful_rows, specs)]
     detection_rows = beside(detection_rows, ABLATION_DETECTION_C10, ("IoU", "ADA"))
@@ -114,8 +116,8 @@ def ablation(job: Job, n: int) -> Section:
     out.write_table("ablation_detection", detection_rows)
     out.write_table("ablation_faithfulness", faithful_rows)
     text = (f"The optimization-based method with its components added one by one "
-            f"(papers/000 Table 3, papers/001 Table 7), N = {n}, {args.dataset} "
-            f"{args.split}. Eq. (3): the relaxed mask σ(v) with a fixed blur of σ0; LP: the "
+            f"(papers/000 Table 3, papers/001 Table 7), N = {n}, {where.dataset} "
+            f"{where.split}. Eq. (3): the relaxed mask σ(v) with a fixed blur of σ0; LP: the "
             "learnable blur width; Gumbel: the Gumbel-sigmoid mask. Oracle rows: slic "
             "segments plus the true patch as one more segment, an upper bound that uses "
             "the answer. The paper's columns are C10 with SAM segments (detection) and "
@@ -128,18 +130,19 @@ def ablation(job: Job, n: int) -> Section:
 
 def sensitivity(job: Job, n: int) -> Section:
     """Detection with slic segments over the grid λ × τ."""
-    args, out = job.args, job.out
+    settings, out = job.settings, job.out
+    where = settings.data
     detection_set = detection_images(job, n)
     specs = [_variant(job, f"λ = {lam:g}, τ = {tau:g}", True, True, True, lam=lam, tau=tau)
              for lam in LAMBDAS for tau in TAUS]
-    rows, _ = run_detection(detection_set, specs, folder=out, batch_size=args.batch_size,
-                            device=args.device, log=log)
+    rows, _ = run_detection(detection_set, specs, folder=out, batch_size=settings.batch_size,
+                            device=settings.device, log=log)
     rows = [{k: row[k] for k in ("method", "IoU", "ADA", "s/image")}
             for row in _relabel(rows, specs)]
     rows = beside(rows, SENSITIVITY_C10, ("IoU", "ADA"))
     out.write_table("sensitivity", rows)
     text = (f"Detection with slic segments for λ ∈ {list(LAMBDAS)} and τ ∈ {list(TAUS)} "
-            f"(papers/000 Table 4), N = {n}, {args.dataset} {args.split}. The paper's "
+            f"(papers/000 Table 4), N = {n}, {where.dataset} {where.split}. The paper's "
             "columns are C10 with SAM segments.")
     print_table(f"Sensitivity: {text}", rows)
     return Section("Sensitivity to λ and τ", text, [("sensitivity", rows)])
@@ -163,14 +166,15 @@ def convergence(job: Job, n: int) -> Section:
 
     The rows are detection cells: those of the full method are the detection table's, the
     slic row without the Gumbel-sigmoid is the ablation's, so none is computed twice."""
-    args, out = job.args, job.out
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
     detection_set = detection_images(job, n)
     specs, labels = [], []
     for mode, segments, gumbel, name in _CONVERGENCE:
         specs.append(_variant(job, name, segments, True, gumbel))
         labels.append((mode, "full method" if gumbel else "without Gumbel"))
-    detected, _ = run_detection(detection_set, specs, folder=out, batch_size=args.batch_size,
-                                device=args.device, log=log)
+    detected, _ = run_detection(detection_set, specs, folder=out, batch_size=settings.batch_size,
+                                device=settings.device, log=log)
     rows = []
     for (mode, variant), row in zip(labels, detected, strict=True):
         paper = CONVERGENCE.get((mode, variant))
@@ -181,10 +185,10 @@ def convergence(job: Job, n: int) -> Section:
                                                   if paper else None)})
     out.write_table("convergence", rows)
     figure = _trace_figure(job, detection_set)
-    limit = optimization(job.posterior, args).max_steps
+    limit = optimization(job.posterior, method).max_steps
     text = (f"Adam steps until the stopping rule ends an image (at most {limit}; share at "
             f"the limit: images it did not end), N = {n} detection images of "
-            f"{args.dataset} {args.split}, with their detection IoU and ADA; papers/001 "
+            f"{where.dataset} {where.split}, with their detection IoU and ADA; papers/001 "
             "Table 9 measures steps without the Gumbel-sigmoid, beside the full method. "
             "The paper's segments are SAM's. Figure: the first detection images, slic "
             f"segments, all {limit} steps; the dotted line is where the rule stopped each "
@@ -196,12 +200,12 @@ def convergence(job: Job, n: int) -> Section:
 def _trace_figure(job: Job, detection_set, shown: int = 4) -> str:
     """``optimization_steps.png``: the optimisation of the first ``shown`` detection images
     on slic segments, traced past the stop to ``max_steps``, with the stop marked."""
-    args = job.args
-    x = detection_set.images[:shown].to(args.device)
-    segments = segmenter("slic", args)(x)
-    stopped = optimization(job.posterior, args, progress=False).attribute_with_diagnostics(
+    method = job.settings.method
+    x = detection_set.images[:shown].to(job.settings.device)
+    segments = segmenter("slic", method)(x)
+    stopped = optimization(job.posterior, method, progress=False).attribute_with_diagnostics(
         x, segments=segments)
-    free = optimization(job.posterior, args, progress=False, early_stop=False)
+    free = optimization(job.posterior, method, progress=False, early_stop=False)
     trace = free.attribute_with_diagnostics(x, segments=segments, trace=True).trace
     job.out.save_figure("optimization_steps.png", viz.optimization_trace(
         x.cpu(), detection_set.boxes[:shown], segments.cpu(), vars(trace),
