@@ -52,16 +52,17 @@ def run_explanation_uncertainty(
     rows, per_class, maps = [], [], {}
     classes = sorted(set(labels.tolist()))
     for posterior_name, posterior in posteriors.items():
+        hashed = posterior_key(posterior)  # once per posterior: it reads every weight
         for method in methods:
             explainer = ExplanationUncertainty(posterior, method, seed=seed)
-            config = {"posterior": posterior_name, "posterior key": posterior_key(posterior),
+            config = {"posterior": posterior_name, "posterior key": hashed,
                       "explainer": constructor_settings(explainer), "steps": steps,
                       "data": data_key or {"n": len(images)}}
 
             def compute(explainer: ExplanationUncertainty = explainer,
                         posterior_name: str = posterior_name) -> tuple[dict, np.ndarray]:
                 row, array = _cell(images, explainer, steps=steps, batch_size=batch_size,
-                                   seed=seed, device=device,
+                                   device=device,
                                    desc=f"{posterior_name} / {explainer.method}")
                 return {"posterior": posterior_name, "method": explainer.method, **row}, array
 
@@ -78,8 +79,8 @@ def run_explanation_uncertainty(
 
 
 def _cell(images: Tensor, explainer: ExplanationUncertainty, *, steps: int, batch_size: int,
-          seed: int, device: torch.device | str, desc: str) -> tuple[dict, np.ndarray]:
-    posterior = explainer.posterior
+          device: torch.device | str, desc: str) -> tuple[dict, np.ndarray]:
+    posterior, seed = explainer.posterior, explainer.seed
     start = time.perf_counter()
     orders, curves = ("mean", "std"), ("deletion", "insertion")
     stats, aucs = [], {(curve, order): [] for curve in curves for order in orders}
