@@ -265,6 +265,12 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     assert "## Detection" in (out / "report-detection.md").read_text()
     assert "## Sensitivity" in (out / "report-sensitivity.md").read_text()
     assert "## Ablation" in (out / "report-ablation.md").read_text()
+    # one half of the ablation alone: the other half's table is neither computed nor written
+    (out / "ablation_detection.json").unlink()
+    assert main(["bench", "ablation", *common, "--parts", "faithfulness"]) == 0
+    assert "attributing" not in capsys.readouterr().err
+    assert not (out / "ablation_detection.json").exists()
+    assert read("ablation_faithfulness")["+ LP + Gumbel"]["blur 5%"] == pixels["blur 5%"]
 
 
 def test_a_resumed_benchmark_gives_the_table_of_an_uninterrupted_one(cache, tmp_path, capsys):

@@ -270,7 +270,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[jobs.Job, argparse.Namespace], jobs.S
                                                    _names(args))),
     "ablation": ("the optimization-based method's components, on detection and "
                  "faithfulness (papers/000 Table 3, papers/001 Table 7)",
-                 lambda job, args: studies.ablation(job, args.n)),
+                 lambda job, args: studies.ablation(job, args.n, tuple(args.parts))),
     "sensitivity": ("detection over λ × τ (papers/000 Table 4)",
                     lambda job, args: studies.sensitivity(job, args.n)),
     "convergence": ("steps to converge, pixels vs segments (papers/001 Table 9)",
@@ -386,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("detection", "faithfulness", "blur-test"):
             p.add_argument("--methods", nargs="+", default=["all"],
                            help="method names (see the table), or 'all'")
+        if name == "ablation":
+            p.add_argument("--parts", nargs="+", default=list(studies.ABLATION_PARTS),
+                           choices=studies.ABLATION_PARTS,
+                           help="which halves to measure (default both)")
         if name == "explanation-uncertainty":
             _add_posterior_options(p)
             p.add_argument("--posteriors", nargs="+", default=list(POSTERIORS),

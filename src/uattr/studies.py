@@ -34,7 +34,7 @@ from .jobs import Job, Section, detection_images, log, print_table
 from .registry import ORACLE, detection_methods, optimization, segmenter
 from .uq import uncertainty
 
-__all__ = ["LAMBDAS", "TAUS", "ablation", "convergence", "sensitivity"]
+__all__ = ["ABLATION_PARTS", "LAMBDAS", "TAUS", "ablation", "convergence", "sensitivity"]
 
 LAMBDAS = (2.0, 2.5, 3.0)
 TAUS = (0.07, 0.1, 0.15)
@@ -89,32 +89,17 @@ def _relabel(rows: list[dict], specs: list[MethodSpec]) -> list[dict]:
     return [{**row, "method": labels[row["method"]]} for row in rows]
 
 
-def ablation(job: Job, n: int) -> Section:
-    """Each component's contribution, on detection and on faithfulness."""
+ABLATION_PARTS = ("detection", "faithfulness")
+
+
+def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Section:
+    """Each component's contribution, on detection and on faithfulness (``parts``: either
+    half alone, for example to re-measure one half without the other's hours)."""
+    unknown = sorted(set(parts) - set(ABLATION_PARTS))
+    if unknown or not parts:
+        raise ValueError(f"parts must be some of {ABLATION_PARTS}, got {parts}")
     settings, out = job.settings, job.out
     where, method = settings.data, settings.method
-    detection_set = detection_images(job, n)
-    specs = [_variant(job, *row) for row in _DETECTION_ABLATION]
-    detection_rows, _ = run_detection(detection_set, specs, folder=out,
-                                      batch_size=settings.batch_size,
-                                      device=settings.device, log=log)
-    detection_rows = [{k: row[k] for k in ("method", "IoU", "ADA", "mean steps", "s/image")}
-                      for row in _relabel(detection_rows, specs)]
-    split = load(where.dataset, where.split, root=where.data_dir)
-    images, indices, _ = most_uncertain(job.posterior, split, n, kind=method.uncertainty,
-                                        device=settings.device)
-    specs = [_variant(job, *row) for row in _FAITHFULNESS_ABLATION]
-    faithful_rows, _ = run_faithfulness(
-        images, specs, lambda x: uncertainty(job.posterior(x), method.uncertainty), folder=out,
-        batch_size=settings.batch_size, device=settings.device,
-        data_key={"split": where.split, "indices": indices.tolist()}, log=log)
-    faithful_rows = [{k: v for k, v in row.items() if k not in ("forward/image", "n")}
-                     for row in _relabel(faithful_rows, specs)]
-    detection_rows = beside(detection_rows, ABLATION_DETECTION_C10, ("IoU", "ADA"))
-    faithful_rows = beside(faithful_rows, ABLATION_FAITHFULNESS_C100,
-                           ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"))
-    out.write_table("ablation_detection", detection_rows)
-    out.write_table("ablation_faithfulness", faithful_rows)
     text = (f"The optimization-based method with its components added one by one "
             f"(papers/000 Table 3, papers/001 Table 7), N = {n}, {where.dataset} "
             f"{where.split}. Eq. (3): the relaxed mask σ(v) with a fixed blur of σ0; LP: the "
@@ -122,10 +107,37 @@ def ablation(job: Job, n: int) -> Section:
             "segments plus the true patch as one more segment, an upper bound that uses "
             "the answer. The paper's columns are C10 with SAM segments (detection) and "
             "C100 (faithfulness).")
-    print_table(f"Ablation on detection: {text}", detection_rows)
-    print_table("Ablation on faithfulness (pixel level)", faithful_rows)
-    return Section("Ablation", text, [("ablation on detection", detection_rows),
-                                      ("ablation on faithfulness", faithful_rows)])
+    tables = []
+    if "detection" in parts:
+        detection_set = detection_images(job, n)
+        specs = [_variant(job, *row) for row in _DETECTION_ABLATION]
+        detection_rows, _ = run_detection(detection_set, specs, folder=out,
+                                          batch_size=settings.batch_size,
+                                          device=settings.device, log=log)
+        detection_rows = [{k: row[k] for k in ("method", "IoU", "ADA", "mean steps",
+                                               "s/image")}
+                          for row in _relabel(detection_rows, specs)]
+        detection_rows = beside(detection_rows, ABLATION_DETECTION_C10, ("IoU", "ADA"))
+        out.write_table("ablation_detection", detection_rows)
+        print_table(f"Ablation on detection: {text}", detection_rows)
+        tables.append(("ablation on detection", detection_rows))
+    if "faithfulness" in parts:
+        split = load(where.dataset, where.split, root=where.data_dir)
+        images, indices, _ = most_uncertain(job.posterior, split, n, kind=method.uncertainty,
+                                            device=settings.device)
+        specs = [_variant(job, *row) for row in _FAITHFULNESS_ABLATION]
+        faithful_rows, _ = run_faithfulness(
+            images, specs, lambda x: uncertainty(job.posterior(x), method.uncertainty),
+            folder=out, batch_size=settings.batch_size, device=settings.device,
+            data_key={"split": where.split, "indices": indices.tolist()}, log=log)
+        faithful_rows = [{k: v for k, v in row.items() if k not in ("forward/image", "n")}
+                         for row in _relabel(faithful_rows, specs)]
+        faithful_rows = beside(faithful_rows, ABLATION_FAITHFULNESS_C100,
+                               ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"))
+        out.write_table("ablation_faithfulness", faithful_rows)
+        print_table("Ablation on faithfulness (pixel level)", faithful_rows)
+        tables.append(("ablation on faithfulness", faithful_rows))
+    return Section("Ablation", text, tables)
 
 
 def sensitivity(job: Job, n: int) -> Section:
