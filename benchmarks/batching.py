@@ -14,7 +14,7 @@ import time
 import torch
 
 from uattr import Grad, OptimizationUA, as_posterior
-from uattr.models import SmallCNN
+from uattr.zoo.models import SmallCNN
 
 
 def seconds(fn) -> float:

@@ -57,7 +57,7 @@ def tiny_dropout_cnn(in_channels: int = 1, classes: int = 4, p: float = 0.3,
 def tiny_posteriors(classes: int = 4, samples: int = 4, seed: int = 3) -> dict:
     """One posterior of each kind over tiny CNNs, frozen noise: name -> posterior."""
     from uattr import Flipout, MCDropConnect, MCDropout, as_posterior
-    from uattr.stochastic import to_flipout
+    from uattr.posteriors.stochastic import to_flipout
 
     flipout = to_flipout(tiny_dropout_cnn(classes=classes, seed=seed), rho_init=-2.0).eval()
     return {

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from uattr import OptimizationUA, data, segment
-from uattr.benchmarks.common import most_uncertain
 from uattr.cli import main
+from uattr.experiments.benchmarks.common import most_uncertain
+from uattr.experiments.registry import DETECTION_ROWS, PIXEL_METHODS
+from uattr.experiments.settings import MethodSettings
 from uattr.metrics import blur_top_pixels, box_iou, find_box, urr
-from uattr.models import TrainConfig, load_or_train_ensemble
-from uattr.registry import DETECTION_ROWS, PIXEL_METHODS
-from uattr.settings import MethodSettings
 from uattr.uq import Ensemble, uncertainty
+from uattr.zoo.models import TrainConfig, load_or_train_ensemble
 
 COMMON = ["--dataset", "digits", "--members", "2", "--epochs", "8"]
 
@@ -170,7 +170,7 @@ def _no_work(*args, **kwargs):
 ])
 def test_bad_arguments_stop_the_command_before_any_work(argv, message, monkeypatch, capsys):
     monkeypatch.setattr(data, "load", _no_work)  # no data is loaded, no model trained
-    monkeypatch.setattr("uattr.jobs.load_or_train_ensemble", _no_work)
+    monkeypatch.setattr("uattr.experiments.job.load_or_train_ensemble", _no_work)
     common = ["--dataset", "digits"]
     at = 2 if argv[0] == "bench" else 1
     assert _exit_code([*argv[:at], *common, *argv[at:]]) == 2
@@ -312,7 +312,7 @@ def test_bench_explanation_uncertainty_compares_posteriors_and_resumes(cache, tm
         ("mc-dropout", "guided backprop"), ("mc-dropout", "integrated gradients")]
     # the table's mean CV is that of the explanation distributions, recomputed here
     from uattr import ExplanationUncertainty, MCDropout
-    from uattr.models import load_or_train_sampled
+    from uattr.zoo.models import load_or_train_sampled
 
     split = data.load("digits", "test")
     posterior, _ = load_or_train_sampled("mc-dropout", "digits", data.load("digits", "train"),
@@ -342,8 +342,8 @@ def test_table_prints_a_stored_table_with_its_marker(tmp_path, capsys):
 
 
 def test_a_benchmark_called_from_python_writes_the_tables_of_the_command(cache, tmp_path):
-    from uattr import jobs
-    from uattr.settings import DataSettings, PosteriorSettings, Settings
+    from uattr.experiments import DataSettings, PosteriorSettings, Settings, open_job
+    from uattr.experiments.benchmarks import detection
 
     methods = ["grad", "occlusion", "optimization (pixels)"]
     assert main(["bench", "detection", *COMMON, "--cache-dir", cache, "--n", "4",
@@ -352,8 +352,8 @@ def test_a_benchmark_called_from_python_writes_the_tables_of_the_command(cache, 
     settings = Settings(data=DataSettings(dataset="digits"),
                         posterior=PosteriorSettings(members=2, epochs=8, cache_dir=cache),
                         method=MethodSettings(lam=2.5))
-    job = jobs.open_job(settings, tmp_path / "python")
-    jobs.detection(job, 4, methods)
+    job = open_job(settings, tmp_path / "python")
+    detection.benchmark(job, 4, methods)
     timing = ("s/image",)
     for table in ("detection", "runtime"):
         command, python = (json.loads((tmp_path / run / f"{table}.json").read_text())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from uattr.runs import format_cell
+from uattr.experiments.runs import format_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!-- results: (\S+) -->")
@@ -72,3 +72,21 @@ def test_the_readme_quotes_its_file_exactly(source, rows, line):
                    if all(format_cell(row.get(c)) == v for c, v in wanted.items())]
         assert len(matches) == 1, f"line {line}: {len(matches)} rows of {source} are {wanted}"
         assert shown == [format_cell(matches[0].get(c)) for c in header], f"line {line}: {wanted}"
+
+
+def test_every_registered_method_is_in_the_readme_method_table():
+    """A method added to the registry is documented where users look for methods."""
+    from uattr.experiments.registry import ROWS
+    from uattr.experiments.settings import MethodSettings
+    from uattr.uq import as_posterior
+
+    from tests._models import tiny_cnn_members
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| family | methods (`uattr.attribution`)"):]
+    table = table[: table.index("\n\n")]
+    listed = set(re.findall(r"`(\w+)`", table))
+    posterior = as_posterior(tiny_cnn_members(members=2))
+    classes = {type(row.build(posterior, MethodSettings())).__name__ for row in ROWS}
+    assert len(classes) == 11  # every class the tables compare
+    assert classes - listed == set()

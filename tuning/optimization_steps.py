@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from uattr import Ensemble, OptimizationUA, data, segment
-from uattr.benchmarks.detection import build_detection_set
+from uattr.experiments.benchmarks.detection import build_detection_set
 from uattr.metrics import ada, box_iou, find_box
-from uattr.models import load_or_train_ensemble
+from uattr.zoo.models import load_or_train_ensemble
 
 SEGMENTATIONS = ("slic", "oracle", "pixels")
 LRS = (0.01, 0.03, 0.1)
@@ -86,7 +86,7 @@ def common_draws(args) -> None:
     (``check_draws`` logistic draws per image, fixed for the whole path): the change
     between two checks then measures the optimisation, not the Monte-Carlo noise."""
     from uattr.attribution.optimization import gumbel_sigmoid, logistic_noise
-    from uattr.perturb import gaussian_blur
+    from uattr.ops.perturb import gaussian_blur
     from uattr.uq import uncertainty
 
     torch.set_num_threads(args.threads)

@@ -6,12 +6,10 @@
     maps = uattr.OptimizationUA(post, uncertainty="total").attribute(x, segments=seg)
 """
 
-from . import data, metrics, perturb, segment, stochastic
+from . import metrics
 from .attribution import (
     LIME,
     BlurIG,
-    ExplanationDistribution,
-    ExplanationUncertainty,
     FullGrad,
     Grad,
     GuidedBackprop,
@@ -24,7 +22,10 @@ from .attribution import (
     UABackprop,
     UncertaintyAttribution,
 )
-from .sampled_posteriors import Flipout, MCDropConnect, MCDropout, SampledPosterior
+from .explanation import ExplanationDistribution, ExplanationUncertainty
+from .ops import perturb, segment
+from .posteriors import stochastic
+from .posteriors.sampled import Flipout, MCDropConnect, MCDropout, SampledPosterior
 from .uq import (
     Ensemble,
     Posterior,
@@ -33,6 +34,7 @@ from .uq import (
     predict_probs,
     uncertainty,
 )
+from .zoo import data
 
 __version__ = "0.1.0"
 

@@ -12,14 +12,27 @@ from pathlib import Path
 
 import torch
 
-from . import data, jobs, models, segment, studies, viz
+from . import viz
 from .attribution import Grad, OptimizationResult
-from .attribution.explanation_uncertainty import EXPLAINERS
-from .benchmarks.common import most_uncertain
-from .registry import DETECTION_ROWS, PIXEL_METHODS, optimization, segmenter
-from .runs import RunFolder, markdown_table
-from .settings import DataSettings, MethodSettings, PosteriorSettings, Settings
+from .experiments import studies
+from .experiments.benchmarks import blur_test, detection, explanation_uncertainty, faithfulness
+from .experiments.benchmarks.common import most_uncertain
+from .experiments.job import (
+    Job,
+    Section,
+    choose_methods,
+    load_ensemble,
+    load_sampled,
+    open_job,
+    write_report,
+)
+from .experiments.registry import DETECTION_ROWS, PIXEL_METHODS, optimization, segmenter
+from .experiments.runs import RunFolder, markdown_table
+from .experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
+from .explanation.distributions import EXPLAINERS
+from .ops import segment
 from .uq import predict_probs, uncertainty
+from .zoo import data, models
 
 # The defaults of the command line are the settings' (those of OptimizationUA and slic,
 # chosen on the validation split: docs/hyperparameters.md), written nowhere else.
@@ -160,12 +173,12 @@ def _arguments(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.posterior == "ensemble":
-        _, info = jobs.load_ensemble(settings_from(args), retrain=args.retrain)
+        _, info = load_ensemble(settings_from(args), retrain=args.retrain)
         rows = [{"model": f"member {s}", "test accuracy": a}
                 for s, a in enumerate(info["member_accuracy"])]
         rows.append({"model": "ensemble", "test accuracy": info["ensemble_accuracy"]})
     else:
-        _, info = jobs.load_sampled(settings_from(args), args.posterior, retrain=args.retrain)
+        _, info = load_sampled(settings_from(args), args.posterior, retrain=args.retrain)
         rows = [{"model": f"{args.posterior}, one sample", "test accuracy":
                  info["sample_accuracy"]},
                 {"model": f"{args.posterior}, mean of {args.samples} samples",
@@ -177,15 +190,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    posterior, _ = jobs.load_ensemble(settings)
+    posterior, _ = load_ensemble(settings)
     split = data.load(args.dataset, args.split, root=args.data_dir)
     if args.indices:
         indices = torch.tensor(args.indices)
+        x = split.images[indices]
     else:
-        _, indices, _ = most_uncertain(posterior, split, args.most_uncertain,
+        x, indices, _ = most_uncertain(posterior, split, args.most_uncertain,
                                        kind=args.uncertainty, device=args.device,
                                        progress=True)
-    x = split.images[indices].to(args.device)
+    x = x.to(args.device)
     make_segments = segmenter(args.segmenter, settings.method)
     segments = make_segments(x) if make_segments is not None else None
     out = RunFolder(args.out)
@@ -244,29 +258,29 @@ def _folder(args: argparse.Namespace, n: int) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job: detection, faithfulness and the blurring test on every method at
     small sizes, one run folder with ``report.md``."""
-    job = jobs.open_job(settings_from(args), args.out or
+    job = open_job(settings_from(args), args.out or
                         f"runs/{args.dataset}-{args.split}-main-seed{args.seed}")
-    sections = [jobs.detection(job, args.n_detection),
-                jobs.faithfulness(job, args.n_faithfulness),
-                jobs.blur_test(job, args.n_blur_test, args.blur_uncertainty),
-                jobs.explanation_uncertainty(job, args.n_explanation, list(POSTERIORS),
+    sections = [detection.benchmark(job, args.n_detection),
+                faithfulness.benchmark(job, args.n_faithfulness),
+                blur_test.benchmark(job, args.n_blur_test, args.blur_uncertainty),
+                explanation_uncertainty.benchmark(job, args.n_explanation, list(POSTERIORS),
                                              list(EXPLAINERS))]
-    report = jobs.write_report(job, sections, arguments=_arguments(args))
+    report = write_report(job, sections, arguments=_arguments(args))
     print(f"\nreport: {report}")
     _publish(job, args)
     return 0
 
 
 # `uattr bench <name>`: its help, and the job it runs from the parsed arguments
-BENCHMARKS: dict[str, tuple[str, Callable[[jobs.Job, argparse.Namespace], jobs.Section]]] = {
+BENCHMARKS: dict[str, tuple[str, Callable[[Job, argparse.Namespace], Section]]] = {
     "detection": ("problematic-region detection and runtime, every method (papers/000 "
                   "Tables 1 and 5, papers/001 Table 6)",
-                  lambda job, args: jobs.detection(job, args.n, _names(args))),
+                  lambda job, args: detection.benchmark(job, args.n, _names(args))),
     "faithfulness": ("URR of refining each pixel-level map's top pixels (papers/000 Table 2)",
-                     lambda job, args: jobs.faithfulness(job, args.n, _names(args))),
+                     lambda job, args: faithfulness.benchmark(job, args.n, _names(args))),
     "blur-test": ("URR curves, MURR and AUC-URR of blurring in attribution order "
                   "(papers/002 Table 1)",
-                  lambda job, args: jobs.blur_test(job, args.n, args.blur_uncertainty,
+                  lambda job, args: blur_test.benchmark(job, args.n, args.blur_uncertainty,
                                                    _names(args))),
     "ablation": ("the optimization-based method's components, on detection and "
                  "faithfulness (papers/000 Table 3, papers/001 Table 7)",
@@ -277,23 +291,23 @@ BENCHMARKS: dict[str, tuple[str, Callable[[jobs.Job, argparse.Namespace], jobs.S
                     lambda job, args: studies.convergence(job, args.n)),
     "explanation-uncertainty": ("mean / std / CV of explanations over posterior samples, "
                                 "with deletion and insertion AUCs (papers/004)",
-                                lambda job, args: jobs.explanation_uncertainty(
+                                lambda job, args: explanation_uncertainty.benchmark(
                                     job, args.n, args.posteriors, args.explainers)),
 }
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    job = jobs.open_job(settings_from(args), args.out or _folder(args, args.n))
+    job = open_job(settings_from(args), args.out or _folder(args, args.n))
     _, run = BENCHMARKS[args.benchmark]
     section = run(job, args)
-    report = jobs.write_report(job, [section], f"report-{args.benchmark}.md",
+    report = write_report(job, [section], f"report-{args.benchmark}.md",
                                arguments=_arguments(args))
     print(f"\nreport: {report}")
     _publish(job, args)
     return 0
 
 
-def _publish(job: jobs.Job, args: argparse.Namespace) -> None:
+def _publish(job: Job, args: argparse.Namespace) -> None:
     if args.results:
         written = job.out.publish(args.results)
         print(f"copied {len(written)} tables, figures and reports to {args.results}")
@@ -429,11 +443,9 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--indices must lie in [0, {size - 1}] ({where}), got {bad}")
     names = getattr(args, "methods", None)
     if names is not None and names != ["all"]:
+        # the job's own check, run before any data is loaded or model trained
         known = DETECTION_ROWS if args.benchmark == "detection" else PIXEL_METHODS
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise ValueError(f"--methods: unknown {unknown} for {args.benchmark}; choose "
-                             f"from {list(known)}")
+        choose_methods(dict.fromkeys(known), names, args.benchmark)
     explained = {getattr(args, "uncertainty", None), getattr(args, "blur_uncertainty", None)}
     if "epistemic" in explained and args.members < 2:
         raise ValueError("--members must be at least 2 to explain epistemic uncertainty "

@@ -6,7 +6,7 @@
 - the blurring test (papers/002 §5.2.1): URR curves, MURR and AUC-URR;
 - papers/004's pixel deletion / insertion curves.
 
-Boxes are ``(top, left, height, width)`` in pixels, as :func:`uattr.data.patch_swap`
+Boxes are ``(top, left, height, width)`` in pixels, as :func:`uattr.zoo.data.patch_swap`
 returns them. Pixels are ranked by attribution, highest first, ties to the lower flat
 index (:func:`pixel_ranks`), so that no score depends on the batch an image is in.
 """
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .perturb import blurred_reference
+from .ops.perturb import blurred_reference
 
 __all__ = ["BLUR_CURVE_STEPS", "ada", "blur_curves", "blur_top_pixels", "box_iou",
            "curve_scores", "deletion_insertion", "find_box", "pixel_ranks", "top_pixel_mask",

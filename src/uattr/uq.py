@@ -1,7 +1,7 @@
 """Posteriors and the entropy decomposition of predictive uncertainty.
 
 The posteriors that sample one stochastic network (MC-Dropout, MC-DropConnect,
-Flipout) live in :mod:`uattr.sampled_posteriors`.
+Flipout) live in :mod:`uattr.posteriors.sampled`.
 
 The one shape convention of uattr lives here. A *posterior* maps images
 ``x [B, C, H, W]`` to class probabilities ``P [B, S, C]``: batch first, then the

@@ -1,12 +1,6 @@
 """Uncertainty attribution methods: one class each, one ``attribute`` verb."""
 
 from .base import UncertaintyAttribution
-from .explanation_uncertainty import (
-    ExplanationDistribution,
-    ExplanationUncertainty,
-    explanation_statistics,
-    mean_cv,
-)
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
@@ -16,8 +10,6 @@ from .ua_backprop import UABackprop
 __all__ = [
     "LIME",
     "BlurIG",
-    "ExplanationDistribution",
-    "ExplanationUncertainty",
     "FullGrad",
     "Grad",
     "GuidedBackprop",
@@ -29,6 +21,4 @@ __all__ = [
     "SmoothGrad",
     "UABackprop",
     "UncertaintyAttribution",
-    "explanation_statistics",
-    "mean_cv",
 ]

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..uq import UNCERTAINTY_KINDS, Posterior, UncertaintySpec, as_posterior, check_images
 from ..uq import uncertainty as _uncertainty
 
-__all__ = ["UncertaintyAttribution", "constructor_settings"]
+__all__ = ["UncertaintyAttribution", "constructor_settings", "keyword_defaults"]
 
 
 class UncertaintyAttribution:
@@ -78,6 +78,13 @@ def constructor_settings(obj: object) -> dict[str, Any]:
     names = [name for name in inspect.signature(type(obj).__init__).parameters
              if name not in ("self", "posterior")]
     return {name: _plain(getattr(obj, name)) for name in names}
+
+
+def keyword_defaults(function: Callable) -> dict[str, Any]:
+    """``{argument: default}`` of every argument of ``function`` that has one: settings
+    read from the function itself instead of written a second time."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def _plain(value: Any) -> Any:

@@ -12,9 +12,9 @@ from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import Saliency
 from torch import Tensor, nn
 
-from ..checks import check_positive, check_positive_ints
-from ..perturb import gaussian_blur
-from ..rng import draw_normal, make_generators
+from ..ops.checks import check_positive, check_positive_ints
+from ..ops.perturb import gaussian_blur
+from ..ops.rng import draw_normal, make_generators
 from ..uq import Posterior, UncertaintySpec
 from .base import UncertaintyAttribution
 

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checks import check_positive, check_positive_ints
-from ..perturb import gaussian_blur
-from ..rng import draw_uniform, make_generators
-from ..segment import check_segments, pixels, segment_slots
+from ..ops.checks import check_positive, check_positive_ints
+from ..ops.perturb import gaussian_blur
+from ..ops.rng import draw_uniform, make_generators
+from ..ops.segment import check_segments, pixels, segment_slots
 from ..uq import Posterior, UncertaintySpec
 from .base import UncertaintyAttribution
 

@@ -13,11 +13,11 @@ import torch
 from captum.attr import Occlusion as CaptumOcclusion
 from torch import Tensor, nn
 
-from ..checks import check_positive, check_positive_ints
-from ..perturb import blurred_reference
-from ..rng import draw_uniform, make_generators
-from ..segment import check_segments, pixels, quickshift, segment_slots
-from ..surrogate import lime_kernel, lime_masks, weighted_ridge
+from ..ops.checks import check_positive, check_positive_ints
+from ..ops.perturb import blurred_reference
+from ..ops.rng import draw_uniform, make_generators
+from ..ops.segment import check_segments, pixels, quickshift, segment_slots
+from ..ops.surrogate import lime_kernel, lime_masks, weighted_ridge
 from ..uq import Posterior, UncertaintySpec
 from .base import UncertaintyAttribution
 

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..checks import check_positive
-from ..passes import batched_cotangents
+from ..ops.checks import check_positive
+from ..posteriors.passes import batched_cotangents
 from ..uq import Posterior, check_probs, class_decomposition
 from .base import UncertaintyAttribution
 from .fullgrad import ConvOutputs

@@ -1,0 +1,116 @@
+"""The blurring test of papers/002 §5.2.1 (Table 1, eq. 13; DESIGN §4).
+
+Pixels are blurred one after another in decreasing order of attribution, up to a budget
+of q% of the image (q = 2, 5). With ``x_t`` the image whose top t pixels are blurred,
+
+    URR_x(t) = max_{i ≤ t} 1 - U(x_i) / U(x)                       # eq. 13, one image
+
+MURR is ``URR_x(T)`` at the full budget (higher is better) and AUC-URR the area under the
+remaining-uncertainty curve ``1 - URR_x(t)`` over the budget normalised to [0, 1] (lower
+is better); both are reported as medians over images, since a blurred image can leave
+the data distribution. papers/002 explains the epistemic uncertainty here; any kind works.
+The curves and their scores are in :mod:`uattr.metrics`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ... import viz
+from ...metrics import BLUR_CURVE_STEPS, blur_curves, curve_scores
+from ...uq import uncertainty
+from ...zoo import data
+from ..job import Job, Section, choose_methods, log, print_table
+from ..registry import pixel_methods
+from ..runs import RunFolder
+from .common import MethodSpec, attribute_counted, cached_cell, method_key, most_uncertain
+from .paper_numbers import BLUR_TEST_MNIST, beside
+
+__all__ = ["BLUR_TEST_BUDGETS", "benchmark", "run_blur_test"]
+
+BLUR_TEST_BUDGETS = (0.02, 0.05)
+
+UncertaintyFn = Callable[[Tensor], Tensor]
+
+
+def run_blur_test(
+    images: Tensor,
+    methods: list[MethodSpec],
+    uncertainty_of: UncertaintyFn,
+    *,
+    folder: RunFolder | None = None,
+    budgets: tuple[float, ...] = BLUR_TEST_BUDGETS,
+    batch_size: int = 100,
+    device: torch.device | str = "cpu",
+    data_key: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], dict[str, tuple[Tensor, Tensor]]]:
+    """MURR and AUC-URR (medians over images) of every method at every budget; returns
+    ``(rows, {method: (fractions, median curve)})`` at the largest budget, for plotting.
+    With a ``folder``, each method is a cell, reused on a rerun."""
+    rows, medians = [], {}
+    largest = max(budgets)
+    benchmark_key = {"budgets": list(budgets), "steps": BLUR_CURVE_STEPS,
+                     "blurred": "gaussian 5x5, sigma 2", "data": data_key or {"n": len(images)}}
+    for spec in methods:
+
+        def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
+            done = attribute_counted(spec, images, batch_size, device, log=log)
+            row = {"method": spec.name}
+            for budget in budgets:
+                parts = []
+                for i in range(0, len(images), batch_size):
+                    x = images[i : i + batch_size].to(device)
+                    fractions, curves = blur_curves(
+                        uncertainty_of, x, done.maps[i : i + batch_size].to(device), budget)
+                    parts.append(curves.cpu())
+                curves = torch.cat(parts)
+                murr, auc = curve_scores(fractions.cpu(), curves)
+                row[f"MURR {100 * budget:g}%"] = float(murr.median())
+                row[f"AUC-URR {100 * budget:g}%"] = float(auc.median())
+                if budget == largest:
+                    median_curve = torch.stack([fractions.cpu(), curves.median(0).values])
+            row["s/image"] = done.seconds
+            row["forward/image"] = done.forward
+            row["n"] = len(images)
+            return row, median_curve.numpy()
+
+        row, median_curve = cached_cell(folder, f"blur-test-{spec.name}",
+                                        {**method_key(spec), **benchmark_key}, compute, log,
+                                        spec.name)
+        rows.append(row)
+        medians[spec.name] = (torch.as_tensor(median_curve[0]),
+                              torch.as_tensor(median_curve[1]))
+    return rows, medians
+
+
+# ------------------------------------------------------------ the job of uattr bench/run
+def benchmark(job: Job, n: int, kind: str, names: list[str] | None = None) -> Section:
+    """papers/002 Table 1: URR curves by blurring in attribution order, MURR, AUC-URR."""
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
+    split = data.load(where.dataset, where.split, root=where.data_dir)
+    images, indices, _ = most_uncertain(job.posterior, split, n, kind=kind,
+                                        device=settings.device)
+    explained = dataclasses.replace(method, uncertainty=kind)
+    methods = choose_methods(pixel_methods(job.posterior, explained), names, "the blurring test")
+    rows, curves = run_blur_test(
+        images, methods, lambda x: uncertainty(job.posterior(x), kind), folder=out,
+        batch_size=settings.batch_size, device=settings.device,
+        data_key={"split": where.split, "kind": kind, "indices": indices.tolist()}, log=log)
+    rows = beside(rows, BLUR_TEST_MNIST, ("MURR 2%", "MURR 5%", "AUC-URR 2%", "AUC-URR 5%"))
+    out.write_table("blur_test", rows)
+    out.save_figure("blur_test_curves.png",
+                    viz.urr_curves(curves, title=f"blurring test, {kind} uncertainty, "
+                                                 f"{where.dataset} {where.split}, N = {n}"))
+    text = (f"The {n} {where.split} images of highest {kind} uncertainty, maps of the {kind} "
+            "uncertainty; pixels blurred one by one in attribution order up to 2% / 5% of "
+            "the image. MURR (higher is better) and AUC-URR (lower is better) are medians "
+            "over images. The paper's columns are MNIST (papers/002 Table 1, epistemic).")
+    print_table(f"Blurring test: {text}", rows)
+    return Section("Blurring test", text, [("blur_test", rows)], ["blur_test_curves.png"])

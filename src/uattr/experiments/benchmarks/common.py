@@ -1,0 +1,179 @@
+"""What every benchmark shares: a method row, batched attribution with progress and pass
+counting, the most uncertain images of a split, and the stored cell.
+
+A *cell* is one method's finished work on one benchmark's images. Its key holds
+everything the result depends on, read from the objects themselves rather than written
+out by hand: the method's class and every constructor setting
+(:meth:`~uattr.attribution.base.UncertaintyAttribution.settings`), the segmenter and its
+settings, the posterior (:func:`posterior_key`), the images and the benchmark's own
+settings. A rerun with any of them changed computes the cell again instead of reusing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ...attribution.base import UncertaintyAttribution
+from ...ops.segment import with_boxes
+from ...posteriors.passes import PassCounter
+from ...uq import predict_probs, uncertainty
+from ...zoo.data import Split
+from ..runs import RunFolder
+
+__all__ = ["AttributedMaps", "MethodSpec", "attribute_counted", "attribute_in_batches",
+           "cached_cell", "method_key", "most_uncertain", "posterior_key"]
+
+Segmenter = Callable[[Tensor], Tensor]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A row of a table: a method, and the segmenter it uses (``None``: pixels).
+
+    ``name`` names its stored cell; ``label``, where set, is what a study calls the row
+    when it shares a table's cell (not part of the key). ``config`` holds the segmenter's
+    settings (part of the key). ``oracle``: the true patch of each image is made one more
+    segment (:func:`uattr.ops.segment.with_boxes`), an upper bound that uses the answer, for
+    the detection benchmark only."""
+
+    name: str
+    method: UncertaintyAttribution
+    segmenter: Segmenter | None = None
+    config: dict | None = None
+    label: str | None = None
+    oracle: bool = False
+
+
+def posterior_key(posterior: Callable[[Tensor], Tensor]) -> str:
+    """A short hash of a posterior: its structure (``repr``), the plain public attributes
+    of each of its modules (a sampled posterior's samples and seed, the train/eval mode)
+    and every weight and buffer. A plain callable shows none of these, so it is known by
+    its qualified name only: do not share a run folder between two different callables of
+    the same name."""
+    digest = hashlib.sha1()
+    if isinstance(posterior, nn.Module):
+        digest.update(repr(posterior).encode())
+        for name, module in posterior.named_modules():
+            plain = {key: value for key, value in vars(module).items()
+                     if not key.startswith("_")
+                     and isinstance(value, bool | int | float | str | tuple)}
+            digest.update(f"{name}: {sorted(plain.items())}".encode())
+        for name, tensor in posterior.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    else:
+        digest.update(f"{getattr(posterior, '__module__', '?')}."
+                      f"{getattr(posterior, '__qualname__', type(posterior).__name__)}"
+                      .encode())
+    return digest.hexdigest()[:12]
+
+
+def method_key(spec: MethodSpec) -> dict[str, Any]:
+    """What a row's maps depend on, for a cell's key: the method's class and settings,
+    the segmenter's settings, whether the row is an oracle, and the posterior."""
+    return {"method": spec.name, "class": type(spec.method).__name__,
+            "settings": spec.method.settings(), "segments": spec.config,
+            "oracle": spec.oracle, "posterior": posterior_key(spec.method.posterior)}
+
+
+def cached_cell(folder: RunFolder | None, name: str, config: dict[str, Any],
+                compute: Callable[[], tuple[dict, np.ndarray]],
+                log: Log = print, label: str | None = None) -> tuple[dict, np.ndarray]:
+    """``(record, array)`` of cell ``name``: loaded from ``folder`` when it was stored with
+    the same ``config``, else computed by ``compute()`` and stored (atomically). ``label``
+    names the row in the log (default ``name``)."""
+    cached = folder.load_cell(name, config) if folder is not None else None
+    if cached is not None:
+        log(f"{label or name}: loaded from {folder.path / 'cells'}")
+        return cached
+    record, array = compute()
+    if folder is not None:
+        folder.save_cell(name, config, record, array)
+    return record, array
+
+
+def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
+                         device: torch.device | str, boxes: Tensor | None = None,
+                         steps: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    """``[N, H, W]``: the method's maps of ``images`` (segmented first when the row has a
+    segmenter; an oracle row adds each image's true box ``boxes [N, 4]`` as a segment),
+    ``batch_size`` images at a time, with a progress bar over images.
+
+    With a list ``steps``, a method that reports diagnostics (the optimization-based one)
+    appends ``(steps taken [n], converged [n])`` of each batch to it."""
+    if spec.oracle and (spec.segmenter is None or boxes is None):
+        raise ValueError(f"{spec.name}: an oracle row needs a segmenter and the true boxes")
+    maps = []
+    with tqdm(total=len(images), desc=spec.name, unit="image", leave=False,
+              disable=len(images) <= batch_size) as bar:
+        for i in range(0, images.shape[0], batch_size):
+            x = images[i : i + batch_size].to(device)
+            segments = spec.segmenter(x) if spec.segmenter is not None else None
+            if spec.oracle:
+                segments = with_boxes(segments, boxes[i : i + batch_size])
+            if steps is not None and hasattr(spec.method, "attribute_with_diagnostics"):
+                result = spec.method.attribute_with_diagnostics(x, segments=segments)
+                steps.append((result.steps.cpu(), result.converged.cpu()))
+                maps.append(result.maps.detach().cpu())
+            else:
+                maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
+            bar.update(len(x))
+    return torch.cat(maps)  # [N, H, W]
+
+
+@dataclass(frozen=True)
+class AttributedMaps:
+    """A row's maps ``[N, H, W]`` with what they cost: seconds, forward and backward
+    passes per image (``None`` where the posterior's passes cannot be counted)."""
+
+    maps: Tensor
+    seconds: float
+    forward: float | None
+    backward: float | None
+
+
+def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
+                      device: torch.device | str, *, boxes: Tensor | None = None,
+                      steps: list[tuple[Tensor, Tensor]] | None = None,
+                      log: Log = print) -> AttributedMaps:
+    """:func:`attribute_in_batches`, timed, with the posterior's passes counted
+    (:mod:`uattr.posteriors.passes`)."""
+    log(f"{spec.name}: attributing {len(images)} images")
+    start = time.perf_counter()
+    with PassCounter(spec.method.posterior) as passes:
+        maps = attribute_in_batches(spec, images, batch_size, device, boxes=boxes,
+                                    steps=steps)
+    n = len(images)
+    return AttributedMaps(maps, (time.perf_counter() - start) / n,
+                          passes.forward / n if passes.available else None,
+                          passes.backward / n if passes.available else None)
+
+
+def most_uncertain(
+    posterior: Callable[[Tensor], Tensor],
+    split: Split,
+    n: int,
+    *,
+    kind: str = "total",
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images [N, C, H, W], indices [N], U [N])``: the ``n`` images of ``split`` with the
+    highest uncertainty of ``kind``, most uncertain first (``progress``: a bar over the
+    split's batches)."""
+    if not 1 <= n <= len(split):
+        raise ValueError(f"n must be in [1, {len(split)}], got {n}")
+    u = uncertainty(predict_probs(posterior, split.images, device=device, progress=progress),
+                    kind)
+    order = torch.argsort(u, descending=True, stable=True)[:n]
+    return split.images[order], order, u[order]

@@ -1,0 +1,207 @@
+"""Detection of problematic regions (papers/000 §4.1, Table 1; DESIGN §4).
+
+Each test image gets a patch of a random training image at the same place; the N
+images whose total uncertainty rose most are kept; every method attributes U_t of the
+corrupted image; a box of the patch's size is slid over the map and the box of highest
+mean attribution is compared with the true patch (IoU, and ADA = share with IoU > 0.5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ... import viz
+from ...metrics import ada, box_iou, find_box
+from ...uq import predict_probs, uncertainty
+from ...zoo import data
+from ...zoo.data import Split, default_patch_size, patch_swap
+from ...zoo.models import load_cached, save_atomic
+from ..job import Job, Section, choose_methods, log, print_table
+from ..registry import detection_methods, family_means
+from ..runs import RunFolder
+from .common import MethodSpec, attribute_counted, cached_cell, method_key
+from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
+
+__all__ = ["DetectionSet", "benchmark", "build_detection_set", "detection_images",
+           "run_detection", "runtime_rows"]
+
+
+@dataclass(frozen=True)
+class DetectionSet:
+    """The corrupted images ``[N, C, H, W]`` with their true boxes ``[N, 4]``, the index of
+    each in the evaluated split, U_t before and after the corruption ``[N]``, and the mean
+    intensity change inside the patch ``[N]`` (on MNIST, < 0: the patch removed strokes)."""
+
+    images: Tensor
+    boxes: Tensor
+    indices: Tensor
+    u_clean: Tensor
+    u_corrupted: Tensor
+    patch_delta: Tensor
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.boxes[0, 2])
+
+
+def build_detection_set(
+    posterior: Callable[[Tensor], Tensor],
+    evaluated: Split,
+    donors: Split,
+    *,
+    n: int = 100,
+    seed: int = 0,
+    patch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+) -> DetectionSet:
+    """Corrupt every image of ``evaluated`` with a patch from ``donors`` (seeded) and keep
+    the ``n`` whose total uncertainty rose most (papers/000 §4.1)."""
+    if not 1 <= n <= len(evaluated):
+        raise ValueError(f"n must be in [1, {len(evaluated)}], got {n}")
+    _, _, height, width = evaluated.images.shape
+    patch_size = patch_size or default_patch_size(height, width)
+    corrupted, boxes, _ = patch_swap(evaluated.images, donors.images, patch_size=patch_size,
+                                     seed=seed)
+    u_clean = uncertainty(predict_probs(posterior, evaluated.images, batch_size=batch_size,
+                                        device=device), "total")
+    u_corrupted = uncertainty(predict_probs(posterior, corrupted, batch_size=batch_size,
+                                            device=device), "total")
+    order = torch.argsort(u_corrupted - u_clean, descending=True, stable=True)[:n]
+    area = boxes[order, 2] * boxes[order, 3] * evaluated.images.shape[1]
+    delta = (corrupted[order] - evaluated.images[order]).flatten(1).sum(1) / area
+    return DetectionSet(corrupted[order], boxes[order], order, u_clean[order],
+                        u_corrupted[order], delta)
+
+
+def run_detection(
+    detection: DetectionSet,
+    methods: list[MethodSpec],
+    *,
+    folder: RunFolder | None = None,
+    batch_size: int = 100,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], dict[str, Tensor]]:
+    """Attribute, box-search and score every method; returns ``(rows, maps by method)``.
+
+    Seconds per image include segmentation; forward/backward passes per image are counted
+    as in :mod:`uattr.posteriors.passes`. With a ``folder``, each method's maps and
+    row are stored as a cell and reused when the same method and configuration is asked
+    for again.
+    """
+    rows, all_maps = [], {}
+    data_key = {"indices": detection.indices.tolist(), "boxes": detection.boxes.tolist()}
+    for spec in methods:
+
+        def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
+            diagnostics: list[tuple[Tensor, Tensor]] = []
+            done = attribute_counted(spec, detection.images, batch_size, device,
+                                     boxes=detection.boxes, steps=diagnostics, log=log)
+            found = find_box(done.maps, detection.patch_size)
+            iou = box_iou(found, detection.boxes)
+            adds = detection.patch_delta >= 0
+            row = {"method": spec.name, "IoU": float(iou.mean()), "ADA": ada(iou),
+                   "s/image": done.seconds, "forward/image": done.forward,
+                   "backward/image": done.backward, "n": len(detection.images),
+                   "IoU, brighter patch": float(iou[adds].mean()) if adds.any() else None,
+                   "IoU, darker patch": float(iou[~adds].mean()) if (~adds).any() else None}
+            if diagnostics:  # an optimisation: how long it ran (papers/001 Table 9)
+                taken = torch.cat([t for t, _ in diagnostics]).double()
+                converged = torch.cat([c for _, c in diagnostics])
+                row.update({"mean steps": float(taken.mean()),
+                            "median steps": float(taken.median()),
+                            "share at the limit": float((~converged).double().mean())})
+            return row, done.maps.numpy().astype(np.float32)
+
+        row, maps = cached_cell(folder, f"detection-{spec.name}",
+                                {**method_key(spec), "data": data_key}, compute, log,
+                                spec.name)
+        rows.append(row)
+        all_maps[spec.name] = torch.from_numpy(maps)
+    return rows, all_maps
+
+
+def runtime_rows(rows: list[dict], *, batch_size: int, device: str) -> list[dict]:
+    """The runtime table (papers/000 Table 5) from the detection rows: seconds and passes
+    per image of every method, measured on the same images, machine and batch size."""
+    threads = torch.get_num_threads()
+    return [{"method": row["method"], "s/image": row["s/image"],
+             "forward/image": row.get("forward/image"),
+             "backward/image": row.get("backward/image"),
+             "s/image, papers/000 C10": SECONDS_C10.get(row["method"]),
+             "batch": batch_size, "device": f"{device} ({threads} threads)"}
+            for row in rows]
+
+
+# ------------------------------------------------------------ the job of uattr bench/run
+def detection_images(job: Job, n: int) -> DetectionSet:
+    """The detection set of ``n`` corrupted images, built once and cached beside the
+    ensemble it was built with (it depends on nothing else: a rerun skips 20 000
+    forward passes)."""
+    where, seed = job.settings.data, job.settings.method.seed
+    set_path = Path(job.info["cache"]) / (f"detection-{job.settings.posterior.members}"
+                                          f"members-{where.split}-n{n}-seed{seed}.pt")
+    cached = load_cached(set_path, log)
+    if cached is not None:
+        return DetectionSet(**cached)
+    evaluated = data.load(where.dataset, where.split, root=where.data_dir)
+    donors = data.load(where.dataset, "train", root=where.data_dir)
+    log(f"building the detection set: the {n} most affected of {len(evaluated)} "
+        f"{where.split} images")
+    detection_set = build_detection_set(job.posterior, evaluated, donors, n=n,
+                                        seed=seed, device=job.settings.device)
+    save_atomic(dataclasses.asdict(detection_set), set_path)
+    return detection_set
+
+
+def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
+    """papers/000 Table 1 / papers/001 Table 6, and the runtime table (Table 5)."""
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
+    detection_set = detection_images(job, n)
+    methods = choose_methods(detection_methods(job.posterior, method), names, "detection")
+    rows, maps = run_detection(detection_set, methods, folder=out, batch_size=settings.batch_size,
+                               device=settings.device, log=log)
+    examples = slice(0, min(8, n))
+    results = {name: (m[examples], find_box(m[examples], detection_set.patch_size))
+               for name, m in maps.items()}
+    out.save_figure("detection_examples.png",
+                    viz.detection_grid(detection_set.images[examples],
+                                       detection_set.boxes[examples], results))
+    rows = beside(rows, DETECTION_C10, ("IoU", "ADA"))
+    out.write_table("detection", rows)
+    families = family_means(rows, ("IoU", "ADA"))
+    out.write_table("detection_families", families)
+    runtime = runtime_rows(rows, batch_size=settings.batch_size, device=settings.device)
+    out.write_table("runtime", runtime)
+    out.write_json("detection_set.json", {
+        "indices": detection_set.indices.tolist(), "boxes": detection_set.boxes.tolist(),
+        "u_clean": detection_set.u_clean.tolist(),
+        "u_corrupted": detection_set.u_corrupted.tolist(),
+        "patch_delta": detection_set.patch_delta.tolist()})
+    removes = int((detection_set.patch_delta < 0).sum())
+    size = detection_set.patch_size
+    text = (f"{where.dataset} {where.split}, N = {n}, seed {method.seed}, patch {size}×{size}, "
+            f"U = {method.uncertainty}. {removes} of {n} patches lower the mean intensity (on "
+            "MNIST they erase strokes, which a blur cannot put back). Rows marked "
+            "'oracle:' segment with slic plus the true patch as one more segment: an upper "
+            "bound that uses the answer, not a method. The paper's columns are CIFAR-10 "
+            "(papers/000 Table 1; SAM segments where ours use slic).")
+    print_table(f"Detection of problematic regions: {text}", rows)
+    print_table("Mean of each family (papers/000 §4.1: perturbation-based methods generally "
+                 "beat gradient-based ones)", families)
+    print_table(f"Runtime (papers/000 Table 5): this machine, batch {settings.batch_size}",
+                 [{k: v for k, v in r.items() if k not in ("batch", "device")}
+                  for r in runtime])
+    return Section("Detection of problematic regions", text,
+                   [("detection", rows), ("mean of each family", families),
+                    ("runtime: seconds and passes per image", runtime)],
+                   ["detection_examples.png"])

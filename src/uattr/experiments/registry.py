@@ -1,0 +1,166 @@
+"""Every method of the benchmarks, configured by a job's method settings.
+
+One place names the rows of the papers' tables, so that ``uattr run`` and every
+``uattr bench`` command build the same methods and share cells in a run folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ..attribution import (
+    LIME,
+    BlurIG,
+    FullGrad,
+    Grad,
+    GuidedBackprop,
+    IntegratedGradients,
+    KernelSHAP,
+    Occlusion,
+    OptimizationUA,
+    SmoothGrad,
+    UABackprop,
+    UncertaintyAttribution,
+)
+from ..attribution.base import keyword_defaults
+from ..ops import segment
+from ..uq import Posterior
+from .benchmarks.common import MethodSpec
+from .settings import MethodSettings
+
+__all__ = ["DETECTION_ROWS", "FAMILIES", "ORACLE", "PIXEL_METHODS", "ROWS", "Row",
+           "detection_methods", "family_means", "optimization", "pixel_methods", "segmenter"]
+
+# Rows whose segments include the true patch: upper bounds that use the answer, never
+# methods (no family mean counts them).
+ORACLE = "oracle: "
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the tables: the method ``build(posterior, settings)`` on ``segments``
+    (``None``: the method's own unit, pixels or windows; ``"slic"`` with the settings'
+    segments and compactness; any other name of :data:`uattr.segment.SEGMENTERS`).
+
+    ``family`` groups it as papers/000 §4.1 does (``None`` for an oracle row);
+    ``pixel_level``: it is also a row of the faithfulness and blurring tests, which need
+    pixel-level maps (papers/001 A.3); ``oracle``: the true patch is one more segment."""
+
+    name: str
+    family: str | None
+    build: Callable[[Posterior, MethodSettings], UncertaintyAttribution]
+    segments: str | None = None
+    pixel_level: bool = False
+    oracle: bool = False
+
+
+def optimization(posterior: Posterior, settings: MethodSettings,
+                 **overrides) -> OptimizationUA:
+    """The optimization-based method with the settings' λ, τ, σ0, seed and uncertainty."""
+    chosen = {"uncertainty": settings.uncertainty, "lam": settings.lam, "tau": settings.tau,
+              "sigma_init": settings.sigma_init, "seed": settings.seed, "progress": True,
+              **overrides}
+    return OptimizationUA(posterior, **chosen)
+
+
+def _plain(method: type[UncertaintyAttribution]) -> Callable:
+    """A method with the settings' uncertainty and its own defaults."""
+    return lambda posterior, settings: method(posterior, settings.uncertainty)
+
+
+def _seeded(method: type[UncertaintyAttribution]) -> Callable:
+    """A random method with the settings' uncertainty and seed."""
+    return lambda posterior, settings: method(posterior, settings.uncertainty,
+                                              seed=settings.seed)
+
+
+# Every method of the tables, in the detection table's order. Adding a method to every
+# benchmark is adding its row here.
+ROWS = (
+    Row("optimization (slic)", "optimization", optimization, "slic"),
+    Row("optimization (pixels)", "optimization", optimization, pixel_level=True),
+    Row("grad", "gradient", _plain(Grad), pixel_level=True),
+    Row("smoothgrad", "gradient", _seeded(SmoothGrad), pixel_level=True),
+    Row("integrated gradients", "gradient", _plain(IntegratedGradients), pixel_level=True),
+    Row("blur ig", "gradient", _plain(BlurIG), pixel_level=True),
+    Row("fullgrad", "gradient", _plain(FullGrad), pixel_level=True),
+    Row("guided backprop", "gradient", _plain(GuidedBackprop), pixel_level=True),
+    # UA-Backprop propagates gradients, so it counts with the gradient-based methods
+    Row("ua-backprop", "gradient", _plain(UABackprop), pixel_level=True),
+    Row("occlusion", "perturbation", _plain(Occlusion), pixel_level=True),
+    Row("kernelshap", "perturbation", _seeded(KernelSHAP), pixel_level=True),
+    Row("kernelshap (slic)", "perturbation", _seeded(KernelSHAP), "slic"),
+    Row("lime", "perturbation", _seeded(LIME), "quickshift"),
+    Row("lime (pixels)", "perturbation", _seeded(LIME), "pixels", pixel_level=True),
+    Row(f"{ORACLE}optimization (slic + true patch)", None, optimization, "slic", oracle=True),
+    Row(f"{ORACLE}kernelshap (slic + true patch)", None, _seeded(KernelSHAP), "slic",
+        oracle=True),
+)
+
+# The rows of the detection table, in its order.
+DETECTION_ROWS = tuple(row.name for row in ROWS)
+
+# The rows of the faithfulness and blurring tests: every method at the pixel level
+# (papers/001 A.3: the optimization-based method and LIME in their pixel versions).
+PIXEL_METHODS = tuple(row.name for row in ROWS if row.pixel_level)
+
+# The papers' grouping of the methods (papers/000 §4.1).
+FAMILIES = {family: tuple(row.name for row in ROWS if row.family == family)
+            for family in dict.fromkeys(row.family for row in ROWS if row.family)}
+
+
+def family_means(rows: list[dict], columns: tuple[str, ...]) -> list[dict]:
+    """Mean of ``columns`` over the rows of each family present in ``rows``."""
+    out = []
+    for family, names in FAMILIES.items():
+        present = [row for row in rows if row["method"] in names]
+        if present:
+            out.append({"family": family, "methods": len(present),
+                        **{c: sum(row[c] for row in present) / len(present) for c in columns}})
+    return out
+
+
+def segmenter(name: str, settings: MethodSettings) -> Callable[[Tensor], Tensor] | None:
+    """The segmenter ``name`` (slic with the settings' segments and compactness), or
+    ``None`` for pixel mode."""
+    if name == "pixels":
+        return None
+    if name == "slic":
+        return lambda x: segment.slic(x, n_segments=settings.n_segments,
+                                      compactness=settings.compactness)
+    return segment.get_segmenter(name)
+
+
+def _row_segmenter(row: Row, settings: MethodSettings) -> Callable[[Tensor], Tensor] | None:
+    """A row's segmenter: none for the method's own unit, one segment per pixel for
+    ``"pixels"`` (a method that would segment by itself, LIME, at the pixel level)."""
+    if row.segments == "pixels":
+        return segment.pixels
+    return segmenter(row.segments, settings) if row.segments else None
+
+
+def _segments_config(name: str | None, settings: MethodSettings) -> dict | None:
+    """The settings of a row's segmenter, part of its cells' key."""
+    if name == "slic":
+        return {"n_segments": settings.n_segments, "compactness": settings.compactness}
+    if name is None or name == "pixels":
+        return None
+    return {name: keyword_defaults(segment.get_segmenter(name))}  # key changes with them
+
+
+def detection_methods(posterior: Posterior,
+                      settings: MethodSettings) -> dict[str, MethodSpec]:
+    """Every method of the detection table, configured by ``settings``."""
+    specs = [MethodSpec(row.name, row.build(posterior, settings), _row_segmenter(row, settings),
+                        _segments_config(row.segments, settings), oracle=row.oracle)
+             for row in ROWS]
+    return {spec.name: spec for spec in specs}
+
+
+def pixel_methods(posterior: Posterior, settings: MethodSettings) -> dict[str, MethodSpec]:
+    """The pixel-level rows of the faithfulness and blurring tests."""
+    every = detection_methods(posterior, settings)
+    return {name: every[name] for name in PIXEL_METHODS}

@@ -1,0 +1,74 @@
+"""A job's settings as data: frozen dataclasses that the command line builds from its
+arguments and a Python user builds directly. Nothing below the command line sees its
+parsed arguments.
+
+The defaults of the optimization-based method and of slic are read from
+:class:`~uattr.attribution.OptimizationUA` and :func:`uattr.ops.segment.slic` themselves, so
+they are written once (chosen on the validation split: docs/hyperparameters.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..attribution import OptimizationUA
+from ..attribution.base import keyword_defaults
+from ..ops.segment import slic
+
+__all__ = ["DataSettings", "MethodSettings", "PosteriorSettings", "Settings"]
+
+
+_METHOD = keyword_defaults(OptimizationUA)
+_SLIC = keyword_defaults(slic)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Which images: ``dataset`` (``mnist | fashion-mnist | digits``), the ``split``
+    evaluated (tune on ``valid`` only), and a folder of IDX files for Fashion-MNIST."""
+
+    dataset: str = "mnist"
+    split: str = "test"
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class PosteriorSettings:
+    """How the posteriors are trained and cached: the ensemble's ``members`` and
+    ``epochs``; a single-network posterior's ``samples``, DropConnect's drop probability
+    and its training images (``None``: all); the cache folder (``None``:
+    ``$UATTR_CACHE`` or ``~/.cache/uattr``)."""
+
+    members: int = 5
+    epochs: int = 1
+    cache_dir: str | None = None
+    samples: int = 10
+    dropconnect_p: float = 0.1
+    posterior_train: int | None = None
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """What the tables' methods explain (``uncertainty``: ``total | aleatoric |
+    epistemic``), the optimization-based method's λ, τ and σ0, slic's segments and
+    compactness, and the seed of every random method."""
+
+    uncertainty: str = "total"
+    lam: float = _METHOD["lam"]
+    tau: float = _METHOD["tau"]
+    sigma_init: float = _METHOD["sigma_init"]
+    n_segments: int = _SLIC["n_segments"]
+    compactness: float = _SLIC["compactness"]
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a benchmark job needs besides its size: data, posteriors, methods, and
+    how the work runs (``batch_size`` images attributed together, the torch ``device``)."""
+
+    data: DataSettings = field(default_factory=DataSettings)
+    posterior: PosteriorSettings = field(default_factory=PosteriorSettings)
+    method: MethodSettings = field(default_factory=MethodSettings)
+    batch_size: int = 100
+    device: str = "cpu"

@@ -1,0 +1,225 @@
+"""Studies of the optimization-based method: ablation, sensitivity, convergence.
+
+- **Ablation** (papers/000 Table 3 on detection, papers/001 Table 7 on faithfulness): the
+  relaxed mask of Eq. (3) per pixel with a fixed blur, then + segments, + the learnable
+  perturbation (LP), + the Gumbel-sigmoid.
+- **Sensitivity** (papers/000 Table 4, papers/001 Table 8): detection over the paper's
+  grid λ ∈ {2, 2.5, 3} × τ ∈ {0.07, 0.1, 0.15} (papers/000 §4.3 calls τ in 0.05-0.2 good
+  binary approximations).
+- **Convergence** (papers/001 Table 9): Adam steps until the early stop, per pixel and on
+  segments, without the Gumbel-sigmoid as the paper measures them and for the full
+  method, with a figure of the optimisation over steps.
+
+Each study reuses the benchmark machinery, so its cells are stored and reused like the
+tables' cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .. import viz
+from ..uq import uncertainty
+from ..zoo.data import load
+from .benchmarks.common import MethodSpec, most_uncertain
+from .benchmarks.detection import detection_images, run_detection
+from .benchmarks.faithfulness import run_faithfulness
+from .benchmarks.paper_numbers import (
+    ABLATION_DETECTION_C10,
+    ABLATION_FAITHFULNESS_C100,
+    CONVERGENCE,
+    SENSITIVITY_C10,
+    beside,
+)
+from .job import Job, Section, log, print_table
+from .registry import ORACLE, detection_methods, optimization, segmenter
+
+__all__ = ["ABLATION_PARTS", "LAMBDAS", "TAUS", "ablation", "convergence", "sensitivity"]
+
+LAMBDAS = (2.0, 2.5, 3.0)
+TAUS = (0.07, 0.1, 0.15)
+
+# (row, segments?, learnable perturbation?, Gumbel-sigmoid?, oracle?) in the order of the
+# papers, then the segment rows again on slic segments plus the true patch: upper bounds
+# that show what each component does when a segment isolates the cause (as SAM's do)
+_DETECTION_ABLATION = (
+    ("Eq. (3) per pixel", False, False, False, False),
+    ("Eq. (3) + segments", True, False, False, False),
+    ("Eq. (3) + segments + LP", True, True, False, False),
+    ("Eq. (3) + segments + LP + Gumbel", True, True, True, False),
+    (f"{ORACLE}Eq. (3) + segments", True, False, False, True),
+    (f"{ORACLE}Eq. (3) + segments + LP", True, True, False, True),
+    (f"{ORACLE}Eq. (3) + segments + LP + Gumbel", True, True, True, True),
+)
+_FAITHFULNESS_ABLATION = (
+    ("Eq. (3) per pixel", False, False, False),
+    ("+ LP", False, True, False),
+    ("+ Gumbel", False, False, True),
+    ("+ LP + Gumbel", False, True, True),
+)
+
+
+def _variant(job: Job, name: str, segments: bool, learn_blur: bool, gumbel: bool,
+             oracle: bool = False, **overrides) -> MethodSpec:
+    """The optimization-based method with some components or settings changed (``oracle``:
+    on slic segments plus the true patch).
+
+    The complete method with the command's own λ and τ is the tables' row itself (same
+    name, same key), so a study reuses the cells of ``bench detection|faithfulness`` in
+    the same folder instead of computing them again; its rows are relabelled by
+    :func:`_relabel`."""
+    method = job.settings.method
+    chosen = {"lam": method.lam, "tau": method.tau}
+    if learn_blur and gumbel and all(chosen.get(k) == v for k, v in overrides.items()):
+        table_row = ("optimization (slic)" if segments else "optimization (pixels)")
+        if oracle:
+            table_row = f"{ORACLE}optimization (slic + true patch)"
+        spec = detection_methods(job.posterior, method)[table_row]
+        return dataclasses.replace(spec, label=name)
+    config = {"n_segments": method.n_segments, "compactness": method.compactness} if segments \
+        else None
+    return MethodSpec(name, optimization(job.posterior, method, learn_blur=learn_blur,
+                                         gumbel=gumbel, **overrides),
+                      segmenter("slic", method) if segments else None, config, oracle=oracle)
+
+
+def _relabel(rows: list[dict], specs: list[MethodSpec]) -> list[dict]:
+    """The study's own row names in place of the tables' names of shared cells."""
+    labels = {spec.name: spec.label or spec.name for spec in specs}
+    return [{**row, "method": labels[row["method"]]} for row in rows]
+
+
+ABLATION_PARTS = ("detection", "faithfulness")
+
+
+def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Section:
+    """Each component's contribution, on detection and on faithfulness (``parts``: either
+    half alone, for example to re-measure one half without the other's hours)."""
+    unknown = sorted(set(parts) - set(ABLATION_PARTS))
+    if unknown or not parts:
+        raise ValueError(f"parts must be some of {ABLATION_PARTS}, got {parts}")
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
+    text = (f"The optimization-based method with its components added one by one "
+            f"(papers/000 Table 3, papers/001 Table 7), N = {n}, {where.dataset} "
+            f"{where.split}. Eq. (3): the relaxed mask σ(v) with a fixed blur of σ0; LP: the "
+            "learnable blur width; Gumbel: the Gumbel-sigmoid mask. Oracle rows: slic "
+            "segments plus the true patch as one more segment, an upper bound that uses "
+            "the answer. The paper's columns are C10 with SAM segments (detection) and "
+            "C100 (faithfulness).")
+    tables = []
+    if "detection" in parts:
+        detection_set = detection_images(job, n)
+        specs = [_variant(job, *row) for row in _DETECTION_ABLATION]
+        detection_rows, _ = run_detection(detection_set, specs, folder=out,
+                                          batch_size=settings.batch_size,
+                                          device=settings.device, log=log)
+        detection_rows = [{k: row[k] for k in ("method", "IoU", "ADA", "mean steps",
+                                               "s/image")}
+                          for row in _relabel(detection_rows, specs)]
+        detection_rows = beside(detection_rows, ABLATION_DETECTION_C10, ("IoU", "ADA"))
+        out.write_table("ablation_detection", detection_rows)
+        print_table(f"Ablation on detection: {text}", detection_rows)
+        tables.append(("ablation on detection", detection_rows))
+    if "faithfulness" in parts:
+        split = load(where.dataset, where.split, root=where.data_dir)
+        images, indices, _ = most_uncertain(job.posterior, split, n, kind=method.uncertainty,
+                                            device=settings.device)
+        specs = [_variant(job, *row) for row in _FAITHFULNESS_ABLATION]
+        faithful_rows, _ = run_faithfulness(
+            images, specs, lambda x: uncertainty(job.posterior(x), method.uncertainty),
+            folder=out, batch_size=settings.batch_size, device=settings.device,
+            data_key={"split": where.split, "indices": indices.tolist()}, log=log)
+        faithful_rows = [{k: v for k, v in row.items() if k not in ("forward/image", "n")}
+                         for row in _relabel(faithful_rows, specs)]
+        faithful_rows = beside(faithful_rows, ABLATION_FAITHFULNESS_C100,
+                               ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"))
+        out.write_table("ablation_faithfulness", faithful_rows)
+        print_table("Ablation on faithfulness (pixel level)", faithful_rows)
+        tables.append(("ablation on faithfulness", faithful_rows))
+    return Section("Ablation", text, tables)
+
+
+def sensitivity(job: Job, n: int) -> Section:
+    """Detection with slic segments over the grid λ × τ."""
+    settings, out = job.settings, job.out
+    where = settings.data
+    detection_set = detection_images(job, n)
+    specs = [_variant(job, f"λ = {lam:g}, τ = {tau:g}", True, True, True, lam=lam, tau=tau)
+             for lam in LAMBDAS for tau in TAUS]
+    rows, _ = run_detection(detection_set, specs, folder=out, batch_size=settings.batch_size,
+                            device=settings.device, log=log)
+    rows = [{k: row[k] for k in ("method", "IoU", "ADA", "s/image")}
+            for row in _relabel(rows, specs)]
+    rows = beside(rows, SENSITIVITY_C10, ("IoU", "ADA"))
+    out.write_table("sensitivity", rows)
+    text = (f"Detection with slic segments for λ ∈ {list(LAMBDAS)} and τ ∈ {list(TAUS)} "
+            f"(papers/000 Table 4), N = {n}, {where.dataset} {where.split}. The paper's "
+            "columns are C10 with SAM segments.")
+    print_table(f"Sensitivity: {text}", rows)
+    return Section("Sensitivity to λ and τ", text, [("sensitivity", rows)])
+
+
+# (row, segments?, Gumbel-sigmoid?) of papers/001 Table 9, all with the learnable blur;
+# the names are those of the tables' and the ablation's cells, which are shared
+_CONVERGENCE = (
+    ("pixels", False, False, "Eq. (3) per pixel + LP"),
+    ("slic", True, False, "Eq. (3) + segments + LP"),
+    ("pixels", False, True, "optimization (pixels)"),
+    ("slic", True, True, "optimization (slic)"),
+)
+
+
+def convergence(job: Job, n: int) -> Section:
+    """Adam steps until the stopping rule ends each detection image, per pixel and on slic
+    segments, without the Gumbel-sigmoid (papers/001 Table 9, which leaves it out so that
+    convergence does not depend on the draws) and for the full method; and a figure of
+    the optimisation of the first detection images over all ``max_steps`` steps.
+
+    The rows are detection cells: those of the full method are the detection table's, the
+    slic row without the Gumbel-sigmoid is the ablation's, so none is computed twice."""
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
+    detection_set = detection_images(job, n)
+    specs, labels = [], []
+    for mode, segments, gumbel, name in _CONVERGENCE:
+        specs.append(_variant(job, name, segments, True, gumbel))
+        labels.append((mode, "full method" if gumbel else "without Gumbel"))
+    detected, _ = run_detection(detection_set, specs, folder=out, batch_size=settings.batch_size,
+                                device=settings.device, log=log)
+    rows = []
+    for (mode, variant), row in zip(labels, detected, strict=True):
+        paper = CONVERGENCE.get((mode, variant))
+        rows.append({"segments": mode, "variant": variant,
+                     **{k: row[k] for k in ("mean steps", "median steps",
+                                            "share at the limit", "s/image", "IoU", "ADA")},
+                     "paper: C10 / C100 / SVHN": (" / ".join(f"{v:g}" for v in paper)
+                                                  if paper else None)})
+    out.write_table("convergence", rows)
+    figure = _trace_figure(job, detection_set)
+    limit = optimization(job.posterior, method).max_steps
+    text = (f"Adam steps until the stopping rule ends an image (at most {limit}; share at "
+            f"the limit: images it did not end), N = {n} detection images of "
+            f"{where.dataset} {where.split}, with their detection IoU and ADA; papers/001 "
+            "Table 9 measures steps without the Gumbel-sigmoid, beside the full method. "
+            "The paper's segments are SAM's. Figure: the first detection images, slic "
+            f"segments, all {limit} steps; the dotted line is where the rule stopped each "
+            "one.")
+    print_table(f"Convergence: {text}", rows)
+    return Section("Convergence", text, [("convergence", rows)], [figure])
+
+
+def _trace_figure(job: Job, detection_set, shown: int = 4) -> str:
+    """``optimization_steps.png``: the optimisation of the first ``shown`` detection images
+    on slic segments, traced past the stop to ``max_steps``, with the stop marked."""
+    method = job.settings.method
+    x = detection_set.images[:shown].to(job.settings.device)
+    segments = segmenter("slic", method)(x)
+    stopped = optimization(job.posterior, method, progress=False).attribute_with_diagnostics(
+        x, segments=segments)
+    free = optimization(job.posterior, method, progress=False, early_stop=False)
+    trace = free.attribute_with_diagnostics(x, segments=segments, trace=True).trace
+    job.out.save_figure("optimization_steps.png", viz.optimization_trace(
+        x.cpu(), detection_set.boxes[:shown], segments.cpu(), vars(trace),
+        stops=stopped.steps.cpu()))
+    return "optimization_steps.png"

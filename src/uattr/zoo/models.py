@@ -1,0 +1,351 @@
+"""The small CNN of papers/001 A.1, its training loop, and a cache of trained ensembles."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data import Split
+
+__all__ = [
+    "SmallCNN",
+    "TrainConfig",
+    "accuracy",
+    "cache_dir",
+    "load_cached",
+    "load_or_train_ensemble",
+    "save_atomic",
+    "train_member",
+]
+
+
+class SmallCNN(nn.Module):
+    """Conv-ReLU-Conv-ReLU-MaxPool-Dropout-Dense-ReLU-Dropout-Dense (papers/001 A.1).
+
+    Two 4×4 convolutions with 32 filters, a 2×2 max-pool, a 128-unit dense layer,
+    dropout 0.5; returns logits ``[B, num_classes]``.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+        super().__init__()
+        kernel = 4 if image_size >= 16 else 3  # 8×8 digits are too small for two 4×4 convs
+        side = (image_size - 2 * (kernel - 1)) // 2
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, kernel),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.5),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(32 * side * side, 128),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(128, num_classes),
+        )
+
+        # channels-last convolutions are ~40% faster for inference on CPU, and no slower
+        # to train or to differentiate
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        return self.classifier(self.features(x))  # [B, num_classes]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one member is trained.
+
+    The paper trains with SGD for 50 epochs on a GPU; on a 2-core CPU one epoch of Adam
+    (lr 2e-3, batch 128) on all 50 000 MNIST images gives members of ~98.3% and an
+    ensemble of ~98.6% test accuracy in under a minute per member.
+    """
+
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 2e-3
+    max_train: int | None = None
+
+
+def train_member(
+    model: nn.Module,
+    train: Split,
+    config: TrainConfig,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    desc: str = "train",
+    penalty: Callable[[nn.Module], Tensor] | None = None,
+) -> nn.Module:
+    """Train ``model`` with Adam and cross-entropy; ``seed`` fixes the data order.
+
+    ``penalty(model) / n`` is added to each batch's mean loss (a Flipout network's KL
+    term: the ELBO over ``n`` training images)."""
+    gen = torch.Generator().manual_seed(seed)
+    images, labels = train.images, train.labels
+    if config.max_train is not None:
+        images, labels = images[: config.max_train], labels[: config.max_train]
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    n = images.shape[0]
+    steps = config.epochs * ((n + config.batch_size - 1) // config.batch_size)
+    with tqdm(total=steps, desc=desc, leave=False) as bar:
+        for _ in range(config.epochs):
+            order = torch.randperm(n, generator=gen)
+            for i in range(0, n, config.batch_size):
+                idx = order[i : i + config.batch_size]
+                loss = nn.functional.cross_entropy(
+                    model(images[idx].to(device)), labels[idx].to(device)
+                )
+                if penalty is not None:
+                    loss = loss + penalty(model) / n
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                bar.update()
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(predict: Callable[[Tensor], Tensor], split: Split, batch_size: int = 1000) -> float:
+    """Share of ``split`` whose arg-max of ``predict(x)`` (``[B, C]``) is the label."""
+    correct = 0
+    for i in range(0, len(split), batch_size):
+        x = split.images[i : i + batch_size]
+        correct += int((predict(x).argmax(-1) == split.labels[i : i + batch_size]).sum())
+    return correct / len(split)
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where trained models are cached: ``override``, else ``$UATTR_CACHE``, else
+    ``$XDG_CACHE_HOME/uattr`` (``~/.cache/uattr``)."""
+    if override is not None:
+        return Path(override)
+    if os.environ.get("UATTR_CACHE"):
+        return Path(os.environ["UATTR_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "uattr"
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_cached(path: Path, log: Callable[[str], None] = print) -> object | None:
+    """What ``torch.save`` stored at ``path``, or ``None`` when there is no such file or
+    it cannot be read (a copy cut short by a full disk or a killed process). A damaged file
+    is logged by name and removed: it is a cache, and the caller builds it again."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu")
+    # Any failure to read a cache file means the same thing (rebuild it): a truncated zip
+    # raises RuntimeError, a truncated legacy pickle EOFError or UnpicklingError, ...
+    except Exception as error:
+        log(f"cached file {path} is damaged ({type(error).__name__}: {error}); "
+            "building it again")
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _load_state(model: nn.Module, path: Path, log: Callable[[str], None]) -> bool:
+    """Load a cached state dict into ``model``; ``False`` (file removed) when it is missing,
+    damaged or does not fit the model."""
+    state = load_cached(path, log)
+    if state is None:
+        return False
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as error:
+        log(f"cached file {path} does not fit the model ({type(error).__name__}); "
+            "training it again")
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _cached_scores(path: Path, compute: Callable[[], dict], *, fresh: bool) -> dict:
+    """Test scores cached as JSON beside the model; computed again when the model was just
+    trained or the file cannot be read. Written atomically."""
+    if not fresh and path.exists():
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass  # damaged: computed again below
+    scores = compute()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(scores))
+    os.replace(tmp, path)
+    return scores
+
+
+def load_or_train_ensemble(
+    dataset: str,
+    train: Split,
+    test: Split,
+    *,
+    members: int = 5,
+    config: TrainConfig | None = None,
+    cache: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    retrain: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[list[nn.Module], dict]:
+    """A cached deep ensemble of :class:`SmallCNN` members (member s trained with seed s).
+
+    The cache key is the dataset, the member count and the training config, so a later
+    command with the same settings loads the members instead of training them. Each
+    member is saved as soon as it is trained, so an interrupted run resumes.
+
+    Returns ``(members, info)`` with ``info["member_accuracy"]`` and
+    ``info["ensemble_accuracy"]`` on ``test``.
+    """
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    config = config or TrainConfig()
+    _, channels, height, width = train.images.shape
+    num_classes = int(train.labels.max()) + 1
+    spec = {"dataset": dataset, "arch": "SmallCNN", "image": [channels, height, width],
+            "classes": num_classes, **asdict(config)}
+    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    folder = cache_dir(cache) / f"{dataset}-ensemble-{key}"
+
+    def build() -> nn.Module:
+        return SmallCNN(channels, num_classes, height)
+
+    models: list[nn.Module] = []
+    trained = False
+    for s in range(members):
+        path = folder / f"member{s}.pt"
+        torch.manual_seed(s)  # member s starts from its own initialisation
+        model = build()
+        if not retrain and _load_state(model, path, log):
+            model.to(device).eval()
+        else:
+            log(f"training member {s + 1}/{members} on {dataset} ({len(train)} images)")
+            train_member(model, train, config, seed=s, device=device, desc=f"member {s + 1}")
+            save_atomic(model.cpu().state_dict(), path)
+            model.to(device)
+            trained = True
+        models.append(model)
+
+    def on_device(x: Tensor) -> Tensor:
+        return x.to(device)
+
+    def score() -> dict:
+        return {
+            "member_accuracy": [accuracy(lambda x, m=m: m(on_device(x)).cpu(), test)
+                                for m in models],
+            "ensemble_accuracy": accuracy(
+                lambda x: torch.stack([m(on_device(x)).softmax(-1) for m in models])
+                .mean(0).cpu(), test),
+        }
+
+    scores = _cached_scores(
+        folder / f"accuracy-{members}-{len(test)}-{int(test.labels.sum())}.json",
+        score, fresh=trained)
+    return models, {"cache": str(folder), "spec": spec, **scores}
+
+
+SAMPLED_POSTERIORS = ("mc-dropout", "dropconnect", "flipout")
+
+
+def load_or_train_sampled(
+    kind: str,
+    dataset: str,
+    train: Split,
+    test: Split,
+    *,
+    samples: int = 10,
+    dropconnect_p: float = 0.1,
+    config: TrainConfig | None = None,
+    cache: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    retrain: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[nn.Module, dict]:
+    """A cached single-network posterior of ``kind`` (``mc-dropout | dropconnect |
+    flipout``) on :class:`SmallCNN`, trained with seed 0, as a frozen-noise posterior of
+    ``samples`` samples.
+
+    - ``mc-dropout``: the CNN as it is (its two dropout layers, p = 0.5), trained as
+      usual; MC-Dropout keeps the dropout on at inference.
+    - ``dropconnect``: trained with DropConnect (``dropconnect_p`` on every weight of its
+      conv and dense layers) on top of its dropout.
+    - ``flipout``: every conv and dense layer a Flipout layer (σ starts at 0.007, prior
+      N(0, 1)), trained on the ELBO: cross-entropy + KL / (training images).
+
+    Returns ``(posterior, info)`` with ``info["accuracy"]``, the test accuracy of the mean
+    prediction over the samples.
+    """
+    from ..posteriors.sampled import Flipout, MCDropConnect, MCDropout
+    from ..posteriors.stochastic import DropConnect, flipout_kl, to_flipout
+    from ..uq import predict_probs
+
+    if kind not in SAMPLED_POSTERIORS:
+        raise ValueError(f"kind must be one of {SAMPLED_POSTERIORS}, got {kind!r}")
+    config = config or TrainConfig()
+    _, channels, height, width = train.images.shape
+    num_classes = int(train.labels.max()) + 1
+    spec = {"dataset": dataset, "arch": "SmallCNN", "posterior": kind,
+            "image": [channels, height, width], "classes": num_classes, **asdict(config)}
+    if kind == "dropconnect":
+        spec["dropconnect_p"] = dropconnect_p
+    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    folder = cache_dir(cache) / f"{dataset}-{kind}-{key}"
+    path = folder / "model.pt"
+
+    torch.manual_seed(0)
+    net = SmallCNN(channels, num_classes, height)
+    if kind == "flipout":
+        net = to_flipout(net).to(memory_format=torch.channels_last)
+    if not retrain and _load_state(net, path, log):
+        net.to(device).eval()
+        trained = False
+    else:
+        used = min(len(train), config.max_train or len(train))
+        log(f"training the {kind} network on {dataset} ({used} images)")
+        trainee = DropConnect(net, dropconnect_p) if kind == "dropconnect" else net
+        train_member(trainee, train, config, seed=0, device=device, desc=kind,
+                     penalty=flipout_kl if kind == "flipout" else None)
+        save_atomic(net.cpu().state_dict(), path)
+        net.to(device).eval()
+        trained = True
+    if kind == "mc-dropout":
+        posterior = MCDropout(net, samples=samples)
+    elif kind == "dropconnect":
+        posterior = MCDropConnect(net, p=dropconnect_p, samples=samples)
+    else:
+        posterior = Flipout(net, samples=samples)
+    def score() -> dict:
+        probs = predict_probs(posterior, test.images, device=device)  # [N, S, C]
+        return {"accuracy": float((probs.mean(1).argmax(-1) == test.labels).double().mean()),
+                "sample_accuracy": float((probs.argmax(-1) == test.labels[:, None])
+                                         .double().mean())}
+
+    scores = _cached_scores(
+        folder / f"accuracy-{samples}-{len(test)}-{int(test.labels.sum())}.json",
+        score, fresh=trained)
+    return posterior, {"cache": str(folder), "spec": spec, "samples": samples, **scores}

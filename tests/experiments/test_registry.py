@@ -1,0 +1,97 @@
+"""The method registry: every family's mean over the rows present."""
+
+import pytest
+import torch
+
+from tests._models import SpotPosterior
+from uattr import segment
+from uattr.attribution.base import UncertaintyAttribution
+from uattr.experiments.benchmarks.common import MethodSpec, attribute_in_batches
+from uattr.experiments.registry import (
+    DETECTION_ROWS,
+    FAMILIES,
+    ORACLE,
+    PIXEL_METHODS,
+    detection_methods,
+    family_means,
+)
+from uattr.experiments.settings import MethodSettings
+
+
+def test_family_means_average_only_the_rows_present():
+    rows = [{"method": "grad", "IoU": 0.2}, {"method": "ua-backprop", "IoU": 0.5},
+            {"method": "occlusion", "IoU": 0.6}, {"method": "not a method", "IoU": 9.0}]
+    means = family_means(rows, ("IoU",))
+    assert [m["family"] for m in means] == ["gradient", "perturbation"]
+    assert means[0]["IoU"] == pytest.approx(0.35) and means[0]["methods"] == 2
+    assert means[1]["IoU"] == pytest.approx(0.6) and means[1]["methods"] == 1
+
+
+def test_every_pixel_method_belongs_to_exactly_one_family():
+    owners = {name: [f for f, names in FAMILIES.items() if name in names]
+              for name in PIXEL_METHODS}
+    assert all(len(found) == 1 for found in owners.values()), owners
+
+
+def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracles():
+    specs = detection_methods(SpotPosterior((1, 1)), MethodSettings())
+    assert tuple(specs) == DETECTION_ROWS
+    oracles = [name for name in DETECTION_ROWS if name.startswith(ORACLE)]
+    assert oracles == [f"{ORACLE}optimization (slic + true patch)",
+                       f"{ORACLE}kernelshap (slic + true patch)"]
+    assert all(specs[name].oracle for name in oracles)
+    family_rows = [name for names in FAMILIES.values() for name in names]
+    assert not set(oracles) & set(family_rows)  # an upper bound is never a method
+    assert sorted(family_rows) == sorted(set(DETECTION_ROWS) - set(oracles))
+
+
+class _ShowSegments(UncertaintyAttribution):
+    """Returns the segments it was given, as a map."""
+
+    def attribute(self, x, *, segments=None):
+        return segments.float()
+
+
+def test_an_oracle_row_sees_the_true_patch_as_a_segment_of_its_own():
+    x = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    boxes = torch.tensor([[1, 2, 3, 3], [5, 5, 3, 3], [9, 0, 3, 3]])
+    spec = MethodSpec("shown", _ShowSegments(SpotPosterior((1, 1))),
+                      lambda x: segment.grid(x, cell=4), oracle=True)
+    shown = attribute_in_batches(spec, x, batch_size=2, device="cpu", boxes=boxes)
+    for b, (top, left, h, w) in enumerate(boxes.tolist()):
+        inside = torch.zeros(12, 12, dtype=torch.bool)
+        inside[top : top + h, left : left + w] = True
+        label = shown[b, top, left]
+        assert torch.equal(shown[b] == label, inside)
+    plain = MethodSpec("plain", spec.method, spec.segmenter)
+    assert torch.equal(attribute_in_batches(plain, x, 2, "cpu"), segment.grid(x, 4).float())
+    with pytest.raises(ValueError, match="oracle row needs"):
+        attribute_in_batches(spec, x, 2, "cpu")
+
+
+def test_a_detection_row_of_the_optimization_reports_the_steps_it_took():
+    from uattr import OptimizationUA
+    from uattr.experiments.benchmarks.detection import DetectionSet, run_detection
+
+    x = torch.zeros(4, 1, 16, 16)
+    x[:, 0, 4:8, 12:16] = 1.0  # a bright cell around the spot (5, 13)
+    boxes = torch.tensor([[4, 12, 4, 4]] * 4)
+    found = DetectionSet(x, boxes, torch.arange(4), torch.zeros(4), torch.ones(4),
+                         torch.ones(4))
+    method = OptimizationUA(SpotPosterior((5, 13)), lam=0.5, max_steps=200, tol=0.01, seed=0)
+    spec = MethodSpec("optimization (grid)", method, lambda x: segment.grid(x, cell=4))
+    rows, _ = run_detection(found, [spec], batch_size=3, log=lambda _: None)
+    result_steps = []
+    for i in (0, 3):  # the same two batches, as the benchmark ran them
+        part = x[i : i + 3]
+        result = method.attribute_with_diagnostics(part, segments=segment.grid(part, cell=4))
+        result_steps.append(result)
+    steps = torch.cat([r.steps for r in result_steps]).double()
+    converged = torch.cat([r.converged for r in result_steps])
+    assert rows[0]["mean steps"] == pytest.approx(float(steps.mean()))
+    assert rows[0]["median steps"] == pytest.approx(float(steps.median()))
+    assert rows[0]["share at the limit"] == pytest.approx(float((~converged).double().mean()))
+    assert rows[0]["IoU"] == 1.0  # the bright cell is found
+    grad_rows, _ = run_detection(found, [MethodSpec("plain", _ShowSegments(SpotPosterior(
+        (4, 12))), lambda x: segment.grid(x, cell=4))], log=lambda _: None)
+    assert "mean steps" not in grad_rows[0]  # only a method that optimises has steps
