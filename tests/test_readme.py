@@ -76,11 +76,10 @@ def test_the_readme_quotes_its_file_exactly(source, rows, line):
 
 def test_every_registered_method_is_in_the_readme_method_table():
     """A method added to the registry is documented where users look for methods."""
+    from tests._models import tiny_cnn_members
     from uattr.experiments.registry import ROWS
     from uattr.experiments.settings import MethodSettings
     from uattr.uq import as_posterior
-
-    from tests._models import tiny_cnn_members
 
     text = (ROOT / "README.md").read_text()
     table = text[text.index("| family | methods (`uattr.attribution`)"):]

@@ -149,3 +149,19 @@ def test_bad_wrapper_arguments_are_rejected(kwargs, match):
 def test_empty_ensemble_is_rejected():
     with pytest.raises(ValueError, match="at least one"):
         Ensemble([])
+
+
+def test_a_single_sample_is_that_sample_of_the_posterior():
+    from tests._models import tiny_posteriors
+    from uattr.uq import SingleSample
+
+    x = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    posteriors = tiny_posteriors()
+    # a posterior without sample_probs: the slice of its full forward
+    posteriors["callable"] = as_posterior(lambda z: posteriors["ensemble"].logits(z))
+    for kind, posterior in posteriors.items():
+        full = posterior(x)  # [B, S, C]
+        for s in range(full.shape[1]):
+            alone = SingleSample(posterior, s)(x)
+            assert alone.shape == (3, 1, full.shape[2]), kind
+            torch.testing.assert_close(alone, full[:, s : s + 1], rtol=1e-5, atol=1e-7)

@@ -28,6 +28,7 @@ __all__ = [
     "UNCERTAINTY_KINDS",
     "Ensemble",
     "Posterior",
+    "SingleSample",
     "as_posterior",
     "check_images",
     "check_probs",
@@ -166,12 +167,33 @@ def uncertainty(probs: Tensor, kind: UncertaintySpec = "total") -> Tensor:
 
 # -------------------------------------------------------------------------- posteriors
 class Posterior(nn.Module):
-    """Base class: ``forward(x [B, C, H, W]) -> probabilities [B, S, C]``."""
+    """Base class: ``forward(x [B, C, H, W]) -> probabilities [B, S, C]``.
+
+    A posterior whose samples can run alone (an ensemble's members, a sampled posterior's
+    frozen networks) also has ``sample_probs(x, s) -> [B, C]``, what ``forward`` gives as
+    ``P[:, s]`` for the cost of one sample: :class:`SingleSample` uses it."""
 
     num_samples: int
 
     def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class SingleSample(Posterior):
+    """Sample ``s`` of ``posterior`` as a posterior of its own: ``x -> P[:, s:s+1]``
+    ``[B, 1, C]``, so that any attribution method explains one sample's output. Runs
+    that sample alone where the posterior can (``sample_probs``), else slices the full
+    forward."""
+
+    def __init__(self, posterior: Callable[[Tensor], Tensor], s: int) -> None:
+        super().__init__()
+        self.posterior, self.s, self.num_samples = posterior, s, 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        alone = getattr(self.posterior, "sample_probs", None)
+        if alone is not None:
+            return alone(x, self.s)[:, None]
+        return self.posterior(x)[:, self.s : self.s + 1]
 
 
 def _to_probs(out: Tensor, output: OutputKind, source: str) -> Tensor:
@@ -224,6 +246,15 @@ class Ensemble(Posterior):
 
     def forward(self, x: Tensor) -> Tensor:
         return _to_probs(self._outputs(x), self.output, "the ensemble's members")
+
+    def sample_probs(self, x: Tensor, s: int) -> Tensor:
+        """Member ``s``'s probabilities ``[B, C]``, running that member alone."""
+        out = self.members[s](x)
+        if out.ndim != 2 or out.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"members[{s}] must return [B, C] = [{x.shape[0]}, C], got {tuple(out.shape)}"
+            )
+        return _to_probs(out, self.output, f"members[{s}]")
 
     def logits(self, x: Tensor) -> Tensor:
         """The members' logits ``[B, S, C]`` (for methods that explain logits)."""

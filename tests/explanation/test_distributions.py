@@ -7,9 +7,10 @@ from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 from torch import nn
 
 from tests._models import tiny_posteriors
-from uattr import LIME, ExplanationUncertainty, segment
+from uattr import LIME, ExplanationUncertainty, IntegratedGradients, segment
 from uattr.explanation import explanation_statistics, mean_cv
 from uattr.metrics import deletion_insertion
+from uattr.uq import SingleSample
 
 X = torch.rand(4, 1, 12, 12, generator=torch.Generator().manual_seed(5))
 
@@ -65,14 +66,18 @@ def test_guided_backprop_of_each_sample_is_captums(kind):
 
 def test_integrated_gradients_of_each_sample_are_complete():
     posterior = tiny_posteriors()["mc-dropout"]
-    explainer = ExplanationUncertainty(posterior, "integrated gradients", ig_steps=200)
-    targets = explainer.targets(X)
-    raw = explainer._integrated_gradients(X, targets)  # [B, S, C, H, W], signed
+    result = ExplanationUncertainty(posterior, "integrated gradients", ig_steps=200).explain(X)
+    targets = result.targets  # [B, S]
     scores = lambda z: posterior(z).gather(2, targets[..., None])[..., 0]  # noqa: E731
-    # Σ_pixels IG_s = f_s(x) - f_s(black), for every image and sample
-    torch.testing.assert_close(raw.sum((2, 3, 4)),
-                               (scores(X) - scores(torch.zeros_like(X))).detach(),
-                               atol=2e-4, rtol=1e-3)
+    gaps = (scores(X) - scores(torch.zeros_like(X))).detach()  # [B, S]
+    for s in range(targets.shape[1]):
+        # sample s alone, its class score (rows: whole copies of the batch of 4)
+        score = lambda p, t=targets[:, s]: p[:, 0].gather(1, t.repeat(len(p) // 4)[:, None])[:, 0]  # noqa: E731
+        signed = IntegratedGradients(SingleSample(posterior, s), score, n_steps=200,
+                                     reference=0.0, rule="riemann_middle").attribute_signed(X)
+        # Σ_pixels IG_s = f_s(x) - f_s(black), for every image
+        torch.testing.assert_close(signed.sum((1, 2, 3)), gaps[:, s], atol=2e-4, rtol=1e-3)
+        torch.testing.assert_close(result.maps[:, s], signed.abs().mean(1))
 
 
 def test_lime_of_each_sample_is_lime_of_that_samples_score():

@@ -18,7 +18,11 @@ from ..ops.rng import draw_normal, make_generators
 from ..uq import Posterior, UncertaintySpec
 from .base import UncertaintyAttribution
 
-__all__ = ["BlurIG", "Grad", "GuidedBackprop", "IntegratedGradients", "SmoothGrad"]
+__all__ = ["IG_RULES", "BlurIG", "Grad", "GuidedBackprop", "IntegratedGradients", "SmoothGrad"]
+
+# Captum's quadrature rules for Integrated Gradients
+IG_RULES = ("gausslegendre", "riemann_middle", "riemann_left", "riemann_right",
+            "riemann_trapezoid")
 
 
 def input_gradients(
@@ -52,11 +56,12 @@ class Grad(UncertaintyAttribution):
 class IntegratedGradients(UncertaintyAttribution):
     """Integrated Gradients of U from a reference image to x (papers/001 A.2).
 
-    ``(x - x₀) ⊙ ∫₀¹ ∂U/∂x(x₀ + α(x - x₀)) dα`` with Captum's Gauss-Legendre rule and
-    ``n_steps`` points; the reference ``x₀`` is a white image by default (the papers'
-    setting). Completeness: the map summed over pixels and channels is
-    ``U(x) - U(x₀)`` up to the quadrature error. The map is the channel mean of the
-    signed attributions' absolute values, so that a region counts whichever way it pushes.
+    ``(x - x₀) ⊙ ∫₀¹ ∂U/∂x(x₀ + α(x - x₀)) dα`` with ``n_steps`` points of Captum's
+    ``rule`` (Gauss-Legendre by default; ``"riemann_middle"`` is the midpoint rule); the
+    reference ``x₀`` is a white image by default (the papers' setting). Completeness: the
+    map summed over pixels and channels is ``U(x) - U(x₀)`` up to the quadrature error.
+    The map is the channel mean of the signed attributions' absolute values, so that a
+    region counts whichever way it pushes.
 
     ``internal_batch_size`` bounds how many images go through the posterior at once
     (``n_steps × B`` in all).
@@ -71,13 +76,16 @@ class IntegratedGradients(UncertaintyAttribution):
         *,
         n_steps: int = 100,
         reference: float = 1.0,
+        rule: str = "gausslegendre",
         internal_batch_size: int = 1000,
     ) -> None:
         super().__init__(posterior, uncertainty)
         check_positive_ints(n_steps=n_steps)
         if not 0.0 <= reference <= 1.0:
             raise ValueError(f"reference must be an intensity in [0, 1], got {reference}")
-        self.n_steps, self.reference = n_steps, reference
+        if rule not in IG_RULES:
+            raise ValueError(f"rule must be one of {IG_RULES}, got {rule!r}")
+        self.n_steps, self.reference, self.rule = n_steps, reference, rule
         self.internal_batch_size = internal_batch_size
 
     def attribute_signed(self, x: Tensor) -> Tensor:
@@ -85,7 +93,7 @@ class IntegratedGradients(UncertaintyAttribution):
         x = self._check(x).detach()
         return CaptumIG(self.uncertainty_of).attribute(
             x, baselines=torch.full_like(x, self.reference), n_steps=self.n_steps,
-            internal_batch_size=self.internal_batch_size)
+            method=self.rule, internal_batch_size=self.internal_batch_size)
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``|IG|`` averaged over channels, ``[B, H, W]``; ``segments`` is ignored."""

@@ -17,7 +17,7 @@ from ..ops.checks import check_positive, check_positive_ints
 from ..ops.perturb import blurred_reference
 from ..ops.rng import draw_uniform, make_generators
 from ..ops.segment import check_segments, pixels, quickshift, segment_slots
-from ..ops.surrogate import lime_kernel, lime_masks, weighted_ridge
+from ..ops.surrogate import lime_fit, lime_masks
 from ..uq import Posterior, UncertaintySpec
 from .base import UncertaintyAttribution
 
@@ -154,8 +154,9 @@ def blurred_versions(
     masks: Tensor,
     images_per_eval: int = 2000,
 ) -> Tensor:
-    """``U(x')`` ``[B, n]`` where ``x'`` blurs the segments that ``masks [B, n, K]`` mark 1,
-    in chunks of about ``images_per_eval`` images."""
+    """``U(x')`` ``[B, n, ...]`` (whatever ``uncertainty_of`` returns per image) where
+    ``x'`` blurs the segments that ``masks [B, n, K]`` mark 1, in chunks of about
+    ``images_per_eval`` images."""
     batch, n, _ = masks.shape
     blurred = blurred_reference(x)
     flat_segments = segments.flatten(1)  # [B, H·W]
@@ -166,8 +167,9 @@ def blurred_versions(
         painted = chunk.gather(2, flat_segments[:, None, :].expand(-1, chunk.shape[1], -1))
         painted = painted.view(batch, chunk.shape[1], 1, *x.shape[-2:])  # [B, m, 1, H, W]
         perturbed = torch.where(painted > 0, blurred[:, None], x[:, None])
-        values.append(uncertainty_of(perturbed.flatten(0, 1)).view(batch, -1))
-    return torch.cat(values, 1)  # [B, n]
+        outputs = uncertainty_of(perturbed.flatten(0, 1))  # [B·m, ...]
+        values.append(outputs.view(batch, chunk.shape[1], *outputs.shape[1:]))
+    return torch.cat(values, 1)  # [B, n, ...]
 
 
 class LIME(UncertaintyAttribution):
@@ -214,11 +216,29 @@ class LIME(UncertaintyAttribution):
         x = self._check(x).detach()
         batch, _, height, width = x.shape
         segments = check_segments(quickshift(x) if segments is None else segments, x)
-        generators = make_generators(generator, self.seed, batch, x.device)
-        kept, valid = lime_masks(segments, self.n_samples, generators, x.dtype)
-        values = blurred_versions(self.uncertainty_of, x, segments, valid[:, None, :] - kept,
-                                  self.perturbations_per_eval)  # [B, n]
-        weights = lime_kernel(kept, valid, self.kernel_width)
-        coefficients = weighted_ridge(kept.double(), values.double(), weights.double(),
-                                       self.ridge, valid.double()).to(x.dtype)  # [B, K]
+        kept, valid, values = self.perturbed_outputs(x, segments, self.uncertainty_of,
+                                                     generator)  # values [B, n]
+        coefficients = self.fit(kept, valid, values[..., None])[:, 0]  # [B, K]
         return coefficients.gather(1, segments.flatten(1)).view(batch, height, width)
+
+    def perturbed_outputs(
+        self,
+        x: Tensor,
+        segments: Tensor,
+        outputs_of: Callable[[Tensor], Tensor],
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """LIME's masks ``kept [B, n, K]``, ``valid [B, K]`` and ``outputs_of(x')``
+        ``[B, n, ...]`` of every perturbed image (dropped segments blurred): the
+        uncertainty for :meth:`attribute`, any output for a caller that explains
+        several at once (each posterior sample's class score, papers/004)."""
+        generators = make_generators(generator, self.seed, x.shape[0], x.device)
+        kept, valid = lime_masks(segments, self.n_samples, generators, x.dtype)
+        values = blurred_versions(outputs_of, x, segments, valid[:, None, :] - kept,
+                                  self.perturbations_per_eval)
+        return kept, valid, values
+
+    def fit(self, kept: Tensor, valid: Tensor, values: Tensor) -> Tensor:
+        """The weighted ridge of each of ``values [B, n, R]`` on the masks: ``[B, R, K]``
+        (one fit per image and output, with this method's kernel width and ridge)."""
+        return lime_fit(kept, valid, values, self.kernel_width, self.ridge)

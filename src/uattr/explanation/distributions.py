@@ -14,8 +14,14 @@ instead of dividing by (nearly) nothing.
 
 The target of sample ``s`` is, by ``target=``: ``"sample"`` its own predicted class (the
 papers' choice), ``"mean"`` the class of the mean prediction, ``"label"`` given labels.
-Everything is batched: one forward pass of the posterior gives all S scores, and the S
-vector-Jacobian products run as one batched backward (``is_grads_batched``).
+
+The explanations are the library's own methods (:class:`~uattr.GuidedBackprop`,
+:class:`~uattr.IntegratedGradients` with the midpoint rule from a black image,
+:class:`~uattr.LIME`), given sample ``s`` as a posterior of one sample
+(:class:`~uattr.uq.SingleSample`, which runs that sample alone where the posterior can)
+and its class score as the quantity to explain. Each is batched over the images; the
+gradient methods run once per sample, LIME once for all samples (every perturbed image
+goes through the posterior once, and each sample gets its own ridge fit).
 """
 
 from __future__ import annotations
@@ -26,12 +32,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..attribution.gradient import GuidedBackprop, IntegratedGradients
+from ..attribution.perturbation import LIME
 from ..ops.checks import check_positive_ints
-from ..ops.perturb import blurred_reference
-from ..ops.rng import make_generators
 from ..ops.segment import check_segments, quickshift
-from ..ops.surrogate import lime_kernel, lime_masks, weighted_ridge
-from ..uq import check_images
+from ..uq import SingleSample, check_images
 
 __all__ = [
     "EXPLAINERS",
@@ -40,7 +45,6 @@ __all__ = [
     "ExplanationUncertainty",
     "explanation_statistics",
     "mean_cv",
-    "per_output_gradients",
 ]
 
 EXPLAINERS = ("guided backprop", "integrated gradients", "lime")
@@ -90,54 +94,21 @@ def explanation_statistics(maps: Tensor, eps: float = 1e-6) -> tuple[Tensor, Ten
     return mean, std, cv
 
 
-def per_output_gradients(outputs: Tensor, inputs: Tensor) -> Tensor:
-    """The gradient of each column of ``outputs [N, S]`` (row n a function of input row n)
-    with respect to ``inputs [N, ...]``: ``[S, N, ...]``, from one batched backward
-    (S one-hot cotangents through ``is_grads_batched``)."""
-    samples = outputs.shape[1]
-    eye = torch.eye(samples, dtype=outputs.dtype, device=outputs.device)
-    cotangents = eye[:, None, :].expand(samples, outputs.shape[0], samples)  # [S, N, S]
-    (grads,) = torch.autograd.grad(outputs, inputs, grad_outputs=cotangents,
-                                   is_grads_batched=True)
-    return grads
+class _ClassScore:
+    """``P [k·B, 1, C] -> P[:, 0, t] [k·B]``: one sample's probability of the classes
+    ``targets [B]``. The rows may hold k copies of the batch, copy-major, each scored
+    against the same targets: how Captum's Integrated Gradients batches the points of
+    its path (whole copies of the batch per internal batch)."""
 
+    def __init__(self, targets: Tensor) -> None:
+        self.targets = targets
 
-class _GuidedReLU(torch.autograd.Function):
-    """ReLU whose backward passes only positive gradients where the input was positive."""
-
-    generate_vmap_rule = True  # so that batched cotangents (vmap) go through it
-
-    @staticmethod
-    def forward(x: Tensor) -> Tensor:
-        return x.clamp_min(0)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(inputs[0])
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        return grad.clamp_min(0) * (x > 0)
-
-
-class _Guided:
-    """Inside it, every ``nn.ReLU`` of ``module`` backpropagates like Guided Backprop."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.relus = [m for m in module.modules() if isinstance(m, nn.ReLU)]
-        if not self.relus:
-            raise ValueError("Guided Backprop needs nn.ReLU modules in the posterior's "
-                             "networks (F.relu calls cannot be guided)")
-
-    def __enter__(self) -> _Guided:
-        self.hooks = [relu.register_forward_hook(
-            lambda _m, inputs, _out: _GuidedReLU.apply(inputs[0])) for relu in self.relus]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for hook in self.hooks:
-            hook.remove()
+    def __call__(self, probs: Tensor) -> Tensor:
+        copies, rest = divmod(probs.shape[0], self.targets.shape[0])
+        if rest:
+            raise ValueError(f"probs must hold whole copies of the batch of "
+                             f"{self.targets.shape[0]}, got {probs.shape[0]} rows")
+        return probs[:, 0].gather(1, self.targets.repeat(copies)[:, None])[:, 0]
 
 
 class ExplanationUncertainty:
@@ -174,6 +145,10 @@ class ExplanationUncertainty:
         if method == "guided backprop" and not isinstance(posterior, nn.Module):
             raise ValueError("posterior must be an nn.Module for Guided Backprop (its ReLU "
                              "layers are hooked); wrap the members with uattr.as_posterior")
+        if method == "guided backprop" and not any(isinstance(m, nn.ReLU)
+                                                   for m in posterior.modules()):
+            raise ValueError("Guided Backprop needs nn.ReLU modules in the posterior's "
+                             "networks (F.relu calls cannot be guided)")
         self.posterior, self.method, self.target = posterior, method, target
         self.ig_steps, self.lime_samples, self.seed, self.eps = ig_steps, lime_samples, seed, eps
 
@@ -191,62 +166,33 @@ class ExplanationUncertainty:
                              f"target='label', got {None if labels is None else labels.shape}")
         return labels.to(x.device).long()[:, None].expand(batch, samples)
 
-    def _scores(self, x: Tensor, targets: Tensor) -> Tensor:
-        """``f_s(x) = P[b, s, t_bs]`` ``[B, S]``; ``x`` may hold ``k`` copies of the batch
-        (``[k·B, ...]``, copy-major), each scored against the same targets."""
-        probs = self.posterior(x)  # [k·B, S, C]
-        repeat = x.shape[0] // targets.shape[0]
-        return probs.gather(2, targets.repeat(repeat, 1)[..., None])[..., 0]  # [k·B, S]
+    def _gradient_maps(self, x: Tensor, targets: Tensor) -> Tensor:
+        """``|E_s|`` ``[B, S, H, W]`` of Guided Backprop or Integrated Gradients, one
+        sample at a time, each batched over the images."""
+        maps = []
+        for s in range(targets.shape[1]):
+            sample, score = SingleSample(self.posterior, s), _ClassScore(targets[:, s])
+            if self.method == "guided backprop":
+                explainer = GuidedBackprop(sample, score)
+            else:
+                explainer = IntegratedGradients(sample, score, n_steps=self.ig_steps,
+                                                reference=0.0, rule="riemann_middle")
+            maps.append(explainer.attribute(x))  # [B, H, W]
+        return torch.stack(maps, 1)
 
-    def _per_sample_gradients(self, x: Tensor, targets: Tensor) -> Tensor:
-        """``∂f_s/∂x`` for every sample: ``[S, k·B, C, H, W]``."""
-        x = x.detach().requires_grad_()
-        return per_output_gradients(self._scores(x, targets), x)
-
-    def _guided_backprop(self, x: Tensor, targets: Tensor) -> Tensor:
-        with _Guided(self.posterior):
-            grads = self._per_sample_gradients(x, targets)  # [S, B, C, H, W]
-        return grads.transpose(0, 1)  # [B, S, C, H, W]
-
-    def _integrated_gradients(self, x: Tensor, targets: Tensor) -> Tensor:
-        # midpoint rule on the straight path from black: Σ_k ∇f(α_k x) · x / K
-        alphas = (torch.arange(self.ig_steps, dtype=x.dtype, device=x.device) + 0.5) \
-            / self.ig_steps
-        path = (alphas.view(-1, 1, 1, 1, 1) * x).flatten(0, 1)  # [K·B, C, H, W]
-        grads = self._per_sample_gradients(path, targets)  # [S, K·B, C, H, W]
-        grads = grads.view(grads.shape[0], self.ig_steps, *x.shape).mean(1)  # [S, B, ...]
-        return (grads * x).transpose(0, 1)  # [B, S, C, H, W]
-
-    @torch.no_grad()
-    def _lime(self, x: Tensor, targets: Tensor, segments: Tensor,
-              generator: torch.Generator | Sequence[torch.Generator] | None) -> Tensor:
+    def _lime_maps(self, x: Tensor, targets: Tensor, segments: Tensor,
+                   generator: torch.Generator | Sequence[torch.Generator] | None) -> Tensor:
+        """``|E_s|`` ``[B, S, H, W]`` of LIME: the same masks and perturbed images for
+        every sample, one ridge fit per image and sample."""
         batch, _, height, width = x.shape
-        n = self.lime_samples
-        generators = make_generators(generator, self.seed, batch, x.device)
-        kept, valid = lime_masks(segments, n, generators, x.dtype)  # [B, n, K], [B, K]
-        painted = kept.gather(2, segments.flatten(1)[:, None, :].expand(-1, n, -1))
-        painted = painted.view(batch, n, 1, height, width)  # [B, n, 1, H, W]
-        blurred = blurred_reference(x)
-        scores = []
-        step = max(1, 2000 // batch)
-        for i in range(0, n, step):
-            chunk = torch.where(painted[:, i : i + step] > 0, x[:, None],
-                                blurred[:, None])  # [B, m, C, H, W]
-            m = chunk.shape[1]
-            probs = self.posterior(chunk.flatten(0, 1)).view(batch, m, *targets.shape[1:], -1)
-            scores.append(probs.gather(3, targets[:, None, :, None].expand(-1, m, -1, 1))
-                          [..., 0])  # [B, m, S]
-        scores = torch.cat(scores, 1)  # [B, n, S]
-        samples = scores.shape[2]
-        weights = lime_kernel(kept, valid)  # [B, n]
-        # one ridge per (image, sample): the samples share the design, so fold them into B
-        design = kept.repeat_interleave(samples, 0).double()  # [B·S, n, K]
-        coefficients = weighted_ridge(
-            design, scores.permute(0, 2, 1).flatten(0, 1).double(),
-            weights.repeat_interleave(samples, 0).double(), 1.0,
-            valid.repeat_interleave(samples, 0).double()).to(x.dtype)  # [B·S, K]
-        flat = segments.flatten(1).repeat_interleave(samples, 0)  # [B·S, H·W]
-        return coefficients.gather(1, flat).view(batch, samples, 1, height, width)
+        lime = LIME(self.posterior, n_samples=self.lime_samples, seed=self.seed)
+        kept, valid, probs = lime.perturbed_outputs(x, segments, self.posterior,
+                                                    generator)  # probs [B, n, S, C]
+        n, samples = probs.shape[1], probs.shape[2]
+        scores = probs.gather(3, targets[:, None, :, None].expand(-1, n, -1, 1))[..., 0]
+        coefficients = lime.fit(kept, valid, scores)  # [B, S, K]
+        flat = segments.flatten(1)[:, None, :].expand(-1, samples, -1)  # [B, S, H·W]
+        return coefficients.gather(2, flat).view(batch, samples, height, width).abs()
 
     def explain(
         self,
@@ -259,13 +205,11 @@ class ExplanationUncertainty:
         """The explanation distribution of each image of ``x [B, C, H, W]``."""
         x = check_images(x, "x").detach()
         targets = self.targets(x, labels)  # [B, S]
-        if self.method == "guided backprop":
-            raw = self._guided_backprop(x, targets)
-        elif self.method == "integrated gradients":
-            raw = self._integrated_gradients(x, targets)
-        else:
+        if self.method == "lime":
             segments = check_segments(quickshift(x) if segments is None else segments, x)
-            raw = self._lime(x, targets, segments, generator)
-        maps = raw.abs().mean(2).detach()  # [B, S, H, W]
+            maps = self._lime_maps(x, targets, segments, generator)
+        else:
+            maps = self._gradient_maps(x, targets)
+        maps = maps.detach()  # [B, S, H, W]
         mean, std, cv = explanation_statistics(maps, self.eps)
         return ExplanationDistribution(maps, targets, mean, std, cv)

@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from captum.attr import IntegratedGradients
 from torch import Tensor
 
 from ..ops.checks import check_positive_ints
-from ..ops.surrogate import lime_kernel, weighted_ridge
-from .distributions import explanation_statistics, per_output_gradients
+from ..ops.surrogate import lime_fit
+from .distributions import explanation_statistics
 
 __all__ = ["FeatureExplanation", "explain_features", "predictive_variance"]
 
@@ -65,14 +66,12 @@ def explain_features(
     """Explain each posterior sample's predicted mean ``μ_s(x)`` for rows ``x [B, F]``.
 
     ``outputs_of(x) -> [B, S, 2]`` (a sampled posterior's ``logits``, an ensemble's
-    stacked outputs). Integrated Gradients: midpoint rule with ``steps`` from
-    ``baseline`` (default zeros), so that ``Σ_f IG_s,f = μ_s(x) - μ_s(baseline)``;
-    the S samples' gradients come from one batched backward. LIME: ``lime_samples``
-    binomial masks per row (kept with probability 1/2; a dropped feature takes the
-    baseline's value), LIME's kernel on the cosine distance, a weighted ridge per row and
-    sample.
+    stacked outputs). Integrated Gradients (Captum's, the midpoint rule) with ``steps``
+    from ``baseline`` (default zeros), so that ``Σ_f IG_s,f = μ_s(x) - μ_s(baseline)``,
+    one sample at a time. LIME: ``lime_samples`` binomial masks per row (kept with
+    probability 1/2; a dropped feature takes the baseline's value), LIME's kernel on the
+    cosine distance, a weighted ridge per row and sample.
     """
-
     if x.ndim != 2 or not torch.isfinite(x).all():
         raise ValueError(f"x must be a finite tensor [B, F], got shape {tuple(x.shape)}")
     if method not in ("integrated gradients", "lime"):
@@ -81,13 +80,13 @@ def explain_features(
     baseline = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
     batch, features = x.shape
     if method == "integrated gradients":
-        alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps  # [K]
-        path = (baseline + alphas.view(-1, 1, 1) * (x - baseline)).flatten(0, 1)
-        path = path.detach().requires_grad_()  # [K·B, F]
-        grads = per_output_gradients(outputs_of(path)[..., 0], path)  # [S, K·B, F]
-        samples = grads.shape[0]
-        grads = grads.view(samples, steps, batch, features).mean(1)  # [S, B, F]
-        attributions = (grads * (x - baseline)).transpose(0, 1)  # [B, S, F]
+        x = x.detach()
+        means_of = lambda rows: outputs_of(rows)[..., 0]  # noqa: E731  [B, S]
+        samples = means_of(x[:1]).shape[1]
+        ig = IntegratedGradients(means_of)
+        attributions = torch.stack(  # the midpoint rule, one sample's mean at a time
+            [ig.attribute(x, baselines=baseline, target=s, n_steps=steps,
+                          method="riemann_middle") for s in range(samples)], 1)  # [B, S, F]
     else:
         generator = torch.Generator().manual_seed(seed)
         kept = (torch.rand(batch, lime_samples, features, generator=generator) < 0.5)
@@ -96,15 +95,8 @@ def explain_features(
         rows = torch.where(kept > 0, x[:, None], baseline[:, None])  # [B, n, F]
         with torch.no_grad():
             means = outputs_of(rows.flatten(0, 1))[..., 0].view(batch, lime_samples, -1)
-        samples = means.shape[2]
-        ones = torch.ones(batch, features, dtype=x.dtype)
-        weights = lime_kernel(kept, ones)  # [B, n]
-        attributions = weighted_ridge(
-            kept.repeat_interleave(samples, 0).double(),
-            means.permute(0, 2, 1).flatten(0, 1).double(),
-            weights.repeat_interleave(samples, 0).double(), 1.0,
-            ones.repeat_interleave(samples, 0).double()).view(batch, samples, features)
-        attributions = attributions.to(x.dtype)
+        attributions = lime_fit(kept, torch.ones(batch, features, dtype=x.dtype),
+                                means)  # [B, S, F]
     magnitudes = attributions.detach().abs()[..., None]  # [B, S, F, 1]: "images" of F×1
     mean, std, cv = (t[..., 0] for t in explanation_statistics(magnitudes, eps))
     return FeatureExplanation(attributions.detach(), mean, std, cv)

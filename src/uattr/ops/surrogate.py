@@ -15,7 +15,7 @@ from torch import Tensor
 from .rng import draw_uniform
 from .segment import segment_slots
 
-__all__ = ["lime_kernel", "lime_masks", "weighted_ridge"]
+__all__ = ["lime_fit", "lime_kernel", "lime_masks", "weighted_ridge"]
 
 
 def lime_masks(segments: Tensor, n: int, generators: Sequence[torch.Generator],
@@ -53,3 +53,19 @@ def weighted_ridge(design: Tensor, target: Tensor, weights: Tensor, alpha: float
     gram = xc.transpose(1, 2) @ xc + alpha * torch.diag_embed(torch.ones_like(valid))
     rhs = (xc.transpose(1, 2) @ yc[..., None])[..., 0]  # [B, K]
     return torch.linalg.solve(gram, rhs) * valid
+
+
+def lime_fit(kept: Tensor, valid: Tensor, values: Tensor, kernel_width: float = 0.25,
+             alpha: float = 1.0) -> Tensor:
+    """LIME's surrogate of each of ``values [B, n, R]`` (R outputs of the n perturbed
+    inputs of each image) on the masks ``kept [B, n, K]``: the kernel-weighted ridge
+    coefficients ``[B, R, K]``, one fit per image and output (the outputs share the
+    image's design), solved in float64."""
+    outputs = values.shape[2]
+    weights = lime_kernel(kept, valid, kernel_width)  # [B, n]
+    coefficients = weighted_ridge(
+        kept.repeat_interleave(outputs, 0).double(),
+        values.permute(0, 2, 1).flatten(0, 1).double(),
+        weights.repeat_interleave(outputs, 0).double(), alpha,
+        valid.repeat_interleave(outputs, 0).double())  # [B·R, K]
+    return coefficients.to(kept.dtype).view(kept.shape[0], outputs, -1)

@@ -80,6 +80,13 @@ class SampledPosterior(Posterior):
     def forward(self, x: Tensor) -> Tensor:
         return self.logits(x).softmax(-1)
 
+    def sample_probs(self, x: Tensor, s: int) -> Tensor:
+        """Sample ``s``'s probabilities ``[B, C]``: that network alone when the noise is
+        frozen (the same as ``forward(x)[:, s]``), else a fresh draw of all S."""
+        if not self.freeze:
+            return self(x)[:, s]
+        return self._sample(s, x).softmax(-1)
+
     def extra_repr(self) -> str:
         return f"samples={self.num_samples}, seed={self.seed}, freeze={self.freeze}"
 

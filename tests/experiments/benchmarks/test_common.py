@@ -15,7 +15,7 @@ from uattr.uq import as_posterior
 
 # a valid other value for the settings whose default is None or a word
 _OTHER = {"n_perturbations": 50, "sigma_max": 3.0, "tau2": 0.5, "window": 4, "stride": 2,
-          "path": "gradient", "uncertainty": "epistemic"}
+          "path": "gradient", "uncertainty": "epistemic", "rule": "riemann_middle"}
 
 
 def _other(name: str, value: object) -> object:
