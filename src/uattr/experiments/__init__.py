@@ -1,7 +1,8 @@
-"""The papers' experiments: the benchmarks (:mod:`.benchmarks`), the studies of the
-optimization-based method (:mod:`.studies`), the methods they compare
-(:mod:`.registry`), their settings (:mod:`.settings`), the jobs that run them and write
-the report (:mod:`.jobs`), and resumable run folders (:mod:`.runs`)."""
+"""The papers' experiments: the benchmarks (:mod:`.benchmarks`, each its library function
+and its job), the studies of the optimization-based method (:mod:`.studies`), the
+methods they compare (:mod:`.registry`), their settings (:mod:`.settings`), what a job
+works with and the report it writes (:mod:`.job`), and resumable run folders
+(:mod:`.runs`)."""
 
 from .job import Job, open_job
 from .settings import DataSettings, MethodSettings, PosteriorSettings, Settings
