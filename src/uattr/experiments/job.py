@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..uq import Ensemble
 from ..zoo import data
 from ..zoo.models import TrainConfig, load_or_train_ensemble, load_or_train_sampled
+from .benchmarks.common import most_uncertain
 from .runs import RunFolder, markdown_table
 from .settings import Settings
 
-__all__ = ["Job", "Section", "choose_methods", "load_ensemble", "load_sampled", "log",
-           "open_job", "print_table", "write_report"]
+__all__ = ["Job", "Section", "choose_methods", "evaluated_images", "load_ensemble",
+           "load_sampled", "log", "open_job", "print_table", "write_report"]
 
 
 def log(message: str) -> None:
@@ -94,6 +95,14 @@ def open_job(settings: Settings, folder: str | Path) -> Job:
     torch.manual_seed(settings.method.seed)
     posterior, info = load_ensemble(settings)
     return Job(settings, posterior, info, RunFolder(folder), start)
+
+
+def evaluated_images(job: Job, n: int, kind: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images, indices, U)``: the ``n`` images of the job's split with the highest
+    uncertainty of ``kind`` under its ensemble, most uncertain first."""
+    where = job.settings.data
+    split = data.load(where.dataset, where.split, root=where.data_dir)
+    return most_uncertain(job.posterior, split, n, kind=kind, device=job.settings.device)
 
 
 def choose_methods(available: dict, names: list[str] | None, what: str) -> list:

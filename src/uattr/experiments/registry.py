@@ -45,16 +45,20 @@ class Row:
     (``None``: the method's own unit, pixels or windows; ``"slic"`` with the settings'
     segments and compactness; any other name of :data:`uattr.segment.SEGMENTERS`).
 
-    ``family`` groups it as papers/000 §4.1 does (``None`` for an oracle row);
+    ``family`` groups it as papers/000 §4.1 does (an oracle row counts in no family);
     ``pixel_level``: it is also a row of the faithfulness and blurring tests, which need
-    pixel-level maps (papers/001 A.3); ``oracle``: the true patch is one more segment."""
+    pixel-level maps (papers/001 A.3). A row named ``oracle: …`` is an oracle row: the
+    true patch is one more segment."""
 
     name: str
-    family: str | None
+    family: str
     build: Callable[[Posterior, MethodSettings], UncertaintyAttribution]
     segments: str | None = None
     pixel_level: bool = False
-    oracle: bool = False
+
+    @property
+    def oracle(self) -> bool:
+        return self.name.startswith(ORACLE)
 
 
 def optimization(posterior: Posterior, settings: MethodSettings,
@@ -95,9 +99,9 @@ ROWS = (
     Row("kernelshap (slic)", "perturbation", _seeded(KernelSHAP), "slic"),
     Row("lime", "perturbation", _seeded(LIME), "quickshift"),
     Row("lime (pixels)", "perturbation", _seeded(LIME), "pixels", pixel_level=True),
-    Row(f"{ORACLE}optimization (slic + true patch)", None, optimization, "slic", oracle=True),
-    Row(f"{ORACLE}kernelshap (slic + true patch)", None, _seeded(KernelSHAP), "slic",
-        oracle=True),
+    Row(f"{ORACLE}optimization (slic + true patch)", "optimization", optimization, "slic"),
+    Row(f"{ORACLE}kernelshap (slic + true patch)", "perturbation", _seeded(KernelSHAP),
+        "slic"),
 )
 
 # The rows of the detection table, in its order.
@@ -108,8 +112,8 @@ DETECTION_ROWS = tuple(row.name for row in ROWS)
 PIXEL_METHODS = tuple(row.name for row in ROWS if row.pixel_level)
 
 # The papers' grouping of the methods (papers/000 §4.1).
-FAMILIES = {family: tuple(row.name for row in ROWS if row.family == family)
-            for family in dict.fromkeys(row.family for row in ROWS if row.family)}
+FAMILIES = {family: tuple(row.name for row in ROWS if row.family == family and not row.oracle)
+            for family in dict.fromkeys(row.family for row in ROWS)}
 
 
 def family_means(rows: list[dict], columns: tuple[str, ...]) -> list[dict]:

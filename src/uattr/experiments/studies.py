@@ -19,11 +19,9 @@ from __future__ import annotations
 import dataclasses
 
 from .. import viz
-from ..uq import uncertainty
-from ..zoo.data import load
-from .benchmarks.common import MethodSpec, most_uncertain
-from .benchmarks.detection import detection_images, run_detection
-from .benchmarks.faithfulness import run_faithfulness
+from .benchmarks import detection, faithfulness
+from .benchmarks.common import MethodSpec
+from .benchmarks.detection import detection_images
 from .benchmarks.paper_numbers import (
     ABLATION_DETECTION_C10,
     ABLATION_FAITHFULNESS_C100,
@@ -31,7 +29,7 @@ from .benchmarks.paper_numbers import (
     SENSITIVITY_C10,
     beside,
 )
-from .job import Job, Section, log, print_table
+from .job import Job, Section, evaluated_images, print_table
 from .registry import ORACLE, detection_methods, optimization, segmenter
 
 __all__ = ["ABLATION_PARTS", "LAMBDAS", "TAUS", "ablation", "convergence", "sensitivity"]
@@ -111,9 +109,7 @@ def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Secti
     if "detection" in parts:
         detection_set = detection_images(job, n)
         specs = [_variant(job, *row) for row in _DETECTION_ABLATION]
-        detection_rows, _ = run_detection(detection_set, specs, folder=out,
-                                          batch_size=settings.batch_size,
-                                          device=settings.device, log=log)
+        detection_rows, _ = detection.run_for_job(job, detection_set, specs)
         detection_rows = [{k: row[k] for k in ("method", "IoU", "ADA", "mean steps",
                                                "s/image")}
                           for row in _relabel(detection_rows, specs)]
@@ -122,14 +118,9 @@ def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Secti
         print_table(f"Ablation on detection: {text}", detection_rows)
         tables.append(("ablation on detection", detection_rows))
     if "faithfulness" in parts:
-        split = load(where.dataset, where.split, root=where.data_dir)
-        images, indices, _ = most_uncertain(job.posterior, split, n, kind=method.uncertainty,
-                                            device=settings.device)
+        images, indices, _ = evaluated_images(job, n, method.uncertainty)
         specs = [_variant(job, *row) for row in _FAITHFULNESS_ABLATION]
-        faithful_rows, _ = run_faithfulness(
-            images, specs, lambda x: uncertainty(job.posterior(x), method.uncertainty),
-            folder=out, batch_size=settings.batch_size, device=settings.device,
-            data_key={"split": where.split, "indices": indices.tolist()}, log=log)
+        faithful_rows, _ = faithfulness.run_for_job(job, images, indices, specs)
         faithful_rows = [{k: v for k, v in row.items() if k not in ("forward/image", "n")}
                          for row in _relabel(faithful_rows, specs)]
         faithful_rows = beside(faithful_rows, ABLATION_FAITHFULNESS_C100,
@@ -142,13 +133,11 @@ def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Secti
 
 def sensitivity(job: Job, n: int) -> Section:
     """Detection with slic segments over the grid λ × τ."""
-    settings, out = job.settings, job.out
-    where = settings.data
+    out, where = job.out, job.settings.data
     detection_set = detection_images(job, n)
     specs = [_variant(job, f"λ = {lam:g}, τ = {tau:g}", True, True, True, lam=lam, tau=tau)
              for lam in LAMBDAS for tau in TAUS]
-    rows, _ = run_detection(detection_set, specs, folder=out, batch_size=settings.batch_size,
-                            device=settings.device, log=log)
+    rows, _ = detection.run_for_job(job, detection_set, specs)
     rows = [{k: row[k] for k in ("method", "IoU", "ADA", "s/image")}
             for row in _relabel(rows, specs)]
     rows = beside(rows, SENSITIVITY_C10, ("IoU", "ADA"))
@@ -185,8 +174,7 @@ def convergence(job: Job, n: int) -> Section:
     for mode, segments, gumbel, name in _CONVERGENCE:
         specs.append(_variant(job, name, segments, True, gumbel))
         labels.append((mode, "full method" if gumbel else "without Gumbel"))
-    detected, _ = run_detection(detection_set, specs, folder=out, batch_size=settings.batch_size,
-                                device=settings.device, log=log)
+    detected, _ = detection.run_for_job(job, detection_set, specs)
     rows = []
     for (mode, variant), row in zip(labels, detected, strict=True):
         paper = CONVERGENCE.get((mode, variant))

@@ -24,11 +24,10 @@ from torch import Tensor
 from ... import viz
 from ...metrics import BLUR_CURVE_STEPS, blur_curves, curve_scores
 from ...uq import uncertainty
-from ...zoo import data
-from ..job import Job, Section, choose_methods, log, print_table
+from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
 from ..registry import pixel_methods
 from ..runs import RunFolder
-from .common import MethodSpec, attribute_counted, cached_cell, method_key, most_uncertain
+from .common import MethodSpec, attribute_counted, cached_cell, method_key
 from .paper_numbers import BLUR_TEST_MNIST, beside
 
 __all__ = ["BLUR_TEST_BUDGETS", "benchmark", "run_blur_test"]
@@ -94,9 +93,7 @@ def benchmark(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
     """papers/002 Table 1: URR curves by blurring in attribution order, MURR, AUC-URR."""
     settings, out = job.settings, job.out
     where, method = settings.data, settings.method
-    split = data.load(where.dataset, where.split, root=where.data_dir)
-    images, indices, _ = most_uncertain(job.posterior, split, n, kind=kind,
-                                        device=settings.device)
+    images, indices, _ = evaluated_images(job, n, kind)
     explained = dataclasses.replace(method, uncertainty=kind)
     methods = choose_methods(pixel_methods(job.posterior, explained), names, "the blurring test")
     rows, curves = run_blur_test(

@@ -30,7 +30,7 @@ from .common import MethodSpec, attribute_counted, cached_cell, method_key
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
 __all__ = ["DetectionSet", "benchmark", "build_detection_set", "detection_images",
-           "run_detection", "runtime_rows"]
+           "run_detection", "run_for_job", "runtime_rows"]
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,14 @@ def runtime_rows(rows: list[dict], *, batch_size: int, device: str) -> list[dict
 
 
 # ------------------------------------------------------------ the job of uattr bench/run
+def run_for_job(job: Job, detection_set: DetectionSet,
+                specs: list[MethodSpec]) -> tuple[list[dict], dict[str, Tensor]]:
+    """:func:`run_detection` into the job's run folder, with its batch size and device."""
+    return run_detection(detection_set, specs, folder=job.out,
+                         batch_size=job.settings.batch_size, device=job.settings.device,
+                         log=log)
+
+
 def detection_images(job: Job, n: int) -> DetectionSet:
     """The detection set of ``n`` corrupted images, built once and cached beside the
     ensemble it was built with (it depends on nothing else: a rerun skips 20 000
@@ -168,8 +176,7 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
     where, method = settings.data, settings.method
     detection_set = detection_images(job, n)
     methods = choose_methods(detection_methods(job.posterior, method), names, "detection")
-    rows, maps = run_detection(detection_set, methods, folder=out, batch_size=settings.batch_size,
-                               device=settings.device, log=log)
+    rows, maps = run_for_job(job, detection_set, methods)
     examples = slice(0, min(8, n))
     results = {name: (m[examples], find_box(m[examples], detection_set.patch_size))
                for name, m in maps.items()}

@@ -25,16 +25,15 @@ from tqdm.auto import tqdm
 from ... import viz
 from ...metrics import blur_top_pixels, top_pixel_mask, urr
 from ...uq import uncertainty
-from ...zoo import data
-from ..job import Job, Section, choose_methods, log, print_table
+from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
 from ..registry import family_means, pixel_methods
 from ..runs import RunFolder
-from .common import MethodSpec, attribute_counted, cached_cell, method_key, most_uncertain
+from .common import MethodSpec, attribute_counted, cached_cell, method_key
 from .paper_numbers import FAITHFULNESS_C10, beside
 
 __all__ = ["BLUR_FRACTIONS", "GRADIENT_FRACTIONS", "RefinementResult", "benchmark",
            "refine_by_gradient",
-           "run_faithfulness"]
+           "run_faithfulness", "run_for_job"]
 
 GRADIENT_FRACTIONS = (0.005, 0.01)
 BLUR_FRACTIONS = (0.02, 0.05)
@@ -190,18 +189,25 @@ def run_faithfulness(
 
 
 # ------------------------------------------------------------ the job of uattr bench/run
+def run_for_job(job: Job, images: Tensor, indices: Tensor,
+                specs: list[MethodSpec]) -> tuple[list[dict], dict[str, Tensor]]:
+    """:func:`run_faithfulness` of the job's split's images ``indices`` on the uncertainty
+    its methods explain, into its run folder, with its batch size and device."""
+    settings = job.settings
+    kind = settings.method.uncertainty
+    return run_faithfulness(
+        images, specs, lambda x: uncertainty(job.posterior(x), kind), folder=job.out,
+        batch_size=settings.batch_size, device=settings.device,
+        data_key={"split": settings.data.split, "indices": indices.tolist()}, log=log)
+
+
 def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
     """papers/000 Table 2: refinement of each pixel-level map's top pixels, URR."""
     settings, out = job.settings, job.out
     where, method = settings.data, settings.method
-    split = data.load(where.dataset, where.split, root=where.data_dir)
-    images, indices, u = most_uncertain(job.posterior, split, n, kind=method.uncertainty,
-                                        device=settings.device)
+    images, indices, u = evaluated_images(job, n, method.uncertainty)
     methods = choose_methods(pixel_methods(job.posterior, method), names, "faithfulness")
-    rows, maps = run_faithfulness(
-        images, methods, lambda x: uncertainty(job.posterior(x), method.uncertainty),
-        folder=out, batch_size=settings.batch_size, device=settings.device,
-        data_key={"split": where.split, "indices": indices.tolist()}, log=log)
+    rows, maps = run_for_job(job, images, indices, methods)
     rows = beside(rows, FAITHFULNESS_C10,
                   ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"))
     out.write_table("faithfulness", rows)
