@@ -218,6 +218,32 @@ def test_bench_detection_runs_the_chosen_methods_and_reuses_run_cells(cache, tmp
     assert "unknown ['sam']" in capsys.readouterr().err
 
 
+def test_bench_segmenters_shares_the_detection_cells_and_scores_each_segmenter(cache, tmp_path,
+                                                                             capsys):
+    out = tmp_path / "segmenters"
+    common = [*COMMON, "--cache-dir", cache, "--n", "6", "--out", str(out)]
+    assert main(["bench", "detection", *common, "--methods", "kernelshap (slic)"]) == 0
+    capsys.readouterr()
+    methods = ["kernelshap (slic)", "kernelshap (learned)"]
+    assert main(["bench", "segmenters", *common, "--segmenters", "slic", "learned",
+                 "--methods", *methods]) == 0
+    err = capsys.readouterr().err
+    assert "kernelshap (slic): loaded from" in err  # the detection table's own cell
+    assert "training the corruption detector of digits" in err
+    rows = json.loads((out / "segmenters.json").read_text())
+    assert [(r["method"], r["segmenter"]) for r in rows] == [(methods[0], "slic"),
+                                                             (methods[1], "learned")]
+    boxes = torch.tensor(json.loads((out / "detection_set.json").read_text())["boxes"])
+    for row in rows:
+        maps = torch.from_numpy(np.load(out / "cells" / f"detection-{row['method']}.npy"))
+        iou = box_iou(find_box(maps, 2), boxes)
+        assert row["IoU"] == pytest.approx(float(iou.mean()))
+        assert row["IoU s.e."] == pytest.approx(float(iou.std() / len(iou) ** 0.5))
+    assert (out / "segmenters.png").is_file()
+    assert main(["bench", "segmenters", *common, "--methods", "optimization (sam)"]) == 2
+    assert "unknown ['optimization (sam)']" in capsys.readouterr().err
+
+
 def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, capsys):
     out = tmp_path / "studies"
     common = [*COMMON, "--cache-dir", cache, "--n", "6", "--n-segments", "6", "--out", str(out)]

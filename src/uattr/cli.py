@@ -15,7 +15,13 @@ import torch
 from . import viz
 from .attribution import Grad, OptimizationResult
 from .experiments import studies
-from .experiments.benchmarks import blur_test, detection, explanation_uncertainty, faithfulness
+from .experiments.benchmarks import (
+    blur_test,
+    detection,
+    explanation_uncertainty,
+    faithfulness,
+    segmenters,
+)
 from .experiments.benchmarks.common import most_uncertain
 from .experiments.job import (
     Job,
@@ -26,11 +32,10 @@ from .experiments.job import (
     open_job,
     write_report,
 )
-from .experiments.registry import DETECTION_ROWS, PIXEL_METHODS, optimization, segmenter
+from .experiments.registry import DETECTION_ROWS, PIXEL_METHODS, optimization
 from .experiments.runs import RunFolder, markdown_table
 from .experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
 from .explanation.distributions import EXPLAINERS
-from .ops import segment
 from .uq import predict_probs, uncertainty
 from .zoo import data, models
 
@@ -200,7 +205,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                                        kind=args.uncertainty, device=args.device,
                                        progress=True)
     x = x.to(args.device)
-    make_segments = segmenter(args.segmenter, settings.method)
+    make_segments, _ = segmenters.job_segmenter(settings, args.segmenter)
     segments = make_segments(x) if make_segments is not None else None
     out = RunFolder(args.out)
     if args.method == "grad":
@@ -289,6 +294,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Job, argparse.Namespace], Section]]] 
                     lambda job, args: studies.sensitivity(job, args.n)),
     "convergence": ("steps to converge, pixels vs segments (papers/001 Table 9)",
                     lambda job, args: studies.convergence(job, args.n)),
+    "segmenters": ("the detection benchmark over each segmenter's segments, for the "
+                   "optimization-based method and KernelSHAP (papers/000 Table 1 with SAM)",
+                   lambda job, args: segmenters.benchmark(job, args.n, tuple(args.segmenters),
+                                                          _names(args))),
     "explanation-uncertainty": ("mean / std / CV of explanations over posterior samples, "
                                 "with deletion and insertion AUCs (papers/004)",
                                 lambda job, args: explanation_uncertainty.benchmark(
@@ -360,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--indices", type=int, nargs="+", help="explain these images")
     p.add_argument("--split", default="test", choices=data.SPLITS)
     p.add_argument("--method", default="optimization", choices=("optimization", "grad"))
-    p.add_argument("--segmenter", default="slic", choices=tuple(segment.SEGMENTERS))
+    p.add_argument("--segmenter", default="slic", choices=segmenters.SEGMENTER_NAMES,
+                   help="segments of the optimization-based method (learned: the data set's "
+                   "corruption detector, trained once)")
     p.add_argument("--out", default="runs/explain", help="output folder")
     p.set_defaults(func=cmd_explain)
 
@@ -397,7 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--n", type=_positive_int, default=500,
                        help="images (default 500, the papers')")
         p.add_argument("--split", default="test", choices=data.SPLITS)
-        if name in ("detection", "faithfulness", "blur-test"):
+        if name == "segmenters":
+            p.add_argument("--segmenters", nargs="+", default=list(segmenters.DEFAULT_SEGMENTERS),
+                           choices=[s for s in segmenters.SEGMENTER_NAMES if s != "pixels"],
+                           help="segmenters to compare (default: "
+                           f"{' '.join(segmenters.DEFAULT_SEGMENTERS)})")
+        if name in ("detection", "faithfulness", "blur-test", "segmenters"):
             p.add_argument("--methods", nargs="+", default=["all"],
                            help="method names (see the table), or 'all'")
         if name == "ablation":
@@ -444,7 +460,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     names = getattr(args, "methods", None)
     if names is not None and names != ["all"]:
         # the job's own check, run before any data is loaded or model trained
-        known = DETECTION_ROWS if args.benchmark == "detection" else PIXEL_METHODS
+        if args.benchmark == "segmenters":
+            known = segmenters.row_names(args.segmenters)
+        else:
+            known = DETECTION_ROWS if args.benchmark == "detection" else PIXEL_METHODS
         choose_methods(dict.fromkeys(known), names, args.benchmark)
     explained = {getattr(args, "uncertainty", None), getattr(args, "blur_uncertainty", None)}
     if "epistemic" in explained and args.members < 2:

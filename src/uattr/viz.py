@@ -16,7 +16,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 __all__ = ["detection_grid", "explanation_grid", "maps_grid", "optimization_trace",
-           "urr_curves"]
+           "segments_grid", "urr_curves"]
 
 
 def _image(x: Tensor) -> np.ndarray:
@@ -94,6 +94,31 @@ def detection_grid(
             ax.set_yticks([])
             _draw_box(ax, true_boxes[i], "lime")
             _draw_box(ax, boxes[i], "red")
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+    axes[0, 0].set_title("corrupted image", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def segments_grid(images: Tensor, true_boxes: Tensor, segments: Mapping[str, Tensor]) -> Figure:
+    """One row per image, one column per segmenter: each segment in its own colour over
+    the image, the true box in green. ``segments[name]``: label maps ``[B, H, W]``."""
+    from skimage.color import label2rgb
+
+    n = images.shape[0]
+    cols = 1 + len(segments)
+    fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
+    for i in range(n):
+        _show(axes[i, 0], images[i])
+        _draw_box(axes[i, 0], true_boxes[i], "lime")
+        for j, (name, labels) in enumerate(segments.items(), start=1):
+            ax = axes[i, j]
+            ax.imshow(label2rgb(labels[i].cpu().numpy(), image=_image(images[i]), alpha=0.45,
+                                bg_label=-1))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            _draw_box(ax, true_boxes[i], "lime")
             if i == 0:
                 ax.set_title(name, fontsize=8)
     axes[0, 0].set_title("corrupted image", fontsize=8)

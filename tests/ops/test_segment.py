@@ -66,3 +66,89 @@ def test_with_boxes_gives_each_box_a_segment_of_its_own():
     assert torch.equal(oracle[1] == oracle[1, 0, 0], cells[1] == 0)
     with pytest.raises(ValueError, match="boxes"):
         segment.with_boxes(cells, boxes[:1])
+
+
+class _BrightPixels(torch.nn.Module):
+    """A stand-in for the corruption detector: logit +20 where a pixel is bright (> 0.5),
+    -20 elsewhere, so its scores are the bright pixels themselves."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(40.0))
+
+    def forward(self, x):
+        return self.scale * (x[:, :1] - 0.5)
+
+
+def _two_squares() -> torch.Tensor:
+    """Two images with a bright 5×5 and a bright 3×3 square on a dark background."""
+    x = torch.zeros(2, 1, 16, 16)
+    x[0, :, 2:7, 3:8] = 1.0
+    x[0, :, 10:13, 10:13] = 1.0
+    x[1, :, 9:14, 1:6] = 1.0
+    x[1, :, 1:4, 11:14] = 1.0
+    return x
+
+
+def _best_iou(labels: torch.Tensor, region: torch.Tensor) -> float:
+    """The IoU of the segment that best matches ``region`` (both [H, W])."""
+    ious = [float(((labels == k) & region).sum() / ((labels == k) | region).sum())
+            for k in range(int(labels.max()) + 1)]
+    return max(ious)
+
+
+@pytest.mark.parametrize("name", ["grid", "slic", "felzenszwalb", "quickshift", "texture",
+                                  "learned"])
+def test_every_segmenter_gives_each_image_the_labels_0_to_k_minus_1(name):
+    x = torch.rand(3, 1, 20, 20, generator=torch.Generator().manual_seed(0))
+    x[1] = 0.0  # a blank image is a partition too
+    make = (segment.CorruptionSegmenter(_BrightPixels(), n_segments=6) if name == "learned"
+            else segment.get_segmenter(name))
+    labels = make(x)
+    assert labels.shape == (3, 20, 20) and labels.dtype == torch.long
+    for b in range(3):
+        assert labels[b].unique().tolist() == list(range(int(labels[b].max()) + 1))
+
+
+def test_top_region_is_the_connected_region_with_the_largest_total_score():
+    scores = torch.zeros(2, 5, 5)
+    scores[0, 0, 0] = 1.0  # the peak, but alone
+    scores[0, 3:5, 3:5] = 0.9  # four pixels: total 3.6
+    scores[0, 2, 0] = 0.2  # below 0.3 · 1.0
+    scores[1, 2, 2] = 0.5
+    region = segment.top_region(scores, relative=0.3)
+    expected = torch.zeros(2, 5, 5, dtype=torch.bool)
+    expected[0, 3:5, 3:5] = True
+    expected[1, 2, 2] = True
+    assert torch.equal(region, expected)
+    assert not segment.top_region(torch.zeros(1, 4, 4)).any()  # nothing above a zero peak
+    with pytest.raises(ValueError, match="relative must be in"):
+        segment.top_region(scores, relative=1.5)
+
+
+def test_learned_segmenter_makes_the_most_suspicious_region_one_segment():
+    x = _two_squares()
+    # one slic segment: only the detector's region can cut the image
+    segmenter = segment.CorruptionSegmenter(_BrightPixels(), n_segments=1)
+    labels = segmenter(x)
+    assert segment.num_segments(labels).tolist() == [2, 2]
+    for b, (rows, cols) in enumerate([(slice(2, 7), slice(3, 8)), (slice(9, 14), slice(1, 6))]):
+        square = torch.zeros(16, 16, dtype=torch.bool)
+        square[rows, cols] = True  # the larger square holds the larger total score
+        assert _best_iou(labels[b], square) == 1.0
+    # an image gets the same segments alone as in a batch
+    assert torch.equal(segmenter(x[1:]), labels[1:])
+
+
+def test_texture_segmenter_isolates_a_square_of_different_texture():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 28, 28, generator=g) * 0.6 + 0.2  # uniform noise, mean 0.5
+    x[0, :, 8:18, 10:20] = 0.5  # a flat square of the same mean intensity
+    x[1, :, 5:15, 12:22] = 0.5 + 0.05 * torch.randn(1, 10, 10, generator=g)  # a smooth one
+    texture, slic = segment.texture(x), segment.slic(x)
+    for b, (top, left) in enumerate([(8, 10), (5, 12)]):
+        square = torch.zeros(28, 28, dtype=torch.bool)
+        square[top:top + 10, left:left + 10] = True
+        # about 0.7 for texture statistics; intensities alone follow the speckles (0.2)
+        assert _best_iou(texture[b], square) > 0.6
+        assert _best_iou(slic[b], square) < 0.3

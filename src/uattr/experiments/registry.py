@@ -32,7 +32,8 @@ from .benchmarks.common import MethodSpec
 from .settings import MethodSettings
 
 __all__ = ["DETECTION_ROWS", "FAMILIES", "ORACLE", "PIXEL_METHODS", "ROWS", "Row",
-           "detection_methods", "family_means", "optimization", "pixel_methods", "segmenter"]
+           "detection_methods", "family_means", "optimization", "pixel_methods", "segmenter",
+           "segments_config"]
 
 # Rows whose segments include the true patch: upper bounds that use the answer, never
 # methods (no family mean counts them).
@@ -146,7 +147,7 @@ def _row_segmenter(row: Row, settings: MethodSettings) -> Callable[[Tensor], Ten
     return segmenter(row.segments, settings) if row.segments else None
 
 
-def _segments_config(name: str | None, settings: MethodSettings) -> dict | None:
+def segments_config(name: str | None, settings: MethodSettings) -> dict | None:
     """The settings of a row's segmenter, part of its cells' key."""
     if name == "slic":
         return {"n_segments": settings.n_segments, "compactness": settings.compactness}
@@ -159,7 +160,7 @@ def detection_methods(posterior: Posterior,
                       settings: MethodSettings) -> dict[str, MethodSpec]:
     """Every method of the detection table, configured by ``settings``."""
     specs = [MethodSpec(row.name, row.build(posterior, settings), _row_segmenter(row, settings),
-                        _segments_config(row.segments, settings), oracle=row.oracle)
+                        segments_config(row.segments, settings), oracle=row.oracle)
              for row in ROWS]
     return {spec.name: spec for spec in specs}
 

@@ -18,6 +18,7 @@ from ..uq import check_images
 
 __all__ = [
     "SEGMENTERS",
+    "CorruptionSegmenter",
     "check_segments",
     "felzenszwalb",
     "get_segmenter",
@@ -28,7 +29,10 @@ __all__ = [
     "relabel",
     "segment_slots",
     "slic",
+    "texture",
+    "top_region",
     "with_boxes",
+    "with_region",
 ]
 
 
@@ -177,12 +181,121 @@ def felzenszwalb(x: Tensor, scale: float = 1.0, sigma: float = 0.5, min_size: in
     return _per_image(x, one)
 
 
+def texture(x: Tensor, n_segments: int = 12, sigma: float = 1.5,
+            compactness: float = 0.05) -> Tensor:
+    """SLIC on local statistics instead of intensities: segments whose *texture* differs.
+
+    Each pixel is described by its neighbourhood's mean and standard deviation (Gaussian
+    window of width ``sigma`` px, per channel), each scaled to [0, 1] per image, and slic
+    groups pixels that are close in that space. A region pasted from elsewhere keeps its
+    statistics up to its edges, so its border becomes a segment border even where the
+    mean intensity is the same on both sides (plain slic cuts a flat patch in a noisy
+    background of the same mean into the background's speckles). The defaults give a
+    10×10 flat or smooth square in 28×28 uniform noise a segment of IoU about 0.7 with it
+    (slic's best: 0.2)."""
+    check_images(x, unit_range=False)
+    from skimage.segmentation import slic as _slic
+
+    from .perturb import gaussian_blur
+
+    mean = gaussian_blur(x, sigma)  # [B, C, H, W]
+    spread = (gaussian_blur(x * x, sigma) - mean * mean).clamp_min(0).sqrt()
+    features = torch.cat([mean, spread], 1)  # [B, 2C, H, W]
+    low = features.amin((2, 3), keepdim=True)
+    high = features.amax((2, 3), keepdim=True)
+    features = (features - low) / (high - low).clamp_min(1e-8)
+
+    def one(image: np.ndarray) -> np.ndarray:
+        return _slic(image, n_segments=n_segments, compactness=compactness, sigma=0,
+                     start_label=0, channel_axis=-1)
+
+    return _per_image(features, one)
+
+
+def top_region(scores: Tensor, relative: float = 0.3) -> Tensor:
+    """``[B, H, W]`` bool: in each score map ``[B, H, W]``, the connected region (4-
+    neighbours) of pixels above ``relative · max`` that holds the largest total score.
+
+    An image whose maximum is <= 0 gets an empty region."""
+    if not 0 < relative < 1:
+        raise ValueError(f"relative must be in (0, 1), got {relative}")
+    from scipy import ndimage
+
+    peak = scores.flatten(1).amax(1)  # [B]
+    above = (scores > relative * peak[:, None, None]) & (peak > 0)[:, None, None]
+    # One labelling of the whole batch: the structure links pixels within an image only.
+    within_image = np.zeros((3, 3, 3), dtype=bool)
+    within_image[1] = ndimage.generate_binary_structure(2, 1)
+    labels, count = ndimage.label(above.cpu().numpy(), structure=within_image)
+    if count == 0:
+        return above
+    labels = torch.from_numpy(labels).to(scores.device)  # [B, H, W], 0 = below
+    index = torch.arange(1, count + 1)
+    totals = torch.from_numpy(ndimage.sum_labels(scores.detach().cpu().double().numpy(),
+                                                 labels.cpu().numpy(), index)).to(scores.device)
+    image_of = torch.from_numpy(ndimage.maximum(
+        np.broadcast_to(np.arange(len(scores))[:, None, None], scores.shape),
+        labels.cpu().numpy(), index)).long().to(scores.device)  # [count]
+    best = torch.full((len(scores),), -float("inf"), dtype=totals.dtype, device=scores.device)
+    best = best.scatter_reduce(0, image_of, totals, "amax")
+    chosen = torch.cat([torch.zeros(1, dtype=torch.bool, device=scores.device),
+                        totals == best[image_of]])  # [count + 1], label 0 never
+    return chosen[labels]
+
+
+def with_region(segments: Tensor, region: Tensor) -> Tensor:
+    """``segments [B, H, W]`` with each image's ``region [B, H, W]`` (bool) made a segment of
+    its own, on top of the segments it cuts; relabelled to ``0..K'_b-1``."""
+    new_label = segments.flatten(1).max(1).values + 1  # [B]
+    return relabel(torch.where(region, new_label[:, None, None], segments))
+
+
+class CorruptionSegmenter:
+    """Segments that isolate the region where an image looks tampered with.
+
+    A :class:`~uattr.zoo.corruption.CorruptionNet` scores every pixel (the probability
+    that it lies in a pasted or erased region, one pass of a small network, no posterior
+    pass); the connected region above ``relative`` times the image's highest score with
+    the most total score becomes one segment, laid on top of coarse slic superpixels
+    (``n_segments``, ``compactness``) that cover the rest. The uncertainty attribution
+    then decides whether that region is what makes the model unsure.
+
+    The defaults were chosen on MNIST's validation split (N = 100) for the
+    optimization-based method: the region above 0.3 · max on 20 slic segments beat it on
+    the 60 segments of :func:`slic`, and thresholds 0.4-0.6 isolated the patch less well.
+    """
+
+    def __init__(self, net: torch.nn.Module, n_segments: int = 20, compactness: float = 0.3,
+                 relative: float = 0.3) -> None:
+        self.net = net.eval()
+        self.n_segments = n_segments
+        self.compactness = compactness
+        self.relative = relative
+
+    def scores(self, x: Tensor) -> Tensor:
+        """``[B, H, W]``: the probability that each pixel was tampered with."""
+        check_images(x, unit_range=False)
+        device = next(self.net.parameters()).device
+        with torch.no_grad():
+            return torch.sigmoid(self.net(x.detach().to(device)))[:, 0].to(x.device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        base = slic(x, n_segments=self.n_segments, compactness=self.compactness)
+        return with_region(base, top_region(self.scores(x), self.relative))
+
+    def config(self) -> dict:
+        """What the segments depend on besides the network's weights."""
+        return {"n_segments": self.n_segments, "compactness": self.compactness,
+                "relative": self.relative}
+
+
 SEGMENTERS: dict[str, Callable[..., Tensor]] = {
     "pixels": pixels,
     "grid": grid,
     "slic": slic,
     "quickshift": quickshift,
     "felzenszwalb": felzenszwalb,
+    "texture": texture,
 }
 
 
