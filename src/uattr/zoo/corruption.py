@@ -134,7 +134,7 @@ def train_corruption_net(train: Split, config: CorruptionConfig | None = None,
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                total += float(loss) * len(tampered)
+                total += float(loss.detach()) * len(tampered)
                 bar.update()
             log(f"corruption detector: epoch {epoch + 1}/{config.epochs}, "
                 f"loss {total / len(images):.4f}")
