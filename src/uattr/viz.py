@@ -32,6 +32,16 @@ def _show(ax, x: Tensor) -> None:
     ax.set_yticks([])
 
 
+def _show_segments(ax, x: Tensor, labels: Tensor) -> None:
+    """Each segment of ``labels [H, W]`` in its own colour over the image ``x [C, H, W]``
+    (boundaries would cover a 28×28 image entirely)."""
+    from skimage.color import label2rgb
+
+    ax.imshow(label2rgb(labels.cpu().numpy(), image=_image(x), alpha=0.45, bg_label=-1))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _draw_box(ax, box, color: str) -> None:
     top, left, height, width = (int(v) for v in box)
     ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False,
@@ -46,7 +56,6 @@ def explanation_grid(
     titles: list[str] | None = None,
 ) -> Figure:
     """One row per image: the image | its segments | the map over the image."""
-    from skimage.color import label2rgb
 
     n = images.shape[0]
     cols = 3 if segments is not None else 2
@@ -55,13 +64,7 @@ def explanation_grid(
         _show(axes[i, 0], images[i])
         axes[i, 0].set_title(titles[i] if titles else "image", fontsize=8)
         if segments is not None:
-            # each segment in its own colour over the image (boundaries would cover a
-            # 28×28 image entirely)
-            overlay = label2rgb(segments[i].cpu().numpy(), image=_image(images[i]), alpha=0.45,
-                                bg_label=-1)
-            axes[i, 1].imshow(overlay)
-            axes[i, 1].set_xticks([])
-            axes[i, 1].set_yticks([])
+            _show_segments(axes[i, 1], images[i], segments[i])
             axes[i, 1].set_title("segments", fontsize=8)
         ax = axes[i, cols - 1]
         _show(ax, images[i])
@@ -104,8 +107,6 @@ def detection_grid(
 def segments_grid(images: Tensor, true_boxes: Tensor, segments: Mapping[str, Tensor]) -> Figure:
     """One row per image, one column per segmenter: each segment in its own colour over
     the image, the true box in green. ``segments[name]``: label maps ``[B, H, W]``."""
-    from skimage.color import label2rgb
-
     n = images.shape[0]
     cols = 1 + len(segments)
     fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
@@ -114,10 +115,7 @@ def segments_grid(images: Tensor, true_boxes: Tensor, segments: Mapping[str, Ten
         _draw_box(axes[i, 0], true_boxes[i], "lime")
         for j, (name, labels) in enumerate(segments.items(), start=1):
             ax = axes[i, j]
-            ax.imshow(label2rgb(labels[i].cpu().numpy(), image=_image(images[i]), alpha=0.45,
-                                bg_label=-1))
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _show_segments(ax, images[i], labels[i])
             _draw_box(ax, true_boxes[i], "lime")
             if i == 0:
                 ax.set_title(name, fontsize=8)
