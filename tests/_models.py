@@ -67,3 +67,56 @@ def tiny_posteriors(classes: int = 4, samples: int = 4, seed: int = 3) -> dict:
                                      samples=samples),
         "flipout": Flipout(flipout, samples=samples),
     }
+
+
+def tiny_vae(shape: tuple[int, int, int] = (1, 12, 12), seed: int = 0) -> nn.Module:
+    """A randomly initialised small VAE (seeded), in eval mode."""
+    from uattr.zoo.vae import VAE
+
+    torch.manual_seed(seed)
+    return VAE(shape, latent=4, hidden=16).eval()
+
+
+class RegionVAE(nn.Module):
+    """A hand-made 'VAE' of 1×8×8 images with two latent coordinates: ``z[0]`` is the
+    intensity of the 3×3 block ``REGION`` at the top left, ``z[1]`` that of the 3×3 block
+    at the bottom right; every other pixel is 0. ``encode`` reads both means back, so
+    ``decode(encode(x)) = x`` for such images."""
+
+    REGION = (slice(0, 3), slice(0, 3))
+    OTHER = (slice(5, 8), slice(5, 8))
+
+    def __init__(self) -> None:
+        super().__init__()
+        basis = torch.zeros(2, 1, 8, 8)
+        basis[0, 0][self.REGION] = 1.0
+        basis[1, 0][self.OTHER] = 1.0
+        self.register_buffer("basis", basis)
+        self.shape = (1, 8, 8)
+        self.decoder = nn.Identity()  # what a pass counter may hook
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mean = torch.stack([x[:, 0][(slice(None), *self.REGION)].mean((1, 2)),
+                            x[:, 0][(slice(None), *self.OTHER)].mean((1, 2))], 1)
+        return mean, torch.zeros_like(mean)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(torch.einsum("bk,kchw->bchw", z, self.basis))
+
+
+class RegionPosterior(Posterior):
+    """Two members that disagree in proportion to the mean of ``RegionVAE.REGION``: at
+    intensity r the members give class-0 logits ``+κr`` and ``-κr``, so the epistemic
+    uncertainty rises with r and is 0 at r = 0 (the total stays log 2); nothing else in
+    the image matters."""
+
+    def __init__(self, kappa: float = 4.0) -> None:
+        super().__init__()
+        self.kappa = kappa
+        self.num_samples = 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = x[:, 0][(slice(None), *RegionVAE.REGION)].mean((1, 2))  # [B]
+        logits = torch.stack([self.kappa * r, -self.kappa * r], 1)  # [B, S=2]
+        first = torch.stack([logits, torch.zeros_like(logits)], -1)  # [B, S, C=2]
+        return first.softmax(-1)

@@ -76,8 +76,8 @@ def test_the_readme_quotes_its_file_exactly(source, rows, line):
 
 def test_every_registered_method_is_in_the_readme_method_table():
     """A method added to the registry is documented where users look for methods."""
-    from tests._models import tiny_cnn_members
-    from uattr.experiments.registry import ROWS
+    from tests._models import tiny_cnn_members, tiny_vae
+    from uattr.experiments.registry import detection_methods
     from uattr.experiments.settings import MethodSettings
     from uattr.uq import as_posterior
 
@@ -86,6 +86,7 @@ def test_every_registered_method_is_in_the_readme_method_table():
     table = table[: table.index("\n\n")]
     listed = set(re.findall(r"`(\w+)`", table))
     posterior = as_posterior(tiny_cnn_members(members=2))
-    classes = {type(row.build(posterior, MethodSettings())).__name__ for row in ROWS}
-    assert len(classes) == 11  # every class the tables compare
+    rows = detection_methods(posterior, MethodSettings(), tiny_vae(shape=(1, 28, 28)))
+    classes = {type(spec.method).__name__ for spec in rows.values()}
+    assert len(classes) == 13  # every class the tables compare
     assert classes - listed == set()

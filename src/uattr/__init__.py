@@ -8,8 +8,11 @@
 
 from . import metrics
 from .attribution import (
+    CLUE,
     LIME,
     BlurIG,
+    CLUEResult,
+    DeltaCLUE,
     FullGrad,
     Grad,
     GuidedBackprop,
@@ -39,8 +42,11 @@ from .zoo import data
 __version__ = "0.1.0"
 
 __all__ = [
+    "CLUE",
     "LIME",
     "BlurIG",
+    "CLUEResult",
+    "DeltaCLUE",
     "Ensemble",
     "ExplanationDistribution",
     "ExplanationUncertainty",

@@ -29,6 +29,7 @@ from .experiments.job import (
     choose_methods,
     load_ensemble,
     load_sampled,
+    load_vae,
     open_job,
     write_report,
 )
@@ -177,6 +178,8 @@ def _arguments(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.vae:
+        return _train_vae(args)
     if args.posterior == "ensemble":
         _, info = load_ensemble(settings_from(args), retrain=args.retrain)
         rows = [{"model": f"member {s}", "test accuracy": a}
@@ -190,6 +193,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                  "test accuracy": info["accuracy"]}]
     print(markdown_table(rows))
     print(f"cached in {info['cache']}")
+    return 0
+
+
+def _train_vae(args: argparse.Namespace) -> int:
+    """``uattr train --vae``: the data set's VAE (what CLUE and δ-CLUE search), its test
+    reconstruction error, and a figure of test images over their reconstructions."""
+    settings = settings_from(args)
+    vae, info = load_vae(settings)
+    test = data.load(args.dataset, "test", root=args.data_dir)
+    x = test.images[:12].to(args.device)
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(x)[0])
+    out = RunFolder(args.out or f"runs/vae-{args.dataset}")
+    out.save_figure("reconstructions.png",
+                    viz.image_rows({"test image": x.cpu(), "reconstruction": recon.cpu()}))
+    print(markdown_table([{"model": f"VAE of {args.dataset}",
+                           "test reconstruction error (mean absolute difference per pixel)":
+                           info["test_l1"]}]))
+    print(f"cached in {info['cache']}; reconstructions in "
+          f"{out.path / 'reconstructions.png'}")
     return 0
 
 
@@ -358,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "or Flipout weights")
     _add_posterior_options(p)
     p.add_argument("--retrain", action="store_true", help="ignore the cache")
+    p.add_argument("--vae", action="store_true",
+                   help="train (or load) the data set's VAE instead, which CLUE and δ-CLUE "
+                        "search, and draw its reconstructions")
+    p.add_argument("--out", default=None,
+                   help="folder of the VAE's figure (default runs/vae-<dataset>)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("explain", help="attribute the uncertainty of some images")

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-__all__ = ["detection_grid", "explanation_grid", "maps_grid", "optimization_trace",
-           "segments_grid", "urr_curves"]
+__all__ = ["blur_sequences", "detection_grid", "explanation_grid", "image_rows", "maps_grid",
+           "optimization_trace", "segments_grid", "urr_curves"]
 
 
 def _image(x: Tensor) -> np.ndarray:
@@ -141,6 +141,38 @@ def maps_grid(images: Tensor, maps: Mapping[str, Tensor], *, titles: list[str] |
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def image_rows(rows: Mapping[str, Tensor]) -> Figure:
+    """One row per entry of ``rows`` (``name -> images [B, C, H, W]``), the same B images
+    in every row (images and their reconstructions, say), each row named on its left."""
+    n = next(iter(rows.values())).shape[0]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for i in range(n):
+            _show(axes[r, i], images[i])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def blur_sequences(frames: Tensor, u: Tensor, fractions: Tensor, *, title: str = "") -> Figure:
+    """papers/002 Figure 5: one row per image, the image as its top pixels are blurred step
+    by step (``frames [B, T, C, H, W]``), the uncertainty under each frame (``u [B, T]``)
+    and the share of pixels blurred above each column (``fractions [T]``)."""
+    n, steps = frames.shape[:2]
+    fig, axes = plt.subplots(n, steps, figsize=(1.3 * steps, 1.5 * n), squeeze=False)
+    for i in range(n):
+        for t in range(steps):
+            ax = axes[i, t]
+            _show(ax, frames[i, t])
+            ax.set_xlabel(f"U={float(u[i, t]):.3f}", fontsize=7)
+            if i == 0:
+                ax.set_title(f"{100 * float(fractions[t]):.1f}%", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 
-from tests._models import tiny_posteriors
+from tests._models import tiny_posteriors, tiny_vae
 from uattr.experiments.registry import detection_methods
 from uattr.experiments.settings import MethodSettings
 
@@ -15,7 +15,7 @@ X = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(4))
 SETTINGS = MethodSettings(n_segments=8)
 POSTERIORS = tiny_posteriors(classes=4, samples=4, seed=3)
 METHODS = {(kind, name): spec for kind, posterior in POSTERIORS.items()
-           for name, spec in detection_methods(posterior, SETTINGS).items()}
+           for name, spec in detection_methods(posterior, SETTINGS, tiny_vae()).items()}
 
 
 def explain(spec, indices):

@@ -3,13 +3,14 @@
 import pytest
 import torch
 
-from tests._models import SpotPosterior
+from tests._models import SpotPosterior, tiny_vae
 from uattr import segment
 from uattr.attribution.base import UncertaintyAttribution
 from uattr.experiments.benchmarks.common import MethodSpec, attribute_in_batches
 from uattr.experiments.registry import (
     DETECTION_ROWS,
     FAMILIES,
+    GENERATIVE,
     ORACLE,
     PIXEL_METHODS,
     detection_methods,
@@ -34,8 +35,12 @@ def test_every_pixel_method_belongs_to_exactly_one_family():
 
 
 def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracles():
-    specs = detection_methods(SpotPosterior((1, 1)), MethodSettings())
+    specs = detection_methods(SpotPosterior((1, 1)), MethodSettings(), tiny_vae())
     assert tuple(specs) == DETECTION_ROWS
+    # without a VAE the generative rows are left out, the others keep their order
+    assert GENERATIVE == ("clue", "delta-clue")
+    plain = detection_methods(SpotPosterior((1, 1)), MethodSettings())
+    assert tuple(plain) == tuple(n for n in DETECTION_ROWS if n not in GENERATIVE)
     oracles = [name for name in DETECTION_ROWS if name.startswith(ORACLE)]
     assert oracles == [f"{ORACLE}optimization (slic + true patch)",
                        f"{ORACLE}kernelshap (slic + true patch)"]

@@ -1,6 +1,7 @@
 """Uncertainty attribution methods: one class each, one ``attribute`` verb."""
 
 from .base import UncertaintyAttribution
+from .clue import CLUE, CLUEResult, DeltaCLUE
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA
@@ -8,8 +9,11 @@ from .perturbation import LIME, KernelSHAP, Occlusion
 from .ua_backprop import UABackprop
 
 __all__ = [
+    "CLUE",
     "LIME",
     "BlurIG",
+    "CLUEResult",
+    "DeltaCLUE",
     "FullGrad",
     "Grad",
     "GuidedBackprop",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 from ..uq import UNCERTAINTY_KINDS, Posterior, UncertaintySpec, as_posterior, check_images
 from ..uq import uncertainty as _uncertainty
 
-__all__ = ["UncertaintyAttribution", "constructor_settings", "keyword_defaults"]
+__all__ = ["UncertaintyAttribution", "constructor_settings", "fingerprint", "keyword_defaults"]
 
 
 class UncertaintyAttribution:
@@ -59,6 +60,12 @@ class UncertaintyAttribution:
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def counted_networks(self) -> tuple[nn.Module, ...]:
+        """Networks the method runs besides the posterior's, once per image and step (a
+        generative model's decoder): a pass counter counts one pass through them and the
+        posterior together as one forward pass."""
+        return ()
+
     def settings(self) -> dict[str, Any]:
         """Every argument of the constructor but the posterior, with the value the method
         holds (a default already resolved where ``__init__`` resolves it): what its maps
@@ -93,3 +100,25 @@ def _plain(value: Any) -> Any:
     if callable(value):
         return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', value)}"
     return value
+
+
+def fingerprint(model: object) -> str:
+    """A short hash of a module: its structure (``repr``), the plain public attributes
+    of each of its submodules (a sampled posterior's samples and seed, the train/eval
+    mode) and every weight and buffer. A plain callable shows none of these, so it is
+    known by its qualified name only."""
+    digest = hashlib.sha1()
+    if isinstance(model, nn.Module):
+        digest.update(repr(model).encode())
+        for name, module in model.named_modules():
+            plain = {key: value for key, value in vars(module).items()
+                     if not key.startswith("_")
+                     and isinstance(value, bool | int | float | str | tuple)}
+            digest.update(f"{name}: {sorted(plain.items())}".encode())
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    else:
+        digest.update(f"{getattr(model, '__module__', '?')}."
+                      f"{getattr(model, '__qualname__', type(model).__name__)}".encode())
+    return digest.hexdigest()[:12]

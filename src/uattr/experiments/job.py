@@ -22,12 +22,14 @@ from torch import Tensor, nn
 from ..uq import Ensemble
 from ..zoo import data
 from ..zoo.models import TrainConfig, load_or_train_ensemble, load_or_train_sampled
+from ..zoo.vae import VAE, load_or_train_vae
 from .benchmarks.common import most_uncertain
+from .registry import needs_vae
 from .runs import RunFolder, markdown_table
 from .settings import Settings
 
 __all__ = ["Job", "Section", "choose_methods", "evaluated_images", "load_ensemble",
-           "load_sampled", "log", "open_job", "print_table", "write_report"]
+           "load_sampled", "load_vae", "log", "open_job", "print_table", "write_report"]
 
 
 def log(message: str) -> None:
@@ -54,6 +56,18 @@ class Job:
     info: dict
     out: RunFolder
     start: float
+    _vae: VAE | None = field(default=None, repr=False)
+
+    def vae(self) -> VAE:
+        """The data set's VAE (CLUE and δ-CLUE search its latent space), trained or
+        loaded on first use."""
+        if self._vae is None:
+            self._vae, _ = load_vae(self.settings)
+        return self._vae
+
+    def vae_for(self, names: list[str] | None) -> VAE | None:
+        """The VAE when the rows ``names`` (``None``: all) include CLUE or δ-CLUE."""
+        return self.vae() if needs_vae(names) else None
 
 
 def load_ensemble(settings: Settings, retrain: bool = False) -> tuple[Ensemble, dict]:
@@ -87,6 +101,19 @@ def load_sampled(settings: Settings, kind: str,
         f"(mean of {trained.samples} samples; one sample {info['sample_accuracy']:.4f}); "
         f"cached in {info['cache']}")
     return posterior, info
+
+
+def load_vae(settings: Settings) -> tuple[VAE, dict]:
+    """Train or load the cached VAE of the settings' data set, and log its test
+    reconstruction error."""
+    where = settings.data
+    train = data.load(where.dataset, "train", root=where.data_dir)
+    test = data.load(where.dataset, "test", root=where.data_dir)
+    vae, info = load_or_train_vae(where.dataset, train, test,
+                                  cache=settings.posterior.cache_dir, log=log)
+    log(f"VAE of {where.dataset}: test reconstruction error {info['test_l1']:.4f} "
+        f"(mean |x - dec(enc(x))| per pixel); cached in {info['cache']}")
+    return vae.to(settings.device), info
 
 
 def open_job(settings: Settings, folder: str | Path) -> Job:

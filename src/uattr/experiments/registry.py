@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..attribution import (
+    CLUE,
     LIME,
     BlurIG,
+    DeltaCLUE,
     FullGrad,
     Grad,
     GuidedBackprop,
@@ -31,9 +33,22 @@ from ..uq import Posterior
 from .benchmarks.common import MethodSpec
 from .settings import MethodSettings
 
-__all__ = ["DETECTION_ROWS", "FAMILIES", "ORACLE", "PIXEL_METHODS", "ROWS", "Row",
-           "detection_methods", "family_means", "optimization", "pixel_methods", "segmenter",
-           "segments_config"]
+__all__ = [
+    "DETECTION_ROWS",
+    "FAMILIES",
+    "GENERATIVE",
+    "ORACLE",
+    "PIXEL_METHODS",
+    "ROWS",
+    "Row",
+    "detection_methods",
+    "family_means",
+    "needs_vae",
+    "optimization",
+    "pixel_methods",
+    "segmenter",
+    "segments_config",
+]
 
 # Rows whose segments include the true patch: upper bounds that use the answer, never
 # methods (no family mean counts them).
@@ -49,13 +64,15 @@ class Row:
     ``family`` groups it as papers/000 §4.1 does (an oracle row counts in no family);
     ``pixel_level``: it is also a row of the faithfulness and blurring tests, which need
     pixel-level maps (papers/001 A.3). A row named ``oracle: …`` is an oracle row: the
-    true patch is one more segment."""
+    true patch is one more segment. A ``generative`` row searches the latent space of
+    the data set's VAE: ``build(posterior, settings, vae)``."""
 
     name: str
     family: str
-    build: Callable[[Posterior, MethodSettings], UncertaintyAttribution]
+    build: Callable[..., UncertaintyAttribution]
     segments: str | None = None
     pixel_level: bool = False
+    generative: bool = False
 
     @property
     def oracle(self) -> bool:
@@ -82,6 +99,12 @@ def _seeded(method: type[UncertaintyAttribution]) -> Callable:
                                               seed=settings.seed)
 
 
+def _counterfactual(method: type[CLUE]) -> Callable:
+    """CLUE or δ-CLUE with the settings' uncertainty and seed, in the VAE's latent space."""
+    return lambda posterior, settings, vae: method(posterior, vae, settings.uncertainty,
+                                                   seed=settings.seed)
+
+
 # Every method of the tables, in the detection table's order. Adding a method to every
 # benchmark is adding its row here.
 ROWS = (
@@ -100,6 +123,10 @@ ROWS = (
     Row("kernelshap (slic)", "perturbation", _seeded(KernelSHAP), "slic"),
     Row("lime", "perturbation", _seeded(LIME), "quickshift"),
     Row("lime (pixels)", "perturbation", _seeded(LIME), "pixels", pixel_level=True),
+    # papers/002's generative baselines: a counterfactual from the data set's VAE
+    Row("clue", "generative", _counterfactual(CLUE), pixel_level=True, generative=True),
+    Row("delta-clue", "generative", _counterfactual(DeltaCLUE), pixel_level=True,
+        generative=True),
     Row(f"{ORACLE}optimization (slic + true patch)", "optimization", optimization, "slic"),
     Row(f"{ORACLE}kernelshap (slic + true patch)", "perturbation", _seeded(KernelSHAP),
         "slic"),
@@ -112,7 +139,11 @@ DETECTION_ROWS = tuple(row.name for row in ROWS)
 # (papers/001 A.3: the optimization-based method and LIME in their pixel versions).
 PIXEL_METHODS = tuple(row.name for row in ROWS if row.pixel_level)
 
-# The papers' grouping of the methods (papers/000 §4.1).
+# The rows that need the data set's VAE.
+GENERATIVE = tuple(row.name for row in ROWS if row.generative)
+
+# The papers' grouping of the methods (papers/000 §4.1; papers/002's CLUE and δ-CLUE as
+# a fourth family).
 FAMILIES = {family: tuple(row.name for row in ROWS if row.family == family and not row.oracle)
             for family in dict.fromkeys(row.family for row in ROWS)}
 
@@ -156,16 +187,32 @@ def segments_config(name: str | None, settings: MethodSettings) -> dict | None:
     return {name: keyword_defaults(segment.get_segmenter(name))}  # key changes with them
 
 
-def detection_methods(posterior: Posterior,
-                      settings: MethodSettings) -> dict[str, MethodSpec]:
-    """Every method of the detection table, configured by ``settings``."""
-    specs = [MethodSpec(row.name, row.build(posterior, settings), _row_segmenter(row, settings),
-                        segments_config(row.segments, settings), oracle=row.oracle)
-             for row in ROWS]
+def needs_vae(names: list[str] | None) -> bool:
+    """Whether the rows ``names`` (``None``: all) include a generative one."""
+    return names is None or any(name in GENERATIVE for name in names)
+
+
+def _build(row: Row, posterior: Posterior, settings: MethodSettings,
+           vae: nn.Module | None) -> UncertaintyAttribution:
+    if row.generative:
+        return row.build(posterior, settings, vae)
+    return row.build(posterior, settings)
+
+
+def detection_methods(posterior: Posterior, settings: MethodSettings,
+                      vae: nn.Module | None = None) -> dict[str, MethodSpec]:
+    """Every method of the detection table, configured by ``settings``; the generative
+    rows (CLUE, δ-CLUE) only with the data set's ``vae``."""
+    specs = [MethodSpec(row.name, _build(row, posterior, settings, vae),
+                        _row_segmenter(row, settings), segments_config(row.segments, settings),
+                        oracle=row.oracle)
+             for row in ROWS if vae is not None or not row.generative]
     return {spec.name: spec for spec in specs}
 
 
-def pixel_methods(posterior: Posterior, settings: MethodSettings) -> dict[str, MethodSpec]:
-    """The pixel-level rows of the faithfulness and blurring tests."""
-    every = detection_methods(posterior, settings)
-    return {name: every[name] for name in PIXEL_METHODS}
+def pixel_methods(posterior: Posterior, settings: MethodSettings,
+                  vae: nn.Module | None = None) -> dict[str, MethodSpec]:
+    """The pixel-level rows of the faithfulness and blurring tests (the generative ones
+    only with the data set's ``vae``)."""
+    every = detection_methods(posterior, settings, vae)
+    return {name: every[name] for name in PIXEL_METHODS if name in every}

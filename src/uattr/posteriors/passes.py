@@ -55,11 +55,14 @@ class PassCounter:
     >>> count.forward / len(x), count.backward / len(x)   # passes per image
 
     ``available`` is False for a posterior that is a bare callable (nothing to hook);
-    its counts then stay 0.
+    its counts then stay 0. ``also``: networks a method runs with the posterior at every
+    step (CLUE's decoder); one pass then goes through them and the posterior together,
+    so an image through the decoder and the posterior counts as one forward pass.
     """
 
-    def __init__(self, posterior: object) -> None:
-        self.networks = _networks(posterior)
+    def __init__(self, posterior: object, also: tuple[nn.Module, ...] = ()) -> None:
+        own = _networks(posterior)
+        self.networks = [*own, *also] if own else []
         self.available = bool(self.networks)
         self.forward = 0.0
         self.backward = 0.0

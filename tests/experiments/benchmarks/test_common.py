@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from tests._models import SpotPosterior, tiny_cnn_members
+from tests._models import SpotPosterior, tiny_cnn_members, tiny_vae
 from uattr.attribution.base import UncertaintyAttribution
 from uattr.experiments.benchmarks.common import MethodSpec, cached_cell, method_key, posterior_key
 from uattr.experiments.registry import detection_methods, segmenter
@@ -15,7 +15,8 @@ from uattr.uq import as_posterior
 
 # a valid other value for the settings whose default is None or a word
 _OTHER = {"n_perturbations": 50, "sigma_max": 3.0, "tau2": 0.5, "window": 4, "stride": 2,
-          "path": "gradient", "uncertainty": "epistemic", "rule": "riemann_middle"}
+          "path": "gradient", "uncertainty": "epistemic", "rule": "riemann_middle",
+          "delta": 2.0}
 
 
 def _other(name: str, value: object) -> object:
@@ -32,7 +33,7 @@ def _other(name: str, value: object) -> object:
 
 
 def _specs() -> dict[str, MethodSpec]:
-    return detection_methods(as_posterior(tiny_cnn_members()), MethodSettings())
+    return detection_methods(as_posterior(tiny_cnn_members()), MethodSettings(), tiny_vae())
 
 
 @pytest.mark.parametrize("row", list(_specs()))
@@ -42,8 +43,10 @@ def test_every_constructor_argument_of_every_registered_method_changes_the_key(r
     assert settings, f"{row}: no settings read from the constructor"
     key = method_key(spec)
     for name, value in settings.items():
-        changed = type(spec.method)(spec.method.posterior, **{**settings, name: _other(name,
-                                                                                        value)})
+        arguments = {**settings, name: _other(name, value) if name != "vae" else None}
+        if "vae" in settings:  # a generative row: the VAE itself, or another one
+            arguments["vae"] = tiny_vae(seed=1) if name == "vae" else spec.method.vae
+        changed = type(spec.method)(spec.method.posterior, **arguments)
         assert changed.settings()[name] != value, name  # the method keeps what it is given
         other = dataclasses.replace(spec, method=changed)
         assert method_key(other) != key, f"{row}: changing {name} keeps the key"

@@ -95,7 +95,8 @@ def benchmark(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
     where, method = settings.data, settings.method
     images, indices, _ = evaluated_images(job, n, kind)
     explained = dataclasses.replace(method, uncertainty=kind)
-    methods = choose_methods(pixel_methods(job.posterior, explained), names, "the blurring test")
+    methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(names)),
+                             names, "the blurring test")
     rows, curves = run_blur_test(
         images, methods, lambda x: uncertainty(job.posterior(x), kind), folder=out,
         batch_size=settings.batch_size, device=settings.device,

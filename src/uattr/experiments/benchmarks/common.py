@@ -11,7 +11,6 @@ settings. A rerun with any of them changed computes the cell again instead of re
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from ...attribution.base import UncertaintyAttribution
+from ...attribution.base import UncertaintyAttribution, fingerprint
 from ...ops.segment import with_boxes
 from ...posteriors.passes import PassCounter
 from ...uq import predict_probs, uncertainty
@@ -55,27 +54,10 @@ class MethodSpec:
 
 
 def posterior_key(posterior: Callable[[Tensor], Tensor]) -> str:
-    """A short hash of a posterior: its structure (``repr``), the plain public attributes
-    of each of its modules (a sampled posterior's samples and seed, the train/eval mode)
-    and every weight and buffer. A plain callable shows none of these, so it is known by
-    its qualified name only: do not share a run folder between two different callables of
-    the same name."""
-    digest = hashlib.sha1()
-    if isinstance(posterior, nn.Module):
-        digest.update(repr(posterior).encode())
-        for name, module in posterior.named_modules():
-            plain = {key: value for key, value in vars(module).items()
-                     if not key.startswith("_")
-                     and isinstance(value, bool | int | float | str | tuple)}
-            digest.update(f"{name}: {sorted(plain.items())}".encode())
-        for name, tensor in posterior.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    else:
-        digest.update(f"{getattr(posterior, '__module__', '?')}."
-                      f"{getattr(posterior, '__qualname__', type(posterior).__name__)}"
-                      .encode())
-    return digest.hexdigest()[:12]
+    """A short hash of a posterior (:func:`uattr.attribution.base.fingerprint`). A plain
+    callable is known by its qualified name only: do not share a run folder between two
+    different callables of the same name."""
+    return fingerprint(posterior)
 
 
 def method_key(spec: MethodSpec) -> dict[str, Any]:
@@ -150,7 +132,8 @@ def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
     (:mod:`uattr.posteriors.passes`)."""
     log(f"{spec.name}: attributing {len(images)} images")
     start = time.perf_counter()
-    with PassCounter(spec.method.posterior) as passes:
+    with PassCounter(spec.method.posterior,
+                     also=spec.method.counted_networks()) as passes:
         maps = attribute_in_batches(spec, images, batch_size, device, boxes=boxes,
                                     steps=steps)
     n = len(images)

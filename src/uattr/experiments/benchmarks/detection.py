@@ -175,7 +175,8 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
     settings, out = job.settings, job.out
     where, method = settings.data, settings.method
     detection_set = detection_images(job, n)
-    methods = choose_methods(detection_methods(job.posterior, method), names, "detection")
+    methods = choose_methods(detection_methods(job.posterior, method, job.vae_for(names)),
+                             names, "detection")
     rows, maps = run_for_job(job, detection_set, methods)
     examples = slice(0, min(8, n))
     results = {name: (m[examples], find_box(m[examples], detection_set.patch_size))

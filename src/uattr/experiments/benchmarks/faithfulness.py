@@ -206,7 +206,8 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
     settings, out = job.settings, job.out
     where, method = settings.data, settings.method
     images, indices, u = evaluated_images(job, n, method.uncertainty)
-    methods = choose_methods(pixel_methods(job.posterior, method), names, "faithfulness")
+    methods = choose_methods(pixel_methods(job.posterior, method, job.vae_for(names)),
+                             names, "faithfulness")
     rows, maps = run_for_job(job, images, indices, methods)
     rows = beside(rows, FAITHFULNESS_C10,
                   ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"))
