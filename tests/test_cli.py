@@ -387,3 +387,68 @@ def test_a_benchmark_called_from_python_writes_the_tables_of_the_command(cache, 
         assert [{k: v for k, v in row.items() if k not in timing} for row in python] == \
             [{k: v for k, v in row.items() if k not in timing} for row in command]
     assert [row["method"] for row in command] == methods
+
+
+def test_bench_mitigation_trains_with_each_methods_attention_and_reuses_its_cells(
+        cache, tmp_path, capsys):
+    from uattr.experiments.benchmarks.mitigation import (
+        MitigationSettings,
+        evaluate,
+        subset,
+        train_with_attention,
+    )
+    from uattr.zoo.data import Split
+
+    out = tmp_path / "mitigation"
+    args = ["bench", "mitigation", *COMMON, "--cache-dir", cache, "--n", "60",
+            "--test-images", "120", "--runs", "2", "--methods", "grad", "clue",
+            "--spaces", "latent", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    rows = json.loads((out / "mitigation.json").read_text())
+    assert [(r["method"], r["space"]) for r in rows] == [
+        ("no attention", "–"), ("grad", "latent"), ("clue", "latent")]
+    assert (out / "mitigation_attention.png").stat().st_size > 0
+    # "no attention" is a plain network trained on the same 60 images, seeds 0 and 1
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    tr, te = subset(len(train), 60, 0), subset(len(test), 120, 1)
+    train, test = Split(train.images[tr], train.labels[tr]), Split(test.images[te], test.labels[te])
+    chosen = MitigationSettings()
+    config = TrainConfig(epochs=chosen.epochs, batch_size=chosen.batch_size, lr=chosen.lr)
+    zeros = torch.zeros(len(test), 8, 8)
+    accs = [evaluate(train_with_attention(train, torch.zeros(60, 8, 8), "latent", 0.0, s,
+                                          config), test, zeros)["ACC"] for s in (0, 1)]
+    assert rows[0]["ACC (%)"] == pytest.approx(sum(accs) / 2, abs=1e-9)
+    assert rows[0]["ACC (paper)"] == 90.78 and rows[1]["ACC (paper)"] == 91.35
+    # a rerun trains nothing and attributes nothing
+    assert main(args) == 0
+    again = capsys.readouterr()
+    assert "attributing" not in again.err and "loaded from" in again.err
+    assert json.loads((out / "mitigation.json").read_text()) == rows
+
+
+def test_bench_figures_draws_papers_002_figures_and_the_blurring_sequence_values(
+        cache, tmp_path, capsys):
+    from uattr.experiments.benchmarks.figures import SEQUENCE_FRACTIONS
+
+    out = tmp_path / "figures"
+    assert main(["bench", "figures", *COMMON, "--cache-dir", cache, "--n", "3", "--methods",
+                 "grad", "ua-backprop", "clue", "--out", str(out)]) == 0
+    capsys.readouterr()
+    for name in ("figure3_epistemic_maps", "figure4_uncertainty_kinds",
+                 "figure5_blurring_sequences"):
+        assert (out / f"{name}.png").stat().st_size > 0
+    rows = json.loads((out / "figure5_uncertainty.json").read_text())
+    members, _ = load_or_train_ensemble("digits", data.load("digits", "train"),
+                                        data.load("digits", "test"), members=2,
+                                        config=TrainConfig(epochs=8), cache=cache)
+    posterior = Ensemble(members)
+    x, indices, u = most_uncertain(posterior, data.load("digits", "test"), 3, kind="epistemic")
+    assert [r["image"] for r in rows] == indices.tolist()
+    # the first frame is the image itself; the last has the top 5% of UA-Backprop's
+    # epistemic map blurred
+    torch.testing.assert_close(torch.tensor([r["U_e 0%"] for r in rows]), u)
+    from uattr import UABackprop
+    maps = UABackprop(posterior, "epistemic").attribute(x)
+    last = uncertainty(posterior(blur_top_pixels(x, maps, SEQUENCE_FRACTIONS[-1])), "epistemic")
+    torch.testing.assert_close(torch.tensor([r["U_e 5%"] for r in rows]), last.detach())

@@ -20,9 +20,12 @@ from .experiments.benchmarks import (
     detection,
     explanation_uncertainty,
     faithfulness,
+    figures,
+    mitigation,
     segmenters,
 )
 from .experiments.benchmarks.common import most_uncertain
+from .experiments.benchmarks.mitigation import MitigationSettings
 from .experiments.job import (
     Job,
     Section,
@@ -37,12 +40,14 @@ from .experiments.registry import DETECTION_ROWS, PIXEL_METHODS, optimization
 from .experiments.runs import RunFolder, markdown_table
 from .experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
 from .explanation.distributions import EXPLAINERS
+from .mitigation import ATTENTION_SPACES
 from .uq import predict_probs, uncertainty
 from .zoo import data, models
 
 # The defaults of the command line are the settings' (those of OptimizationUA and slic,
 # chosen on the validation split: docs/hyperparameters.md), written nowhere else.
 _DEFAULT = Settings()
+_MITIGATION = MitigationSettings()
 
 # The main job's sizes. On 2 CPU cores every detection method together costs ~10 s per
 # image, the pixel-level methods of the blurring test ~7 s, those of the faithfulness
@@ -59,6 +64,11 @@ RUN_N_BLUR_TEST = 5
 # `uattr bench explanation-uncertainty` trains them on all of it).
 RUN_N_EXPLANATION = 2
 RUN_POSTERIOR_TRAIN = 10_000
+# papers/002 Table 2 in the main job: three methods' attention, 100 training images, 300
+# test images, 2 seeds (~2 min; `uattr bench mitigation` runs the paper's size).
+RUN_MITIGATION = MitigationSettings(train_images=100, test_images=300, runs=2,
+                                    spaces=("latent",))
+RUN_MITIGATION_METHODS = ["ua-backprop", "grad", "clue"]
 
 
 # ------------------------------------------------------------------ argument types
@@ -71,6 +81,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return value
 
 
@@ -284,15 +304,17 @@ def _folder(args: argparse.Namespace, n: int) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The main job: detection, faithfulness and the blurring test on every method at
-    small sizes, one run folder with ``report.md``."""
+    """The main job: detection, faithfulness and the blurring test on every method, the
+    explanation-uncertainty comparison and a small mitigation run, at small sizes, one run
+    folder with ``report.md``."""
     job = open_job(settings_from(args), args.out or
                         f"runs/{args.dataset}-{args.split}-main-seed{args.seed}")
     sections = [detection.benchmark(job, args.n_detection),
                 faithfulness.benchmark(job, args.n_faithfulness),
                 blur_test.benchmark(job, args.n_blur_test, args.blur_uncertainty),
                 explanation_uncertainty.benchmark(job, args.n_explanation, list(POSTERIORS),
-                                             list(EXPLAINERS))]
+                                             list(EXPLAINERS)),
+                mitigation.benchmark(job, RUN_MITIGATION, RUN_MITIGATION_METHODS)]
     report = write_report(job, sections, arguments=_arguments(args))
     print(f"\nreport: {report}")
     _publish(job, args)
@@ -321,11 +343,23 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Job, argparse.Namespace], Section]]] 
                    "optimization-based method and KernelSHAP (papers/000 Table 1 with SAM)",
                    lambda job, args: segmenters.benchmark(job, args.n, tuple(args.segmenters),
                                                           _names(args))),
+    "mitigation": ("ACC and NLL of a network trained on a few images with each method's "
+                   "map as attention (papers/002 Table 2; --n: training images)",
+                   lambda job, args: mitigation.benchmark(job, _mitigation_settings(args),
+                                                          _names(args))),
+    "figures": ("papers/002 Figures 3-5: every method's epistemic maps, one method's "
+                "three kinds of maps, blurring sequences (--n: images, default 6)",
+                lambda job, args: figures.benchmark(job, args.n, _names(args))),
     "explanation-uncertainty": ("mean / std / CV of explanations over posterior samples, "
                                 "with deletion and insertion AUCs (papers/004)",
                                 lambda job, args: explanation_uncertainty.benchmark(
                                     job, args.n, args.posteriors, args.explainers)),
 }
+
+
+def _mitigation_settings(args: argparse.Namespace) -> MitigationSettings:
+    return MitigationSettings(train_images=args.n, test_images=args.test_images,
+                              runs=args.runs, alpha=args.alpha, spaces=tuple(args.spaces))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -441,7 +475,24 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=[s for s in segmenters.SEGMENTER_NAMES if s != "pixels"],
                            help="segmenters to compare (default: "
                            f"{' '.join(segmenters.DEFAULT_SEGMENTERS)})")
-        if name in ("detection", "faithfulness", "blur-test", "segmenters"):
+        if name == "figures":
+            p.set_defaults(n=6)
+        if name == "mitigation":
+            p.set_defaults(n=_MITIGATION.train_images)
+            p.add_argument("--test-images", type=_non_negative_int,
+                           default=_MITIGATION.test_images,
+                           help="images of the split evaluated, a fixed random subset (0: "
+                                f"all; default {_MITIGATION.test_images})")
+            p.add_argument("--runs", type=_positive_int, default=_MITIGATION.runs,
+                           help=f"network seeds per row (default {_MITIGATION.runs})")
+            p.add_argument("--alpha", type=_float_in(0.0), default=_MITIGATION.alpha,
+                           help=f"attention strength α (default {_MITIGATION.alpha:g}, "
+                                "chosen on the validation split)")
+            p.add_argument("--spaces", nargs="+", default=list(_MITIGATION.spaces),
+                           choices=ATTENTION_SPACES,
+                           help="where the attention acts (default: both)")
+        if name in ("detection", "faithfulness", "blur-test", "segmenters", "mitigation",
+                    "figures"):
             p.add_argument("--methods", nargs="+", default=["all"],
                            help="method names (see the table), or 'all'")
         if name == "ablation":

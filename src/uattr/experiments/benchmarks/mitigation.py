@@ -1,0 +1,214 @@
+"""Uncertainty mitigation with attention (papers/002 §5.2.2 and Table 2).
+
+A random subset of the training split (500 images on MNIST, the paper's) gets each
+method's map of the ensemble's epistemic uncertainty, turned into an attention
+``A = (1 - M) ⊙ M`` (:mod:`uattr.mitigation`); a fresh :class:`~uattr.mitigation.
+AttentionCNN` is trained on the subset with it, and ACC and NLL are measured on a fixed
+random subset of the evaluated split, each image with its own attention from the same
+method. "No attention" is the same training with A = 0. Every row runs ``runs`` times
+(network seeds 0..runs-1) and reports mean ± standard deviation, as the paper does.
+
+The ensemble that makes the maps is the job's, trained on the whole training split: it
+saw images outside the subset, as the paper's did. Each method's maps of both subsets are
+one cell, computed once; each training run is a cell too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from ... import viz
+from ...mitigation import ATTENTION_SPACES, AttentionCNN, attention, normalise_map, with_attention
+from ...zoo import data
+from ...zoo.data import Split
+from ...zoo.models import TrainConfig, train_member
+from ..job import Job, Section, choose_methods, log, print_table
+from ..registry import pixel_methods
+from .common import MethodSpec, attribute_counted, cached_cell, method_key
+from .paper_numbers import MITIGATION_MNIST
+
+__all__ = ["MITIGATION_METHODS", "NO_ATTENTION", "MitigationSettings", "benchmark",
+           "evaluate", "subset", "train_with_attention"]
+
+# papers/002 Table 2's methods, and the optimization-based method at the pixel level
+MITIGATION_METHODS = ("ua-backprop", "grad", "smoothgrad", "fullgrad", "integrated gradients",
+                      "blur ig", "clue", "delta-clue", "optimization (pixels)")
+NO_ATTENTION = "no attention"
+
+
+@dataclass(frozen=True)
+class MitigationSettings:
+    """The mitigation benchmark's settings: ``train_images`` of the training split (the
+    paper's 500), ``test_images`` of the evaluated split (0: all of it), ``runs`` network
+    seeds, the attention's ``alpha`` (chosen on the validation split:
+    docs/hyperparameters.md) and ``temperature``, the uncertainty the maps explain, the
+    spaces compared, and the training of each network (``epochs`` of Adam at ``lr``,
+    batches of ``batch_size``; chosen on the validation split for "no attention")."""
+
+    train_images: int = 500
+    test_images: int = 2000
+    runs: int = 5
+    alpha: float = 2.0
+    temperature: float = 0.25
+    kind: str = "epistemic"
+    spaces: tuple[str, ...] = ATTENTION_SPACES
+    epochs: int = 40
+    batch_size: int = 50
+    lr: float = 2e-3
+    subset_seed: int = 0
+
+
+def subset(size: int, n: int, seed: int) -> Tensor:
+    """``n`` distinct indices of ``range(size)`` (all when ``n`` is 0), sorted, seeded."""
+    if n == 0 or n >= size:
+        return torch.arange(size)
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def train_with_attention(train: Split, attention_maps: Tensor, space: str, alpha: float,
+                         seed: int, config: TrainConfig) -> AttentionCNN:
+    """A fresh :class:`AttentionCNN` (initialised from ``seed``) trained on ``train`` with
+    the attention ``attention_maps [N, H, W]``."""
+    _, channels, height, _ = train.images.shape
+    torch.manual_seed(seed)
+    model = AttentionCNN(channels, int(train.labels.max()) + 1, height, alpha=alpha,
+                         space=space)
+    augmented = Split(with_attention(train.images, attention_maps), train.labels)
+    return train_member(model, augmented, config, seed=seed, desc=f"{space} seed {seed}")
+
+
+@torch.no_grad()
+def evaluate(model: AttentionCNN, test: Split, attention_maps: Tensor,
+             batch_size: int = 1000) -> dict[str, float]:
+    """ACC (%) and NLL (mean negative log-likelihood, nats) of ``model`` on ``test``."""
+    correct, nll = 0, 0.0
+    for i in range(0, len(test), batch_size):
+        x = with_attention(test.images[i : i + batch_size], attention_maps[i : i + batch_size])
+        logits, labels = model(x), test.labels[i : i + batch_size]
+        correct += int((logits.argmax(1) == labels).sum())
+        nll += float(F.cross_entropy(logits, labels, reduction="sum"))
+    return {"ACC": 100 * correct / len(test), "NLL": nll / len(test)}
+
+
+def _maps(job: Job, spec: MethodSpec, train: Split, test: Split, key: dict) -> tuple:
+    """The method's maps of the training subset and of the test subset (one cell)."""
+
+    def compute() -> tuple[dict, np.ndarray]:
+        images = torch.cat([train.images, test.images])
+        done = attribute_counted(spec, images, job.settings.batch_size, job.settings.device,
+                                 log=log)
+        return {"s/image": done.seconds}, done.maps.numpy()
+
+    record, maps = cached_cell(job.out, f"mitigation-maps-{spec.name}",
+                               {**method_key(spec), **key}, compute, log, spec.name)
+    maps = torch.from_numpy(maps)
+    return maps[: len(train)], maps[len(train) :], record["s/image"]
+
+
+def _runs(job: Job, name: str, space: str, maps: tuple[Tensor, Tensor] | None,
+          train: Split, test: Split, settings: MitigationSettings, key: dict) -> list[dict]:
+    """ACC and NLL of every seed for one row (``maps`` None: no attention)."""
+    config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
+                         lr=settings.lr)
+    alpha = 0.0 if maps is None else settings.alpha
+    if maps is None:
+        train_a = torch.zeros(len(train), *train.images.shape[2:])
+        test_a = torch.zeros(len(test), *test.images.shape[2:])
+    else:
+        train_a, test_a = (attention(normalise_map(m, settings.temperature)) for m in maps)
+    scores = []
+    for seed in range(settings.runs):
+
+        def compute(seed: int = seed) -> tuple[dict, np.ndarray]:
+            model = train_with_attention(train, train_a, space, alpha, seed, config)
+            return evaluate(model, test, test_a), np.zeros(0)
+
+        record, _ = cached_cell(job.out, f"mitigation-run-{name}-{space}-{seed}",
+                                {**key, "row": name, "space": space, "alpha": alpha,
+                                 "seed": seed}, compute, log, f"{name}, {space}, seed {seed}")
+        scores.append(record)
+    return scores
+
+
+def _row(name: str, space: str, scores: list[dict], seconds: float | None) -> dict:
+    acc, nll = [s["ACC"] for s in scores], [s["NLL"] for s in scores]
+    spread = (lambda v: statistics.stdev(v)) if len(scores) > 1 else (lambda v: 0.0)
+    paper = MITIGATION_MNIST.get(name) if space == "latent" else None
+    return {"method": name, "space": space, "ACC (%)": statistics.mean(acc),
+            "ACC sd": spread(acc), "NLL": statistics.mean(nll), "NLL sd": spread(nll),
+            "runs": len(scores), "maps s/image": seconds,
+            "ACC (paper)": paper[0] if paper else None, "NLL (paper)": paper[1] if paper else None}
+
+
+# ------------------------------------------------------------ the job of uattr bench/run
+def benchmark(job: Job, settings: MitigationSettings,
+              names: list[str] | None = None) -> Section:
+    """papers/002 Table 2: ACC and NLL of training with each method's attention."""
+    where = job.settings.data
+    if settings.kind not in ("total", "aleatoric", "epistemic"):
+        raise ValueError(f"kind must be total, aleatoric or epistemic, got {settings.kind!r}")
+    bad = sorted(set(settings.spaces) - set(ATTENTION_SPACES))
+    if bad:
+        raise ValueError(f"spaces must be among {ATTENTION_SPACES}, got {bad}")
+    full_train = data.load(where.dataset, "train", root=where.data_dir)
+    full_test = data.load(where.dataset, where.split, root=where.data_dir)
+    train_idx = subset(len(full_train), settings.train_images, settings.subset_seed)
+    test_idx = subset(len(full_test), settings.test_images, settings.subset_seed + 1)
+    train = Split(full_train.images[train_idx], full_train.labels[train_idx])
+    test = Split(full_test.images[test_idx], full_test.labels[test_idx])
+    explained = dataclasses.replace(job.settings.method, uncertainty=settings.kind)
+    wanted = list(names) if names is not None else list(MITIGATION_METHODS)
+    available = {name: spec for name, spec in
+                 pixel_methods(job.posterior, explained, job.vae_for(wanted)).items()}
+    methods = choose_methods(available, wanted, "mitigation")
+    data_key = {"dataset": where.dataset, "train": train_idx.tolist(),
+                "split": where.split, "test": test_idx.tolist()}
+    train_key = {"data": data_key, "epochs": settings.epochs, "lr": settings.lr,
+                 "batch_size": settings.batch_size, "temperature": settings.temperature,
+                 "kind": settings.kind}
+    rows, shown = [], {}
+    baseline = _runs(job, NO_ATTENTION, "latent", None, train, test, settings, train_key)
+    rows.append({**_row(NO_ATTENTION, "latent", baseline, None), "space": "–"})
+    for spec in methods:
+        train_maps, test_maps, seconds = _maps(job, spec, train, test,
+                                               {"data": data_key, "kind": settings.kind})
+        shown[spec.name] = test_maps[:6]
+        for space in settings.spaces:
+            scores = _runs(job, spec.name, space, (train_maps, test_maps), train, test,
+                           settings, {**train_key, "maps": method_key(spec)})
+            rows.append(_row(spec.name, space, scores, seconds))
+    job.out.write_table("mitigation", rows)
+    figures = []
+    if shown:
+        job.out.save_figure("mitigation_attention.png",
+                            attention_figure(test.images[:6], shown, settings.temperature))
+        figures.append("mitigation_attention.png")
+    whole = "the whole" if len(test) == len(full_test) else f"a fixed random {len(test)} of the"
+    text = (f"{len(train)} random {where.dataset} training images, each with its "
+            f"{settings.kind} map from the ensemble turned into A = (1 - M) ⊙ M (M: the map "
+            f"over its largest magnitude, a softmax over pixels at T = {settings.temperature:g}"
+            f", rescaled to peak at 1); a fresh network trained {settings.epochs} epochs with "
+            f"(1 + α·A) ⊙ features (latent) or ⊙ image (input), α = {settings.alpha:g}; "
+            f"ACC and NLL on {whole} {where.split} images ({len(test)}), mean and standard "
+            f"deviation over {settings.runs} seeds. The paper's columns are papers/002 "
+            "Table 2, MNIST (latent space).")
+    print_table(f"Mitigation: {text}", rows)
+    return Section("Uncertainty mitigation with attention", text, [("mitigation", rows)],
+                   figures)
+
+
+def attention_figure(images: Tensor, maps: dict[str, Tensor], temperature: float):
+    """papers/002 Figure 6: for each test image, M and A of the first method, then the
+    attention A of every method."""
+    first = next(iter(maps))
+    normalised = {name: normalise_map(m, temperature) for name, m in maps.items()}
+    panels = {f"M: {first}": normalised[first],
+              **{f"A: {name}": attention(m) for name, m in normalised.items()}}
+    return viz.maps_grid(images, panels)
