@@ -402,12 +402,12 @@ def test_bench_mitigation_trains_with_each_methods_attention_and_reuses_its_cell
     out = tmp_path / "mitigation"
     args = ["bench", "mitigation", *COMMON, "--cache-dir", cache, "--n", "60",
             "--test-images", "120", "--runs", "2", "--methods", "grad", "clue",
-            "--spaces", "latent", "--out", str(out)]
+            "--input-space", "clue", "--out", str(out)]
     assert main(args) == 0
     capsys.readouterr()
     rows = json.loads((out / "mitigation.json").read_text())
     assert [(r["method"], r["space"]) for r in rows] == [
-        ("no attention", "–"), ("grad", "latent"), ("clue", "latent")]
+        ("no attention", "–"), ("grad", "latent"), ("clue", "latent"), ("clue", "input")]
     assert (out / "mitigation_attention.png").stat().st_size > 0
     # "no attention" is a plain network trained on the same 60 images, seeds 0 and 1
     train, test = data.load("digits", "train"), data.load("digits", "test")
