@@ -95,7 +95,7 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     assert [r["method"] for r in blur] == list(PIXEL_METHODS)
     report = (out / "report.md").read_text()
     for heading in ("## Detection", "## Faithfulness", "## Blurring test",
-                    "## Explanation uncertainty"):
+                    "## Explanation uncertainty", "## Uncertainty mitigation with attention"):
         assert heading in report
     explained = json.loads((out / "explanation_uncertainty.json").read_text())
     assert len(explained) == 4 * 3  # every posterior × every explanation method
@@ -113,7 +113,13 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
 
     assert main(args) == 0  # again: every cell is loaded, none recomputed
     second = capsys.readouterr()
-    assert second.err.count("loaded from") == len(rows) + 2 * len(PIXEL_METHODS) + 12
+    from uattr.cli import RUN_MITIGATION, RUN_MITIGATION_METHODS
+
+    # the mitigation's cells: each method's maps, and every seed of every row
+    mitigation_cells = (len(RUN_MITIGATION_METHODS)
+                        + RUN_MITIGATION.runs * (1 + len(RUN_MITIGATION_METHODS)))
+    assert second.err.count("loaded from") == (len(rows) + 2 * len(PIXEL_METHODS) + 12
+                                               + mitigation_cells)
     assert "attributing" not in second.err
     assert json.loads((out / "detection.json").read_text()) == rows
     assert json.loads((out / "faithfulness.json").read_text()) == faithful
