@@ -173,6 +173,11 @@ def _no_work(*args, **kwargs):
     (["explain", "--device", "gpu0"], "--device must be a torch device"),
     (["explain", "--uncertainty", "epistemic", "--members", "1"],
      "--members must be at least 2 to explain epistemic uncertainty"),
+    # the mitigation's --n counts training images (1078 digits), not test images (360)
+    (["bench", "mitigation", "--n", "1079"], "--n must be at most 1078 (the training"),
+    (["bench", "mitigation", "--input-space", "sam"], "--input-space: unknown methods ['sam']"),
+    (["bench", "mitigation", "--test-images", "-1"],
+     "argument --test-images: must be an integer >= 0"),
 ])
 def test_bad_arguments_stop_the_command_before_any_work(argv, message, monkeypatch, capsys):
     monkeypatch.setattr(data, "load", _no_work)  # no data is loaded, no model trained

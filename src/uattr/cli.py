@@ -73,24 +73,21 @@ RUN_MITIGATION_METHODS = ["ua-backprop", "grad", "clue"]
 # ------------------------------------------------------------------ argument types
 # argparse calls these while parsing, so a bad value stops the command before any data is
 # loaded or any model trained, with a message that names the argument.
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _int_at_least(low: int, wanted: str) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low``; ``wanted`` says so in the error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _float_in(low: float, high: float = math.inf, *, low_open: bool = False,
@@ -529,8 +526,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     if getattr(args, "split", None) is not None:
         size = data.split_size(args.dataset, args.split, root=args.data_dir)
         where = f"the {size} {args.split} images of {args.dataset}"
-        for name in ("n", "n_detection", "n_faithfulness", "n_blur_test", "n_explanation",
-                     "most_uncertain"):
+        # the mitigation's --n counts training images, checked below
+        counted = [] if getattr(args, "benchmark", None) == "mitigation" else ["n"]
+        for name in (*counted, "n_detection", "n_faithfulness", "n_blur_test",
+                     "n_explanation", "most_uncertain"):
             value = getattr(args, name, None)
             if value is not None and value > size:
                 raise ValueError(f"--{name.replace('_', '-')} must be at most {size} "
@@ -538,6 +537,15 @@ def check_arguments(args: argparse.Namespace) -> None:
         bad = [i for i in getattr(args, "indices", None) or [] if not 0 <= i < size]
         if bad:
             raise ValueError(f"--indices must lie in [0, {size - 1}] ({where}), got {bad}")
+    if getattr(args, "benchmark", None) == "mitigation":
+        size = data.split_size(args.dataset, "train", root=args.data_dir)
+        if args.n > size:
+            raise ValueError(f"--n must be at most {size} (the training images of "
+                             f"{args.dataset}), got {args.n}")
+        unknown = sorted(set(args.input_space) - set(PIXEL_METHODS))
+        if unknown:
+            raise ValueError(f"--input-space: unknown methods {unknown}; choose from "
+                             f"{list(PIXEL_METHODS)}")
     names = getattr(args, "methods", None)
     if names is not None and names != ["all"]:
         # the job's own check, run before any data is loaded or model trained

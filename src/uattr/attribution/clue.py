@@ -20,6 +20,7 @@ interact), and a row stops on its own: when its cost has changed by less than
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,17 +34,19 @@ from .base import UncertaintyAttribution, fingerprint
 __all__ = ["CLUE", "CLUEResult", "DeltaCLUE"]
 
 
+@dataclass(frozen=True)
 class CLUEResult:
     """What one CLUE call found, per image: ``maps [B, H, W]``, the counterfactual
     ``counterfactual [B, C, H, W]``, its latent ``latent [B, d]``, ``steps [B]`` (the most
     any start of the image took), and U of the image and of its counterfactual
     (``uncertainty_before``, ``uncertainty_after`` ``[B]``)."""
 
-    def __init__(self, maps: Tensor, counterfactual: Tensor, latent: Tensor, steps: Tensor,
-                 uncertainty_before: Tensor, uncertainty_after: Tensor) -> None:
-        self.maps, self.counterfactual, self.latent = maps, counterfactual, latent
-        self.steps = steps
-        self.uncertainty_before, self.uncertainty_after = uncertainty_before, uncertainty_after
+    maps: Tensor
+    counterfactual: Tensor
+    latent: Tensor
+    steps: Tensor
+    uncertainty_before: Tensor
+    uncertainty_after: Tensor
 
 
 class CLUE(UncertaintyAttribution):
@@ -199,6 +202,8 @@ class DeltaCLUE(CLUE):
 
     name = "delta-clue"
 
+    # every argument is spelled out again (not **kwargs): a method's settings, and so its
+    # stored cells' keys, are read from its constructor's signature
     def __init__(
         self,
         posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],

@@ -138,17 +138,21 @@ def _runs(job: Job, name: str, space: str, maps: tuple[Tensor, Tensor] | None,
     return scores
 
 
+def _spread(values: list[float]) -> float:
+    """Sample standard deviation; 0 for a single run."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def _row(name: str, space: str, scores: list[dict], baseline: list[dict],
          seconds: float | None) -> dict:
     """Mean and standard deviation over seeds, and the paired difference from "no
     attention" (seed s of both starts from the same weights and sees the same batches)."""
     acc, nll = [s["ACC"] for s in scores], [s["NLL"] for s in scores]
     d_acc = [s["ACC"] - b["ACC"] for s, b in zip(scores, baseline, strict=True)]
-    spread = (lambda v: statistics.stdev(v)) if len(scores) > 1 else (lambda v: 0.0)
     paper = MITIGATION_MNIST.get(name) if space == "latent" else None
     return {"method": name, "space": space, "ACC (%)": statistics.mean(acc),
-            "ACC sd": spread(acc), "NLL": statistics.mean(nll), "NLL sd": spread(nll),
-            "ΔACC": statistics.mean(d_acc), "ΔACC sd": spread(d_acc),
+            "ACC sd": _spread(acc), "NLL": statistics.mean(nll), "NLL sd": _spread(nll),
+            "ΔACC": statistics.mean(d_acc), "ΔACC sd": _spread(d_acc),
             "runs": len(scores), "maps s/image": seconds,
             "ACC (paper)": paper[0] if paper else None, "NLL (paper)": paper[1] if paper else None}
 
@@ -172,9 +176,8 @@ def benchmark(job: Job, settings: MitigationSettings,
     test = Split(full_test.images[test_idx], full_test.labels[test_idx])
     explained = dataclasses.replace(job.settings.method, uncertainty=settings.kind)
     wanted = list(names) if names is not None else list(MITIGATION_METHODS)
-    available = {name: spec for name, spec in
-                 pixel_methods(job.posterior, explained, job.vae_for(wanted)).items()}
-    methods = choose_methods(available, wanted, "mitigation")
+    methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(wanted)),
+                             wanted, "mitigation")
     data_key = {"dataset": where.dataset, "train": train_idx.tolist(),
                 "split": where.split, "test": test_idx.tolist()}
     train_key = {"data": data_key, "epochs": settings.epochs, "lr": settings.lr,
