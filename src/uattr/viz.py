@@ -54,8 +54,10 @@ def explanation_grid(
     maps: Tensor,
     *,
     titles: list[str] | None = None,
+    boxes: Tensor | None = None,
 ) -> Figure:
-    """One row per image: the image | its segments | the map over the image."""
+    """One row per image: the image | its segments | the map over the image, with the box
+    of highest mean attribution ``boxes [B, 4]`` (top, left, height, width) in cyan."""
 
     n = images.shape[0]
     cols = 3 if segments is not None else 2
@@ -70,6 +72,8 @@ def explanation_grid(
         _show(ax, images[i])
         ax.imshow(maps[i].detach().cpu().numpy(), cmap="inferno", alpha=0.6)
         ax.set_title("uncertainty map", fontsize=8)
+        if boxes is not None:
+            _draw_box(ax, boxes[i], "cyan")
     fig.tight_layout()
     return fig
 

@@ -103,7 +103,7 @@ def test_a_posterior_the_blur_cannot_move_gets_a_uniform_map_and_says_so():
     torch.testing.assert_close(result.u_after, result.u_before)
     assert result.removed.tolist() == [0.0, 0.0] and result.uninformative().all()
 
-    from uattr.cli import uninformative_warnings
+    from uattr.experiments.explain import uninformative_warnings
 
     lines = uninformative_warnings(result, torch.tensor([17, 4]))
     assert len(lines) == 2 and lines[0].startswith("image 17: blurring the region found "

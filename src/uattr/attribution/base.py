@@ -7,12 +7,14 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..uq import UNCERTAINTY_KINDS, Posterior, UncertaintySpec, as_posterior, check_images
 from ..uq import uncertainty as _uncertainty
 
-__all__ = ["UncertaintyAttribution", "constructor_settings", "fingerprint", "keyword_defaults"]
+__all__ = ["UncertaintyAttribution", "constructor_settings", "fingerprint", "keyword_defaults",
+           "require_layers"]
 
 
 class UncertaintyAttribution:
@@ -122,3 +124,14 @@ def fingerprint(model: object) -> str:
         digest.update(f"{getattr(model, '__module__', '?')}."
                       f"{getattr(model, '__qualname__', type(model).__name__)}".encode())
     return digest.hexdigest()[:12]
+
+
+def require_layers(posterior: object, method: str, layers: str) -> None:
+    """``ValueError`` when ``posterior`` holds TorchScript modules: a method that hooks
+    the model's ``layers`` would find none inside them and silently return another map."""
+    if isinstance(posterior, nn.Module) and any(isinstance(m, torch.jit.ScriptModule)
+                                                for m in posterior.modules()):
+        raise ValueError(
+            f"{method} hooks the model's {layers}, which a TorchScript model compiles away: "
+            "load the model as Python modules instead (on the command line, --model "
+            "module:function or file.py:function returning them)")

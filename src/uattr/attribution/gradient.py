@@ -16,7 +16,7 @@ from ..ops.checks import check_positive, check_positive_ints
 from ..ops.perturb import gaussian_blur
 from ..ops.rng import draw_normal, make_generators
 from ..uq import Posterior, UncertaintySpec
-from .base import UncertaintyAttribution
+from .base import UncertaintyAttribution, require_layers
 
 __all__ = ["IG_RULES", "BlurIG", "Grad", "GuidedBackprop", "IntegratedGradients", "SmoothGrad"]
 
@@ -171,6 +171,7 @@ class GuidedBackprop(UncertaintyAttribution):
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``[B, H, W]``; ``segments`` is ignored."""
         x = self._check(x).detach().requires_grad_()
+        require_layers(self.posterior, "Guided Backprop", "nn.ReLU modules")
         with warnings.catch_warnings():  # Captum announces its (temporary) ReLU hooks
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
             guided = CaptumGuidedBackprop(_UncertaintyModule(self)).attribute(x)

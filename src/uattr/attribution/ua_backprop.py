@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from ..ops.checks import check_positive
 from ..posteriors.passes import batched_cotangents
 from ..uq import Posterior, check_probs, class_decomposition
-from .base import UncertaintyAttribution
+from .base import UncertaintyAttribution, require_layers
 from .fullgrad import ConvOutputs
 
 __all__ = ["UABackprop", "class_uncertainties", "logit_uncertainties"]
@@ -148,6 +148,9 @@ class UABackprop(UncertaintyAttribution):
         The weights and the softmax over pixels are combined in float64 so that the map
         sums to U(x) to float32 precision on any CPU (completeness, DESIGN §3.2); the
         map is returned in the dtype of ``x``."""
+        if self.path == "fullgrad":
+            require_layers(self.posterior, "UA-Backprop (path 'fullgrad')",
+                           "biased nn.Conv2d layers")
         relevance, probs = self.relevance(x)
         batch, samples, _, height, width = relevance.shape
         per_logit = (relevance.flatten(3).double() / self.tau2).softmax(-1)  # [B, S, C, H·W]

@@ -19,9 +19,17 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..uq import Ensemble
+from ..attribution.base import fingerprint
+from ..posteriors.loading import check_model, load_model
+from ..uq import Ensemble, Posterior
 from ..zoo import data
-from ..zoo.models import TrainConfig, load_or_train_ensemble, load_or_train_sampled
+from ..zoo.models import (
+    SAMPLED_POSTERIORS,
+    TrainConfig,
+    cache_dir,
+    load_or_train_ensemble,
+    load_or_train_sampled,
+)
 from ..zoo.vae import VAE, load_or_train_vae
 from .benchmarks.common import most_uncertain
 from .registry import needs_vae
@@ -29,7 +37,14 @@ from .runs import RunFolder, markdown_table
 from .settings import Settings
 
 __all__ = ["Job", "Section", "choose_methods", "evaluated_images", "load_ensemble",
-           "load_sampled", "load_vae", "log", "open_job", "print_table", "write_report"]
+           "load_posterior", "load_sampled", "load_vae", "log", "open_job", "print_table",
+           "write_report"]
+
+
+def command_line() -> str:
+    """The command as a user types it: ``uattr`` and its arguments, however Python was
+    started."""
+    return " ".join(["uattr", *sys.argv[1:]])
 
 
 def log(message: str) -> None:
@@ -48,11 +63,12 @@ class Section:
 
 @dataclass
 class Job:
-    """What every job works with: its settings, the ensemble and what its cache says of it
-    (``info``), the run folder, and when the job started."""
+    """What every job works with: its settings, the posterior the settings choose
+    (:func:`load_posterior`) and what is known of it (``info``: ``description``,
+    ``cache``, ``tag``), the run folder, and when the job started."""
 
     settings: Settings
-    posterior: Ensemble
+    posterior: Posterior
     info: dict
     out: RunFolder
     start: float
@@ -78,10 +94,13 @@ def load_ensemble(settings: Settings, retrain: bool = False) -> tuple[Ensemble, 
     members, info = load_or_train_ensemble(
         where.dataset, train, test, members=trained.members,
         config=TrainConfig(epochs=trained.epochs), cache=trained.cache_dir,
-        device=settings.device, retrain=retrain, log=log)
+        device=settings.device, retrain=retrain, log=log, arch=trained.arch)
     accs = ", ".join(f"{a:.4f}" for a in info["member_accuracy"])
     log(f"ensemble of {trained.members} on {where.dataset}: test accuracy "
         f"{info['ensemble_accuracy']:.4f} (members: {accs}); cached in {info['cache']}")
+    info["description"] = (f"ensemble of {trained.members} on {where.dataset}, test accuracy "
+                           f"{info['ensemble_accuracy']:.4f} (members {accs})")
+    info["tag"] = f"{trained.members}members"
     return Ensemble(members), info
 
 
@@ -90,6 +109,9 @@ def load_sampled(settings: Settings, kind: str,
     """Train or load the single-network posterior ``kind`` (MC-Dropout, DropConnect,
     Flipout) with the settings' frozen samples, and log its accuracy."""
     where, trained = settings.data, settings.posterior
+    if trained.arch != "small-cnn":
+        raise ValueError(f"--arch {trained.arch} is for ensembles; the single-network "
+                         f"posteriors ({kind}) use the small CNN, whose dropout they sample")
     train = data.load(where.dataset, "train", root=where.data_dir)
     test = data.load(where.dataset, "test", root=where.data_dir)
     posterior, info = load_or_train_sampled(
@@ -100,7 +122,39 @@ def load_sampled(settings: Settings, kind: str,
     log(f"{kind} on {where.dataset}: test accuracy {info['accuracy']:.4f} "
         f"(mean of {trained.samples} samples; one sample {info['sample_accuracy']:.4f}); "
         f"cached in {info['cache']}")
+    info["description"] = (f"{kind} on {where.dataset} ({trained.samples} samples), test "
+                           f"accuracy {info['accuracy']:.4f}")
+    info["tag"] = f"{kind}-{trained.samples}samples"
     return posterior, info
+
+
+def load_posterior(settings: Settings,
+                   shape: tuple[int, ...] | None = None) -> tuple[Posterior, dict]:
+    """The posterior the settings choose: the user's ``model`` when given, checked on
+    images of ``shape`` (C, H, W; default: the settings' data set's), else the ``kind``
+    trained on the settings' data set (cached). ``info`` describes it (``description``),
+    names a cache folder for what is built from it (``cache``) and tags the files built
+    there (``tag``)."""
+    chosen = settings.posterior
+    if chosen.model:
+        posterior = load_model(chosen.model, output=chosen.output,
+                               num_samples=chosen.num_samples, device=settings.device)
+        where = settings.data
+        if shape is None:
+            shape = data.load(where.dataset, "test", root=where.data_dir).images.shape[1:]
+        samples = check_model(posterior, shape, settings.device)
+        key = fingerprint(posterior)
+        log(f"your model {' '.join(chosen.model)}: {samples} posterior samples; key {key}")
+        return posterior, {"description": f"your model {' '.join(chosen.model)} ({samples} "
+                                          f"posterior samples)",
+                           "cache": str(cache_dir(chosen.cache_dir) / f"model-{key}"),
+                           "tag": "model"}
+    if chosen.kind == "ensemble":
+        return load_ensemble(settings)
+    if chosen.kind in SAMPLED_POSTERIORS:
+        return load_sampled(settings, chosen.kind)
+    raise ValueError(f"posterior must be 'ensemble' or one of {SAMPLED_POSTERIORS}, got "
+                     f"{chosen.kind!r}")
 
 
 def load_vae(settings: Settings) -> tuple[VAE, dict]:
@@ -117,16 +171,16 @@ def load_vae(settings: Settings) -> tuple[VAE, dict]:
 
 
 def open_job(settings: Settings, folder: str | Path) -> Job:
-    """Load (or train) the ensemble and open the run folder ``folder``."""
+    """Load (or train) the settings' posterior and open the run folder ``folder``."""
     start = time.perf_counter()
     torch.manual_seed(settings.method.seed)
-    posterior, info = load_ensemble(settings)
+    posterior, info = load_posterior(settings)
     return Job(settings, posterior, info, RunFolder(folder), start)
 
 
 def evaluated_images(job: Job, n: int, kind: str) -> tuple[Tensor, Tensor, Tensor]:
     """``(images, indices, U)``: the ``n`` images of the job's split with the highest
-    uncertainty of ``kind`` under its ensemble, most uncertain first."""
+    uncertainty of ``kind`` under its posterior, most uncertain first."""
     where = job.settings.data
     split = data.load(where.dataset, where.split, root=where.data_dir)
     return most_uncertain(job.posterior, split, n, kind=kind, device=job.settings.device)
@@ -150,17 +204,15 @@ def print_table(title: str, rows: list[dict]) -> None:
 def write_report(job: Job, sections: list[Section], name: str = "report.md",
                  arguments: dict | None = None) -> Path:
     """``name`` (``report.md`` for the main job, ``report-<benchmark>.md`` for one
-    benchmark, so that benchmarks sharing a folder keep their reports): the ensemble,
+    benchmark, so that benchmarks sharing a folder keep their reports): the posterior,
     then every section's tables and figures; and beside it ``run[-<benchmark>].json``,
-    the command, its ``arguments`` (default: the job's settings), the ensemble and the
+    the command, its ``arguments`` (default: the job's settings), the posterior and the
     seconds."""
     info = job.info
-    accs = ", ".join(f"{a:.4f}" for a in info["member_accuracy"])
+    description = info["description"]
     lines = ["# uattr report", "",
-             f"Command: `{' '.join(sys.argv)}`", "",
-             f"Ensemble: {len(info['member_accuracy'])} members on "
-             f"{job.settings.data.dataset}, test accuracy {info['ensemble_accuracy']:.4f} "
-             f"(members {accs}).", ""]
+             f"Command: `{command_line()}`", "",
+             f"Posterior: {description}.", ""]
     for section in sections:
         lines += [f"## {section.title}", "", section.text, ""]
         for caption, rows in section.tables:
@@ -172,7 +224,7 @@ def write_report(job: Job, sections: list[Section], name: str = "report.md",
     path = job.out.write_text(name, "\n".join(lines) + "\n")
     settings = dataclasses.asdict(job.settings) if arguments is None else arguments
     record = name.replace("report", "run").removesuffix(".md") + ".json"  # run-<bench>.json
-    job.out.write_json(record, {"command": " ".join(sys.argv), **settings,
-                                    "ensemble": info,
+    job.out.write_json(record, {**settings, "command": command_line(),
+                                    "posterior": info,
                                     "seconds": time.perf_counter() - job.start})
     return path

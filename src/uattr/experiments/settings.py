@@ -34,13 +34,25 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class PosteriorSettings:
-    """How the posteriors are trained and cached: the ensemble's ``members`` and
-    ``epochs``; a single-network posterior's ``samples``, DropConnect's drop probability
-    and its training images (``None``: all); the cache folder (``None``:
+    """Which posterior the benchmarks explain, and how it is trained and cached.
+
+    ``kind``: ``ensemble`` or a single-network posterior (``mc-dropout | dropconnect |
+    flipout``), trained on the data set; or the user's own ``model`` (TorchScript files
+    or a factory ``module:function``, :func:`uattr.posteriors.loading.load_model`), which
+    returns ``output`` (``logits | probs``), members stacked as ``[(S·B), C]`` when
+    ``num_samples`` is given. The ensemble's ``members`` and ``epochs``; a single-network
+    posterior's ``samples``, DropConnect's drop probability and its training images
+    (``None``: all); the ensemble members' ``arch`` (``small-cnn``, papers/001's network for
+    MNIST and SVHN, or ``resnet18``, its CIFAR-10 one); the cache folder (``None``:
     ``$UATTR_CACHE`` or ``~/.cache/uattr``)."""
 
+    kind: str = "ensemble"
+    model: tuple[str, ...] = ()
+    output: str = "logits"
+    num_samples: int | None = None
     members: int = 5
     epochs: int = 1
+    arch: str = "small-cnn"
     cache_dir: str | None = None
     samples: int = 10
     dropconnect_p: float = 0.1

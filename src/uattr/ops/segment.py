@@ -1,5 +1,7 @@
 """Segmenters: images ``[B, C, H, W]`` -> label maps ``[B, H, W]``, labels 0..K_b-1.
 
+SAM's masks (:func:`sam`, :func:`from_masks`) live in :mod:`uattr.ops.masks`.
+
 A label map is a partition of the image: every pixel carries exactly one segment
 label, and the labels of image b are exactly ``0..K_b-1``. The meaning is Captum's
 ``feature_mask``. scikit-image segments one image at a time, so the scikit-image
@@ -15,18 +17,22 @@ import torch
 from torch import Tensor
 
 from ..uq import check_images
+from .masks import MaskSegmenter, from_masks, sam
 
 __all__ = [
     "SEGMENTERS",
     "CorruptionSegmenter",
+    "MaskSegmenter",
     "check_segments",
     "felzenszwalb",
+    "from_masks",
     "get_segmenter",
     "grid",
     "num_segments",
     "pixels",
     "quickshift",
     "relabel",
+    "sam",
     "segment_slots",
     "slic",
     "texture",

@@ -4,7 +4,9 @@
   (train 50 000 / valid 10 000 / test 10 000, the classic pickle's split);
 * ``fashion-mnist``: IDX files, by default where Debian's ``dataset-fashion-mnist``
   puts them; the last 10 000 training images are the validation split;
-* ``digits``: scikit-learn's bundled 8×8 digits, for fast tests.
+* ``digits``: scikit-learn's bundled 8×8 digits, for fast tests;
+* ``cifar10``, ``cifar100``, ``svhn``: the papers' 32×32 colour data sets, from the
+  standard files the user has in ``root`` (:mod:`uattr.zoo.files32`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import files32
+
 __all__ = [
     "DATASETS",
     "FASHION_MNIST_DIR",
@@ -36,7 +40,7 @@ __all__ = [
     "split_size",
 ]
 
-DATASETS = ("mnist", "fashion-mnist", "digits")
+DATASETS = ("mnist", "fashion-mnist", "digits", "cifar10", "cifar100", "svhn")
 SPLITS = ("train", "valid", "test")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -157,6 +161,10 @@ def load(dataset: str, split: str = "train", *, root: str | os.PathLike | None =
         return load_fashion_mnist(split, root)
     if dataset == "digits":
         return load_digits(split)
+    if dataset in files32.FILE_DATASETS:
+        _check_split(split)
+        x, y = files32.read_arrays(dataset, split, root)
+        return Split(torch.from_numpy(x.astype(np.float32) / 255.0), torch.from_numpy(y))
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 
@@ -191,6 +199,8 @@ def split_size(dataset: str, split: str, *, root: str | os.PathLike | None = Non
         cuts = {"train": (0, int(0.6 * n)), "valid": (int(0.6 * n), int(0.8 * n)),
                 "test": (int(0.8 * n), n)}[split]
         return cuts[1] - cuts[0]
+    if dataset in files32.FILE_DATASETS:
+        return len(files32.read_arrays(dataset, split, root)[1])  # read once, kept in memory
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 

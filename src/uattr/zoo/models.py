@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .data import Split
 
 __all__ = [
+    "ARCHITECTURES",
     "SmallCNN",
     "TrainConfig",
     "accuracy",
@@ -62,6 +63,16 @@ class SmallCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         return self.classifier(self.features(x))  # [B, num_classes]
+
+
+def _architectures() -> dict[str, type[nn.Module]]:
+    from .resnet import ResNet18
+
+    # small-cnn is papers/001 A.1's network for MNIST and SVHN, resnet18 its CIFAR-10 one
+    return {"small-cnn": SmallCNN, "resnet18": ResNet18}
+
+
+ARCHITECTURES = ("small-cnn", "resnet18")
 
 
 @dataclass(frozen=True)
@@ -212,8 +223,10 @@ def load_or_train_ensemble(
     device: torch.device | str = "cpu",
     retrain: bool = False,
     log: Callable[[str], None] = print,
+    arch: str = "small-cnn",
 ) -> tuple[list[nn.Module], dict]:
-    """A cached deep ensemble of :class:`SmallCNN` members (member s trained with seed s).
+    """A cached deep ensemble of ``arch`` members (one of :data:`ARCHITECTURES`: the
+    :class:`SmallCNN` or :class:`~uattr.zoo.resnet.ResNet18`), member s trained with seed s.
 
     The cache key is the dataset, the member count and the training config, so a later
     command with the same settings loads the members instead of training them. Each
@@ -224,16 +237,19 @@ def load_or_train_ensemble(
     """
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+    network = _architectures()[arch]
     config = config or TrainConfig()
     _, channels, height, width = train.images.shape
     num_classes = int(train.labels.max()) + 1
-    spec = {"dataset": dataset, "arch": "SmallCNN", "image": [channels, height, width],
+    spec = {"dataset": dataset, "arch": network.__name__, "image": [channels, height, width],
             "classes": num_classes, **asdict(config)}
     key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     folder = cache_dir(cache) / f"{dataset}-ensemble-{key}"
 
     def build() -> nn.Module:
-        return SmallCNN(channels, num_classes, height)
+        return network(channels, num_classes, height)
 
     models: list[nn.Module] = []
     trained = False

@@ -152,11 +152,11 @@ def run_for_job(job: Job, detection_set: DetectionSet,
 
 def detection_images(job: Job, n: int) -> DetectionSet:
     """The detection set of ``n`` corrupted images, built once and cached beside the
-    ensemble it was built with (it depends on nothing else: a rerun skips 20 000
+    posterior it was built with (it depends on nothing else: a rerun skips 20 000
     forward passes)."""
     where, seed = job.settings.data, job.settings.method.seed
-    set_path = Path(job.info["cache"]) / (f"detection-{job.settings.posterior.members}"
-                                          f"members-{where.split}-n{n}-seed{seed}.pt")
+    set_path = Path(job.info["cache"]) / (f"detection-{job.info['tag']}-{where.split}-n{n}"
+                                          f"-seed{seed}.pt")
     cached = load_cached(set_path, log)
     if cached is not None:
         return DetectionSet(**cached)

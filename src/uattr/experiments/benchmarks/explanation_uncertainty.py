@@ -28,7 +28,7 @@ from ...attribution.base import constructor_settings
 from ...explanation.distributions import ExplanationUncertainty, mean_cv
 from ...metrics import deletion_insertion
 from ...zoo import data
-from ..job import Job, Section, load_sampled, log, print_table
+from ..job import Job, Section, load_ensemble, load_sampled, log, print_table
 from ..runs import RunFolder
 from .common import cached_cell, posterior_key
 
@@ -123,8 +123,10 @@ def benchmark(job: Job, n: int, posteriors: list[str],
     where = settings.data
     loaded = {}
     for kind in posteriors:
-        if kind == "ensemble":
-            loaded[kind] = job.posterior
+        if kind == settings.posterior.kind and not settings.posterior.model:
+            loaded[kind] = job.posterior  # the job's own, already loaded
+        elif kind == "ensemble":
+            loaded[kind], _ = load_ensemble(settings)
         else:
             loaded[kind], _ = load_sampled(settings, kind)
     split = data.load(where.dataset, where.split, root=where.data_dir)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from . import viz
-from .attribution import Grad, OptimizationResult
-from .experiments import studies
-from .experiments.benchmarks import (
+from .. import viz
+from ..experiments import studies
+from ..experiments.benchmarks import (
     blur_test,
     detection,
     explanation_uncertainty,
@@ -24,9 +21,8 @@ from .experiments.benchmarks import (
     mitigation,
     segmenters,
 )
-from .experiments.benchmarks.common import most_uncertain
-from .experiments.benchmarks.mitigation import MitigationSettings
-from .experiments.job import (
+from ..experiments.benchmarks.mitigation import MitigationSettings
+from ..experiments.job import (
     Job,
     Section,
     choose_methods,
@@ -36,16 +32,25 @@ from .experiments.job import (
     open_job,
     write_report,
 )
-from .experiments.registry import DETECTION_ROWS, PIXEL_METHODS, optimization
-from .experiments.runs import RunFolder, markdown_table
-from .experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
-from .explanation.distributions import EXPLAINERS
-from .uq import predict_probs, uncertainty
-from .zoo import data, models
+from ..experiments.registry import DETECTION_ROWS, PIXEL_METHODS
+from ..experiments.runs import RunFolder, markdown_table
+from ..explanation.distributions import EXPLAINERS
+from ..zoo import data
+from .arguments import (
+    POSTERIORS,
+    add_blur_kind,
+    add_common,
+    add_method_options,
+    add_posterior_options,
+    add_results,
+    arguments_record,
+    float_in,
+    non_negative_int,
+    positive_int,
+    settings_from,
+)
+from .explain import add_explain_parser
 
-# The defaults of the command line are the settings' (those of OptimizationUA and slic,
-# chosen on the validation split: docs/hyperparameters.md), written nowhere else.
-_DEFAULT = Settings()
 _MITIGATION = MitigationSettings()
 
 # The main job's sizes. On 2 CPU cores every detection method together costs ~10 s per
@@ -54,7 +59,6 @@ _MITIGATION = MitigationSettings()
 # comparison ~19 s; these sizes keep `make run` within its 15 minutes with training
 # included. The papers' size is N = 500:
 # `uattr bench detection|faithfulness|blur-test --n 500`.
-POSTERIORS = ("ensemble", *models.SAMPLED_POSTERIORS)
 RUN_N_DETECTION = 8
 RUN_N_FAITHFULNESS = 5
 RUN_N_BLUR_TEST = 5
@@ -70,142 +74,22 @@ RUN_MITIGATION = MitigationSettings(train_images=100, test_images=200, runs=2,
 RUN_MITIGATION_METHODS = ["ua-backprop", "grad", "clue"]
 
 
-# ------------------------------------------------------------------ argument types
-# argparse calls these while parsing, so a bad value stops the command before any data is
-# loaded or any model trained, with a message that names the argument.
-def _int_at_least(low: int, wanted: str) -> Callable[[str], int]:
-    """An argparse type: an int >= ``low``; ``wanted`` says so in the error."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1, "a positive integer")
-_non_negative_int = _int_at_least(0, "an integer >= 0")
-
-
-def _float_in(low: float, high: float = math.inf, *, low_open: bool = False,
-              high_open: bool = True) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        above = value > low if low_open else value >= low
-        below = value < high if high_open else value <= high
-        if not (math.isfinite(value) and above and below):
-            interval = (f"{'(' if low_open else '['}{low:g}, "
-                        f"{high:g}{')' if high_open else ']'}")
-            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive = _float_in(0.0, low_open=True)
-_non_negative = _float_in(0.0)
-_probability = _float_in(0.0, 1.0)
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default=_DEFAULT.data.dataset, choices=data.DATASETS)
-    parser.add_argument("--data-dir", default=None,
-                        help="folder of IDX files for fashion-mnist (default: Debian's path)")
-    parser.add_argument("--members", type=_positive_int, default=_DEFAULT.posterior.members,
-                        help=f"ensemble size (default {_DEFAULT.posterior.members})")
-    parser.add_argument("--epochs", type=_positive_int, default=_DEFAULT.posterior.epochs,
-                        help="training epochs per member")
-    parser.add_argument("--cache-dir", default=None,
-                        help="where trained models are cached (default $UATTR_CACHE or "
-                             "~/.cache/uattr)")
-    parser.add_argument("--device", default=_DEFAULT.device,
-                        help="torch device, e.g. cpu or cuda")
-
-
-def _add_method_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--uncertainty", default=_DEFAULT.method.uncertainty,
-                        choices=("total", "aleatoric", "epistemic"))
-    parser.add_argument("--lam", type=_non_negative, default=_DEFAULT.method.lam,
-                        help="sparsity weight λ")
-    parser.add_argument("--tau", type=_positive, default=_DEFAULT.method.tau,
-                        help="Gumbel temperature τ")
-    parser.add_argument("--sigma-init", type=_positive, default=_DEFAULT.method.sigma_init,
-                        help="initial blur width as a fraction of the image side")
-    parser.add_argument("--n-segments", type=_positive_int, default=_DEFAULT.method.n_segments,
-                        help="slic segments per image")
-    parser.add_argument("--compactness", type=_positive, default=_DEFAULT.method.compactness,
-                        help="slic compactness")
-    parser.add_argument("--seed", type=int, default=_DEFAULT.method.seed)
-    parser.add_argument("--batch-size", type=_positive_int, default=_DEFAULT.batch_size,
-                        help="images attributed together")
-
-
-def _add_posterior_options(parser: argparse.ArgumentParser,
-                           train_images: int | None = None) -> None:
-    posterior = _DEFAULT.posterior
-    parser.add_argument("--samples", type=_positive_int, default=posterior.samples,
-                        help="posterior samples of a single-network posterior (default "
-                             f"{posterior.samples})")
-    parser.add_argument("--dropconnect-p", type=_probability, default=posterior.dropconnect_p,
-                        help=f"DropConnect's drop probability (default "
-                             f"{posterior.dropconnect_p})")
-    parser.add_argument("--posterior-train", type=_positive_int, default=train_images,
-                        help="training images of a single-network posterior (default "
-                             f"{train_images or 'all'})")
-
-
-def _add_blur_kind(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--blur-uncertainty", default="epistemic",
-                        choices=("total", "aleatoric", "epistemic"),
-                        help="uncertainty explained in the blurring test (default epistemic, "
-                             "as papers/002)")
-
-
-def _add_results(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", default=None, metavar="DIR",
-                        help="also copy the tables, figures and report (not the cells) to "
-                             "DIR, e.g. docs/results/<run> to commit them")
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """The job's settings from the parsed arguments; the one place that reads them for
-    the layers below (an argument a subcommand lacks keeps the settings' default)."""
-
-    def chosen(kind: type) -> dict:
-        return {f.name: getattr(args, f.name) for f in dataclasses.fields(kind)
-                if hasattr(args, f.name)}
-
-    return Settings(data=DataSettings(**chosen(DataSettings)),
-                    posterior=PosteriorSettings(**chosen(PosteriorSettings)),
-                    method=MethodSettings(**chosen(MethodSettings)),
-                    **{k: v for k, v in chosen(Settings).items()
-                       if k not in ("data", "posterior", "method")})
-
-
-def _arguments(args: argparse.Namespace) -> dict:
-    """The command's arguments as ``run.json`` records them."""
-    return {k: v for k, v in vars(args).items() if not callable(v)}
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     if args.vae:
         return _train_vae(args)
-    if args.posterior == "ensemble":
+    if args.model:
+        raise ValueError("--model: uattr train trains uattr's own posteriors; yours is "
+                         "trained already")
+    if args.kind == "ensemble":
         _, info = load_ensemble(settings_from(args), retrain=args.retrain)
         rows = [{"model": f"member {s}", "test accuracy": a}
                 for s, a in enumerate(info["member_accuracy"])]
         rows.append({"model": "ensemble", "test accuracy": info["ensemble_accuracy"]})
     else:
-        _, info = load_sampled(settings_from(args), args.posterior, retrain=args.retrain)
-        rows = [{"model": f"{args.posterior}, one sample", "test accuracy":
+        _, info = load_sampled(settings_from(args), args.kind, retrain=args.retrain)
+        rows = [{"model": f"{args.kind}, one sample", "test accuracy":
                  info["sample_accuracy"]},
-                {"model": f"{args.posterior}, mean of {args.samples} samples",
+                {"model": f"{args.kind}, mean of {args.samples} samples",
                  "test accuracy": info["accuracy"]}]
     print(markdown_table(rows))
     print(f"cached in {info['cache']}")
@@ -232,65 +116,6 @@ def _train_vae(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    posterior, _ = load_ensemble(settings)
-    split = data.load(args.dataset, args.split, root=args.data_dir)
-    if args.indices:
-        indices = torch.tensor(args.indices)
-        x = split.images[indices]
-    else:
-        x, indices, _ = most_uncertain(posterior, split, args.most_uncertain,
-                                       kind=args.uncertainty, device=args.device,
-                                       progress=True)
-    x = x.to(args.device)
-    make_segments, _ = segmenters.job_segmenter(settings, args.segmenter)
-    segments = make_segments(x) if make_segments is not None else None
-    out = RunFolder(args.out)
-    if args.method == "grad":
-        maps = Grad(posterior, args.uncertainty).attribute(x)
-    else:
-        result = optimization(posterior, settings.method).attribute_with_diagnostics(
-            x, segments=segments)
-        maps = result.maps
-        rows = diagnostics_rows(result, indices)
-        out.write_table("diagnostics", rows)
-        print(markdown_table(rows))
-        for line in uninformative_warnings(result, indices):
-            print(f"uattr: warning: {line}", file=sys.stderr)
-    u = uncertainty(predict_probs(posterior, x), args.uncertainty)
-    titles = [f"#{i} U={v:.2f}" for i, v in zip(indices.tolist(), u.tolist(), strict=True)]
-    out.save_figure("explanations.png", viz.explanation_grid(x.cpu(), segments, maps.cpu(),
-                                                              titles=titles))
-    out.write_npy("maps.npy", maps.cpu().numpy())
-    out.write_npy("indices.npy", indices.numpy())
-    print(f"wrote {out.path / 'explanations.png'} and {out.path / 'maps.npy'}")
-    return 0
-
-
-def diagnostics_rows(result: OptimizationResult, indices: torch.Tensor) -> list[dict]:
-    """One row per image of what the optimization-based method did."""
-    return [{"image": int(i), "U(x)": float(before), "U(x'), found region blurred": float(after),
-             "share removed": float(removed), "steps": int(steps), "converged": bool(done),
-             "blur σ (px)": float(sigma)}
-            for i, before, after, removed, steps, done, sigma in zip(
-                indices.tolist(), result.u_before, result.u_after, result.removed,
-                result.steps, result.converged, result.sigma, strict=True)]
-
-
-def uninformative_warnings(result: OptimizationResult, indices: torch.Tensor) -> list[str]:
-    """A line for each image whose found region removes less than
-    :data:`~uattr.attribution.optimization.UNINFORMATIVE_BELOW` of its uncertainty."""
-    lines = []
-    for b in result.uninformative().nonzero().flatten().tolist():
-        lines.append(
-            f"image {int(indices[b])}: blurring the region found removes only "
-            f"{100 * float(result.removed[b]):.1f}% of its uncertainty (U {result.u_before[b]:.3f}"
-            f" -> {result.u_after[b]:.3f}); the blur cannot move it, so the map is shaped by "
-            "the sparsity term alone and says nothing about where the uncertainty comes from")
-    return lines
-
-
 def _names(args: argparse.Namespace) -> list[str] | None:
     return None if args.methods == ["all"] else args.methods
 
@@ -311,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 explanation_uncertainty.benchmark(job, args.n_explanation, list(POSTERIORS),
                                              list(EXPLAINERS)),
                 mitigation.benchmark(job, RUN_MITIGATION, RUN_MITIGATION_METHODS)]
-    report = write_report(job, sections, arguments=_arguments(args))
+    report = write_report(job, sections, arguments=arguments_record(args))
     print(f"\nreport: {report}")
     _publish(job, args)
     return 0
@@ -364,7 +189,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _, run = BENCHMARKS[args.benchmark]
     section = run(job, args)
     report = write_report(job, [section], f"report-{args.benchmark}.md",
-                               arguments=_arguments(args))
+                               arguments=arguments_record(args))
     print(f"\nreport: {report}")
     _publish(job, args)
     return 0
@@ -406,11 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("train", help="train (or load) a posterior and report test accuracy")
-    _add_common(p)
-    p.add_argument("--posterior", default="ensemble", choices=POSTERIORS,
-                   help="ensemble (default), or one network with MC-Dropout, DropConnect "
-                        "or Flipout weights")
-    _add_posterior_options(p)
+    add_common(p)
+    add_posterior_options(p)
     p.add_argument("--retrain", action="store_true", help="ignore the cache")
     p.add_argument("--vae", action="store_true",
                    help="train (or load) the data set's VAE instead, which CLUE and δ-CLUE "
@@ -419,52 +241,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the VAE's figure (default runs/vae-<dataset>)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("explain", help="attribute the uncertainty of some images")
-    _add_common(p)
-    _add_method_options(p)
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--most-uncertain", type=_positive_int, default=8,
-                       help="explain the K most uncertain images (default 8)")
-    which.add_argument("--indices", type=int, nargs="+", help="explain these images")
-    p.add_argument("--split", default="test", choices=data.SPLITS)
-    p.add_argument("--method", default="optimization", choices=("optimization", "grad"))
-    p.add_argument("--segmenter", default="slic", choices=segmenters.SEGMENTER_NAMES,
-                   help="segments of the optimization-based method (learned: the data set's "
-                   "corruption detector, trained once)")
-    p.add_argument("--out", default="runs/explain", help="output folder")
-    p.set_defaults(func=cmd_explain)
+    add_explain_parser(sub)
 
     p = sub.add_parser("run", help="the main job: detection, faithfulness and the blurring "
                                    "test on every method, with report.md")
-    _add_common(p)
-    _add_method_options(p)
-    _add_blur_kind(p)
-    p.add_argument("--n-detection", type=_positive_int, default=RUN_N_DETECTION,
+    add_common(p)
+    add_method_options(p)
+    add_blur_kind(p)
+    p.add_argument("--n-detection", type=positive_int, default=RUN_N_DETECTION,
                    help=f"images in the detection benchmark (default {RUN_N_DETECTION})")
-    p.add_argument("--n-faithfulness", type=_positive_int, default=RUN_N_FAITHFULNESS,
+    p.add_argument("--n-faithfulness", type=positive_int, default=RUN_N_FAITHFULNESS,
                    help=f"images in the faithfulness test (default {RUN_N_FAITHFULNESS})")
-    p.add_argument("--n-blur-test", type=_positive_int, default=RUN_N_BLUR_TEST,
+    p.add_argument("--n-blur-test", type=positive_int, default=RUN_N_BLUR_TEST,
                    help=f"images in the blurring test (default {RUN_N_BLUR_TEST})")
-    p.add_argument("--n-explanation", type=_positive_int, default=RUN_N_EXPLANATION,
+    p.add_argument("--n-explanation", type=positive_int, default=RUN_N_EXPLANATION,
                    help=f"images in the explanation-uncertainty comparison (default "
                         f"{RUN_N_EXPLANATION})")
-    _add_posterior_options(p, RUN_POSTERIOR_TRAIN)
+    add_posterior_options(p, RUN_POSTERIOR_TRAIN)
     p.add_argument("--split", default="test", choices=data.SPLITS,
                    help="split to evaluate on; tune hyper-parameters on 'valid' only")
     p.add_argument("--out", default=None,
                    help="run folder (default runs/<dataset>-<split>-main-seed<seed>)")
-    _add_results(p)
+    add_results(p)
     p.set_defaults(func=cmd_run)
 
     bench = sub.add_parser("bench", help="the papers' benchmarks at any size").add_subparsers(
         dest="benchmark", required=True)
     for name, (text, _) in BENCHMARKS.items():
         p = bench.add_parser(name, help=text)
-        _add_common(p)
-        _add_method_options(p)
+        add_common(p)
+        add_method_options(p)
+        add_posterior_options(p)
         if name == "blur-test":
-            _add_blur_kind(p)
-        p.add_argument("--n", type=_positive_int, default=500,
+            add_blur_kind(p)
+        p.add_argument("--n", type=positive_int, default=500,
                        help="images (default 500, the papers')")
         p.add_argument("--split", default="test", choices=data.SPLITS)
         if name == "segmenters":
@@ -476,13 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(n=6)
         if name == "mitigation":
             p.set_defaults(n=_MITIGATION.train_images)
-            p.add_argument("--test-images", type=_non_negative_int,
+            p.add_argument("--test-images", type=non_negative_int,
                            default=_MITIGATION.test_images,
                            help="images of the split evaluated, a fixed random subset (0: "
                                 f"all; default {_MITIGATION.test_images})")
-            p.add_argument("--runs", type=_positive_int, default=_MITIGATION.runs,
+            p.add_argument("--runs", type=positive_int, default=_MITIGATION.runs,
                            help=f"network seeds per row (default {_MITIGATION.runs})")
-            p.add_argument("--alpha", type=_float_in(0.0), default=_MITIGATION.alpha,
+            p.add_argument("--alpha", type=float_in(0.0), default=_MITIGATION.alpha,
                            help=f"attention strength α (default {_MITIGATION.alpha:g}, "
                                 "chosen on the validation split)")
             p.add_argument("--input-space", nargs="*", default=list(_MITIGATION.input_space),
@@ -499,14 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=studies.ABLATION_PARTS,
                            help="which halves to measure (default both)")
         if name == "explanation-uncertainty":
-            _add_posterior_options(p)
             p.add_argument("--posteriors", nargs="+", default=list(POSTERIORS),
                            choices=POSTERIORS, help="posteriors to compare (default all)")
             p.add_argument("--explainers", nargs="+", default=list(EXPLAINERS),
                            choices=EXPLAINERS, help="explanation methods (default all)")
         p.add_argument("--out", default=None,
                        help="run folder (default runs/<dataset>-<split>-n<N>-seed<seed>)")
-        _add_results(p)
+        add_results(p)
         p.set_defaults(func=cmd_bench)
     return parser
 
@@ -555,7 +364,8 @@ def check_arguments(args: argparse.Namespace) -> None:
             known = DETECTION_ROWS if args.benchmark == "detection" else PIXEL_METHODS
         choose_methods(dict.fromkeys(known), names, args.benchmark)
     explained = {getattr(args, "uncertainty", None), getattr(args, "blur_uncertainty", None)}
-    if "epistemic" in explained and args.members < 2:
+    if "epistemic" in explained and args.kind == "ensemble" and not args.model \
+            and args.members < 2:
         raise ValueError("--members must be at least 2 to explain epistemic uncertainty "
                          f"(one model has none), got {args.members}")
 

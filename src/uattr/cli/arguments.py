@@ -1,0 +1,162 @@
+"""The command line's shared arguments: argparse types that check a value while parsing,
+the option groups every subcommand shares, and the one function that turns parsed
+arguments into the layers' :class:`~uattr.experiments.settings.Settings`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Callable
+
+from ..experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
+from ..zoo import data, models
+
+# The defaults of the command line are the settings' (those of OptimizationUA and slic,
+# chosen on the validation split: docs/hyperparameters.md), written nowhere else.
+DEFAULT = Settings()
+POSTERIORS = ("ensemble", *models.SAMPLED_POSTERIORS)
+
+
+# ------------------------------------------------------------------ argument types
+# argparse calls these while parsing, so a bad value stops the command before any data is
+# loaded or any model trained, with a message that names the argument.
+def int_at_least(low: int, wanted: str) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low``; ``wanted`` says so in the error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = int_at_least(1, "a positive integer")
+non_negative_int = int_at_least(0, "an integer >= 0")
+
+
+def float_in(low: float, high: float = math.inf, *, low_open: bool = False,
+              high_open: bool = True) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (math.isfinite(value) and above and below):
+            interval = (f"{'(' if low_open else '['}{low:g}, "
+                        f"{high:g}{')' if high_open else ']'}")
+            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive = float_in(0.0, low_open=True)
+non_negative = float_in(0.0)
+probability = float_in(0.0, 1.0)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default=DEFAULT.data.dataset, choices=data.DATASETS)
+    parser.add_argument("--data-dir", default=None,
+                        help="folder of the data set's files: IDX for fashion-mnist (default: "
+                             "Debian's path); the python-version batches of cifar10/cifar100; "
+                             "train_32x32.mat and test_32x32.mat of svhn")
+    parser.add_argument("--posterior", dest="kind", default=DEFAULT.posterior.kind,
+                        choices=POSTERIORS,
+                        help="ensemble (default), or one network with MC-Dropout, DropConnect "
+                             "or Flipout weights, trained on the data set and cached")
+    parser.add_argument("--arch", default=DEFAULT.posterior.arch, choices=models.ARCHITECTURES,
+                        help="the ensemble members' network: small-cnn (papers/001's for MNIST "
+                             "and SVHN; default) or resnet18 (its CIFAR-10 one)")
+    parser.add_argument("--model", nargs="+", default=[], metavar="FILE|MODULE:FUNCTION",
+                        help="your own posterior instead: TorchScript files (several: the "
+                             "members of an ensemble; one: a module returning [B, S, C], or "
+                             "[(S·B), C] with --num-samples), or a factory module:function "
+                             "or file.py:function returning a posterior or a list of modules")
+    parser.add_argument("--output", default=DEFAULT.posterior.output,
+                        choices=("logits", "probs"),
+                        help="what --model returns (default logits)")
+    parser.add_argument("--num-samples", type=positive_int, default=None,
+                        help="S, when --model returns members stacked as [(S·B), C]")
+    parser.add_argument("--members", type=positive_int, default=DEFAULT.posterior.members,
+                        help=f"ensemble size (default {DEFAULT.posterior.members})")
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULT.posterior.epochs,
+                        help="training epochs per member")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where trained models are cached (default $UATTR_CACHE or "
+                             "~/.cache/uattr)")
+    parser.add_argument("--device", default=DEFAULT.device,
+                        help="torch device, e.g. cpu or cuda")
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uncertainty", default=DEFAULT.method.uncertainty,
+                        choices=("total", "aleatoric", "epistemic"))
+    parser.add_argument("--lam", type=non_negative, default=DEFAULT.method.lam,
+                        help="sparsity weight λ")
+    parser.add_argument("--tau", type=positive, default=DEFAULT.method.tau,
+                        help="Gumbel temperature τ")
+    parser.add_argument("--sigma-init", type=positive, default=DEFAULT.method.sigma_init,
+                        help="initial blur width as a fraction of the image side")
+    parser.add_argument("--n-segments", type=positive_int, default=DEFAULT.method.n_segments,
+                        help="slic segments per image")
+    parser.add_argument("--compactness", type=positive, default=DEFAULT.method.compactness,
+                        help="slic compactness")
+    parser.add_argument("--seed", type=int, default=DEFAULT.method.seed)
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT.batch_size,
+                        help="images attributed together")
+
+
+def add_posterior_options(parser: argparse.ArgumentParser,
+                           train_images: int | None = None) -> None:
+    posterior = DEFAULT.posterior
+    parser.add_argument("--samples", type=positive_int, default=posterior.samples,
+                        help="posterior samples of a single-network posterior (default "
+                             f"{posterior.samples})")
+    parser.add_argument("--dropconnect-p", type=probability, default=posterior.dropconnect_p,
+                        help=f"DropConnect's drop probability (default "
+                             f"{posterior.dropconnect_p})")
+    parser.add_argument("--posterior-train", type=positive_int, default=train_images,
+                        help="training images of a single-network posterior (default "
+                             f"{train_images or 'all'})")
+
+
+def add_blur_kind(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--blur-uncertainty", default="epistemic",
+                        choices=("total", "aleatoric", "epistemic"),
+                        help="uncertainty explained in the blurring test (default epistemic, "
+                             "as papers/002)")
+
+
+def add_results(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default=None, metavar="DIR",
+                        help="also copy the tables, figures and report (not the cells) to "
+                             "DIR, e.g. docs/results/<run> to commit them")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The job's settings from the parsed arguments; the one place that reads them for
+    the layers below (an argument a subcommand lacks keeps the settings' default)."""
+
+    def chosen(kind: type) -> dict:
+        return {f.name: getattr(args, f.name) for f in dataclasses.fields(kind)
+                if hasattr(args, f.name)}
+
+    posterior = chosen(PosteriorSettings)
+    posterior["model"] = tuple(posterior.get("model") or ())
+    return Settings(data=DataSettings(**chosen(DataSettings)),
+                    posterior=PosteriorSettings(**posterior),
+                    method=MethodSettings(**chosen(MethodSettings)),
+                    **{k: v for k, v in chosen(Settings).items()
+                       if k not in ("data", "posterior", "method")})
+
+
+def arguments_record(args: argparse.Namespace) -> dict:
+    """The command's arguments as ``run.json`` records them."""
+    return {k: v for k, v in vars(args).items() if not callable(v)}

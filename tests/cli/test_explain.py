@@ -1,0 +1,195 @@
+"""``uattr explain`` on a user's TorchScript ensemble and folder of PNGs: every method's
+maps equal the library's call on the same tensors; bad input is named."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests._models import tiny_cnn_members
+from uattr import (
+    CLUE,
+    LIME,
+    BlurIG,
+    DeltaCLUE,
+    FullGrad,
+    Grad,
+    GuidedBackprop,
+    IntegratedGradients,
+    KernelSHAP,
+    Occlusion,
+    OptimizationUA,
+    SmoothGrad,
+    UABackprop,
+    data,
+    segment,
+)
+from uattr.cli import main
+from uattr.cli.explain import EXPLAIN_METHODS
+from uattr.experiments.settings import MethodSettings
+from uattr.metrics import find_box
+from uattr.ops.perturb import blurred_reference
+from uattr.uq import Ensemble, decompose
+from uattr.zoo import vae as vae_module
+from uattr.zoo.images import load_images
+
+SEGMENTS = 6  # slic segments on 8×8 images
+
+
+def _slic(x):
+    return segment.slic(x, n_segments=SEGMENTS, compactness=MethodSettings().compactness)
+
+
+# Each method built directly from its class, with the defaults the tables use (seed 0,
+# total uncertainty), and the segments its row uses.
+def _expected(posterior, vae):
+    return {
+        "optimization (slic)": (OptimizationUA(posterior, seed=0), _slic),
+        "optimization (pixels)": (OptimizationUA(posterior, seed=0), None),
+        "grad": (Grad(posterior), None),
+        "smoothgrad": (SmoothGrad(posterior, seed=0), None),
+        "integrated gradients": (IntegratedGradients(posterior), None),
+        "blur ig": (BlurIG(posterior), None),
+        "fullgrad": (FullGrad(posterior), None),
+        "guided backprop": (GuidedBackprop(posterior), None),
+        "ua-backprop": (UABackprop(posterior), None),
+        "occlusion": (Occlusion(posterior), None),
+        "kernelshap": (KernelSHAP(posterior, seed=0), None),
+        "kernelshap (slic)": (KernelSHAP(posterior, seed=0), _slic),
+        "lime": (LIME(posterior, seed=0), segment.quickshift),
+        "lime (pixels)": (LIME(posterior, seed=0), segment.pixels),
+        "clue": (CLUE(posterior, vae, seed=0), None),
+        "delta-clue": (DeltaCLUE(posterior, vae, seed=0), None),
+    }
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory):
+    """A TorchScript ensemble of 2 members and a folder of 3 grey 8×8 PNGs (digits)."""
+    folder = tmp_path_factory.mktemp("user")
+    members = tiny_cnn_members(classes=10, members=2)
+    paths = []
+    for i, member in enumerate(members):
+        paths.append(str(folder / f"member{i}.pt"))
+        torch.jit.save(torch.jit.script(member.eval()), paths[-1])
+    # the same members as Python modules, for the methods that hook layers
+    (folder / "factory.py").write_text(
+        "from tests._models import tiny_cnn_members\n"
+        "def members():\n"
+        "    return tiny_cnn_members(classes=10, members=2)\n")
+    pictures = folder / "pictures"
+    pictures.mkdir()
+    digits = data.load("digits", "test").images[:3]
+    for i, image in enumerate(digits):
+        Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8)).save(
+            pictures / f"digit{i}.png")
+    return {"models": paths, "factory": f"{folder / 'factory.py'}:members",
+            "pictures": pictures, "members": members,
+            "cache": str(tmp_path_factory.mktemp("cache"))}
+
+
+# Methods that hook the network's layers: a TorchScript model hides them.
+HOOKING = {"fullgrad": "FullGrad hooks", "guided backprop": "Guided Backprop hooks",
+           "ua-backprop": "UA-Backprop (path 'fullgrad') hooks"}
+
+
+def _explain(user, out, *extra, models=None):
+    return main(["explain", "--model", *(models or user["models"]), "--images",
+                 str(user["pictures"]),
+                 "--dataset", "digits", "--cache-dir", user["cache"], "--n-segments",
+                 str(SEGMENTS), "--out", str(out), *extra])
+
+
+def test_every_method_on_user_files_gives_the_library_calls_maps(user, tmp_path, capsys):
+    x = load_images(user["pictures"]).images  # what the files hold, [3, 1, 8, 8]
+    assert x.shape == (3, 1, 8, 8)
+    posterior = Ensemble(user["members"])
+    vae, _ = vae_module.load_or_train_vae("digits", data.load("digits", "train"),
+                                          data.load("digits", "test"), cache=user["cache"])
+    expected = _expected(posterior, vae)
+    assert sorted(expected) == sorted(EXPLAIN_METHODS)  # every method of the registry
+    for name, (method, segmenter) in expected.items():
+        out = tmp_path / name.replace(" ", "_")
+        if name in HOOKING:
+            # named, never a map without the layers' terms; the factory's modules work
+            assert _explain(user, out, "--method", name) == 2, name
+            assert f"{HOOKING[name]} the model's" in capsys.readouterr().err
+            assert _explain(user, out, "--method", name, models=[user["factory"]]) == 0
+        else:
+            assert _explain(user, out, "--method", name) == 0, name
+        maps = np.load(out / "maps.npy")
+        want = method.attribute(x, segments=segmenter(x) if segmenter else None)
+        np.testing.assert_allclose(maps, want.detach().numpy(), atol=1e-6, err_msg=name)
+        assert len(list(out.glob("explain-*-digit*.png"))) == 3
+
+
+def test_the_summary_gives_u_before_and_after_blurring_the_found_box(user, tmp_path):
+    out = tmp_path / "grad"
+    assert _explain(user, out, "--method", "grad", "--box", "3") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    x = load_images(user["pictures"]).images
+    posterior = Ensemble(user["members"])
+    boxes = find_box(torch.from_numpy(np.load(out / "maps.npy")), 3)
+    blurred = x.clone()
+    for i, (top, left, h, w) in enumerate(boxes.tolist()):
+        blurred[i, :, top:top + h, left:left + w] = blurred_reference(x)[i, :, top:top + h,
+                                                                         left:left + w]
+    with torch.no_grad():
+        before, after = decompose(posterior(x)), decompose(posterior(blurred))
+    assert [row["image"] for row in summary["images"]] == ["digit0.png", "digit1.png",
+                                                           "digit2.png"]
+    for i, row in enumerate(summary["images"]):
+        assert row["box (top, left, height, width)"] == boxes[i].tolist()
+        for kind in ("total", "aleatoric", "epistemic"):
+            # float32 entropies of 10 classes keep ~6 digits
+            assert row[f"U {kind}"] == pytest.approx(float(before[kind][i]), abs=1e-5)
+            assert row[f"U {kind}, box blurred"] == pytest.approx(float(after[kind][i]),
+                                                                  abs=1e-5)
+
+
+def test_label_maps_from_a_file_replace_the_methods_segments(user, tmp_path):
+    x = load_images(user["pictures"]).images
+    labels = segment.grid(x, cell=4)  # 4 segments per image, as SAM's masks might give
+    np.save(tmp_path / "segments.npy", labels.numpy())
+    out = tmp_path / "out"
+    assert _explain(user, out, "--method", "kernelshap (slic)", "--segments",
+                    str(tmp_path / "segments.npy")) == 0
+    want = KernelSHAP(Ensemble(user["members"]), seed=0).attribute(x, segments=labels)
+    np.testing.assert_allclose(np.load(out / "maps.npy"), want.numpy(), atol=1e-6)
+
+
+def _rgb_folder(folder, sizes):
+    folder.mkdir()
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(np.full((h, w, 3), 90, dtype=np.uint8)).save(folder / f"c{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("not an image", "is not an image PIL can read"),
+    ("sizes", "have different sizes [(8, 8), (9, 8)]; pass --size"),
+    ("channels", "--model does not take images [B, C, H, W] = [2, 3, 8, 8]"),
+    ("output", "its output does not fit"),
+    ("segments", "--segments: method 'grad' does not work on segments"),
+])
+def test_bad_user_input_is_named(user, tmp_path, capsys, case, message):
+    models, pictures, extra = user["models"], user["pictures"], []
+    if case == "not an image":
+        pictures = tmp_path / "mixed"
+        pictures.mkdir()
+        (pictures / "a.png").write_bytes(b"plain text")
+    elif case == "sizes":
+        pictures = _rgb_folder(tmp_path / "sizes", [(8, 8), (9, 8)])
+    elif case == "channels":
+        pictures = _rgb_folder(tmp_path / "colour", [(8, 8)])
+    elif case == "output":
+        models = models[:1]  # one member alone returns [B, C]: no posterior samples
+    else:
+        extra = ["--segments", str(tmp_path / "s.npy")]
+    code = main(["explain", "--model", *models, "--images", str(pictures), "--dataset",
+                 "digits", "--method", "grad", "--cache-dir", user["cache"], "--out",
+                 str(tmp_path / "out"), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
