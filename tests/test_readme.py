@@ -1,5 +1,5 @@
-"""Every number in the README's result tables comes from a table committed under
-docs/results/ (DESIGN §7): a table of results is preceded by
+"""Every number in the result tables of the README and docs/reproduction.md comes from a
+table committed under docs/results/ (DESIGN §7): a table of results is preceded by
 
     <!-- results: docs/results/<run>/<table>.json -->
 
@@ -41,19 +41,32 @@ def _tables(text: str) -> list[tuple[str | None, list[list[str]], int]]:
     return found
 
 
-TABLES = _tables((ROOT / "README.md").read_text())
-MARKED = [t for t in TABLES if t[0] is not None]
+PAGES = ("README.md", "docs/reproduction.md")
+TABLES = [(page, *table) for page in PAGES for table in _tables((ROOT / page).read_text())]
+MARKED = [t[1:] for t in TABLES if t[1] is not None]
+MARKED_IDS = [f"{page} line {line}" for page, source, _, line in TABLES if source is not None]
 
 
 def test_every_table_of_results_names_its_file():
-    unmarked = [line for source, rows, line in TABLES if source is None
+    unmarked = [f"{page} line {line}" for page, source, rows, line in TABLES
+                if source is None
                 and any(DECIMAL.match(cell) for row in rows[1:] for cell in row)]
-    assert not unmarked, f"README tables without a results marker at lines {unmarked}"
-    assert "docs/results/mnist-test-n500-seed0/detection.json" in {t[0] for t in MARKED}
+    assert not unmarked, f"tables without a results marker: {unmarked}"
+    quoted = {t[0] for t in MARKED}
+    assert "docs/results/mnist-test-n500-seed0/detection.json" in quoted
+    assert "docs/results/mnist-test-n500-mc-dropout-cuda-seed0/detection.json" in quoted
 
 
-@pytest.mark.parametrize(("source", "rows", "line"), MARKED,
-                         ids=[f"README line {line}" for _, _, line in MARKED])
+def test_the_pages_link_only_to_files_that_exist():
+    for page in (*PAGES, "docs/quickstart.md"):
+        text = (ROOT / page).read_text()
+        targets = re.findall(r"\]\(([^)#\s]+)", text) + re.findall(r'src="([^"]+)"', text)
+        missing = [t for t in targets if not t.startswith("http")
+                   and not ((ROOT / page).parent / t).exists()]
+        assert not missing, f"{page} links to missing files {missing}"
+
+
+@pytest.mark.parametrize(("source", "rows", "line"), MARKED, ids=MARKED_IDS)
 def test_the_readme_quotes_its_file_exactly(source, rows, line):
     path = ROOT / source
     assert path.is_file(), f"line {line}: {source} is not committed"

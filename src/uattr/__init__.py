@@ -6,7 +6,7 @@
     maps = uattr.OptimizationUA(post, uncertainty="total").attribute(x, segments=seg)
 """
 
-from . import metrics
+from . import metrics, viz
 from .attribution import (
     CLUE,
     LIME,
@@ -76,4 +76,5 @@ __all__ = [
     "segment",
     "stochastic",
     "uncertainty",
+    "viz",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["PassCounter", "batched_cotangents"]
@@ -54,14 +55,17 @@ class PassCounter:
     ...     maps = method.attribute(x)
     >>> count.forward / len(x), count.backward / len(x)   # passes per image
 
-    ``available`` is False for a posterior that is a bare callable (nothing to hook);
-    its counts then stay 0. ``also``: networks a method runs with the posterior at every
-    step (CLUE's decoder); one pass then goes through them and the posterior together,
-    so an image through the decoder and the posterior counts as one forward pass.
+    ``available`` is False for a posterior that is a bare callable or runs TorchScript
+    modules (nothing to hook: TorchScript takes no forward hooks); its counts then stay 0.
+    ``also``: networks a method runs with the posterior at every step (CLUE's decoder);
+    one pass then goes through them and the posterior together, so an image through the
+    decoder and the posterior counts as one forward pass.
     """
 
     def __init__(self, posterior: object, also: tuple[nn.Module, ...] = ()) -> None:
         own = _networks(posterior)
+        if any(isinstance(net, torch.jit.ScriptModule) for net in own):
+            own = []
         self.networks = [*own, *also] if own else []
         self.available = bool(self.networks)
         self.forward = 0.0
