@@ -332,7 +332,7 @@ def check_arguments(args: argparse.Namespace) -> None:
                          f"{args.device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: torch sees no CUDA GPU on this machine")
-    if getattr(args, "split", None) is not None:
+    if getattr(args, "split", None) is not None and not getattr(args, "images", None):
         size = data.split_size(args.dataset, args.split, root=args.data_dir)
         where = f"the {size} {args.split} images of {args.dataset}"
         # the mitigation's --n counts training images, checked below

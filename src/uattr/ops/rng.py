@@ -48,21 +48,23 @@ def _draw(
     dtype: torch.dtype,
     lengths: Tensor | None,
 ) -> Tensor:
+    def sample(size: tuple[int, ...], g: torch.Generator) -> Tensor:
+        # a generator draws on its own device (a user's CPU generators with images on a
+        # GPU: the same draws as on the CPU), then the draws move to the images'
+        return sampler(size, generator=g, device=g.device, dtype=dtype).to(device)
+
     if isinstance(generators, torch.Generator):
-        return sampler(shape, generator=generators, device=device, dtype=dtype)
+        return sample(shape, generators)
     # Per-image generators are what makes the draws batch-invariant; the loop is over RNG
     # calls only (microseconds), never over the model. With ``lengths``, image b draws only
     # its own ``lengths[b]`` entries of the last axis (zeros pad the rest), so its stream
     # does not depend on how many features the other images of the batch have.
     if lengths is None:
-        return torch.stack(
-            [sampler(shape[1:], generator=g, device=device, dtype=dtype) for g in generators]
-        )
+        return torch.stack([sample(shape[1:], g) for g in generators])
     out = torch.zeros(shape, device=device, dtype=dtype)
     for b, g in enumerate(generators):
         length = int(lengths[b])
-        out[b, ..., :length] = sampler((*shape[1:-1], length), generator=g, device=device,
-                                       dtype=dtype)
+        out[b, ..., :length] = sample((*shape[1:-1], length), g)
     return out
 
 
