@@ -49,6 +49,7 @@ from .arguments import (
     positive_int,
     settings_from,
 )
+from .attribute import add_attribute_parser
 from .explain import add_explain_parser
 
 _MITIGATION = MitigationSettings()
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     add_explain_parser(sub)
+    add_attribute_parser(sub)
 
     p = sub.add_parser("run", help="the main job: detection, faithfulness and the blurring "
                                    "test on every method, with report.md")

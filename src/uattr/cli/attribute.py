@@ -1,0 +1,85 @@
+"""``uattr attribute``: the maps of a whole split, in resumable shards, in one process or
+on Ray.
+
+    uattr attribute --dataset mnist --split test --method "optimization (slic)" --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from .. import viz
+from ..experiments.attribute import attribute_dataset
+from ..experiments.job import log
+from ..experiments.runs import RunFolder, markdown_table
+from ..metrics import find_box
+from ..zoo import data
+from ..zoo.data import default_patch_size
+from .arguments import add_common, add_method_options, add_posterior_options, positive_int
+from .explain import EXPLAIN_METHODS
+
+__all__ = ["add_attribute_parser", "cmd_attribute"]
+
+SHARD_SIZE = 200  # images per shard: minutes of work for the slow methods, so Ray's
+# per-task cost (milliseconds) is lost in it, and a killed run loses at most one shard
+TOP = 10  # the most uncertain images the command lists
+
+
+def add_attribute_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attribute", help="the maps of every image of a split, in resumable "
+                                         "shards, in one process or on Ray")
+    add_common(p)
+    add_method_options(p)
+    add_posterior_options(p)
+    p.add_argument("--split", default="test", choices=data.SPLITS)
+    p.add_argument("--method", default="optimization (slic)", choices=EXPLAIN_METHODS,
+                   metavar="METHOD", help="any method of the tables (default "
+                                          "'optimization (slic)')")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="only the first N images of the split")
+    p.add_argument("--shard-size", type=positive_int, default=SHARD_SIZE,
+                   help=f"images per shard file (default {SHARD_SIZE})")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="run the shards on a local Ray with this many CPUs (one worker each)")
+    p.add_argument("--address", default=None,
+                   help="run the shards on an existing Ray cluster: auto or HOST:PORT")
+    p.add_argument("--out", default=None,
+                   help="folder of the shards (default runs/attribute-<dataset>-<split>-"
+                        "<method>)")
+    p.set_defaults(func=cmd_attribute)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def cmd_attribute(args: argparse.Namespace) -> int:
+    from .arguments import settings_from
+
+    settings = settings_from(args)
+    folder = args.out or f"runs/attribute-{args.dataset}-{args.split}-{_slug(args.method)}"
+    result = attribute_dataset(settings, args.method, folder, limit=args.limit,
+                               shard_size=args.shard_size, workers=args.workers,
+                               address=args.address, log=log)
+    height, width = result.maps.shape[-2:]
+    size = default_patch_size(height, width)
+    top = result.u.argsort(descending=True, stable=True)[:TOP]
+    boxes = find_box(result.maps[top], size)  # [TOP, 4]
+    rows = [{"image": int(result.indices[i]), f"U {args.uncertainty}": float(result.u[i]),
+             f"box of highest mean attribution ({size}×{size}: top, left)":
+                 f"{int(box[0])}, {int(box[1])}"} for i, box in zip(top, boxes, strict=True)]
+    print(f"\nThe {len(rows)} most uncertain of the {len(result.indices)} images, and where "
+          "their maps point:\n")
+    print(markdown_table(rows))
+    out = RunFolder(folder)
+    out.write_table("most_uncertain", rows)
+    images = data.load(args.dataset, args.split, root=args.data_dir).images
+    picked = result.indices[top]
+    out.save_figure("most_uncertain.png", viz.explanation_grid(
+        images[picked], None, result.maps[top], boxes=boxes,
+        titles=[f"#{int(i)} U={float(result.u[j]):.2f}" for i, j in zip(picked, top,
+                                                                        strict=True)]))
+    print(f"maps of {len(result.indices)} images in {folder}, the most uncertain drawn in "
+          "most_uncertain.png (read the maps with uattr.experiments.attribute.load_maps)")
+    return 0

@@ -1,0 +1,240 @@
+"""Maps for a whole data set, in shards that are written atomically and resumed.
+
+``uattr attribute`` splits the images of a split into shards of ``shard_size`` images.
+Each finished shard is one file ``shard-<k>.npz`` holding its image indices, their maps
+``[n, H, W]`` and their uncertainty ``[n]``; ``manifest.json`` describes the method (its
+class and every setting), the segmenter, the posterior (a hash of its weights) and the
+data. A rerun skips the shards already written and refuses to add shards to a folder made
+with other settings. Random methods get one generator per image, seeded by the image's
+index, so a map does not depend on which shard, batch or machine computed it: the shards
+can run in one process or as Ray tasks (:mod:`.distributed`) and give the same maps.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..uq import predict_probs, uncertainty
+from .benchmarks.common import MethodSpec, method_key
+from .settings import Settings
+
+__all__ = ["AttributedSet", "ShardPlan", "ShardWorker", "attribute_dataset", "attribute_shard",
+           "finished_shards", "load_maps", "open_folder", "shard_name"]
+
+MANIFEST = "manifest.json"
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.npz"
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """The split's ``indices`` to attribute, cut into shards of ``shard_size``."""
+
+    indices: Tensor
+    shard_size: int
+
+    @property
+    def count(self) -> int:
+        return (len(self.indices) + self.shard_size - 1) // self.shard_size
+
+    def shard(self, k: int) -> Tensor:
+        return self.indices[k * self.shard_size : (k + 1) * self.shard_size]
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "wb") as f:
+        f.write(payload)
+    os.replace(tmp, path)  # readers see the whole file or none
+
+
+def open_folder(folder: str | os.PathLike, manifest: dict) -> Path:
+    """Create ``folder`` with ``manifest``, or check that the one it holds is the same;
+    ``ValueError`` naming what differs otherwise (shards of two settings never mix)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MANIFEST
+    wanted = json.loads(json.dumps(manifest, default=str))  # as it reads back from disk
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored != wanted:
+            changed = sorted(key for key in set(stored) | set(wanted)
+                             if stored.get(key) != wanted.get(key))
+            raise ValueError(f"--out {folder} holds maps made with other settings (they "
+                             f"differ in {changed}); choose another --out or remove it")
+        return folder
+    _write_atomic(path, (json.dumps(wanted, indent=2) + "\n").encode())
+    return folder
+
+
+def finished_shards(folder: Path, count: int) -> set[int]:
+    """The shards ``0..count-1`` whose file is written."""
+    return {k for k in range(count) if (folder / shard_name(k)).exists()}
+
+
+def _generators(seed: int, indices: Tensor) -> list[torch.Generator]:
+    """One generator per image, seeded by its index in the split: its draws are the same
+    whichever shard, batch or worker it is in."""
+    return [torch.Generator().manual_seed(seed * 1_000_003 + int(i)) for i in indices]
+
+
+def takes_generator(method: object) -> bool:
+    return "generator" in inspect.signature(method.attribute).parameters
+
+
+def attribute_shard(spec: MethodSpec, images: Tensor, indices: Tensor, *, kind: str,
+                    seed: int, batch_size: int,
+                    device: torch.device | str) -> tuple[Tensor, Tensor]:
+    """``(maps [n, H, W], U [n])`` of one shard's ``images``, ``batch_size`` at a time."""
+    maps, u = [], []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device)
+        segments = spec.segmenter(x) if spec.segmenter is not None else None
+        extra = {}
+        if takes_generator(spec.method):
+            extra["generator"] = _generators(seed, indices[i : i + batch_size])
+        maps.append(spec.method.attribute(x, segments=segments, **extra).detach().cpu())
+        with torch.no_grad():
+            u.append(uncertainty(predict_probs(spec.method.posterior, x), kind).cpu())
+    return torch.cat(maps), torch.cat(u)
+
+
+def write_shard(folder: Path, k: int, indices: Tensor, maps: Tensor, u: Tensor) -> Path:
+    buffer = io.BytesIO()
+    np.savez(buffer, indices=indices.numpy(), maps=maps.numpy(), u=u.numpy())
+    path = folder / shard_name(k)
+    _write_atomic(path, buffer.getvalue())
+    return path
+
+
+def manifest_for(spec: MethodSpec, *, data: dict, shard_size: int, kind: str,
+                 seed: int) -> dict:
+    """What the maps depend on: the method's key (class, settings, segments, posterior),
+    the data, the shard size and the uncertainty explained."""
+    return {"method": method_key(spec), "data": data, "shard_size": shard_size,
+            "uncertainty": kind, "seed": seed}
+
+
+@dataclass(frozen=True)
+class AttributedSet:
+    """Everything a folder holds: ``maps [N, H, W]``, the split's ``indices [N]`` (in
+    increasing order) and the uncertainty ``u [N]`` the maps explain, with the
+    ``manifest``."""
+
+    maps: Tensor
+    indices: Tensor
+    u: Tensor
+    manifest: dict
+
+
+def load_maps(folder: str | os.PathLike) -> AttributedSet:
+    """Read back a folder written by ``uattr attribute`` (every finished shard)."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).exists():
+        raise FileNotFoundError(f"{folder} has no {MANIFEST}: it is not a folder of "
+                                "`uattr attribute`")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    shards = sorted(folder.glob("shard-*.npz"))
+    if not shards:
+        raise ValueError(f"{folder} holds no finished shard yet")
+    parts = [np.load(path) for path in shards]
+    indices = torch.from_numpy(np.concatenate([p["indices"] for p in parts]))
+    order = torch.argsort(indices)
+    maps = torch.from_numpy(np.concatenate([p["maps"] for p in parts]))[order]
+    u = torch.from_numpy(np.concatenate([p["u"] for p in parts]))[order]
+    return AttributedSet(maps, indices[order], u, manifest)
+
+
+class ShardWorker:
+    """What computes shards, loaded once: the posterior the settings choose, the method
+    row ``method`` of the tables and the split's images. ``run(k, indices)`` attributes
+    shard k and writes its file; ``before_shard(k)``, when given, runs first (a hook for
+    logging, or for tests that make a worker fail)."""
+
+    def __init__(self, settings: Settings, method: str, folder: str | os.PathLike,
+                 before_shard: Callable[[int], None] | None = None,
+                 threads: int | None = None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)  # one Ray worker per CPU: one thread each
+        from ..zoo import data
+        from .job import load_posterior, load_vae
+        from .registry import ROWS, detection_methods
+
+        row = next((r for r in ROWS if r.name == method and not r.oracle), None)
+        if row is None:
+            raise ValueError(f"--method {method!r} is not a method of the tables")
+        self.settings = settings
+        posterior, self.posterior_info = load_posterior(settings)
+        vae = load_vae(settings)[0] if row.generative else None
+        self.spec = detection_methods(posterior, settings.method, vae)[method]
+        where = settings.data
+        self.images = data.load(where.dataset, where.split, root=where.data_dir).images
+        self.folder = Path(folder)
+        self.before_shard = before_shard
+
+    def run(self, k: int, indices: list[int]) -> int:
+        if self.before_shard is not None:
+            self.before_shard(k)
+        index = torch.tensor(indices, dtype=torch.long)
+        maps, u = attribute_shard(self.spec, self.images[index], index,
+                                  kind=self.settings.method.uncertainty,
+                                  seed=self.settings.method.seed,
+                                  batch_size=self.settings.batch_size,
+                                  device=self.settings.device)
+        write_shard(self.folder, k, index, maps, u)
+        return len(indices)
+
+
+def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike, *,
+                      limit: int | None = None, shard_size: int = 200,
+                      workers: int | None = None, address: str | None = None,
+                      before_shard: Callable[[int], None] | None = None,
+                      log: Callable[[str], None] = print) -> AttributedSet:
+    """The maps of every image of the settings' split (the first ``limit``), by
+    ``method`` (a row of the tables), written to ``folder`` shard by shard; finished
+    shards are skipped. With ``workers`` (a local Ray of that many CPUs) or ``address``
+    (an existing Ray cluster) the shards run as Ray tasks, else in this process, without
+    importing Ray."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size}")
+    driver = ShardWorker(settings, method, folder)  # also trains or loads the posterior once
+    where = settings.data
+    total = len(driver.images) if limit is None else min(limit, len(driver.images))
+    plan = ShardPlan(torch.arange(total), shard_size)
+    data_key = {"dataset": where.dataset, "split": where.split, "data_dir": where.data_dir,
+                "images": total}
+    folder = open_folder(folder, manifest_for(driver.spec, data=data_key,
+                                              shard_size=shard_size,
+                                              kind=settings.method.uncertainty,
+                                              seed=settings.method.seed))
+    done = finished_shards(folder, plan.count)
+    todo = [k for k in range(plan.count) if k not in done]
+    if done:
+        log(f"{len(done)} of {plan.count} shards already written in {folder}: skipped")
+    shards = {k: plan.shard(k).tolist() for k in todo}
+    with tqdm(total=sum(len(v) for v in shards.values()), unit="image",
+              desc=f"{method}: {len(todo)} shards") as bar:
+        if workers is None and address is None:
+            driver.before_shard = before_shard
+            for k in todo:
+                bar.update(driver.run(k, shards[k]))
+        else:
+            from .distributed import run_on_ray
+
+            run_on_ray(shards, (settings, method, str(folder), before_shard),
+                       workers=workers, address=address, progress=bar.update)
+    return load_maps(folder)

@@ -1,0 +1,76 @@
+"""The shards on a local Ray of 2 CPUs: the same maps as in one process, also when a worker
+dies on its first attempt and Ray retries its shard."""
+
+import os
+import sys
+
+import pytest
+import torch
+
+from uattr.experiments.attribute import attribute_dataset, load_maps
+from uattr.experiments.settings import DataSettings, PosteriorSettings, Settings
+
+ray = pytest.importorskip("ray")
+
+METHOD = "optimization (pixels)"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # the hook below is shipped to the workers by value: they cannot import the tests
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    return Settings(data=DataSettings(dataset="digits"), posterior=PosteriorSettings(
+        members=2, epochs=8, cache_dir=str(tmp_path_factory.mktemp("cache"))), batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def one_process(settings, tmp_path_factory):
+    """The maps in this process, on one thread like each Ray worker: a sum split over two
+    threads may round its last bit differently, which no grouping of images causes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return attribute_dataset(settings, METHOD, tmp_path_factory.mktemp("one") / "maps",
+                                 limit=12, shard_size=3)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _DieOnce:
+    """Before shard 1, the first time only: the worker's process exits (marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __call__(self, k):
+        if k == 1 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+
+
+def test_two_ray_workers_give_the_maps_of_one_process(settings, one_process, local_ray,
+                                                      tmp_path):
+    on_ray = attribute_dataset(settings, METHOD, tmp_path / "maps", limit=12, shard_size=3,
+                               workers=2)
+    assert torch.equal(on_ray.indices, one_process.indices)
+    # bit for bit: the same images and batches, and per-image generators
+    assert torch.equal(on_ray.maps, one_process.maps)
+    assert torch.equal(on_ray.u, one_process.u)
+
+
+def test_a_worker_that_dies_is_restarted_and_its_shard_retried(settings, one_process,
+                                                               local_ray, tmp_path):
+    marker = tmp_path / "died"
+    result = attribute_dataset(settings, METHOD, tmp_path / "maps", limit=12, shard_size=3,
+                               workers=2, before_shard=_DieOnce(marker))
+    assert marker.exists(), "the worker did die once"
+    assert result.indices.tolist() == list(range(12))
+    assert torch.equal(result.maps, one_process.maps)
+    assert torch.equal(load_maps(tmp_path / "maps").maps, result.maps)
