@@ -74,3 +74,31 @@ def test_a_worker_that_dies_is_restarted_and_its_shard_retried(settings, one_pro
     assert result.indices.tolist() == list(range(12))
     assert torch.equal(result.maps, one_process.maps)
     assert torch.equal(load_maps(tmp_path / "maps").maps, result.maps)
+
+
+def _without_seconds(rows):
+    return [{k: v for k, v in row.items() if k != "s/image"} for row in rows]
+
+
+def test_a_benchmarks_cells_on_ray_make_the_one_process_table(settings, local_ray, tmp_path,
+                                                              capsys):
+    import json
+
+    from uattr.cli import main
+
+    common = ["bench", "faithfulness", "--dataset", "digits", "--members", "2", "--epochs", "8",
+              "--cache-dir", settings.posterior.cache_dir, "--n", "4", "--methods", "grad",
+              "occlusion", METHOD]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray task: the same float sums
+    try:
+        assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    assert main([*common, "--workers", "2", "--out", str(tmp_path / "ray")]) == 0
+    log = capsys.readouterr().err
+    assert log.count("computed on Ray") == 3 and "attributing" not in log
+    tables = [json.loads((tmp_path / run / "faithfulness.json").read_text())
+              for run in ("one", "ray")]
+    assert _without_seconds(tables[1]) == _without_seconds(tables[0])

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from tests._models import tiny_cnn_members
+from uattr import FullGrad, GuidedBackprop
 from uattr.posteriors.loading import check_model, load_model
 from uattr.uq import Ensemble, as_posterior
 
@@ -79,3 +80,24 @@ def test_models_that_do_not_fit_the_images_are_named(tmp_path):
         load_model([str(tmp_path / "missing.pt")])
     with pytest.raises(ValueError, match="has no function 'nothing'"):
         load_model("tests._models:nothing")
+
+
+def test_exported_programs_load_like_torchscript(tmp_path):
+    members = tiny_cnn_members(members=2)
+    batch = torch.export.Dim("batch", min=2)
+    paths = []
+    for i, member in enumerate(members):
+        program = torch.export.export(member.eval(), (torch.rand(2, 1, 8, 8),),
+                                      dynamic_shapes=({0: batch},))
+        paths.append(str(tmp_path / f"member{i}.pt2"))
+        torch.export.save(program, paths[-1])
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(load_model(paths)(x), Ensemble(members)(x))
+    # the program has no conv or ReLU module left: the methods that hook them say so
+    # rather than return a map without their terms
+    for method in (FullGrad, GuidedBackprop):
+        with pytest.raises(ValueError, match="compiles away"):
+            method(load_model(paths)).attribute(x)
+    (tmp_path / "bad.pt2").write_bytes(b"not a program")
+    with pytest.raises(ValueError, match=r"is not a torch\.export program"):
+        load_model([str(tmp_path / "bad.pt2")])

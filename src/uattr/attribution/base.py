@@ -126,12 +126,20 @@ def fingerprint(model: object) -> str:
     return digest.hexdigest()[:12]
 
 
-def require_layers(posterior: object, method: str, layers: str) -> None:
-    """``ValueError`` when ``posterior`` holds TorchScript modules: a method that hooks
-    the model's ``layers`` would find none inside them and silently return another map."""
-    if isinstance(posterior, nn.Module) and any(isinstance(m, torch.jit.ScriptModule)
-                                                for m in posterior.modules()):
+def require_layers(posterior: object, method: str, layers: str,
+                   kind: type[nn.Module]) -> None:
+    """``ValueError`` when ``posterior`` runs a compiled model whose ``layers`` (modules of
+    ``kind``) a method cannot hook: TorchScript, or a ``torch.export`` program (a graph
+    module with no ``kind`` module left). The method would find no layer and silently
+    return another map."""
+    if not isinstance(posterior, nn.Module):
+        return
+    modules = list(posterior.modules())
+    scripted = any(isinstance(m, torch.jit.ScriptModule) for m in modules)
+    exported = any(isinstance(m, torch.fx.GraphModule)
+                   and not any(isinstance(c, kind) for c in m.modules()) for m in modules)
+    if scripted or exported:
         raise ValueError(
-            f"{method} hooks the model's {layers}, which a TorchScript model compiles away: "
-            "load the model as Python modules instead (on the command line, --model "
-            "module:function or file.py:function returning them)")
+            f"{method} hooks the model's {layers}, which a TorchScript or torch.export model "
+            "compiles away: load the model as Python modules instead (on the command line, "
+            "--model module:function or file.py:function returning them)")

@@ -93,7 +93,7 @@ class FullGrad(UncertaintyAttribution):
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``[B, H, W]``; ``segments`` is ignored."""
         x = self._check(x).detach()
-        require_layers(self.posterior, "FullGrad", "biased nn.Conv2d layers")
+        require_layers(self.posterior, "FullGrad", "biased nn.Conv2d layers", nn.Conv2d)
         input_grad, bias_grads = conv_bias_gradients(self.posterior, self.uncertainty_of, x)
         saliency = _min_max(input_grad * x).sum(1)  # [B, H, W]
         for bias_grad in bias_grads:

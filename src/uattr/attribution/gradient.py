@@ -171,7 +171,7 @@ class GuidedBackprop(UncertaintyAttribution):
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``[B, H, W]``; ``segments`` is ignored."""
         x = self._check(x).detach().requires_grad_()
-        require_layers(self.posterior, "Guided Backprop", "nn.ReLU modules")
+        require_layers(self.posterior, "Guided Backprop", "nn.ReLU modules", nn.ReLU)
         with warnings.catch_warnings():  # Captum announces its (temporary) ReLU hooks
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
             guided = CaptumGuidedBackprop(_UncertaintyModule(self)).attribute(x)

@@ -150,7 +150,7 @@ class UABackprop(UncertaintyAttribution):
         map is returned in the dtype of ``x``."""
         if self.path == "fullgrad":
             require_layers(self.posterior, "UA-Backprop (path 'fullgrad')",
-                           "biased nn.Conv2d layers")
+                           "biased nn.Conv2d layers", nn.Conv2d)
         relevance, probs = self.relevance(x)
         batch, samples, _, height, width = relevance.shape
         per_logit = (relevance.flatten(3).double() / self.tau2).softmax(-1)  # [B, S, C, H·W]

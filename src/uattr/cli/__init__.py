@@ -41,6 +41,7 @@ from .arguments import (
     add_blur_kind,
     add_common,
     add_method_options,
+    add_parallel,
     add_posterior_options,
     add_results,
     arguments_record,
@@ -274,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_common(p)
         add_method_options(p)
         add_posterior_options(p)
+        if name in ("detection", "faithfulness", "blur-test"):
+            add_parallel(p)
         if name == "blur-test":
             add_blur_kind(p)
         p.add_argument("--n", type=positive_int, default=500,

@@ -160,3 +160,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def arguments_record(args: argparse.Namespace) -> dict:
     """The command's arguments as ``run.json`` records them."""
     return {k: v for k, v in vars(args).items() if not callable(v)}
+
+
+def add_parallel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="run the work (shards, or a benchmark's method × images cells) "
+                             "on a local Ray with this many CPUs, one worker each; the results "
+                             "are those of one process")
+    parser.add_argument("--address", default=None,
+                        help="run it on an existing Ray cluster instead: auto or HOST:PORT")

@@ -16,7 +16,13 @@ from ..experiments.runs import RunFolder, markdown_table
 from ..metrics import find_box
 from ..zoo import data
 from ..zoo.data import default_patch_size
-from .arguments import add_common, add_method_options, add_posterior_options, positive_int
+from .arguments import (
+    add_common,
+    add_method_options,
+    add_parallel,
+    add_posterior_options,
+    positive_int,
+)
 from .explain import EXPLAIN_METHODS
 
 __all__ = ["add_attribute_parser", "cmd_attribute"]
@@ -40,10 +46,7 @@ def add_attribute_parser(sub: argparse._SubParsersAction) -> None:
                    help="only the first N images of the split")
     p.add_argument("--shard-size", type=positive_int, default=SHARD_SIZE,
                    help=f"images per shard file (default {SHARD_SIZE})")
-    p.add_argument("--workers", type=positive_int, default=None,
-                   help="run the shards on a local Ray with this many CPUs (one worker each)")
-    p.add_argument("--address", default=None,
-                   help="run the shards on an existing Ray cluster: auto or HOST:PORT")
+    add_parallel(p)
     p.add_argument("--out", default=None,
                    help="folder of the shards (default runs/attribute-<dataset>-<split>-"
                         "<method>)")

@@ -1,36 +1,39 @@
-"""Shards as Ray tasks: a local Ray that uattr starts (``workers``) or a cluster
-(``address``). Ray is imported here only, when asked for.
+"""Work on Ray: a local Ray that uattr starts (``workers``) or a cluster (``address``).
+Ray is imported here only, when asked for.
 
-Each worker is an actor that loads the posterior, the method and the images once
-(:class:`~.attribute.ShardWorker`) and takes shard after shard from a pool; a shard's
-maps go to its file on the shared folder, only its image count comes back to the driver.
+Shards of ``uattr attribute`` (:func:`run_on_ray`): each worker is an actor that loads
+the posterior, the method and the images once (:class:`~.attribute.ShardWorker`) and
+takes shard after shard from a pool; a shard's maps go to its file on the shared folder,
+only its image count comes back to the driver.
 An actor whose process dies is restarted and its shard retried (``max_restarts``,
 ``max_task_retries``): per-image generators make the retried shard's maps the same.
+
+Cells of the benchmarks (:func:`compute_cells`): each missing (method, images) cell is a
+task that computes it on one thread and stores it in the run folder, as one process
+would; the benchmark then loads every cell and writes its table as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-__all__ = ["run_on_ray"]
+__all__ = ["compute_cells", "ray_session", "run_on_ray"]
 
 # a dead worker is restarted and its shard tried again this many times before the run fails
 RETRIES = 3
 
 
-def run_on_ray(shards: dict[int, list[int]], worker_args: tuple, *, workers: int | None,
-               address: str | None, progress: Callable[[int], None]) -> None:
-    """Run every shard ``k -> indices`` on Ray actors built from ``worker_args`` (those of
-    :class:`~.attribute.ShardWorker`); ``progress(n)`` after each finished shard."""
+@contextmanager
+def ray_session(workers: int | None, address: str | None) -> Iterator[object]:
+    """The ``ray`` module, connected: to a Ray already started in this process, to the
+    cluster at ``address``, or to a local Ray of ``workers`` CPUs that is shut down after."""
     try:
         import ray
     except ImportError as error:
         raise ImportError("--workers and --address need Ray: `pip install 'uattr[ray]'` "
                           "(make installs it)") from error
-    from ray.util import ActorPool
-
-    from .attribute import ShardWorker
-
     started = not ray.is_initialized()
     if started:
         if address is not None:
@@ -38,6 +41,47 @@ def run_on_ray(shards: dict[int, list[int]], worker_args: tuple, *, workers: int
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _store_cell(folder: str, name: str, config: dict, compute: Callable) -> str:
+    """A Ray task: compute one cell on one thread and store it in the run folder."""
+    import torch
+
+    from .runs import RunFolder
+
+    torch.set_num_threads(1)  # one task per CPU
+    record, array = compute()
+    RunFolder(folder).save_cell(name, config, record, array)
+    return name
+
+
+def compute_cells(folder: Path, cells: list, *, workers: int | None, address: str | None,
+                  log: Callable[[str], None] = print) -> None:
+    """Compute ``cells`` (:class:`~.benchmarks.common.Cell`) as Ray tasks, each storing its
+    cell in ``folder``; returns when all are stored."""
+    with ray_session(workers, address) as ray:
+        task = ray.remote(num_cpus=1, max_retries=RETRIES)(_store_cell)
+        pending = [task.remote(str(folder), cell.name, cell.config, cell.compute)
+                   for cell in cells]
+        log(f"{len(cells)} cells on Ray ({int(ray.cluster_resources().get('CPU', 1))} CPUs)")
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            log(f"{ray.get(done[0])}: computed on Ray")
+
+
+def run_on_ray(shards: dict[int, list[int]], worker_args: tuple, *, workers: int | None,
+               address: str | None, progress: Callable[[int], None]) -> None:
+    """Run every shard ``k -> indices`` on Ray actors built from ``worker_args`` (those of
+    :class:`~.attribute.ShardWorker`); ``progress(n)`` after each finished shard."""
+    from .attribute import ShardWorker
+
+    with ray_session(workers, address) as ray:
+        from ray.util import ActorPool
+
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = workers or cpus
         actor = ray.remote(num_cpus=1, max_restarts=RETRIES,
@@ -47,6 +91,3 @@ def run_on_ray(shards: dict[int, list[int]], worker_args: tuple, *, workers: int
         for images in pool.map_unordered(lambda a, item: a.run.remote(*item),
                                          list(shards.items())):
             progress(images)
-    finally:
-        if started:
-            ray.shutdown()

@@ -31,7 +31,7 @@ from ..zoo.models import (
     load_or_train_sampled,
 )
 from ..zoo.vae import VAE, load_or_train_vae
-from .benchmarks.common import most_uncertain
+from .benchmarks.common import Parallel, most_uncertain
 from .registry import needs_vae
 from .runs import RunFolder, markdown_table
 from .settings import Settings
@@ -80,6 +80,13 @@ class Job:
         if self._vae is None:
             self._vae, _ = load_vae(self.settings)
         return self._vae
+
+    @property
+    def parallel(self) -> Parallel | None:
+        """Where the benchmarks' missing cells run: Ray, when the settings ask for it."""
+        if self.settings.workers is None and self.settings.address is None:
+            return None
+        return Parallel(self.settings.workers, self.settings.address)
 
     def vae_for(self, names: list[str] | None) -> VAE | None:
         """The VAE when the rows ``names`` (``None``: all) include CLUE or δ-CLUE."""

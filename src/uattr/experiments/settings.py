@@ -77,10 +77,14 @@ class MethodSettings:
 @dataclass(frozen=True)
 class Settings:
     """Everything a benchmark job needs besides its size: data, posteriors, methods, and
-    how the work runs (``batch_size`` images attributed together, the torch ``device``)."""
+    how the work runs (``batch_size`` images attributed together, the torch ``device``,
+    and, to run the benchmarks' cells on Ray, a local Ray of ``workers`` CPUs or the
+    cluster at ``address``; neither: one process)."""
 
     data: DataSettings = field(default_factory=DataSettings)
     posterior: PosteriorSettings = field(default_factory=PosteriorSettings)
     method: MethodSettings = field(default_factory=MethodSettings)
     batch_size: int = 100
     device: str = "cpu"
+    workers: int | None = None
+    address: str | None = None

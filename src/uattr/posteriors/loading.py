@@ -2,9 +2,11 @@
 
 The command line's ``--model`` takes either
 
-* one or more TorchScript files (``torch.jit.save``): several files are the members of a
-  deep ensemble, each ``x -> [B, C]``; one file is a module returning ``[B, S, C]``, or
-  members stacked as ``[(S·B), C]`` (TorchUncertainty's layout) with ``num_samples``;
+* one or more TorchScript files (``torch.jit.save``) or ``.pt2`` programs
+  (``torch.export.save``, exported with a dynamic batch size): several files are the
+  members of a deep ensemble, each ``x -> [B, C]``; one file is a module returning
+  ``[B, S, C]``, or members stacked as ``[(S·B), C]`` (TorchUncertainty's layout) with
+  ``num_samples``;
 * a factory ``package.module:function`` or ``path/to/file.py:function``, called with no
   arguments, returning anything :func:`uattr.as_posterior` accepts (a list of modules, a
   module, a :class:`~uattr.uq.Posterior`): the way to load state dicts into one's own
@@ -21,6 +23,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,9 +70,17 @@ def load_factory(spec: str) -> object:
     return factory()
 
 
-def _load_torchscript(path: str, device: torch.device | str) -> nn.Module:
+def _load_module(path: str, device: torch.device | str) -> nn.Module:
+    """A TorchScript file (``torch.jit.save``), or a ``.pt2`` program (``torch.export.save``,
+    the format that replaces TorchScript)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"--model: file {path} does not exist")
+    if path.endswith(".pt2"):
+        try:
+            return torch.export.load(path).module().to(device)
+        except (RuntimeError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise ValueError(f"--model: {path} is not a torch.export program "
+                             f"(torch.export.save) ({error})".splitlines()[0]) from None
     try:
         module = torch.jit.load(path, map_location=device)
     except RuntimeError as error:
@@ -96,7 +107,7 @@ def load_model(specs: str | Sequence[str], *, output: OutputKind = "logits",
         elif isinstance(made, list | tuple):
             made = [m.to(device).eval() if isinstance(m, nn.Module) else m for m in made]
         return as_posterior(made, output=output, num_samples=num_samples)
-    modules = [_load_torchscript(spec, device) for spec in specs]
+    modules = [_load_module(spec, device) for spec in specs]
     model = modules if len(modules) > 1 else modules[0]
     if len(modules) > 1 and num_samples is not None:
         raise ValueError("--num-samples is for one module returning [(S·B), C]; several files "

@@ -27,7 +27,14 @@ from ...uq import uncertainty
 from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
 from ..registry import pixel_methods
 from ..runs import RunFolder
-from .common import MethodSpec, attribute_counted, cached_cell, method_key
+from .common import (
+    Cell,
+    MethodSpec,
+    Parallel,
+    attribute_counted,
+    cached_cells,
+    method_key,
+)
 from .paper_numbers import BLUR_TEST_MNIST, beside
 
 __all__ = ["BLUR_TEST_BUDGETS", "benchmark", "run_blur_test"]
@@ -48,6 +55,7 @@ def run_blur_test(
     device: torch.device | str = "cpu",
     data_key: dict | None = None,
     log: Callable[[str], None] = print,
+    parallel: Parallel | None = None,
 ) -> tuple[list[dict], dict[str, tuple[Tensor, Tensor]]]:
     """MURR and AUC-URR (medians over images) of every method at every budget; returns
     ``(rows, {method: (fractions, median curve)})`` at the largest budget, for plotting.
@@ -56,6 +64,7 @@ def run_blur_test(
     largest = max(budgets)
     benchmark_key = {"budgets": list(budgets), "steps": BLUR_CURVE_STEPS,
                      "blurred": "gaussian 5x5, sigma 2", "data": data_key or {"n": len(images)}}
+    cells = []
     for spec in methods:
 
         def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
@@ -79,9 +88,10 @@ def run_blur_test(
             row["n"] = len(images)
             return row, median_curve.numpy()
 
-        row, median_curve = cached_cell(folder, f"blur-test-{spec.name}",
-                                        {**method_key(spec), **benchmark_key}, compute, log,
-                                        spec.name)
+        cells.append(Cell(f"blur-test-{spec.name}", {**method_key(spec), **benchmark_key},
+                          compute, spec.name))
+    for spec, (row, median_curve) in zip(methods, cached_cells(folder, cells, log, parallel),
+                                         strict=True):
         rows.append(row)
         medians[spec.name] = (torch.as_tensor(median_curve[0]),
                               torch.as_tensor(median_curve[1]))
@@ -100,7 +110,8 @@ def benchmark(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
     rows, curves = run_blur_test(
         images, methods, lambda x: uncertainty(job.posterior(x), kind), folder=out,
         batch_size=settings.batch_size, device=settings.device,
-        data_key={"split": where.split, "kind": kind, "indices": indices.tolist()}, log=log)
+        data_key={"split": where.split, "kind": kind, "indices": indices.tolist()}, log=log,
+        parallel=job.parallel)
     rows = beside(rows, BLUR_TEST_MNIST, ("MURR 2%", "MURR 5%", "AUC-URR 2%", "AUC-URR 5%"))
     out.write_table("blur_test", rows)
     out.save_figure("blur_test_curves.png",

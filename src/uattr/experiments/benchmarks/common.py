@@ -28,8 +28,9 @@ from ...uq import predict_probs, uncertainty
 from ...zoo.data import Split
 from ..runs import RunFolder
 
-__all__ = ["AttributedMaps", "MethodSpec", "attribute_counted", "attribute_in_batches",
-           "cached_cell", "method_key", "most_uncertain", "posterior_key"]
+__all__ = ["AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
+           "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "most_uncertain",
+           "posterior_key"]
 
 Segmenter = Callable[[Tensor], Tensor]
 Log = Callable[[str], None]
@@ -82,6 +83,42 @@ def cached_cell(folder: RunFolder | None, name: str, config: dict[str, Any],
     if folder is not None:
         folder.save_cell(name, config, record, array)
     return record, array
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell to load or compute: its ``name``, the ``config`` its key is made of,
+    ``compute() -> (record, array)``, and the ``label`` the log calls it by."""
+
+    name: str
+    config: dict[str, Any]
+    compute: Callable[[], tuple[dict, np.ndarray]]
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """Where missing cells run: a local Ray of ``workers`` CPUs, or the Ray cluster at
+    ``address`` (:mod:`uattr.experiments.distributed`)."""
+
+    workers: int | None = None
+    address: str | None = None
+
+
+def cached_cells(folder: RunFolder | None, cells: list[Cell], log: Log = print,
+                 parallel: Parallel | None = None) -> list[tuple[dict, np.ndarray]]:
+    """:func:`cached_cell` of every cell, in order. With ``parallel``, the cells not yet
+    stored are first computed as Ray tasks, each storing its own cell in ``folder``, and
+    then all are loaded: the table is the one a single process makes."""
+    if parallel is not None and folder is not None:
+        missing = [cell for cell in cells if folder.load_cell(cell.name, cell.config) is None]
+        if missing:
+            from ..distributed import compute_cells
+
+            compute_cells(folder.path, missing, workers=parallel.workers,
+                          address=parallel.address, log=log)
+    return [cached_cell(folder, cell.name, cell.config, cell.compute, log, cell.label)
+            for cell in cells]
 
 
 def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,

@@ -26,7 +26,14 @@ from ...zoo.models import load_cached, save_atomic
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import detection_methods, family_means
 from ..runs import RunFolder
-from .common import MethodSpec, attribute_counted, cached_cell, method_key
+from .common import (
+    Cell,
+    MethodSpec,
+    Parallel,
+    attribute_counted,
+    cached_cells,
+    method_key,
+)
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
 __all__ = ["DetectionSet", "benchmark", "build_detection_set", "detection_images",
@@ -89,6 +96,7 @@ def run_detection(
     batch_size: int = 100,
     device: torch.device | str = "cpu",
     log: Callable[[str], None] = print,
+    parallel: Parallel | None = None,
 ) -> tuple[list[dict], dict[str, Tensor]]:
     """Attribute, box-search and score every method; returns ``(rows, maps by method)``.
 
@@ -99,6 +107,7 @@ def run_detection(
     """
     rows, all_maps = [], {}
     data_key = {"indices": detection.indices.tolist(), "boxes": detection.boxes.tolist()}
+    cells = []
     for spec in methods:
 
         def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
@@ -121,9 +130,10 @@ def run_detection(
                             "share at the limit": float((~converged).double().mean())})
             return row, done.maps.numpy().astype(np.float32)
 
-        row, maps = cached_cell(folder, f"detection-{spec.name}",
-                                {**method_key(spec), "data": data_key}, compute, log,
-                                spec.name)
+        cells.append(Cell(f"detection-{spec.name}", {**method_key(spec), "data": data_key},
+                          compute, spec.name))
+    for spec, (row, maps) in zip(methods, cached_cells(folder, cells, log, parallel),
+                                 strict=True):
         rows.append(row)
         all_maps[spec.name] = torch.from_numpy(maps)
     return rows, all_maps
@@ -147,7 +157,7 @@ def run_for_job(job: Job, detection_set: DetectionSet,
     """:func:`run_detection` into the job's run folder, with its batch size and device."""
     return run_detection(detection_set, specs, folder=job.out,
                          batch_size=job.settings.batch_size, device=job.settings.device,
-                         log=log)
+                         log=log, parallel=job.parallel)
 
 
 def detection_images(job: Job, n: int) -> DetectionSet:

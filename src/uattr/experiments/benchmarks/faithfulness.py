@@ -28,7 +28,14 @@ from ...uq import uncertainty
 from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
 from ..registry import family_means, pixel_methods
 from ..runs import RunFolder
-from .common import MethodSpec, attribute_counted, cached_cell, method_key
+from .common import (
+    Cell,
+    MethodSpec,
+    Parallel,
+    attribute_counted,
+    cached_cells,
+    method_key,
+)
 from .paper_numbers import FAITHFULNESS_C10, beside
 
 __all__ = ["BLUR_FRACTIONS", "GRADIENT_FRACTIONS", "RefinementResult", "benchmark",
@@ -130,6 +137,7 @@ def run_faithfulness(
     device: torch.device | str = "cpu",
     data_key: dict | None = None,
     log: Callable[[str], None] = print,
+    parallel: Parallel | None = None,
 ) -> tuple[list[dict], dict[str, Tensor]]:
     """Score every method's pixel-level maps of ``images`` by both refinements; returns
     ``(rows, maps by method)``. ``uncertainty_of`` is the ``U`` being refined (total in
@@ -142,6 +150,7 @@ def run_faithfulness(
                                     "stop": "first step that does not lower U"},
                      "blurred": "gaussian 5x5, sigma 2",
                      "data": data_key or {"n": len(images)}}
+    cells = []
     for spec in methods:
 
         def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
@@ -180,9 +189,10 @@ def run_faithfulness(
             row["n"] = len(images)
             return row, done.maps.numpy()
 
-        row, maps = cached_cell(folder, f"faithfulness-{spec.name}",
-                                {**method_key(spec), **benchmark_key}, compute, log,
-                                spec.name)
+        cells.append(Cell(f"faithfulness-{spec.name}", {**method_key(spec), **benchmark_key},
+                          compute, spec.name))
+    for spec, (row, maps) in zip(methods, cached_cells(folder, cells, log, parallel),
+                                 strict=True):
         rows.append(row)
         all_maps[spec.name] = torch.from_numpy(maps)
     return rows, all_maps
@@ -198,7 +208,8 @@ def run_for_job(job: Job, images: Tensor, indices: Tensor,
     return run_faithfulness(
         images, specs, lambda x: uncertainty(job.posterior(x), kind), folder=job.out,
         batch_size=settings.batch_size, device=settings.device,
-        data_key={"split": settings.data.split, "indices": indices.tolist()}, log=log)
+        data_key={"split": settings.data.split, "indices": indices.tolist()}, log=log,
+        parallel=job.parallel)
 
 
 def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
