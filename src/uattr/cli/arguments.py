@@ -9,6 +9,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 
+from ..experiments.registry import ROWS
 from ..experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
 from ..zoo import data, models
 
@@ -16,6 +17,8 @@ from ..zoo import data, models
 # chosen on the validation split: docs/hyperparameters.md), written nowhere else.
 DEFAULT = Settings()
 POSTERIORS = ("ensemble", *models.SAMPLED_POSTERIORS)
+# Every method of the tables (the oracle rows use the answer, so they explain nothing).
+EXPLAIN_METHODS = tuple(row.name for row in ROWS if not row.oracle)
 
 
 # ------------------------------------------------------------------ argument types
@@ -169,3 +172,12 @@ def add_parallel(parser: argparse.ArgumentParser) -> None:
                              "are those of one process")
     parser.add_argument("--address", default=None,
                         help="run it on an existing Ray cluster instead: auto or HOST:PORT")
+
+
+def add_split_and_method(parser: argparse.ArgumentParser) -> None:
+    """``--split`` and ``--method`` (any method of the tables) of explain and attribute."""
+    parser.add_argument("--split", default="test", choices=data.SPLITS)
+    parser.add_argument("--method", default="optimization (slic)", choices=EXPLAIN_METHODS,
+                        metavar="METHOD",
+                        help=f"any method of the tables (default 'optimization (slic)'): "
+                             f"{', '.join(EXPLAIN_METHODS)}")

@@ -21,9 +21,10 @@ from .arguments import (
     add_method_options,
     add_parallel,
     add_posterior_options,
+    add_split_and_method,
     positive_int,
+    settings_from,
 )
-from .explain import EXPLAIN_METHODS
 
 __all__ = ["add_attribute_parser", "cmd_attribute"]
 
@@ -38,10 +39,7 @@ def add_attribute_parser(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     add_method_options(p)
     add_posterior_options(p)
-    p.add_argument("--split", default="test", choices=data.SPLITS)
-    p.add_argument("--method", default="optimization (slic)", choices=EXPLAIN_METHODS,
-                   metavar="METHOD", help="any method of the tables (default "
-                                          "'optimization (slic)')")
+    add_split_and_method(p)
     p.add_argument("--limit", type=positive_int, default=None,
                    help="only the first N images of the split")
     p.add_argument("--shard-size", type=positive_int, default=SHARD_SIZE,
@@ -58,8 +56,6 @@ def _slug(text: str) -> str:
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
-    from .arguments import settings_from
-
     settings = settings_from(args)
     folder = args.out or f"runs/attribute-{args.dataset}-{args.split}-{_slug(args.method)}"
     result = attribute_dataset(settings, args.method, folder, limit=args.limit,

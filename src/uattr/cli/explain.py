@@ -25,9 +25,11 @@ from ..ops import segment
 from ..zoo import data
 from ..zoo.images import load_images, parse_size
 from .arguments import (
+    EXPLAIN_METHODS,
     add_common,
     add_method_options,
     add_posterior_options,
+    add_split_and_method,
     arguments_record,
     positive_int,
     settings_from,
@@ -35,8 +37,6 @@ from .arguments import (
 
 __all__ = ["EXPLAIN_METHODS", "add_explain_parser", "cmd_explain"]
 
-# Every method of the tables (the oracle rows use the answer, so they explain nothing).
-EXPLAIN_METHODS = tuple(row.name for row in ROWS if not row.oracle)
 # Rows whose method works on segments: --segmenter and --segments apply to them.
 _OVER_SEGMENTS = {"optimization", "kernelshap", "lime"}
 
@@ -56,11 +56,7 @@ def add_explain_parser(sub: argparse._SubParsersAction) -> None:
                             "[N, H, W] or [N, C, H, W]")
     p.add_argument("--size", type=parse_size, default=None, metavar="N|HxW",
                    help="resize --images to this size (needed when they differ)")
-    p.add_argument("--split", default="test", choices=data.SPLITS)
-    p.add_argument("--method", default="optimization (slic)", choices=EXPLAIN_METHODS,
-                   metavar="METHOD",
-                   help=f"any method of the tables (default 'optimization (slic)'): "
-                        f"{', '.join(EXPLAIN_METHODS)}")
+    add_split_and_method(p)
     p.add_argument("--segmenter", default=None, choices=(*segmenters.SEGMENTER_NAMES, "sam"),
                    help="segments of a method over segments (optimization, kernelshap, lime), "
                         "instead of its own (learned: the data set's corruption detector; "

@@ -12,7 +12,6 @@ can run in one process or as Ray tasks (:mod:`.distributed`) and give the same m
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
@@ -26,8 +25,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..ops.rng import index_generators
 from ..uq import predict_probs, uncertainty
-from .benchmarks.common import MethodSpec, method_key
+from .benchmarks.common import MethodSpec, attribute_in_batches, method_key
 from .settings import Settings
 
 __all__ = ["AttributedSet", "ShardPlan", "ShardWorker", "attribute_dataset", "attribute_shard",
@@ -86,31 +86,15 @@ def finished_shards(folder: Path, count: int) -> set[int]:
     return {k for k in range(count) if (folder / shard_name(k)).exists()}
 
 
-def _generators(seed: int, indices: Tensor) -> list[torch.Generator]:
-    """One generator per image, seeded by its index in the split: its draws are the same
-    whichever shard, batch or worker it is in."""
-    return [torch.Generator().manual_seed(seed * 1_000_003 + int(i)) for i in indices]
-
-
-def takes_generator(method: object) -> bool:
-    return "generator" in inspect.signature(method.attribute).parameters
-
-
 def attribute_shard(spec: MethodSpec, images: Tensor, indices: Tensor, *, kind: str,
                     seed: int, batch_size: int,
                     device: torch.device | str) -> tuple[Tensor, Tensor]:
-    """``(maps [n, H, W], U [n])`` of one shard's ``images``, ``batch_size`` at a time."""
-    maps, u = [], []
-    for i in range(0, len(images), batch_size):
-        x = images[i : i + batch_size].to(device)
-        segments = spec.segmenter(x) if spec.segmenter is not None else None
-        extra = {}
-        if takes_generator(spec.method):
-            extra["generator"] = _generators(seed, indices[i : i + batch_size])
-        maps.append(spec.method.attribute(x, segments=segments, **extra).detach().cpu())
-        with torch.no_grad():
-            u.append(uncertainty(predict_probs(spec.method.posterior, x), kind).cpu())
-    return torch.cat(maps), torch.cat(u)
+    """``(maps [n, H, W], U [n])`` of one shard's ``images``, ``batch_size`` at a time;
+    a random method draws from one generator per image, seeded by its index."""
+    maps = attribute_in_batches(spec, images, batch_size, device,
+                                generators=index_generators(seed, indices.tolist()))
+    probs = predict_probs(spec.method.posterior, images, batch_size=batch_size, device=device)
+    return maps, uncertainty(probs, kind)
 
 
 def write_shard(folder: Path, k: int, indices: Tensor, maps: Tensor, u: Tensor) -> Path:

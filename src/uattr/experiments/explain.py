@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .. import viz
 from ..attribution import OptimizationResult
 from ..metrics import find_box
 from ..ops.perturb import blurred_reference
+from ..ops.segment import box_mask
 from ..uq import decompose, predict_probs
 from ..zoo.data import default_patch_size
-from .benchmarks.common import MethodSpec
+from .benchmarks.common import MethodSpec, attribute_in_batches
 from .runs import RunFolder
 
 __all__ = ["Explanation", "diagnostics_rows", "explain_images", "summary_rows",
@@ -52,47 +52,37 @@ def explain_images(spec: MethodSpec, images: Tensor, *, segments: Tensor | None 
                    batch_size: int = 100, device: torch.device | str = "cpu",
                    box_size: int | None = None, names: Sequence | None = None) -> Explanation:
     """Attribute ``images [N, C, H, W]`` with the row ``spec``, ``batch_size`` at a time
-    (a progress bar over images). ``segments [N, H, W]`` given by the user replace the
-    row's segmenter; ``names`` (default: positions) label the diagnostics."""
+    (:func:`~.benchmarks.common.attribute_in_batches`). ``segments [N, H, W]`` given by
+    the user replace the row's segmenter; ``names`` (default: positions) label the
+    diagnostics."""
     n, _, height, width = images.shape
     box_size = box_size or default_patch_size(height, width)
     names = list(range(n)) if names is None else list(names)
-    maps, used, diagnostics, warnings = [], [], [], []
-    with tqdm(total=n, desc=spec.name, unit="image") as bar:
-        for i in range(0, n, batch_size):
-            x = images[i : i + batch_size].to(device)
-            if segments is not None:
-                seg = segments[i : i + batch_size].to(device)
-            else:
-                seg = spec.segmenter(x) if spec.segmenter is not None else None
-            if hasattr(spec.method, "attribute_with_diagnostics"):
-                result = spec.method.attribute_with_diagnostics(x, segments=seg)
-                maps.append(result.maps.detach().cpu())
-                diagnostics += diagnostics_rows(result, names[i : i + len(x)])
-                warnings += uninformative_warnings(result, names[i : i + len(x)])
-            else:
-                maps.append(spec.method.attribute(x, segments=seg).detach().cpu())
-            if seg is not None:
-                used.append(seg.cpu())
-            bar.update(len(x))
-    maps = torch.cat(maps)  # [N, H, W]
+    if segments is None and spec.segmenter is not None:  # segmented once: maps and figures
+        segments = torch.cat([spec.segmenter(images[i : i + batch_size].to(device)).cpu()
+                              for i in range(0, n, batch_size)])
+    results: list[OptimizationResult] = []
+    maps = attribute_in_batches(spec, images, batch_size, device, segments=segments,
+                                results=results)  # [N, H, W]
+    diagnostics, warnings, start = [], [], 0
+    for result in results:  # the optimization-based method's, batch by batch
+        batch = names[start : start + len(result.steps)]
+        diagnostics += diagnostics_rows(result, batch)
+        warnings += uninformative_warnings(result, batch)
+        start += len(batch)
     boxes = find_box(maps, box_size)  # [N, 4]
     perturbed = _blur_boxes(images, boxes)
     posterior = spec.method.posterior
     before = decompose(predict_probs(posterior, images, batch_size=batch_size, device=device))
     after = decompose(predict_probs(posterior, perturbed, batch_size=batch_size, device=device))
-    return Explanation(maps, torch.cat(used) if used else None, boxes,
+    return Explanation(maps, segments, boxes,
                        {k: before[k].cpu() for k in KINDS}, {k: after[k].cpu() for k in KINDS},
                        diagnostics, warnings)
 
 
 def _blur_boxes(images: Tensor, boxes: Tensor) -> Tensor:
     """``images`` with each box replaced by the blurred image (DESIGN §3.3)."""
-    _, _, height, width = images.shape
-    top, left, size_h, size_w = boxes.unbind(1)  # each [N]
-    rows, cols = torch.arange(height), torch.arange(width)
-    inside = (((rows >= top[:, None]) & (rows < (top + size_h)[:, None]))[:, :, None]
-              & ((cols >= left[:, None]) & (cols < (left + size_w)[:, None]))[:, None, :])
+    inside = box_mask(boxes, *images.shape[-2:])  # [N, H, W]
     return torch.where(inside[:, None], blurred_reference(images), images)  # [N, C, H, W]
 
 

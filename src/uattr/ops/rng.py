@@ -7,12 +7,18 @@ image gets the same draws whatever batch it is in (DESIGN §2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["draw_normal", "draw_uniform", "make_generators"]
+__all__ = ["draw_normal", "draw_uniform", "index_generators", "make_generators"]
+
+
+def index_generators(seed: int, indices: Iterable[int]) -> list[torch.Generator]:
+    """One CPU generator per image, seeded by the image's index in its data set: its draws
+    are the same whichever batch, shard or worker it is in."""
+    return [torch.Generator().manual_seed(seed * 1_000_003 + int(i)) for i in indices]
 
 
 def make_generators(

@@ -23,6 +23,7 @@ __all__ = [
     "SEGMENTERS",
     "CorruptionSegmenter",
     "MaskSegmenter",
+    "box_mask",
     "check_segments",
     "felzenszwalb",
     "from_masks",
@@ -93,6 +94,15 @@ def segment_slots(segments: Tensor) -> tuple[Tensor, Tensor]:
     return counts, slots[None, :] < counts[:, None]
 
 
+def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
+    """``[B, H, W]`` bool: True inside each image's box ``(top, left, height, width)``."""
+    rows = torch.arange(height, device=boxes.device)
+    cols = torch.arange(width, device=boxes.device)
+    top, left, box_h, box_w = boxes.unbind(1)  # each [B]
+    return (((rows >= top[:, None]) & (rows < (top + box_h)[:, None]))[:, :, None]
+            & ((cols >= left[:, None]) & (cols < (left + box_w)[:, None]))[:, None, :])
+
+
 def with_boxes(segments: Tensor, boxes: Tensor) -> Tensor:
     """``segments [B, H, W]`` with each image's box ``(top, left, height, width)`` made a
     segment of its own (label ``K_b``), relabelled to ``0..K'_b-1``.
@@ -103,13 +113,7 @@ def with_boxes(segments: Tensor, boxes: Tensor) -> Tensor:
     if segments.ndim != 3 or boxes.shape != (segments.shape[0], 4):
         raise ValueError(f"boxes must have shape [B, 4] = [{segments.shape[0]}, 4] for "
                          f"segments {tuple(segments.shape)}, got {tuple(boxes.shape)}")
-    _, height, width = segments.shape
-    boxes = boxes.to(segments.device)
-    rows = torch.arange(height, device=segments.device)
-    cols = torch.arange(width, device=segments.device)
-    top, left, box_h, box_w = boxes.unbind(1)
-    inside = (((rows >= top[:, None]) & (rows < (top + box_h)[:, None]))[:, :, None]
-              & ((cols >= left[:, None]) & (cols < (left + box_w)[:, None]))[:, None, :])
+    inside = box_mask(boxes.to(segments.device), *segments.shape[1:])  # [B, H, W]
     new_label = segments.flatten(1).max(1).values + 1  # [B]
     return relabel(torch.where(inside, new_label[:, None, None], segments))
 

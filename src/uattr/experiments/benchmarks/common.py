@@ -11,6 +11,7 @@ settings. A rerun with any of them changed computes the cell again instead of re
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from ..runs import RunFolder
 
 __all__ = ["AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
            "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "most_uncertain",
-           "posterior_key"]
+           "posterior_key", "takes_generator"]
 
 Segmenter = Callable[[Tensor], Tensor]
 Log = Callable[[str], None]
@@ -122,32 +123,46 @@ def cached_cells(folder: RunFolder | None, cells: list[Cell], log: Log = print,
 
 
 def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
-                         device: torch.device | str, boxes: Tensor | None = None,
-                         steps: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+                         device: torch.device | str, boxes: Tensor | None = None, *,
+                         segments: Tensor | None = None,
+                         generators: list[torch.Generator] | None = None,
+                         results: list | None = None) -> Tensor:
     """``[N, H, W]``: the method's maps of ``images`` (segmented first when the row has a
     segmenter; an oracle row adds each image's true box ``boxes [N, 4]`` as a segment),
     ``batch_size`` images at a time, with a progress bar over images.
 
-    With a list ``steps``, a method that reports diagnostics (the optimization-based one)
-    appends ``(steps taken [n], converged [n])`` of each batch to it."""
+    ``segments [N, H, W]`` given replace the row's segmenter; ``generators``, one per
+    image, go to a random method (an image's draws then do not depend on its batch).
+    With a list ``results``, a method that reports diagnostics (the optimization-based
+    one) appends each batch's :class:`~uattr.attribution.OptimizationResult` to it."""
     if spec.oracle and (spec.segmenter is None or boxes is None):
         raise ValueError(f"{spec.name}: an oracle row needs a segmenter and the true boxes")
+    random = generators is not None and takes_generator(spec.method)
     maps = []
     with tqdm(total=len(images), desc=spec.name, unit="image", leave=False,
               disable=len(images) <= batch_size) as bar:
         for i in range(0, images.shape[0], batch_size):
             x = images[i : i + batch_size].to(device)
-            segments = spec.segmenter(x) if spec.segmenter is not None else None
+            if segments is not None:
+                seg = segments[i : i + batch_size].to(device)
+            else:
+                seg = spec.segmenter(x) if spec.segmenter is not None else None
             if spec.oracle:
-                segments = with_boxes(segments, boxes[i : i + batch_size])
-            if steps is not None and hasattr(spec.method, "attribute_with_diagnostics"):
-                result = spec.method.attribute_with_diagnostics(x, segments=segments)
-                steps.append((result.steps.cpu(), result.converged.cpu()))
+                seg = with_boxes(seg, boxes[i : i + batch_size])
+            extra = {"generator": generators[i : i + batch_size]} if random else {}
+            if results is not None and hasattr(spec.method, "attribute_with_diagnostics"):
+                result = spec.method.attribute_with_diagnostics(x, segments=seg, **extra)
+                results.append(result)
                 maps.append(result.maps.detach().cpu())
             else:
-                maps.append(spec.method.attribute(x, segments=segments).detach().cpu())
+                maps.append(spec.method.attribute(x, segments=seg, **extra).detach().cpu())
             bar.update(len(x))
     return torch.cat(maps)  # [N, H, W]
+
+
+def takes_generator(method: object) -> bool:
+    """Whether ``method.attribute`` takes per-image generators (a random method)."""
+    return "generator" in inspect.signature(method.attribute).parameters
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,7 @@ class AttributedMaps:
 
 def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
                       device: torch.device | str, *, boxes: Tensor | None = None,
-                      steps: list[tuple[Tensor, Tensor]] | None = None,
+                      results: list | None = None,
                       log: Log = print) -> AttributedMaps:
     """:func:`attribute_in_batches`, timed, with the posterior's passes counted
     (:mod:`uattr.posteriors.passes`)."""
@@ -172,7 +187,7 @@ def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
     with PassCounter(spec.method.posterior,
                      also=spec.method.counted_networks()) as passes:
         maps = attribute_in_batches(spec, images, batch_size, device, boxes=boxes,
-                                    steps=steps)
+                                    results=results)
     n = len(images)
     return AttributedMaps(maps, (time.perf_counter() - start) / n,
                           passes.forward / n if passes.available else None,

@@ -111,9 +111,9 @@ def run_detection(
     for spec in methods:
 
         def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
-            diagnostics: list[tuple[Tensor, Tensor]] = []
+            diagnostics: list = []
             done = attribute_counted(spec, detection.images, batch_size, device,
-                                     boxes=detection.boxes, steps=diagnostics, log=log)
+                                     boxes=detection.boxes, results=diagnostics, log=log)
             found = find_box(done.maps, detection.patch_size)
             iou = box_iou(found, detection.boxes)
             adds = detection.patch_delta >= 0
@@ -123,8 +123,8 @@ def run_detection(
                    "IoU, brighter patch": float(iou[adds].mean()) if adds.any() else None,
                    "IoU, darker patch": float(iou[~adds].mean()) if (~adds).any() else None}
             if diagnostics:  # an optimisation: how long it ran (papers/001 Table 9)
-                taken = torch.cat([t for t, _ in diagnostics]).double()
-                converged = torch.cat([c for _, c in diagnostics])
+                taken = torch.cat([r.steps.cpu() for r in diagnostics]).double()
+                converged = torch.cat([r.converged.cpu() for r in diagnostics])
                 row.update({"mean steps": float(taken.mean()),
                             "median steps": float(taken.median()),
                             "share at the limit": float((~converged).double().mean())})

@@ -27,6 +27,7 @@ from ... import viz
 from ...attribution.base import constructor_settings
 from ...explanation.distributions import ExplanationUncertainty, mean_cv
 from ...metrics import deletion_insertion
+from ...ops.rng import index_generators
 from ...zoo import data
 from ..job import Job, Section, load_ensemble, load_sampled, log, print_table
 from ..runs import RunFolder
@@ -94,8 +95,7 @@ def _cell(images: Tensor, explainer: ExplanationUncertainty, *, steps: int, batc
     for i in tqdm(range(0, len(images), batch_size), desc=desc, leave=False,
                   disable=len(images) <= batch_size):
         x = images[i : i + batch_size].to(device)
-        result = explainer.explain(x, generator=[
-            torch.Generator().manual_seed(seed * 1_000_003 + i + j) for j in range(len(x))])
+        result = explainer.explain(x, generator=index_generators(seed, range(i, i + len(x))))
         stats.append(torch.stack([result.mean, result.std, result.cv]).cpu())  # [3, b, H, W]
         with torch.no_grad():
             classes = mean_probs(x).argmax(-1)
