@@ -50,12 +50,19 @@ def test_shards_hold_the_maps_of_the_library_call_and_are_not_recomputed(setting
     generators = [torch.Generator().manual_seed(i) for i in range(7)]  # seed 0
     expected = OptimizationUA(_posterior(settings), seed=0).attribute(x, generator=generators)
     torch.testing.assert_close(result.maps, expected, rtol=0, atol=1e-6)
+    # one timing row: all 7 images in 3 shards, each shard's compute time within the wall
+    # time of the one process that ran them one after the other
+    [row] = result.timing
+    assert (row["invocation"], row["shards"], row["images"], row["where"]) == (
+        1, 3, 7, "one process")
+    assert 0 < row["shard seconds"] <= row["seconds"] + 0.1  # both rounded to 0.1 s
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npz")}
     capsys.readouterr()
     again = attribute_dataset(settings, METHOD, out, limit=7, shard_size=3)
     assert "3 of 3 shards already written" in capsys.readouterr().out
     assert stamps == {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npz")}
     assert torch.equal(again.maps, load_maps(out).maps)
+    assert again.timing == [row], "an invocation that computed nothing adds no row"
 
 
 def test_a_folder_refuses_shards_of_other_settings(settings, tmp_path):
@@ -91,5 +98,9 @@ def test_a_killed_driver_resumes_without_recomputing_a_finished_shard(settings, 
     for name, (stamp, payload) in before.items():  # untouched: not recomputed
         path = out / name
         assert (path.stat().st_mtime_ns, path.read_bytes()) == (stamp, payload)
-    assert load_maps(out).indices.tolist() == list(range(12))
+    resumed = load_maps(out)
+    assert resumed.indices.tolist() == list(range(12))
     assert not list(out.glob(".shard-*")), "no partial file is left behind"
+    # the killed invocation recorded nothing; the resumed one its own shards only
+    [row] = resumed.timing
+    assert (row["shards"], row["images"]) == (6 - len(before), 12 - 2 * len(before))

@@ -63,6 +63,8 @@ def test_two_ray_workers_give_the_maps_of_one_process(settings, one_process, loc
     # bit for bit: the same images and batches, and per-image generators
     assert torch.equal(on_ray.maps, one_process.maps)
     assert torch.equal(on_ray.u, one_process.u)
+    [row] = on_ray.timing
+    assert (row["where"], row["shards"], row["images"]) == ("local Ray, 2 workers", 4, 12)
 
 
 def test_a_worker_that_dies_is_restarted_and_its_shard_retried(settings, one_process,

@@ -79,6 +79,9 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         images[picked], None, result.maps[top], boxes=boxes,
         titles=[f"#{int(i)} U={float(result.u[j]):.2f}" for i, j in zip(picked, top,
                                                                         strict=True)]))
+    if result.timing:
+        print(f"\nThe invocations that wrote {folder} (timing.json):\n")
+        print(markdown_table(result.timing))
     print(f"maps of {len(result.indices)} images in {folder}, the most uncertain drawn in "
           "most_uncertain.png (read the maps with uattr.experiments.attribute.load_maps)")
     return 0

@@ -2,10 +2,12 @@
 
 ``uattr attribute`` splits the images of a split into shards of ``shard_size`` images.
 Each finished shard is one file ``shard-<k>.npz`` holding its image indices, their maps
-``[n, H, W]`` and their uncertainty ``[n]``; ``manifest.json`` describes the method (its
-class and every setting), the segmenter, the posterior (a hash of its weights) and the
-data. A rerun skips the shards already written and refuses to add shards to a folder made
-with other settings. Random methods get one generator per image, seeded by the image's
+``[n, H, W]``, their uncertainty ``[n]`` and the seconds its worker took to compute it;
+``manifest.json`` describes the method (its class and every setting), the segmenter, the
+posterior (a hash of its weights) and the data; ``timing.json`` has one row per
+invocation that finished (its images, shards, workers and wall-clock seconds). A rerun
+skips the shards already written and refuses to add shards to a folder made with other
+settings. Random methods get one generator per image, seeded by the image's
 index, so a map does not depend on which shard, batch or machine computed it: the shards
 can run in one process or as Ray tasks (:mod:`.distributed`) and give the same maps.
 """
@@ -16,8 +18,10 @@ import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +35,11 @@ from .benchmarks.common import MethodSpec, attribute_in_batches, method_key
 from .settings import Settings
 
 __all__ = ["AttributedSet", "ShardPlan", "ShardWorker", "attribute_dataset", "attribute_shard",
-           "finished_shards", "load_maps", "open_folder", "shard_name"]
+           "finished_shards", "load_maps", "open_folder", "read_timing", "record_invocation",
+           "shard_name"]
 
 MANIFEST = "manifest.json"
+TIMING = "timing.json"
 
 
 def shard_name(k: int) -> str:
@@ -97,9 +103,11 @@ def attribute_shard(spec: MethodSpec, images: Tensor, indices: Tensor, *, kind: 
     return maps, uncertainty(probs, kind)
 
 
-def write_shard(folder: Path, k: int, indices: Tensor, maps: Tensor, u: Tensor) -> Path:
+def write_shard(folder: Path, k: int, indices: Tensor, maps: Tensor, u: Tensor,
+                seconds: float) -> Path:
     buffer = io.BytesIO()
-    np.savez(buffer, indices=indices.numpy(), maps=maps.numpy(), u=u.numpy())
+    np.savez(buffer, indices=indices.numpy(), maps=maps.numpy(), u=u.numpy(),
+             seconds=np.float64(seconds))
     path = folder / shard_name(k)
     _write_atomic(path, buffer.getvalue())
     return path
@@ -117,12 +125,13 @@ def manifest_for(spec: MethodSpec, *, data: dict, shard_size: int, kind: str,
 class AttributedSet:
     """Everything a folder holds: ``maps [N, H, W]``, the split's ``indices [N]`` (in
     increasing order) and the uncertainty ``u [N]`` the maps explain, with the
-    ``manifest``."""
+    ``manifest`` and the ``timing`` rows of the invocations that wrote them."""
 
     maps: Tensor
     indices: Tensor
     u: Tensor
     manifest: dict
+    timing: list[dict]
 
 
 def load_maps(folder: str | os.PathLike) -> AttributedSet:
@@ -140,7 +149,43 @@ def load_maps(folder: str | os.PathLike) -> AttributedSet:
     order = torch.argsort(indices)
     maps = torch.from_numpy(np.concatenate([p["maps"] for p in parts]))[order]
     u = torch.from_numpy(np.concatenate([p["u"] for p in parts]))[order]
-    return AttributedSet(maps, indices[order], u, manifest)
+    return AttributedSet(maps, indices[order], u, manifest, read_timing(folder))
+
+
+def read_timing(folder: str | os.PathLike) -> list[dict]:
+    """The rows of ``timing.json``: one per finished invocation (none before the first)."""
+    path = Path(folder) / TIMING
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def shard_seconds(folder: Path, shards: list[int]) -> float:
+    """The compute seconds the ``shards`` record (each on its worker), summed; a shard
+    written before shards recorded their time counts 0."""
+    total = 0.0
+    for k in shards:
+        with np.load(folder / shard_name(k)) as part:
+            total += float(part["seconds"]) if "seconds" in part.files else 0.0
+    return total
+
+
+def record_invocation(folder: Path, *, started: datetime, seconds: float, images: int,
+                      shards: list[int], workers: int | None, address: str | None) -> dict:
+    """Append this invocation's row to ``timing.json`` (atomically) and return it.
+
+    ``seconds`` is wall-clock time from the first shard's dispatch (Ray's start
+    included) to the last shard's file; ``shard seconds`` sums the compute time the
+    shards record, so ``shard seconds / seconds`` is how many shards ran at once."""
+    where = (f"Ray at {address}" if address is not None else
+             f"local Ray, {workers} workers" if workers is not None else "one process")
+    row = {"invocation": len(read_timing(folder)) + 1,
+           "started": started.isoformat(timespec="seconds"), "where": where,
+           "cpus": os.cpu_count(), "shards": len(shards), "images": images,
+           "seconds": round(seconds, 1),
+           "images/s": round(images / seconds, 4) if seconds > 0 else 0.0,
+           "shard seconds": round(shard_seconds(folder, shards), 1)}
+    rows = [*read_timing(folder), row]
+    _write_atomic(folder / TIMING, (json.dumps(rows, indent=2) + "\n").encode())
+    return row
 
 
 class ShardWorker:
@@ -174,12 +219,13 @@ class ShardWorker:
         if self.before_shard is not None:
             self.before_shard(k)
         index = torch.tensor(indices, dtype=torch.long)
+        start = time.perf_counter()
         maps, u = attribute_shard(self.spec, self.images[index], index,
                                   kind=self.settings.method.uncertainty,
                                   seed=self.settings.method.seed,
                                   batch_size=self.settings.batch_size,
                                   device=self.settings.device)
-        write_shard(self.folder, k, index, maps, u)
+        write_shard(self.folder, k, index, maps, u, time.perf_counter() - start)
         return len(indices)
 
 
@@ -210,6 +256,7 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
     if done:
         log(f"{len(done)} of {plan.count} shards already written in {folder}: skipped")
     shards = {k: plan.shard(k).tolist() for k in todo}
+    started, start = datetime.now(timezone.utc), time.perf_counter()
     with tqdm(total=sum(len(v) for v in shards.values()), unit="image",
               desc=f"{method}: {len(todo)} shards") as bar:
         if workers is None and address is None:
@@ -221,4 +268,11 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
 
             run_on_ray(shards, (settings, method, str(folder), before_shard),
                        workers=workers, address=address, progress=bar.update)
+    if todo:
+        row = record_invocation(folder, started=started, seconds=time.perf_counter() - start,
+                                images=sum(len(v) for v in shards.values()), shards=todo,
+                                workers=workers, address=address)
+        log(f"{row['images']} images in {row['shards']} shards took {row['seconds']:.0f} s "
+            f"({row['images/s']:.3g} images/s, {row['where']}); recorded in "
+            f"{folder / TIMING}")
     return load_maps(folder)
