@@ -82,15 +82,18 @@ def _without_seconds(rows):
     return [{k: v for k, v in row.items() if k != "s/image"} for row in rows]
 
 
+@pytest.mark.parametrize(("benchmark", "table"), [
+    (["faithfulness", "--methods", "grad", "occlusion", METHOD], "faithfulness"),
+    (["ablation", "--parts", "detection"], "ablation_detection"),  # a study's variants
+])
 def test_a_benchmarks_cells_on_ray_make_the_one_process_table(settings, local_ray, tmp_path,
-                                                              capsys):
+                                                              capsys, benchmark, table):
     import json
 
     from uattr.cli import main
 
-    common = ["bench", "faithfulness", "--dataset", "digits", "--members", "2", "--epochs", "8",
-              "--cache-dir", settings.posterior.cache_dir, "--n", "4", "--methods", "grad",
-              "occlusion", METHOD]
+    common = ["bench", *benchmark, "--dataset", "digits", "--members", "2", "--epochs", "8",
+              "--cache-dir", settings.posterior.cache_dir, "--n", "4"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray task: the same float sums
     try:
@@ -100,7 +103,8 @@ def test_a_benchmarks_cells_on_ray_make_the_one_process_table(settings, local_ra
     capsys.readouterr()
     assert main([*common, "--workers", "2", "--out", str(tmp_path / "ray")]) == 0
     log = capsys.readouterr().err
-    assert log.count("computed on Ray") == 3 and "attributing" not in log
-    tables = [json.loads((tmp_path / run / "faithfulness.json").read_text())
+    tables = [json.loads((tmp_path / run / f"{table}.json").read_text())
               for run in ("one", "ray")]
+    # every row a cell computed on Ray, none in the driver
+    assert log.count("computed on Ray") == len(tables[0]) and "attributing" not in log
     assert _without_seconds(tables[1]) == _without_seconds(tables[0])

@@ -144,6 +144,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# the benchmarks whose work is detection, faithfulness or blurring-test cells (method ×
+# images), which --workers / --address run on Ray; the others train networks or compare
+# posteriors in the one process
+ON_RAY = ("detection", "faithfulness", "blur-test", "ablation", "sensitivity", "convergence",
+          "segmenters")
+
 # `uattr bench <name>`: its help, and the job it runs from the parsed arguments
 BENCHMARKS: dict[str, tuple[str, Callable[[Job, argparse.Namespace], Section]]] = {
     "detection": ("problematic-region detection and runtime, every method (papers/000 "
@@ -263,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_posterior_options(p, RUN_POSTERIOR_TRAIN)
     p.add_argument("--split", default="test", choices=data.SPLITS,
                    help="split to evaluate on; tune hyper-parameters on 'valid' only")
+    add_parallel(p)
     p.add_argument("--out", default=None,
                    help="run folder (default runs/<dataset>-<split>-main-seed<seed>)")
     add_results(p)
@@ -275,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_common(p)
         add_method_options(p)
         add_posterior_options(p)
-        if name in ("detection", "faithfulness", "blur-test"):
+        if name in ON_RAY:
             add_parallel(p)
         if name == "blur-test":
             add_blur_kind(p)
