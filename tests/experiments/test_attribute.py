@@ -1,6 +1,7 @@
 """``uattr attribute``: shards written atomically, read back in one call, resumed without
 recomputing, never mixed across settings; the same maps on Ray, also after a worker dies."""
 
+import json
 import os
 import signal
 import subprocess
@@ -92,7 +93,9 @@ def test_a_killed_driver_resumes_without_recomputing_a_finished_shard(settings, 
     run.wait()
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard-*.npz")}
     assert 2 <= len(before) < 6, "the run was killed after some shards, before the last"
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    results = tmp_path / "results"
+    done = subprocess.run([*command, "--results", str(results)], capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{len(before)} of 6 shards already written" in done.stderr + done.stdout
     for name, (stamp, payload) in before.items():  # untouched: not recomputed
@@ -104,3 +107,13 @@ def test_a_killed_driver_resumes_without_recomputing_a_finished_shard(settings, 
     # the killed invocation recorded nothing; the resumed one its own shards only
     [row] = resumed.timing
     assert (row["shards"], row["images"]) == (6 - len(before), 12 - 2 * len(before))
+    # --results: what a document quotes (the timing, the most uncertain images), no shard
+    assert json.loads((results / "timing.json").read_text()) == resumed.timing
+    listed = json.loads((results / "most_uncertain.json").read_text())
+    top = resumed.u.sort(descending=True).values[:10]
+    assert [r["image"] for r in listed] == resumed.u.argsort(descending=True,
+                                                             stable=True)[:10].tolist()
+    torch.testing.assert_close(torch.tensor([r["U total"] for r in listed]), top,
+                               rtol=0, atol=0)  # the stored float32 values, through JSON
+    assert json.loads((results / "run-attribute.json").read_text())["images"] == 12
+    assert (results / "most_uncertain.png").is_file() and not list(results.glob("*.npz"))

@@ -11,7 +11,7 @@ import re
 
 from .. import viz
 from ..experiments.attribute import attribute_dataset
-from ..experiments.job import log
+from ..experiments.job import command_line, log
 from ..experiments.runs import RunFolder, markdown_table
 from ..metrics import find_box
 from ..zoo import data
@@ -21,7 +21,9 @@ from .arguments import (
     add_method_options,
     add_parallel,
     add_posterior_options,
+    add_results,
     add_split_and_method,
+    arguments_record,
     positive_int,
     settings_from,
 )
@@ -48,6 +50,7 @@ def add_attribute_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None,
                    help="folder of the shards (default runs/attribute-<dataset>-<split>-"
                         "<method>)")
+    add_results(p)
     p.set_defaults(func=cmd_attribute)
 
 
@@ -82,6 +85,13 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     if result.timing:
         print(f"\nThe invocations that wrote {folder} (timing.json):\n")
         print(markdown_table(result.timing))
+        out.write_table("timing", result.timing)  # timing.json as it was, beside .md, .csv
+    out.write_json("run-attribute.json", {**arguments_record(args), "command": command_line(),
+                                          "manifest": result.manifest,
+                                          "images": len(result.indices)})
+    if args.results:  # what a document quotes; never the shards
+        written = out.publish(args.results)
+        print(f"copied {len(written)} tables, figures and records to {args.results}")
     print(f"maps of {len(result.indices)} images in {folder}, the most uncertain drawn in "
           "most_uncertain.png (read the maps with uattr.experiments.attribute.load_maps)")
     return 0
