@@ -1,5 +1,6 @@
 """``uattr attribute``: shards written atomically, read back in one call, resumed without
-recomputing, never mixed across settings; the same maps on Ray, also after a worker dies."""
+recomputing (also after its driver is killed, in one process or on Ray), never mixed
+across settings."""
 
 import json
 import os
@@ -77,20 +78,34 @@ def test_a_folder_refuses_shards_of_other_settings(settings, tmp_path):
         attribute_dataset(settings, "grad", out, limit=4, shard_size=3)
 
 
-def test_a_killed_driver_resumes_without_recomputing_a_finished_shard(settings, tmp_path):
+@pytest.mark.parametrize("where", [[], ["--workers", "2"]], ids=["one process", "Ray"])
+def test_a_killed_driver_resumes_without_recomputing_a_finished_shard(settings, tmp_path,
+                                                                     where):
+    if where:
+        pytest.importorskip("ray")
     out = tmp_path / "maps"
     command = [sys.executable, "-c", "from uattr.cli import main; raise SystemExit(main())",
                "attribute", "--dataset", "digits", "--members", "2", "--epochs", "8",
                "--cache-dir", settings.posterior.cache_dir, "--method", METHOD,
-               "--limit", "12", "--shard-size", "2", "--batch-size", "2", "--out", str(out)]
+               "--limit", "12", "--shard-size", "2", "--batch-size", "2", "--out", str(out),
+               *where]
     _posterior(settings)  # trained before: the run below only attributes
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    # output to nowhere: a pipe nobody reads would fill with progress bars and block it
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
     deadline = time.monotonic() + 300
     while len(list(out.glob("shard-*.npz"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
+    # Ray's workers run in sessions of their own and exit once their raylet (killed with
+    # the driver) is gone: wait until no shard appears for 2 s
+    names, quiet_since = None, time.monotonic()
+    while time.monotonic() - quiet_since < 2 and time.monotonic() < deadline:
+        now = sorted(p.name for p in out.glob("shard-*.npz"))
+        if now != names:
+            names, quiet_since = now, time.monotonic()
+        time.sleep(0.1)
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard-*.npz")}
     assert 2 <= len(before) < 6, "the run was killed after some shards, before the last"
     results = tmp_path / "results"
