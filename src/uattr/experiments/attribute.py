@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 from ..ops.rng import index_generators
 from ..uq import predict_probs, uncertainty
 from .benchmarks.common import MethodSpec, attribute_in_batches, method_key
+from .runs import write_atomic
 from .settings import Settings
 
 __all__ = ["AttributedSet", "ShardPlan", "ShardWorker", "attribute_dataset", "attribute_shard",
@@ -61,13 +61,6 @@ class ShardPlan:
         return self.indices[k * self.shard_size : (k + 1) * self.shard_size]
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "wb") as f:
-        f.write(payload)
-    os.replace(tmp, path)  # readers see the whole file or none
-
-
 def open_folder(folder: str | os.PathLike, manifest: dict) -> Path:
     """Create ``folder`` with ``manifest``, or check that the one it holds is the same;
     ``ValueError`` naming what differs otherwise (shards of two settings never mix)."""
@@ -83,7 +76,7 @@ def open_folder(folder: str | os.PathLike, manifest: dict) -> Path:
             raise ValueError(f"--out {folder} holds maps made with other settings (they "
                              f"differ in {changed}); choose another --out or remove it")
         return folder
-    _write_atomic(path, (json.dumps(wanted, indent=2) + "\n").encode())
+    write_atomic(path, (json.dumps(wanted, indent=2) + "\n").encode())
     return folder
 
 
@@ -109,7 +102,7 @@ def write_shard(folder: Path, k: int, indices: Tensor, maps: Tensor, u: Tensor,
     np.savez(buffer, indices=indices.numpy(), maps=maps.numpy(), u=u.numpy(),
              seconds=np.float64(seconds))
     path = folder / shard_name(k)
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path
 
 
@@ -177,14 +170,14 @@ def record_invocation(folder: Path, *, started: datetime, seconds: float, images
     shards record, so ``shard seconds / seconds`` is how many shards ran at once."""
     where = (f"Ray at {address}" if address is not None else
              f"local Ray, {workers} workers" if workers is not None else "one process")
-    row = {"invocation": len(read_timing(folder)) + 1,
+    rows = read_timing(folder)
+    row = {"invocation": len(rows) + 1,
            "started": started.isoformat(timespec="seconds"), "where": where,
            "cpus": os.cpu_count(), "shards": len(shards), "images": images,
            "seconds": round(seconds, 1),
            "images/s": round(images / seconds, 4) if seconds > 0 else 0.0,
            "shard seconds": round(shard_seconds(folder, shards), 1)}
-    rows = [*read_timing(folder), row]
-    _write_atomic(folder / TIMING, (json.dumps(rows, indent=2) + "\n").encode())
+    write_atomic(folder / TIMING, (json.dumps([*rows, row], indent=2) + "\n").encode())
     return row
 
 
@@ -256,8 +249,9 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
     if done:
         log(f"{len(done)} of {plan.count} shards already written in {folder}: skipped")
     shards = {k: plan.shard(k).tolist() for k in todo}
+    images = sum(len(v) for v in shards.values())
     started, start = datetime.now(timezone.utc), time.perf_counter()
-    with tqdm(total=sum(len(v) for v in shards.values()), unit="image",
+    with tqdm(total=images, unit="image",
               desc=f"{method}: {len(todo)} shards") as bar:
         if workers is None and address is None:
             driver.before_shard = before_shard
@@ -270,7 +264,7 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
                        workers=workers, address=address, progress=bar.update)
     if todo:
         row = record_invocation(folder, started=started, seconds=time.perf_counter() - start,
-                                images=sum(len(v) for v in shards.values()), shards=todo,
+                                images=images, shards=todo,
                                 workers=workers, address=address)
         log(f"{row['images']} images in {row['shards']} shards took {row['seconds']:.0f} s "
             f"({row['images/s']:.3g} images/s, {row['where']}); recorded in "

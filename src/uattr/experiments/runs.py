@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunFolder", "config_key", "format_cell", "markdown_table"]
+__all__ = ["RunFolder", "config_key", "format_cell", "markdown_table", "write_atomic"]
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -50,8 +50,9 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(target: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``target``, then rename it into place."""
+def write_atomic(target: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``target``, then rename it into place:
+    readers see the whole file or none."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     try:
@@ -75,14 +76,14 @@ class RunFolder:
     def _write_bytes(self, name: str, data: bytes) -> Path:
         if not name.startswith("cells/") and name not in self.written:
             self.written.append(name)
-        return _write_atomic(self.path / name, data)
+        return write_atomic(self.path / name, data)
 
     def publish(self, destination: str | os.PathLike) -> list[Path]:
         """Copy this run's tables, figures and reports (never its cells) to
         ``destination``, for example ``docs/results/<run>`` to commit the results a
         document quotes. Returns the files written."""
         folder = Path(destination)
-        return [_write_atomic(folder / name, (self.path / name).read_bytes())
+        return [write_atomic(folder / name, (self.path / name).read_bytes())
                 for name in self.written]
 
     def write_text(self, name: str, text: str) -> Path:
