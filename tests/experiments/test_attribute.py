@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from uattr import OptimizationUA, data
-from uattr.experiments.attribute import attribute_dataset, load_maps, shard_name
+from uattr.experiments.attribute import attribute_dataset, cpu_model, load_maps, shard_name
 from uattr.experiments.settings import (
     DataSettings,
     MethodSettings,
@@ -55,8 +55,8 @@ def test_shards_hold_the_maps_of_the_library_call_and_are_not_recomputed(setting
     # one timing row: all 7 images in 3 shards, each shard's compute time within the wall
     # time of the one process that ran them one after the other
     [row] = result.timing
-    assert (row["invocation"], row["shards"], row["images"], row["where"]) == (
-        1, 3, 7, "one process")
+    assert (row["invocation"], row["shards"], row["images"], row["where"], row["complete"],
+            row["cpu"]) == (1, 3, 7, "one process", True, cpu_model())
     assert 0 < row["shard seconds"] <= row["seconds"] + 0.1  # both rounded to 0.1 s
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npz")}
     capsys.readouterr()
@@ -119,9 +119,18 @@ def test_a_killed_driver_resumes_without_recomputing_a_finished_shard(settings, 
     resumed = load_maps(out)
     assert resumed.indices.tolist() == list(range(12))
     assert not list(out.glob("*.tmp")), "no partial file is left behind"
-    # the killed invocation recorded nothing; the resumed one its own shards only
-    [row] = resumed.timing
-    assert (row["shards"], row["images"]) == (6 - len(before), 12 - 2 * len(before))
+    # the resumed invocation records its own shards only, and is complete; the killed one
+    # keeps the row of the shards its driver saw written (on Ray, workers may have written
+    # one more after the driver died, or its driver none before), marked incomplete
+    *killed, row = resumed.timing
+    assert (row["invocation"], row["shards"], row["images"], row["complete"]) == (
+        len(killed) + 1, 6 - len(before), 12 - 2 * len(before), True)
+    assert len(killed) <= 1
+    for earlier in killed:
+        assert not earlier["complete"] and 1 <= earlier["shards"] <= len(before)
+        assert earlier["images"] == 2 * earlier["shards"]
+    if not where:  # in one process each shard's row is written before the next shard starts
+        assert [r["shards"] for r in killed] in ([len(before)], [len(before) - 1])
     # --results: what a document quotes (the timing, the most uncertain images), no shard
     assert json.loads((results / "timing.json").read_text()) == resumed.timing
     listed = json.loads((results / "most_uncertain.json").read_text())

@@ -64,7 +64,8 @@ def test_two_ray_workers_give_the_maps_of_one_process(settings, one_process, loc
     assert torch.equal(on_ray.maps, one_process.maps)
     assert torch.equal(on_ray.u, one_process.u)
     [row] = on_ray.timing
-    assert (row["where"], row["shards"], row["images"]) == ("local Ray, 2 workers", 4, 12)
+    assert (row["where"], row["shards"], row["images"], row["complete"]) == (
+        "local Ray, 2 workers", 4, 12, True)
 
 
 def test_a_worker_that_dies_is_restarted_and_its_shard_retried(settings, one_process,

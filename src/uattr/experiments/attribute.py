@@ -5,7 +5,8 @@ Each finished shard is one file ``shard-<k>.npz`` holding its image indices, the
 ``[n, H, W]``, their uncertainty ``[n]`` and the seconds its worker took to compute it;
 ``manifest.json`` describes the method (its class and every setting), the segmenter, the
 posterior (a hash of its weights) and the data; ``timing.json`` has one row per
-invocation that finished (its images, shards, workers and wall-clock seconds). A rerun
+invocation, rewritten after each shard (its images, shards, workers, CPU and
+wall-clock seconds; a killed invocation keeps the row of the shards it wrote). A rerun
 skips the shards already written and refuses to add shards to a folder made with other
 settings. Random methods get one generator per image, seeded by the image's
 index, so a map does not depend on which shard, batch or machine computed it: the shards
@@ -17,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +36,9 @@ from .benchmarks.common import MethodSpec, attribute_in_batches, method_key
 from .runs import write_atomic
 from .settings import Settings
 
-__all__ = ["AttributedSet", "ShardPlan", "ShardWorker", "attribute_dataset", "attribute_shard",
-           "finished_shards", "load_maps", "open_folder", "read_timing", "record_invocation",
-           "shard_name"]
+__all__ = ["AttributedSet", "InvocationRecord", "ShardPlan", "ShardWorker", "attribute_dataset",
+           "attribute_shard", "cpu_model", "finished_shards", "load_maps", "open_folder",
+           "read_timing", "shard_name"]
 
 MANIFEST = "manifest.json"
 TIMING = "timing.json"
@@ -99,8 +101,9 @@ def attribute_shard(spec: MethodSpec, images: Tensor, indices: Tensor, *, kind: 
 def write_shard(folder: Path, k: int, indices: Tensor, maps: Tensor, u: Tensor,
                 seconds: float) -> Path:
     buffer = io.BytesIO()
-    np.savez(buffer, indices=indices.numpy(), maps=maps.numpy(), u=u.numpy(),
-             seconds=np.float64(seconds))
+    # compressed: a map of segments repeats each value over its segment's pixels
+    np.savez_compressed(buffer, indices=indices.numpy(), maps=maps.numpy(), u=u.numpy(),
+                        seconds=np.float64(seconds))
     path = folder / shard_name(k)
     write_atomic(path, buffer.getvalue())
     return path
@@ -161,24 +164,57 @@ def shard_seconds(folder: Path, shards: list[int]) -> float:
     return total
 
 
-def record_invocation(folder: Path, *, started: datetime, seconds: float, images: int,
-                      shards: list[int], workers: int | None, address: str | None) -> dict:
-    """Append this invocation's row to ``timing.json`` (atomically) and return it.
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows of it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+class InvocationRecord:
+    """This invocation's row of ``timing.json``, rewritten (atomically) after each shard
+    it finishes, so that a killed invocation leaves the row of the shards it wrote.
 
     ``seconds`` is wall-clock time from the first shard's dispatch (Ray's start
-    included) to the last shard's file; ``shard seconds`` sums the compute time the
-    shards record, so ``shard seconds / seconds`` is how many shards ran at once."""
-    where = (f"Ray at {address}" if address is not None else
-             f"local Ray, {workers} workers" if workers is not None else "one process")
-    rows = read_timing(folder)
-    row = {"invocation": len(rows) + 1,
-           "started": started.isoformat(timespec="seconds"), "where": where,
-           "cpus": os.cpu_count(), "shards": len(shards), "images": images,
-           "seconds": round(seconds, 1),
-           "images/s": round(images / seconds, 4) if seconds > 0 else 0.0,
-           "shard seconds": round(shard_seconds(folder, shards), 1)}
-    write_atomic(folder / TIMING, (json.dumps([*rows, row], indent=2) + "\n").encode())
-    return row
+    included) to the last finished shard's file; ``shard seconds`` sums the compute time
+    those shards record, so ``shard seconds / seconds`` is how many shards ran at once.
+    ``complete`` is false until every shard the invocation set out to write is written
+    (a killed one keeps false); ``cpu`` is the model of the driver's CPU (on a cluster
+    the workers' may differ). An invocation that finishes no shard writes no row."""
+
+    def __init__(self, folder: Path, *, planned: int, workers: int | None,
+                 address: str | None) -> None:
+        self.folder, self.planned = folder, planned
+        self.earlier = read_timing(folder)
+        self.where = (f"Ray at {address}" if address is not None else
+                      f"local Ray, {workers} workers" if workers is not None else
+                      "one process")
+        self.started = datetime.now(timezone.utc)
+        self.start = time.perf_counter()
+        self.shards: list[int] = []
+        self.images = 0
+        self.row: dict | None = None
+
+    def finished(self, k: int, images: int) -> dict:
+        """Count shard ``k`` (of ``images`` images) as written and rewrite the row."""
+        self.shards.append(k)
+        self.images += images
+        seconds = time.perf_counter() - self.start
+        self.row = {"invocation": len(self.earlier) + 1,
+                    "started": self.started.isoformat(timespec="seconds"),
+                    "where": self.where, "cpu": cpu_model(), "cpus": os.cpu_count(),
+                    "shards": len(self.shards), "images": self.images,
+                    "seconds": round(seconds, 1),
+                    "images/s": round(self.images / seconds, 4) if seconds > 0 else 0.0,
+                    "shard seconds": round(shard_seconds(self.folder, self.shards), 1),
+                    "complete": len(self.shards) == self.planned}
+        write_atomic(self.folder / TIMING,
+                     (json.dumps([*self.earlier, self.row], indent=2) + "\n").encode())
+        return self.row
 
 
 class ShardWorker:
@@ -209,6 +245,7 @@ class ShardWorker:
         self.before_shard = before_shard
 
     def run(self, k: int, indices: list[int]) -> int:
+        """Attribute shard ``k`` (the split's ``indices``), write its file, return ``k``."""
         if self.before_shard is not None:
             self.before_shard(k)
         index = torch.tensor(indices, dtype=torch.long)
@@ -219,7 +256,7 @@ class ShardWorker:
                                   batch_size=self.settings.batch_size,
                                   device=self.settings.device)
         write_shard(self.folder, k, index, maps, u, time.perf_counter() - start)
-        return len(indices)
+        return k
 
 
 def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike, *,
@@ -250,22 +287,25 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
         log(f"{len(done)} of {plan.count} shards already written in {folder}: skipped")
     shards = {k: plan.shard(k).tolist() for k in todo}
     images = sum(len(v) for v in shards.values())
-    started, start = datetime.now(timezone.utc), time.perf_counter()
+    record = InvocationRecord(folder, planned=len(todo), workers=workers, address=address)
     with tqdm(total=images, unit="image",
               desc=f"{method}: {len(todo)} shards") as bar:
+
+        def written(k: int) -> None:
+            record.finished(k, len(shards[k]))
+            bar.update(len(shards[k]))
+
         if workers is None and address is None:
             driver.before_shard = before_shard
             for k in todo:
-                bar.update(driver.run(k, shards[k]))
+                written(driver.run(k, shards[k]))
         else:
             from .distributed import run_on_ray
 
             run_on_ray(shards, (settings, method, str(folder), before_shard),
-                       workers=workers, address=address, progress=bar.update)
-    if todo:
-        row = record_invocation(folder, started=started, seconds=time.perf_counter() - start,
-                                images=images, shards=todo,
-                                workers=workers, address=address)
+                       workers=workers, address=address, progress=written)
+    if record.row is not None:
+        row = record.row
         log(f"{row['images']} images in {row['shards']} shards took {row['seconds']:.0f} s "
             f"({row['images/s']:.3g} images/s, {row['where']}); recorded in "
             f"{folder / TIMING}")

@@ -76,7 +76,7 @@ def compute_cells(folder: Path, cells: list, *, workers: int | None, address: st
 def run_on_ray(shards: dict[int, list[int]], worker_args: tuple, *, workers: int | None,
                address: str | None, progress: Callable[[int], None]) -> None:
     """Run every shard ``k -> indices`` on Ray actors built from ``worker_args`` (those of
-    :class:`~.attribute.ShardWorker`); ``progress(n)`` after each finished shard."""
+    :class:`~.attribute.ShardWorker`); ``progress(k)`` after shard ``k`` is written."""
     from .attribute import ShardWorker
 
     with ray_session(workers, address) as ray:
@@ -88,6 +88,6 @@ def run_on_ray(shards: dict[int, list[int]], worker_args: tuple, *, workers: int
                            max_task_retries=RETRIES)(ShardWorker)
         pool = ActorPool([actor.remote(*worker_args, threads=1)
                           for _ in range(min(count, len(shards)) or 1)])
-        for images in pool.map_unordered(lambda a, item: a.run.remote(*item),
-                                         list(shards.items())):
-            progress(images)
+        for k in pool.map_unordered(lambda a, item: a.run.remote(*item),
+                                    list(shards.items())):
+            progress(k)

@@ -29,7 +29,7 @@ from ...uq import predict_probs, uncertainty
 from ...zoo.data import Split
 from ..runs import RunFolder
 
-__all__ = ["AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
+__all__ = ["NOT_IN_KEY", "AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
            "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "most_uncertain",
            "posterior_key", "takes_generator"]
 
@@ -62,11 +62,19 @@ def posterior_key(posterior: Callable[[Tensor], Tensor]) -> str:
     return fingerprint(posterior)
 
 
+#: settings that change how a method reports its work, never its maps: not part of a key,
+#: so that a run with a progress bar and one without share their stored results
+NOT_IN_KEY = ("progress",)
+
+
 def method_key(spec: MethodSpec) -> dict[str, Any]:
-    """What a row's maps depend on, for a cell's key: the method's class and settings,
-    the segmenter's settings, whether the row is an oracle, and the posterior."""
+    """What a row's maps depend on, for a cell's key: the method's class and settings
+    (but :data:`NOT_IN_KEY`), the segmenter's settings, whether the row is an oracle, and
+    the posterior."""
+    settings = {name: value for name, value in spec.method.settings().items()
+                if name not in NOT_IN_KEY}
     return {"method": spec.name, "class": type(spec.method).__name__,
-            "settings": spec.method.settings(), "segments": spec.config,
+            "settings": settings, "segments": spec.config,
             "oracle": spec.oracle, "posterior": posterior_key(spec.method.posterior)}
 
 
