@@ -1,0 +1,69 @@
+"""The committed maps of the MNIST test split (docs/results/attribute-mnist-test-
+optimization-slic, a folder of ``uattr attribute``) are those of today's method and
+settings, and its timing accounts for every one of them: the time the README quotes is
+the time of these maps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from uattr.experiments.attribute import MANIFEST, ShardPlan, load_maps, shard_name
+from uattr.experiments.benchmarks.common import MethodSpec, method_key
+from uattr.experiments.registry import optimization, segmenter, segments_config
+from uattr.experiments.settings import MethodSettings, Settings
+
+FOLDER = Path(__file__).resolve().parents[2] / "docs/results/attribute-mnist-test-optimization-slic"
+METHOD = "optimization (slic)"
+IMAGES = 10_000  # the MNIST test split
+
+pytestmark = pytest.mark.skipif(not (FOLDER / MANIFEST).exists(),
+                                reason="no committed folder of uattr attribute")
+
+
+def _without_posterior(key: dict) -> dict:
+    # the posterior's hash depends on the CPU that trained it (float32 in the last digits)
+    return {name: value for name, value in key.items() if name != "posterior"}
+
+
+def test_the_committed_maps_were_made_with_the_default_settings():
+    manifest = json.loads((FOLDER / MANIFEST).read_text())
+    settings = MethodSettings()
+    method = optimization(lambda x: torch.softmax(x.flatten(1)[:, :2], -1)[:, None], settings)
+    spec = MethodSpec(METHOD, method, segmenter("slic", settings),
+                      segments_config("slic", settings))
+    assert _without_posterior(manifest["method"]) == _without_posterior(method_key(spec))
+    default = Settings()
+    assert manifest["data"] == {"dataset": "mnist", "split": "test", "data_dir": None,
+                                "images": IMAGES}
+    assert (manifest["shard_size"], manifest["uncertainty"], manifest["seed"]) == (
+        200, default.method.uncertainty, default.method.seed)
+
+
+def test_the_committed_timing_accounts_for_every_committed_map():
+    result = load_maps(FOLDER)
+    plan = ShardPlan(torch.arange(IMAGES), json.loads((FOLDER / MANIFEST).read_text())
+                     ["shard_size"])
+    written = sorted(FOLDER.glob("shard-*.npz"))
+    for path in written:  # each shard holds the images of its place in the split
+        k = int(path.stem.split("-")[1])
+        assert path.name == shard_name(k)
+        with np.load(path) as shard:
+            assert shard["indices"].tolist() == plan.shard(k).tolist(), path.name
+    assert result.indices.tolist() == sorted(set(result.indices.tolist()))
+    assert result.maps.shape == (len(result.indices), 28, 28)
+    assert bool(((result.maps >= 0) & (result.maps <= 1)).all()), "p is a probability"
+    rows = result.timing
+    assert [row["invocation"] for row in rows] == list(range(1, len(rows) + 1))
+    assert sum(row["shards"] for row in rows) == len(written)
+    assert sum(row["images"] for row in rows) == len(result.indices)
+    for row in rows:  # shards ran at most as many at once as the machine had CPUs
+        assert row["where"] == "local Ray, 2 workers" and row["cpus"] == 2
+        assert 0 < row["shard seconds"] <= row["cpus"] * row["seconds"] + 0.1
+    # every invocation but the last stopped early; the last wrote the split's last shards
+    assert all(not row["complete"] for row in rows[:-1])
+    assert rows[-1]["complete"] == (len(written) == plan.count)
