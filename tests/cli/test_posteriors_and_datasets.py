@@ -103,3 +103,27 @@ def test_train_and_detect_on_cifar10_files_with_resnet18(tmp_path, capsys):
     row = json.loads((out / "detection.json").read_text())[0]
     iou = box_iou(find_box(_grad_cell(out), 10), boxes)
     assert row["IoU"] == pytest.approx(float(iou.mean()))
+
+
+def test_explanation_uncertainty_explains_a_users_model(tmp_path):
+    # with --model and no --posteriors, the comparison is the user's model alone, and its
+    # mean CV is that of its own explanation distribution (nothing trained by uattr)
+    members = tiny_cnn_members(classes=10, members=2)
+    paths = []
+    for i, member in enumerate(members):
+        paths.append(str(tmp_path / f"m{i}.pt"))
+        torch.jit.save(torch.jit.script(member.eval()), paths[-1])
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    assert main(["bench", "explanation-uncertainty", "--dataset", "digits", "--model", *paths,
+                 "--cache-dir", str(cache), "--n", "4", "--explainers", "integrated gradients",
+                 "--out", str(out)]) == 0
+    rows = json.loads((out / "explanation_uncertainty.json").read_text())
+    assert [(r["posterior"], r["method"]) for r in rows] == [("your model", "integrated gradients")]
+    assert not list(cache.glob("*ensemble*")) and not list(cache.glob("*dropout*"))
+    from uattr import ExplanationUncertainty
+
+    images = data.load("digits", "test").images[:4]
+    expected = ExplanationUncertainty(Ensemble(members), "integrated gradients").explain(images)
+    # the same float32 maps, batched otherwise: the last digits may differ, and a CV
+    # (std / mean) amplifies them where a pixel's mean is near 0
+    assert rows[0]["mean CV"] == pytest.approx(float(expected.mean_cv().mean()), rel=1e-4)

@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sections = [detection.benchmark(job, args.n_detection),
                 faithfulness.benchmark(job, args.n_faithfulness),
                 blur_test.benchmark(job, args.n_blur_test, args.blur_uncertainty),
-                explanation_uncertainty.benchmark(job, args.n_explanation, list(POSTERIORS),
+                explanation_uncertainty.benchmark(job, args.n_explanation, None,
                                              list(EXPLAINERS)),
                 mitigation.benchmark(job, RUN_MITIGATION, RUN_MITIGATION_METHODS)]
     report = write_report(job, sections, arguments=arguments_record(args))
@@ -321,8 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=studies.ABLATION_PARTS,
                            help="which halves to measure (default both)")
         if name == "explanation-uncertainty":
-            p.add_argument("--posteriors", nargs="+", default=list(POSTERIORS),
-                           choices=POSTERIORS, help="posteriors to compare (default all)")
+            p.add_argument("--posteriors", nargs="+", default=None, choices=POSTERIORS,
+                           help="posteriors uattr trains to compare (default: all of them; "
+                                "with --model, none: your model alone)")
             p.add_argument("--explainers", nargs="+", default=list(EXPLAINERS),
                            choices=EXPLAINERS, help="explanation methods (default all)")
         p.add_argument("--out", default=None,

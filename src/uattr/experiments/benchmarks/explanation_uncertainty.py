@@ -29,11 +29,12 @@ from ...explanation.distributions import ExplanationUncertainty, mean_cv
 from ...metrics import deletion_insertion
 from ...ops.rng import index_generators
 from ...zoo import data
+from ...zoo.models import SAMPLED_POSTERIORS
 from ..job import Job, Section, load_ensemble, load_sampled, log, print_table
 from ..runs import RunFolder
 from .common import cached_cell, posterior_key
 
-__all__ = ["benchmark", "run_explanation_uncertainty"]
+__all__ = ["YOUR_MODEL", "benchmark", "run_explanation_uncertainty"]
 
 
 def run_explanation_uncertainty(
@@ -116,14 +117,25 @@ def _cell(images: Tensor, explainer: ExplanationUncertainty, *, steps: int, batc
 
 
 # ------------------------------------------------------------ the job of uattr bench/run
-def benchmark(job: Job, n: int, posteriors: list[str],
-                            methods: list[str]) -> Section:
-    """papers/004 on the first ``n`` test images: every posterior × explanation method."""
+#: the row of a user's own model (``--model``) in the comparison
+YOUR_MODEL = "your model"
+
+
+def benchmark(job: Job, n: int, posteriors: list[str] | None,
+              methods: list[str]) -> Section:
+    """papers/004 on the first ``n`` test images: every posterior × explanation method.
+
+    ``posteriors``: the kinds uattr trains on the data set to compare (``ensemble`` or a
+    sampled one); ``None``: all of them, or, when the job's posterior is a user's model
+    (``--model``), none. A user's model is always compared, as the row ``your model``."""
     settings, out = job.settings, job.out
     where = settings.data
-    loaded = {}
+    chosen = settings.posterior
+    if posteriors is None:
+        posteriors = [] if chosen.model else ["ensemble", *SAMPLED_POSTERIORS]
+    loaded = {YOUR_MODEL: job.posterior} if chosen.model else {}
     for kind in posteriors:
-        if kind == settings.posterior.kind and not settings.posterior.model:
+        if kind == chosen.kind and not chosen.model:
             loaded[kind] = job.posterior  # the job's own, already loaded
         elif kind == "ensemble":
             loaded[kind], _ = load_ensemble(settings)
@@ -139,7 +151,7 @@ def benchmark(job: Job, n: int, posteriors: list[str],
     shown = slice(0, min(6, n))
     method = methods[0]
     grid = {f"{kind} {stat}": maps[(kind, method)][k][shown]
-            for kind in posteriors for k, stat in enumerate(("mean", "std", "CV"))}
+            for kind in loaded for k, stat in enumerate(("mean", "std", "CV"))}
     out.save_figure("explanation_uncertainty_maps.png",
                     viz.maps_grid(images[shown], grid,
                                   titles=[f"label {v}" for v in labels[shown].tolist()]))
