@@ -4,6 +4,7 @@ from torch import nn
 
 from tests._models import tiny_cnn_members
 from uattr import FullGrad, as_posterior
+from uattr.attribution.fullgrad import conv_bias_gradients
 
 
 class _OneConv(nn.Module):
@@ -82,3 +83,45 @@ def test_fullgrad_needs_a_module_posterior():
 
     with pytest.raises(ValueError, match=r"nn\.Module"):
         FullGrad(probs).attribute(torch.rand(1, 1, 8, 8))
+
+
+def _conv_bn_net(seed: int, affine: bool = True) -> nn.Sequential:
+    """conv (no bias) → BatchNorm (eval, random running statistics) → ReLU → conv (bias):
+    piecewise linear, as a ResNet's blocks are."""
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, bias=False), nn.BatchNorm2d(3, affine=affine),
+                        nn.ReLU(), nn.Conv2d(3, 2, 3))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        net[1].running_mean.copy_(torch.randn(3, generator=g))
+        net[1].running_var.copy_(torch.rand(3, generator=g) + 0.5)
+    return net.eval()
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_the_bias_gradients_complete_a_piecewise_linear_network_with_batchnorm(affine):
+    # s(x) = Σ ∇_x s ⊙ x + Σ_l Σ ∇_{f_l} s ⊙ b_l holds exactly for a piecewise-linear
+    # network once BatchNorm's implicit bias β - γμ/√(σ²+ε) is one of the b_l: without it,
+    # the sum misses a term of the size of the activations
+    net = _conv_bn_net(seed=3, affine=affine)
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+
+    def scalar(images):
+        return net(images).sum((1, 2, 3))  # [B]
+
+    input_grad, bias_grads = conv_bias_gradients(net, scalar, x)
+    assert len(bias_grads) == 2  # the BatchNorm and the biased conv; not the plain conv
+    parts = (input_grad * x).sum((1, 2, 3)) + sum(g.sum((1, 2, 3)) for g in bias_grads)
+    # float32 sums of a few hundred O(1) terms: ~1e-5 of the value
+    torch.testing.assert_close(parts, scalar(x).detach(), rtol=1e-4, atol=1e-4)
+    without_bn = (input_grad * x).sum((1, 2, 3)) + bias_grads[1].sum((1, 2, 3))
+    assert (without_bn - scalar(x)).abs().min() > 0.1
+
+
+def test_a_batchnorm_in_training_mode_adds_no_bias_term():
+    # in training mode its "bias" depends on the batch's statistics: not the network's
+    net = _conv_bn_net(seed=5).train()
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    _, bias_grads = conv_bias_gradients(net, lambda images: net(images).sum((1, 2, 3)), x)
+    assert len(bias_grads) == 1  # the biased conv only

@@ -28,7 +28,7 @@ from ..ops.checks import check_positive
 from ..posteriors.passes import batched_cotangents
 from ..uq import Posterior, check_probs, class_decomposition
 from .base import UncertaintyAttribution, require_layers
-from .fullgrad import ConvOutputs
+from .fullgrad import ConvOutputs, implicit_bias
 
 __all__ = ["UABackprop", "class_uncertainties", "logit_uncertainties"]
 
@@ -135,8 +135,8 @@ class UABackprop(UncertaintyAttribution):
         if self.path == "gradient":
             return x_grad.abs().mean(2)
         relevance = (x_grad * x).abs().mean(2)  # [K, B, H, W]
-        for (conv, _), grad in zip(outputs, grads[1:], strict=True):
-            bias_term = (grad * conv.bias.detach().view(1, 1, -1, 1, 1)).abs().mean(2)
+        for (layer, _), grad in zip(outputs, grads[1:], strict=True):
+            bias_term = (grad * implicit_bias(layer).view(1, 1, -1, 1, 1)).abs().mean(2)
             up = F.interpolate(bias_term, size=x.shape[-2:], mode="bilinear",
                                align_corners=True)  # [K, B, H, W]
             relevance = relevance + up
@@ -150,7 +150,7 @@ class UABackprop(UncertaintyAttribution):
         map is returned in the dtype of ``x``."""
         if self.path == "fullgrad":
             require_layers(self.posterior, "UA-Backprop (path 'fullgrad')",
-                           "biased nn.Conv2d layers", nn.Conv2d)
+                           "biased nn.Conv2d and BatchNorm layers", nn.Conv2d)
         relevance, probs = self.relevance(x)
         batch, samples, _, height, width = relevance.shape
         per_logit = (relevance.flatten(3).double() / self.tau2).softmax(-1)  # [B, S, C, H·W]
