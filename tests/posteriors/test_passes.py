@@ -67,3 +67,18 @@ def test_a_bare_callable_cannot_be_counted():
     with counter:
         Grad(lambda x: posterior(x)).attribute(X)
     assert (counter.forward, counter.backward) == (0, 0)
+
+
+@pytest.mark.parametrize("kind", ["mc-dropout", "dropconnect"])
+def test_a_sampled_posterior_is_counted_once_per_image_whichever_call_runs_it(kind):
+    # S = 3 runs of one network make one pass, through forward (Grad) or through logits
+    # (UA-Backprop, which pushes one cotangent per logit: S·C = 3·4 backward passes)
+    from uattr import MCDropConnect, MCDropout
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.5),
+                        nn.Linear(16, 4))
+    posterior = (MCDropout(net, samples=3) if kind == "mc-dropout"
+                 else MCDropConnect(net, samples=3))
+    assert per_image(posterior, Grad(posterior)) == (1, 1)
+    method = UABackprop(posterior, path="gradient", logits_per_pass=5)
+    assert per_image(posterior, method) == (1, 12)

@@ -34,18 +34,23 @@ def batched_cotangents(k: int) -> Iterator[None]:
         _COTANGENTS.pop()
 
 
-def _networks(posterior: object) -> list[nn.Module]:
-    """The modules one posterior call runs, each once per image: an ensemble's members, a
-    wrapped module, or the posterior itself when it is a module; [] for a bare callable."""
+def _networks(posterior: object) -> tuple[list[nn.Module], int]:
+    """The modules one posterior call runs, and how many times one image goes through
+    them in all: an ensemble's members (once each), a sampled posterior's network (once
+    per sample, whether the call is ``forward`` or ``logits``), a wrapped module, or the
+    posterior itself when it is a module; ``([], 0)`` for a bare callable."""
     members = getattr(posterior, "members", None)
     if isinstance(members, nn.ModuleList) and len(members) > 0:
-        return list(members)
+        return list(members), len(members)
+    model, samples = getattr(posterior, "model", None), getattr(posterior, "num_samples", None)
+    if isinstance(model, nn.Module) and isinstance(samples, int) and samples > 0:
+        return [model], samples  # a SampledPosterior: S runs of one network
     fn = getattr(posterior, "fn", None)
     if isinstance(fn, nn.Module):
-        return [fn]
+        return [fn], 1
     if isinstance(posterior, nn.Module):
-        return [posterior]
-    return []
+        return [posterior], 1
+    return [], 0
 
 
 class PassCounter:
@@ -63,17 +68,19 @@ class PassCounter:
     """
 
     def __init__(self, posterior: object, also: tuple[nn.Module, ...] = ()) -> None:
-        own = _networks(posterior)
+        own, runs = _networks(posterior)
         if any(isinstance(net, torch.jit.ScriptModule) for net in own):
             own = []
         self.networks = [*own, *also] if own else []
         self.available = bool(self.networks)
+        # module calls that take one image through the posterior (and ``also``) once
+        self.calls_per_pass = runs + len(also)
         self.forward = 0.0
         self.backward = 0.0
         self._handles: list = []
 
     def _hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
-        share = 1.0 / len(self.networks)  # each network sees every image once per pass
+        share = 1.0 / self.calls_per_pass  # one pass: every call of the pass saw the image
         images = inputs[0].shape[0] if inputs and isinstance(inputs[0], Tensor) else 0
         self.forward += images * share
         if isinstance(output, Tensor) and output.requires_grad:
