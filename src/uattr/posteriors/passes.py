@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from .sampled import SampledPosterior
+
 __all__ = ["PassCounter", "batched_cotangents"]
 
 _COTANGENTS: list[int] = [1]  # a stack: the innermost batched_cotangents wins
@@ -42,9 +44,8 @@ def _networks(posterior: object) -> tuple[list[nn.Module], int]:
     members = getattr(posterior, "members", None)
     if isinstance(members, nn.ModuleList) and len(members) > 0:
         return list(members), len(members)
-    model, samples = getattr(posterior, "model", None), getattr(posterior, "num_samples", None)
-    if isinstance(model, nn.Module) and isinstance(samples, int) and samples > 0:
-        return [model], samples  # a SampledPosterior: S runs of one network
+    if isinstance(posterior, SampledPosterior):
+        return [posterior.model], posterior.num_samples  # S runs of one network
     fn = getattr(posterior, "fn", None)
     if isinstance(fn, nn.Module):
         return [fn], 1
