@@ -281,6 +281,8 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
                                               shard_size=shard_size,
                                               kind=settings.method.uncertainty,
                                               seed=settings.method.seed))
+    for partial in folder.glob("tmp*.tmp"):  # what a killed writer left (write_atomic)
+        partial.unlink(missing_ok=True)
     done = finished_shards(folder, plan.count)
     todo = [k for k in range(plan.count) if k not in done]
     if done:
