@@ -73,13 +73,25 @@ def open_folder(folder: str | os.PathLike, manifest: dict) -> Path:
     if path.exists():
         stored = json.loads(path.read_text())
         if stored != wanted:
-            changed = sorted(key for key in set(stored) | set(wanted)
-                             if stored.get(key) != wanted.get(key))
+            changed = _differences(stored, wanted)
             raise ValueError(f"--out {folder} holds maps made with other settings (they "
                              f"differ in {changed}); choose another --out or remove it")
         return folder
     write_atomic(path, (json.dumps(wanted, indent=2) + "\n").encode())
     return folder
+
+
+def _differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the entries where two manifests differ, e.g.
+    ``method.posterior`` (the posterior's weights) or ``method.settings.lam``."""
+    names = []
+    for key in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            names += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            names.append(f"{prefix}{key}")
+    return names
 
 
 def finished_shards(folder: Path, count: int) -> set[int]:
