@@ -51,12 +51,17 @@ def test_detection_on_mc_dropout_explains_that_posterior(tmp_path, capsys):
     assert "grad: loaded from" not in capsys.readouterr().err
 
 
-def test_detection_on_a_users_torchscript_model(tmp_path):
+def _scripted_members(folder):
+    """Two small CNNs and the TorchScript files a user would pass to --model."""
     members = tiny_cnn_members(classes=10, members=2)
-    paths = []
-    for i, member in enumerate(members):
-        paths.append(str(tmp_path / f"m{i}.pt"))
-        torch.jit.save(torch.jit.script(member.eval()), paths[-1])
+    paths = [str(folder / f"m{i}.pt") for i in range(len(members))]
+    for member, path in zip(members, paths, strict=True):
+        torch.jit.save(torch.jit.script(member.eval()), path)
+    return members, paths
+
+
+def test_detection_on_a_users_torchscript_model(tmp_path):
+    members, paths = _scripted_members(tmp_path)
     cache, out = tmp_path / "cache", tmp_path / "run"
     assert main(["bench", "detection", "--dataset", "digits", "--model", *paths,
                  "--cache-dir", str(cache), "--n", "5", "--methods", "grad",
@@ -108,11 +113,7 @@ def test_train_and_detect_on_cifar10_files_with_resnet18(tmp_path, capsys):
 def test_explanation_uncertainty_explains_a_users_model(tmp_path):
     # with --model and no --posteriors, the comparison is the user's model alone, and its
     # mean CV is that of its own explanation distribution (nothing trained by uattr)
-    members = tiny_cnn_members(classes=10, members=2)
-    paths = []
-    for i, member in enumerate(members):
-        paths.append(str(tmp_path / f"m{i}.pt"))
-        torch.jit.save(torch.jit.script(member.eval()), paths[-1])
+    members, paths = _scripted_members(tmp_path)
     cache, out = tmp_path / "cache", tmp_path / "run"
     assert main(["bench", "explanation-uncertainty", "--dataset", "digits", "--model", *paths,
                  "--cache-dir", str(cache), "--n", "4", "--explainers", "integrated gradients",
