@@ -209,12 +209,14 @@ class InvocationRecord:
         self.start = time.perf_counter()
         self.shards: list[int] = []
         self.images = 0
+        self.compute = 0.0  # the finished shards' own seconds, summed as they come
         self.row: dict | None = None
 
     def finished(self, k: int, images: int) -> dict:
         """Count shard ``k`` (of ``images`` images) as written and rewrite the row."""
         self.shards.append(k)
         self.images += images
+        self.compute += shard_seconds(self.folder, [k])  # reads shard k's file only
         seconds = time.perf_counter() - self.start
         self.row = {"invocation": len(self.earlier) + 1,
                     "started": self.started.isoformat(timespec="seconds"),
@@ -222,7 +224,7 @@ class InvocationRecord:
                     "shards": len(self.shards), "images": self.images,
                     "seconds": round(seconds, 1),
                     "images/s": round(self.images / seconds, 4) if seconds > 0 else 0.0,
-                    "shard seconds": round(shard_seconds(self.folder, self.shards), 1),
+                    "shard seconds": round(self.compute, 1),
                     "complete": len(self.shards) == self.planned}
         write_atomic(self.folder / TIMING,
                      (json.dumps([*self.earlier, self.row], indent=2) + "\n").encode())
