@@ -42,7 +42,7 @@ def _posterior(settings):
 
 
 def test_shards_hold_the_maps_of_the_library_call_and_are_not_recomputed(settings, tmp_path,
-                                                                          capsys):
+                                                                          capsys, monkeypatch):
     out = tmp_path / "maps"
     result = attribute_dataset(settings, METHOD, out, limit=7, shard_size=3)
     assert sorted(p.name for p in out.glob("shard-*.npz")) == [shard_name(k) for k in range(3)]
@@ -65,6 +65,15 @@ def test_shards_hold_the_maps_of_the_library_call_and_are_not_recomputed(setting
     assert stamps == {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npz")}
     assert torch.equal(again.maps, load_maps(out).maps)
     assert again.timing == [row], "an invocation that computed nothing adds no row"
+    # nor does it start Ray (and a worker loading the posterior) for no shard
+    import uattr.experiments.distributed as distributed
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray started for a folder with no shard left")
+
+    monkeypatch.setattr(distributed, "run_on_ray", no_ray)
+    assert torch.equal(attribute_dataset(settings, METHOD, out, limit=7, shard_size=3,
+                                         workers=2).maps, again.maps)
 
 
 def test_a_folder_refuses_shards_of_other_settings(settings, tmp_path):

@@ -16,6 +16,7 @@ from uattr.experiments.attribute import MANIFEST, ShardPlan, load_maps, shard_na
 from uattr.experiments.benchmarks.common import MethodSpec, method_key
 from uattr.experiments.registry import optimization, segmenter, segments_config
 from uattr.experiments.settings import MethodSettings, Settings
+from uattr.metrics import find_box
 
 FOLDER = Path(__file__).resolve().parents[2] / "docs/results/attribute-mnist-test-optimization-slic"
 METHOD = "optimization (slic)"
@@ -67,3 +68,19 @@ def test_the_committed_timing_accounts_for_every_committed_map():
     # every invocation but the last stopped early; the last wrote the split's last shards
     assert all(not row["complete"] for row in rows[:-1])
     assert rows[-1]["complete"] == (len(written) == plan.count)
+
+
+def test_the_committed_most_uncertain_images_are_those_of_the_committed_maps():
+    listed = FOLDER / "most_uncertain.json"
+    if not listed.exists():
+        pytest.skip("the folder's run has not finished: no list of its most uncertain images")
+    result = load_maps(FOLDER)
+    assert len(result.indices) == IMAGES, "the list is written once every shard is"
+    rows = json.loads(listed.read_text())
+    top = result.u.argsort(descending=True, stable=True)[:len(rows)]
+    assert [row["image"] for row in rows] == result.indices[top].tolist()
+    # U is stored in float32 in the shards and printed from it: equal to float32's digits
+    assert [row["U total"] for row in rows] == pytest.approx(result.u[top].tolist(), rel=1e-6)
+    boxes = find_box(result.maps[top], 10)  # [10, 4]: the 10×10 box of each map
+    column = "box of highest mean attribution (10×10: top, left)"
+    assert [row[column] for row in rows] == [f"{int(b[0])}, {int(b[1])}" for b in boxes]

@@ -315,7 +315,7 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
             driver.before_shard = before_shard
             for k in todo:
                 written(driver.run(k, shards[k]))
-        else:
+        elif todo:  # a finished folder needs no Ray and no worker loading the posterior
             from .distributed import run_on_ray
 
             run_on_ray(shards, (settings, method, str(folder), before_shard),
