@@ -1,41 +1,38 @@
 """Throughput of attributing a data set: images/s per method in one process, and
 ``uattr attribute`` with 1 and 2 Ray workers, with Ray's overhead per shard.
 
-    .venv/bin/python benchmarks/throughput.py --n 400 --shard-size 200
+    .venv/bin/python benchmarks/throughput.py --n 400 --shard-size 200 --out runs/throughput
 
 On the MNIST test split with the cached 5-member ensemble (trained first if missing).
-Prints three tables:
+Prints three tables and writes each as Markdown, CSV and JSON into ``--out`` (with
+``run-throughput.json``: the command, the CPU and its threads), so that a page can quote
+them (``--results DIR`` copies them there too):
 
-1. images/s of each method in one process (``--methods``; all threads of the machine);
-2. ``uattr attribute`` with the optimization-based method (slic): one process, Ray with 1
-   worker, Ray with 2 workers, as images/s and as a ratio to one process;
-3. Ray's overhead: Ray with 1 worker (one thread) over one process held to one thread,
-   the same shards, and what that is in seconds per shard. Ray's start is timed apart.
+1. ``methods``: images/s of each method in one process (``--methods``; all threads of
+   the machine);
+2. ``ray``: ``uattr attribute`` with the optimization-based method (slic): one process,
+   Ray with 1 worker, Ray with 2 workers, as images/s and as a ratio to one process;
+3. ``overhead``: Ray with 1 worker (one thread) against one process held to one thread,
+   the same shards, as a ratio and in seconds per shard. Ray's start is timed apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 
 import torch
 
-from uattr.experiments.attribute import attribute_dataset, attribute_shard
+from uattr.experiments.attribute import attribute_dataset, attribute_shard, cpu_model
 from uattr.experiments.job import load_posterior
 from uattr.experiments.registry import ROWS, detection_methods
+from uattr.experiments.runs import RunFolder, markdown_table
 from uattr.experiments.settings import Settings
 from uattr.zoo import data
 
 METHOD = "optimization (slic)"
-
-
-def _table(rows: list[dict]) -> str:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])
-                                for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _timed_run(settings: Settings, n: int, shard_size: int, **ray) -> float:
@@ -46,55 +43,73 @@ def _timed_run(settings: Settings, n: int, shard_size: int, **ray) -> float:
         return time.perf_counter() - start
 
 
+def _write(out: RunFolder, stem: str, title: str, rows: list[dict]) -> None:
+    out.write_table(stem, rows)
+    print(f"\n{title}\n\n{markdown_table(rows)}", flush=True)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=400, help="images (default 400)")
     parser.add_argument("--shard-size", type=int, default=200, help="images per shard")
     parser.add_argument("--methods", nargs="+", default=[METHOD, "grad", "ua-backprop",
                                                          "occlusion", "kernelshap (slic)"],
                         help="methods of the first table")
+    parser.add_argument("--out", default="runs/throughput", help="folder of the tables")
+    parser.add_argument("--results", help="also copy the tables to this folder")
     args = parser.parse_args()
     settings = Settings()
     threads = torch.get_num_threads()
     posterior, _ = load_posterior(settings)
     specs = detection_methods(posterior, settings.method)
+    unknown = [name for name in args.methods if name != METHOD and (
+        name not in specs or any(r.name == name and r.generative for r in ROWS))]
+    if unknown:
+        raise SystemExit(f"--methods: {unknown} are not methods this script runs")
     images = data.load("mnist", "test").images[: args.n]
     index = torch.arange(args.n)
+    out = RunFolder(args.out)
+    shards = -(-args.n // args.shard_size)
+    out.write_json("run-throughput.json", {
+        "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(), "threads": threads,
+        "images": args.n, "shard size": args.shard_size, "shards": shards})
 
     import ray
 
     one = _timed_run(settings, args.n, args.shard_size)  # also the method's own row below
-    rows = [{"method": METHOD, "images/s": args.n / one}]
+    rows = [{"method": METHOD, "seconds": one, "images/s": args.n / one}]
     for name in args.methods:
         if name == METHOD:
             continue
-        if name not in specs or any(r.name == name and r.generative for r in ROWS):
-            raise SystemExit(f"--methods: {name!r} is not a method this script runs")
         start = time.perf_counter()
         attribute_shard(specs[name], images, index, kind="total", seed=0, batch_size=100,
                         device="cpu")
-        rows.append({"method": name, "images/s": args.n / (time.perf_counter() - start)})
-    print(f"\nOne process, {threads} threads, {args.n} MNIST test images\n")
-    print(_table(rows))
+        seconds = time.perf_counter() - start
+        rows.append({"method": name, "seconds": seconds, "images/s": args.n / seconds})
+    _write(out, "methods", f"One process, {threads} threads, {args.n} MNIST test images", rows)
 
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     started = time.perf_counter() - start
     ray_runs = {w: _timed_run(settings, args.n, args.shard_size, workers=w) for w in (1, 2)}
     ray.shutdown()
-    print(f"\nuattr attribute, {METHOD}, {args.n} images in shards of {args.shard_size} "
-          f"(Ray's start, {started:.1f} s, not counted)\n")
-    print(_table([{"run": "one process", "images/s": args.n / one, "ratio": 1.0}]
-                 + [{"run": f"Ray, {w} worker{'s' if w > 1 else ''}",
-                     "images/s": args.n / t, "ratio": one / t} for w, t in ray_runs.items()]))
+    _write(out, "ray", f"uattr attribute, {METHOD}, {args.n} images in shards of "
+           f"{args.shard_size} (Ray's start, {started:.1f} s, not counted)",
+           [{"run": "one process", "seconds": one, "images/s": args.n / one, "ratio": 1.0}]
+           + [{"run": f"Ray, {w} worker{'s' if w > 1 else ''}", "seconds": t,
+               "images/s": args.n / t, "ratio": one / t} for w, t in ray_runs.items()])
 
     torch.set_num_threads(1)  # the same work as one Ray worker: one thread
     single = _timed_run(settings, args.n, args.shard_size)
-    shards = -(-args.n // args.shard_size)
-    print("\nRay's overhead: 1 worker against one process on one thread, the same shards\n")
-    print(_table([{"one process, 1 thread (s)": single, "Ray, 1 worker (s)": ray_runs[1],
-                   "ratio": ray_runs[1] / single,
-                   "overhead per shard (s)": (ray_runs[1] - single) / shards}]))
+    _write(out, "overhead", "Ray's overhead: 1 worker against one process on one thread, "
+           "the same shards",
+           [{"run": "Ray, 1 worker, against one process on 1 thread",
+             "one process (s)": single, "Ray (s)": ray_runs[1],
+             "ratio": ray_runs[1] / single, "per shard (s)": (ray_runs[1] - single) / shards,
+             "Ray's start (s)": started}])
+    if args.results:
+        out.publish(args.results)
 
 
 if __name__ == "__main__":
