@@ -1,7 +1,8 @@
 """The committed maps of the MNIST test split (docs/results/attribute-mnist-test-
 optimization-slic, a folder of ``uattr attribute``) are those of today's method and
 settings, and its timing accounts for every one of them: the time the README quotes is
-the time of these maps."""
+the time of these maps. The throughput tables beside it (benchmarks/throughput.py) agree
+with each other and put Ray's overhead under a tenth of a shard's compute."""
 
 from __future__ import annotations
 
@@ -84,3 +85,33 @@ def test_the_committed_most_uncertain_images_are_those_of_the_committed_maps():
     boxes = find_box(result.maps[top], 10)  # [10, 4]: the 10×10 box of each map
     column = "box of highest mean attribution (10×10: top, left)"
     assert [row[column] for row in rows] == [f"{int(b[0])}, {int(b[1])}" for b in boxes]
+
+
+THROUGHPUT = FOLDER.parent / "throughput-mnist"  # benchmarks/throughput.py --results
+
+
+@pytest.mark.skipif(not (THROUGHPUT / "overhead.json").exists(),
+                    reason="no committed throughput tables")
+def test_the_committed_throughput_tables_agree_and_ray_costs_under_a_tenth_of_a_shard():
+    def table(stem: str) -> dict[str, dict]:
+        rows = json.loads((THROUGHPUT / f"{stem}.json").read_text())
+        return {row.get("method", row.get("run")): row for row in rows}
+
+    run = json.loads((THROUGHPUT / "run-throughput.json").read_text())
+    methods, ray, (overhead,) = table("methods"), table("ray"), table("overhead").values()
+    assert run["shards"] == -(-run["images"] // run["shard size"]) == 2
+    assert run["shard size"] == json.loads((FOLDER / MANIFEST).read_text())["shard_size"]
+    # the one-process run of uattr attribute is the method's row of the first table
+    assert ray["one process"]["seconds"] == methods[METHOD]["seconds"]
+    for row in [*methods.values(), *ray.values()]:
+        assert row["images/s"] == pytest.approx(run["images"] / row["seconds"], rel=1e-12)
+    for name, row in ray.items():
+        assert row["ratio"] == pytest.approx(
+            ray["one process"]["seconds"] / row["seconds"], rel=1e-12), name
+    assert overhead["Ray (s)"] == ray["Ray, 1 worker"]["seconds"]
+    extra = overhead["Ray (s)"] - overhead["one process (s)"]
+    assert overhead["ratio"] == pytest.approx(overhead["Ray (s)"] / overhead["one process (s)"],
+                                              rel=1e-12)
+    assert overhead["per shard (s)"] == pytest.approx(extra / run["shards"], rel=1e-12)
+    # the issue's bar for sharding through Ray at the default shard size
+    assert overhead["ratio"] < 1.10
