@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from uattr.experiments.attribute import attribute_dataset, attribute_shard, cpu_model
+from uattr.experiments.attribute import ShardPlan, attribute_dataset, attribute_shard, cpu_model
 from uattr.experiments.job import load_posterior
 from uattr.experiments.registry import ROWS, detection_methods
 from uattr.experiments.runs import RunFolder, markdown_table
@@ -70,7 +70,7 @@ def main() -> None:
     images = data.load("mnist", "test").images[: args.n]
     index = torch.arange(args.n)
     out = RunFolder(args.out)
-    shards = -(-args.n // args.shard_size)
+    shards = ShardPlan(index, args.shard_size).count
     out.write_json("run-throughput.json", {
         "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(), "threads": threads,
         "images": args.n, "shard size": args.shard_size, "shards": shards})
