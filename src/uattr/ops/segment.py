@@ -136,9 +136,27 @@ def grid(x: Tensor, cell: int = 4) -> Tensor:
     return labels.expand(batch, height, width).clone()
 
 
+# Below this side no segmenter's neighbourhood (a 3×3 window and its centre's
+# neighbours) fits the image.
+MIN_SIDE = 4
+
+
+def _check_count(n_segments: int, x: Tensor | None = None, name: str = "n_segments") -> None:
+    """``n_segments`` must be an integer in [1, H·W] (``x``'s pixels; any size when ``x``
+    is ``None``): no partition has more segments than pixels."""
+    pixels = x.shape[-2] * x.shape[-1] if x is not None else float("inf")
+    if isinstance(n_segments, bool) or not isinstance(n_segments, int | np.integer) \
+            or not 1 <= n_segments <= pixels:
+        raise ValueError(f"{name} must be an integer in [1, H·W = {pixels}], "
+                         f"got {n_segments!r}")
+
+
 def _per_image(x: Tensor, fn: Callable[[np.ndarray], np.ndarray]) -> Tensor:
     """Run a scikit-image segmenter on each ``[H, W, C]`` image and relabel."""
     check_images(x, unit_range=False)
+    if min(x.shape[-2:]) < MIN_SIDE:
+        raise ValueError(f"x must be at least {MIN_SIDE}×{MIN_SIDE} pixels for this "
+                         f"segmenter, got {tuple(x.shape[-2:])}")
     images = x.detach().cpu().permute(0, 2, 3, 1).double().numpy()  # [B, H, W, C]
     labels = np.stack([fn(image) for image in images])  # [B, H, W]
     return relabel(torch.from_numpy(labels.astype(np.int64))).to(x.device)
@@ -147,17 +165,44 @@ def _per_image(x: Tensor, fn: Callable[[np.ndarray], np.ndarray]) -> Tensor:
 def slic(x: Tensor, n_segments: int = 60, compactness: float = 0.3, sigma: float = 0.5) -> Tensor:
     """SLIC superpixels (scikit-image). ``compactness`` is on the [0, 1] intensity scale.
 
+    Colour images are clustered in CIELAB divided by 100, so that lightness is on the same
+    [0, 1] scale as a grey image's intensity and one ``compactness`` means the same on
+    both (scikit-image's own conversion leaves L* in [0, 100], where 0.3 is no compactness
+    at all: a bright square on a dark background became 2 segments). Compactness is
+    relative to the grid step, and ``sigma`` (the pre-smoothing, in pixels) is fixed, so
+    the defaults hold at every size.
+
+    The count is within [n/2, 3n/2] of ``n_segments`` on greyscale and colour images of
+    16-224 px, for any value range within [0, 1], as long as a segment can hold 4
+    pixels (``n_segments <= H·W/4``; tested on crops of :data:`uattr.zoo.photo_mnist.PHOTOS`).
     The defaults give about 46 segments on a 28×28 MNIST digit, and were chosen for the
     optimization-based method on MNIST's validation split (docs/hyperparameters.md)."""
+    from skimage.color import rgb2lab
     from skimage.segmentation import slic as _slic
 
+    check_images(x, unit_range=False)
+    _check_count(n_segments, x)
+
     def one(image: np.ndarray) -> np.ndarray:
-        gray = image.shape[-1] == 1
-        return _slic(image[..., 0] if gray else image, n_segments=n_segments,
-                     compactness=compactness, sigma=sigma, start_label=0,
-                     channel_axis=None if gray else -1)
+        if image.shape[-1] == 1:
+            return _slic(image[..., 0], n_segments=n_segments, compactness=compactness,
+                         sigma=sigma, start_label=0, channel_axis=None)
+        if image.shape[-1] == 3:
+            image = rgb2lab(image) / 100.0  # [H, W, 3]: L* in [0, 1], a*, b* within ±1.3
+        return _slic(image, n_segments=n_segments, compactness=compactness, sigma=sigma,
+                     start_label=0, channel_axis=-1, convert2lab=False)
 
     return _per_image(x, one)
+
+
+# The side at which the size-dependent settings below are given: MNIST's.
+REFERENCE_SIDE = 28
+
+
+def _scale(x: Tensor) -> float:
+    """How much larger than the reference 28 px the images' shorter side is (1 on smaller
+    images: the 28 px settings already fit them)."""
+    return max(1.0, min(x.shape[-2:]) / REFERENCE_SIDE)
 
 
 def quickshift(
@@ -165,28 +210,42 @@ def quickshift(
 ) -> Tensor:
     """Quickshift (scikit-image), the segmenter LIME uses. Grey images are repeated to RGB.
 
-    The defaults (1, 5, 0.2) are those of the uncertainty-attribution implementation whose
-    LIME papers/001 A.2 runs on its small images; they give about 14 segments on an MNIST
-    digit (10-19 on the validation split). The ``lime`` package's ImageNet defaults
-    (4, 200, 0.2) merge a 28×28 digit into one or two segments."""
+    ``kernel_size`` and ``max_dist`` are in pixels of a 28 px image and scale with the
+    image's shorter side, so that a segment covers the same share of the image at every
+    size: the defaults give 4-20 segments on crops of colour photographs and on their grey
+    versions at 28-224 px (unscaled, 600-800 at 224 px). The defaults (1, 5, 0.2) are those
+    of the uncertainty-attribution implementation whose LIME papers/001 A.2 runs on its
+    small images; they give about 14 segments on an MNIST digit (10-19 on the validation
+    split). The ``lime`` package's ImageNet defaults (4, 200, 0.2) merge a 28×28 digit into
+    one or two segments."""
     from skimage.segmentation import quickshift as _quickshift
+
+    scale = _scale(x)
 
     def one(image: np.ndarray) -> np.ndarray:
         rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
-        return _quickshift(rgb, kernel_size=kernel_size, max_dist=max_dist, ratio=ratio,
-                           convert2lab=True, rng=0)
+        return _quickshift(rgb, kernel_size=kernel_size * scale, max_dist=max_dist * scale,
+                           ratio=ratio, convert2lab=True, rng=0)
 
     return _per_image(x, one)
 
 
 def felzenszwalb(x: Tensor, scale: float = 1.0, sigma: float = 0.5, min_size: int = 5) -> Tensor:
-    """Felzenszwalb's graph segmentation (scikit-image)."""
+    """Felzenszwalb's graph segmentation (scikit-image).
+
+    ``min_size`` is in pixels of a 28×28 image and scales with the image's area, so that
+    the smallest segment is the same share of the image at every size; ``scale`` and
+    ``sigma`` act on neighbouring pixels' differences and are fixed. The defaults give
+    19-75 segments on crops of colour photographs, their grey versions and dimmed copies
+    at 28-224 px (with ``min_size`` fixed: 2 000-4 000 at 224 px)."""
     from skimage.segmentation import felzenszwalb as _felzenszwalb
+
+    smallest = max(1, round(min_size * _scale(x) ** 2))
 
     def one(image: np.ndarray) -> np.ndarray:
         gray = image.shape[-1] == 1
         return _felzenszwalb(image[..., 0] if gray else image, scale=scale, sigma=sigma,
-                             min_size=min_size, channel_axis=None if gray else -1)
+                             min_size=smallest, channel_axis=None if gray else -1)
 
     return _per_image(x, one)
 
@@ -196,20 +255,25 @@ def texture(x: Tensor, n_segments: int = 12, sigma: float = 1.5,
     """SLIC on local statistics instead of intensities: segments whose *texture* differs.
 
     Each pixel is described by its neighbourhood's mean and standard deviation (Gaussian
-    window of width ``sigma`` px, per channel), each scaled to [0, 1] per image, and slic
-    groups pixels that are close in that space. A region pasted from elsewhere keeps its
-    statistics up to its edges, so its border becomes a segment border even where the
-    mean intensity is the same on both sides (plain slic cuts a flat patch in a noisy
-    background of the same mean into the background's speckles). The defaults give a
-    10×10 flat or smooth square in 28×28 uniform noise a segment of IoU about 0.7 with it
-    (slic's best: 0.2)."""
+    window of width ``sigma`` px at 28 px, scaled with the image's shorter side, per
+    channel), each scaled to [0, 1] per image, and slic groups pixels that are close in
+    that space. A region pasted from elsewhere keeps its statistics up to its edges, so
+    its border becomes a segment border even where the mean intensity is the same on both
+    sides (plain slic cuts a flat patch in a noisy background of the same mean into the
+    background's speckles). The defaults give a 10×10 flat or smooth square in 28×28
+    uniform noise a segment of IoU about 0.7 with it (slic's best: 0.2). The statistics are
+    scaled per image, so the value range does not matter; the count is within
+    [n/4, 3n/2] of ``n_segments`` (its low compactness lets segments follow texture, and
+    slic merges the fragments that leaves)."""
     check_images(x, unit_range=False)
+    _check_count(n_segments, x)
     from skimage.segmentation import slic as _slic
 
     from .perturb import gaussian_blur
 
-    mean = gaussian_blur(x, sigma)  # [B, C, H, W]
-    spread = (gaussian_blur(x * x, sigma) - mean * mean).clamp_min(0).sqrt()
+    width = sigma * _scale(x)
+    mean = gaussian_blur(x, width)  # [B, C, H, W]
+    spread = (gaussian_blur(x * x, width) - mean * mean).clamp_min(0).sqrt()
     features = torch.cat([mean, spread], 1)  # [B, 2C, H, W]
     low = features.amin((2, 3), keepdim=True)
     high = features.amax((2, 3), keepdim=True)
@@ -277,6 +341,7 @@ class CorruptionSegmenter:
 
     def __init__(self, net: torch.nn.Module, n_segments: int = 20, compactness: float = 0.3,
                  relative: float = 0.3) -> None:
+        _check_count(n_segments)
         self.net = net.eval()
         self.n_segments = n_segments
         self.compactness = compactness

@@ -5,6 +5,9 @@
 * ``fashion-mnist``: IDX files, by default where Debian's ``dataset-fashion-mnist``
   puts them; the last 10 000 training images are the validation split;
 * ``digits``: scikit-learn's bundled 8×8 digits, for fast tests;
+* ``photo-mnist``: MNIST's digits blended with crops of the colour photographs that ship
+  in scikit-image and scikit-learn, 32×32 RGB, MNIST-M's construction
+  (:mod:`uattr.zoo.photo_mnist`), built on the fly from MNIST;
 * ``cifar10``, ``cifar100``, ``svhn``: the papers' 32×32 colour data sets, from the
   standard files the user has in ``root`` (:mod:`uattr.zoo.files32`).
 """
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import files32
+from . import files32, photo_mnist
 
 __all__ = [
     "DATASETS",
@@ -40,7 +43,7 @@ __all__ = [
     "split_size",
 ]
 
-DATASETS = ("mnist", "fashion-mnist", "digits", "cifar10", "cifar100", "svhn")
+DATASETS = ("mnist", "fashion-mnist", "digits", "photo-mnist", "cifar10", "cifar100", "svhn")
 SPLITS = ("train", "valid", "test")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -161,6 +164,10 @@ def load(dataset: str, split: str = "train", *, root: str | os.PathLike | None =
         return load_fashion_mnist(split, root)
     if dataset == "digits":
         return load_digits(split)
+    if dataset == "photo-mnist":
+        _check_split(split)
+        x, y = photo_mnist.read_arrays(split)
+        return Split(torch.from_numpy(x.astype(np.float32) / 255.0), torch.from_numpy(y))
     if dataset in files32.FILE_DATASETS:
         _check_split(split)
         x, y = files32.read_arrays(dataset, split, root)
@@ -185,7 +192,7 @@ def split_size(dataset: str, split: str, *, root: str | os.PathLike | None = Non
     """How many images :func:`load` would return, without loading them (the command line
     checks its arguments against it before any work)."""
     _check_split(split)
-    if dataset == "mnist":
+    if dataset in ("mnist", "photo-mnist"):
         return _MNIST_SIZES[split]
     if dataset == "fashion-mnist":
         folder = Path(root) if root is not None else FASHION_MNIST_DIR
