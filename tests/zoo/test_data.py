@@ -103,3 +103,38 @@ def test_default_patch_is_ten_pixels_on_mnist_and_cifar():
     assert data.default_patch_size(32, 32) == 10
     assert data.default_patch_size(450, 500) == 100
     assert data.default_patch_size(8, 8) == 2
+
+
+def test_photo_mnist_pixels_are_the_digit_blended_with_its_photograph():
+    from uattr.zoo import photo_mnist
+
+    test, mnist = data.load("photo-mnist", "test"), data.load("mnist", "test")
+    assert test.images.shape == (10_000, 3, 32, 32)
+    assert torch.equal(test.labels, mnist.labels)  # MNIST's labels, in MNIST's order
+    assert [data.split_size("photo-mnist", s) for s in data.SPLITS] == [50_000, 10_000, 10_000]
+    # image 7's background, drawn as the data set draws it
+    rng = np.random.default_rng((0, data.SPLITS.index("test")))
+    which, top, left = (v[7] for v in photo_mnist.placements(10_000, rng))
+    photo = photo_mnist.photographs()[which]
+    # a stroke pixel of the digit (2 px of padding on every side), worked out by hand
+    row, col = (int(v) for v in (mnist.images[7, 0] > 0.5).nonzero()[0])
+    digit = float(mnist.images[7, 0, row, col])
+    for channel in range(3):
+        crop = photo[top + row + 2, left + col + 2, channel] / 255.0
+        expected = round(abs(digit - crop) * 255) / 255
+        assert float(test.images[7, channel, row + 2, col + 2]) == pytest.approx(expected,
+                                                                                 abs=1e-6)
+    # the padding is the photograph itself: |0 - crop|
+    corner = torch.from_numpy(photo[top, left] / 255.0).float()
+    assert torch.allclose(test.images[7, :, 0, 0], corner, atol=1e-6)
+
+
+def test_photo_mnist_is_the_same_for_the_same_seed_and_differs_otherwise():
+    from uattr.zoo import photo_mnist
+
+    photo_mnist.read_arrays.cache_clear()
+    first = photo_mnist.read_arrays("valid", seed=0)[0]
+    photo_mnist.read_arrays.cache_clear()  # built again, not the cached arrays
+    assert np.array_equal(photo_mnist.read_arrays("valid", seed=0)[0], first)
+    other = photo_mnist.read_arrays("valid", seed=1)[0]
+    assert (other != first).mean() > 0.5  # other backgrounds under the same digits

@@ -10,10 +10,12 @@ nothing downloaded, and it is named for its own backgrounds.
 * Each 28×28 digit is padded with 2 black pixels on every side to 32×32 (the digit is
   not resampled), then ``image[c, i, j] = |digit[i, j] − crop[c, i, j]|``, with the crop
   a 32×32 window of one photograph (uint8 / 255) at a random place.
-* Photograph and place are drawn per image from ``numpy.random.default_rng((seed,
-  split))``: the same seed gives the same images, and the three splits draw
-  independently. The labels and the train / valid / test split are MNIST's.
-* A split builds in about a second and is kept in memory as uint8 (3 KB an image).
+* Photograph and place are drawn per image (:func:`placements`) from
+  ``numpy.random.default_rng((seed, split))``: the same seed gives the same images, and
+  the three splits draw independently. The labels and the train / valid / test split
+  are MNIST's. Pixels are rounded to 8 bits, as MNIST-M's PNG files are.
+* The 50 000 training images build in a few seconds; the three last splits built are
+  kept in memory as uint8 (3 KB an image).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["PHOTOS", "SIDE", "blend", "photographs", "read_arrays"]
+__all__ = ["PHOTOS", "SIDE", "blend", "crops", "photographs", "placements", "read_arrays"]
 
 SIDE = 32
 _PAD = (SIDE - 28) // 2
@@ -54,18 +56,26 @@ def blend(digits: np.ndarray, crops: np.ndarray) -> np.ndarray:
     return np.abs(digits[:, None] - crops.transpose(0, 3, 1, 2))  # [N, 3, H, W]
 
 
-def _crops(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` random 32×32 crops ``uint8 [n, 32, 32, 3]``: photograph, then place, per image."""
-    photos = photographs()
-    which = rng.integers(len(photos), size=n)
-    out = np.empty((n, SIDE, SIDE, 3), dtype=np.uint8)
+def placements(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each of ``n`` backgrounds is cut: ``(photograph index, top, left)``, each
+    ``int [n]``; the photograph uniformly among :data:`PHOTOS`, then the place uniformly
+    among the 32×32 windows that fit in it."""
+    shapes = np.array([photo.shape[:2] for photo in photographs()])  # [P, 2]
+    which = rng.integers(len(shapes), size=n)
+    room = shapes[which] - SIDE + 1  # [n, 2]: the windows that fit, per axis
+    corner = np.floor(rng.random((n, 2)) * room).astype(np.int64)  # [n, 2]
+    return which, corner[:, 0], corner[:, 1]
+
+
+def crops(which: np.ndarray, top: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """The 32×32 windows at ``(which, top, left)`` (:func:`placements`), ``uint8 [n, 32, 32,
+    3]``."""
+    out = np.empty((len(which), SIDE, SIDE, 3), dtype=np.uint8)
     window = np.arange(SIDE)
-    for k, photo in enumerate(photos):  # one gather per photograph, not per image
+    for k, photo in enumerate(photographs()):  # one gather per photograph, not per image
         chosen = np.flatnonzero(which == k)
-        top = rng.integers(photo.shape[0] - SIDE + 1, size=len(chosen))
-        left = rng.integers(photo.shape[1] - SIDE + 1, size=len(chosen))
-        rows = (top[:, None] + window)[:, :, None]  # [n_k, 32, 1]
-        cols = (left[:, None] + window)[:, None, :]  # [n_k, 1, 32]
+        rows = (top[chosen, None] + window)[:, :, None]  # [n_k, 32, 1]
+        cols = (left[chosen, None] + window)[:, None, :]  # [n_k, 1, 32]
         out[chosen] = photo[rows, cols]
     return out
 
@@ -79,6 +89,7 @@ def read_arrays(split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     mnist = load_mnist(split)
     digits = np.pad(mnist.images[:, 0].numpy(), ((0, 0), (_PAD, _PAD), (_PAD, _PAD)))
     rng = np.random.default_rng((seed, SPLITS.index(split)))
-    crops = _crops(rng, len(digits)).astype(np.float32) / 255.0
-    images = np.rint(blend(digits, crops) * 255.0).astype(np.uint8)  # [N, 3, 32, 32]
+    backgrounds = crops(*placements(len(digits), rng)).astype(np.float32) / 255.0
+    # stored as 8-bit colour, as MNIST-M's own PNG files are
+    images = np.rint(blend(digits, backgrounds) * 255.0).astype(np.uint8)  # [N, 3, 32, 32]
     return images, mnist.labels.numpy()
