@@ -120,3 +120,51 @@ class RegionPosterior(Posterior):
         logits = torch.stack([self.kappa * r, -self.kappa * r], 1)  # [B, S=2]
         first = torch.stack([logits, torch.zeros_like(logits)], -1)  # [B, S, C=2]
         return first.softmax(-1)
+
+
+class RegionEnergyMember(nn.Module):
+    """One member of :func:`colour_region_ensemble`: class-0 logit ``κ(r - c) + δ`` and
+    class-1 logit 0, with ``r`` the mean of ``x²`` over the square ``region`` (top, left,
+    side) and the three channels. ``r`` is read by a convolution whose kernel is the
+    region's indicator (bias 0), so FullGrad and UA-Backprop find a real conv layer."""
+
+    def __init__(self, size: int, region: tuple[int, int, int], kappa: float,
+                 centre: float, shift: float) -> None:
+        super().__init__()
+        top, left, side = region
+        self.read = nn.Conv2d(3, 1, size)
+        with torch.no_grad():
+            self.read.weight.zero_()
+            self.read.weight[..., top:top + side, left:left + side] = 1.0 / (3 * side * side)
+            self.read.bias.zero_()
+        self.kappa, self.centre, self.shift = kappa, centre, shift
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = self.read(x * x).flatten(1)  # [B, 1]
+        return torch.cat([self.kappa * (r - self.centre) + self.shift, torch.zeros_like(r)], 1)
+
+
+def colour_region_ensemble(size: int, region: tuple[int, int, int], kappa: float = 20.0,
+                           centre: float = 0.52) -> list[nn.Module]:
+    """Two members whose uncertainty depends on the energy ``r`` (mean of ``x²``) of one
+    square region of a ``size``-px colour image and on nothing else: near ``r = centre``
+    their logits are ±0.5 and U_t ≈ log 2; the further r falls below it, the more
+    confident both are. On :func:`bright_textured_square`'s images r ≈ 0.52, and a blur of
+    the square averages its speckles (r falls towards 0.36, U_t to about 0.2): blurring
+    the region, and nothing else, lowers the uncertainty."""
+    return [RegionEnergyMember(size, region, kappa, centre, shift).eval()
+            for shift in (0.5, -0.5)]
+
+
+def bright_textured_square(size: int, batch: int = 2,
+                           seed: int = 0) -> tuple[Tensor, tuple[int, int, int]]:
+    """Colour images ``[batch, 3, size, size]``: dark noise (values in [0, 0.15]) with one
+    bright speckled square (each value 0.2 or 1, at random) at the same place in every
+    image, a third of the side; returns the images and the square ``(top, left, side)``."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.15 * torch.rand(batch, 3, size, size, generator=g)
+    side = size // 3
+    top, left = size // 5, size // 2
+    speckles = (torch.rand(batch, 3, side, side, generator=g) < 0.5).float()
+    x[:, :, top:top + side, left:left + side] = 0.2 + 0.8 * speckles
+    return x, (top, left, side)

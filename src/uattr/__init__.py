@@ -24,6 +24,7 @@ from .attribution import (
     SmoothGrad,
     UABackprop,
     UncertaintyAttribution,
+    UninformativeMapWarning,
 )
 from .explanation import ExplanationDistribution, ExplanationUncertainty
 from .ops import perturb, segment
@@ -66,6 +67,7 @@ __all__ = [
     "SmoothGrad",
     "UABackprop",
     "UncertaintyAttribution",
+    "UninformativeMapWarning",
     "__version__",
     "as_posterior",
     "data",

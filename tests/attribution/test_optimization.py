@@ -1,10 +1,11 @@
 import math
+import warnings
 
 import pytest
 import torch
 
 from tests._models import SpotPosterior, tiny_cnn_members
-from uattr import OptimizationUA, as_posterior, segment
+from uattr import OptimizationUA, UninformativeMapWarning, as_posterior, segment
 from uattr.attribution.optimization import gumbel_sigmoid, logistic_noise
 
 
@@ -96,8 +97,11 @@ def test_a_posterior_the_blur_cannot_move_gets_a_uniform_map_and_says_so():
     # only the sparsity term moves the mask: every segment gets the same probability, up
     # to the Gumbel-sigmoid's draws
     for gumbel, spread in ((False, 0.0), (True, 0.1)):
-        result = OptimizationUA(posterior, seed=0, gumbel=gumbel).attribute_with_diagnostics(
-            x, segments=segment.grid(x, cell=2))
+        # the library says so itself, naming the images, not only the command line
+        with pytest.warns(UninformativeMapWarning, match=r"for 2 of 2 images \(batch index "
+                                                         r"0, 1\) blurring the region found"):
+            result = OptimizationUA(posterior, seed=0, gumbel=gumbel) \
+                .attribute_with_diagnostics(x, segments=segment.grid(x, cell=2))
         assert (result.probs.amax(1) - result.probs.amin(1) <= spread).all()
         assert (result.probs < 0.5).all()
     torch.testing.assert_close(result.u_after, result.u_before)
@@ -112,8 +116,10 @@ def test_a_posterior_the_blur_cannot_move_gets_a_uniform_map_and_says_so():
 
 def test_an_image_whose_cause_is_found_is_not_called_uninformative():
     x = _spot_image()
-    result = OptimizationUA(SpotPosterior((4, 12)), lam=0.5, seed=0).attribute_with_diagnostics(
-        x, segments=segment.grid(x, cell=8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UninformativeMapWarning)  # no warning either
+        result = OptimizationUA(SpotPosterior((4, 12)), lam=0.5, seed=0) \
+            .attribute_with_diagnostics(x, segments=segment.grid(x, cell=8))
     assert result.removed.item() > 0.5 and not result.uninformative().any()
 
 

@@ -4,7 +4,7 @@ from .base import UncertaintyAttribution
 from .clue import CLUE, CLUEResult, DeltaCLUE
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
-from .optimization import OptimizationResult, OptimizationUA
+from .optimization import OptimizationResult, OptimizationUA, UninformativeMapWarning
 from .perturbation import LIME, KernelSHAP, Occlusion
 from .ua_backprop import UABackprop
 
@@ -25,4 +25,5 @@ __all__ = [
     "SmoothGrad",
     "UABackprop",
     "UncertaintyAttribution",
+    "UninformativeMapWarning",
 ]

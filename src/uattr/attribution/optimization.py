@@ -14,6 +14,7 @@ together; each stops on its own (see :class:`OptimizationUA`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,13 +30,20 @@ from ..uq import Posterior, UncertaintySpec
 from .base import UncertaintyAttribution
 
 __all__ = ["UNINFORMATIVE_BELOW", "OptimizationResult", "OptimizationTrace", "OptimizationUA",
-           "gumbel_sigmoid", "logistic_noise"]
+           "UninformativeMapWarning", "gumbel_sigmoid", "logistic_noise"]
 
 _EPS = 1e-6
 _CHECK_CHUNK = 256  # images per forward pass when estimating the expected loss
 #: below this share of U(x) removed by the found region, a map is reported as saying
 #: nothing about the cause of the uncertainty (:meth:`OptimizationResult.uninformative`)
 UNINFORMATIVE_BELOW = 0.05
+
+
+class UninformativeMapWarning(UserWarning):
+    """Some maps of an :class:`OptimizationUA` call say nothing about the cause of the
+    uncertainty: blurring the region found removes less than
+    :data:`UNINFORMATIVE_BELOW` of U(x). Silence it with ``warnings.filterwarnings("ignore",
+    category=UninformativeMapWarning)`` where the diagnostics are read instead."""
 
 
 def logistic_noise(uniform: Tensor) -> Tensor:
@@ -346,9 +354,28 @@ class OptimizationUA(UncertaintyAttribution):
                                   ("uncertainty", "uncertainty"),
                                   ("hard_uncertainty", "hard_uncertainty"),
                                   ("sigma", "sigma"), ("probs", "probs"))})
-        return OptimizationResult(maps=maps, probs=probs, steps=steps, converged=converged,
-                                  sigma=sigma, u_before=u_before, u_after=u_after,
-                                  trace=history)
+        result = OptimizationResult(maps=maps, probs=probs, steps=steps, converged=converged,
+                                    sigma=sigma, u_before=u_before, u_after=u_after,
+                                    trace=history)
+        _warn_uninformative(result)
+        return result
+
+
+def _warn_uninformative(result: OptimizationResult) -> None:
+    """One :class:`UninformativeMapWarning` naming the images (batch indices) whose found
+    region removes less than :data:`UNINFORMATIVE_BELOW` of their uncertainty."""
+    flagged = result.uninformative().nonzero().flatten().tolist()
+    if not flagged:
+        return
+    shown = ", ".join(str(b) for b in flagged[:10]) + (", ..." if len(flagged) > 10 else "")
+    warnings.warn(UninformativeMapWarning(
+        f"OptimizationUA: for {len(flagged)} of {len(result.maps)} images (batch index "
+        f"{shown}) blurring the region found removes less than "
+        f"{100 * UNINFORMATIVE_BELOW:.0f}% of U(x): the blur cannot move their uncertainty "
+        "(or the segments do not separate its cause), so those maps are shaped by the "
+        "sparsity term alone and say nothing about where it comes from. "
+        "attribute_with_diagnostics(...).uninformative() flags them; try other segments "
+        "or pixels (segments=None)"), stacklevel=3)
 
 
 def _spawn(

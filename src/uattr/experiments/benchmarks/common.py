@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ...attribution.base import UncertaintyAttribution, fingerprint
+from ...attribution.optimization import UninformativeMapWarning
 from ...ops.segment import with_boxes
 from ...posteriors.passes import PassCounter
 from ...uq import predict_probs, uncertainty
@@ -159,7 +161,9 @@ def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
                 seg = with_boxes(seg, boxes[i : i + batch_size])
             extra = {"generator": generators[i : i + batch_size]} if random else {}
             if results is not None and hasattr(spec.method, "attribute_with_diagnostics"):
-                result = spec.method.attribute_with_diagnostics(x, segments=seg, **extra)
+                with warnings.catch_warnings():  # the caller reports the diagnostics itself
+                    warnings.simplefilter("ignore", UninformativeMapWarning)
+                    result = spec.method.attribute_with_diagnostics(x, segments=seg, **extra)
                 results.append(result)
                 maps.append(result.maps.detach().cpu())
             else:
