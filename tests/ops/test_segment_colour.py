@@ -148,3 +148,26 @@ def test_segmenters_refuse_bad_counts_and_images_too_small():
         segment.quickshift(torch.rand(1, 3, 3, 30))
     with pytest.raises(ValueError, match="n_segments must be an integer in"):
         segment.CorruptionSegmenter(torch.nn.Conv2d(3, 1, 1), n_segments=0)
+
+
+class _BrightMean(torch.nn.Module):
+    """A stand-in for the colour corruption detector: logit +40·(mean over channels − 0.5),
+    so its most suspicious region is the brightest one."""
+
+    def forward(self, x):
+        return 40.0 * (x.mean(1, keepdim=True) - 0.5)
+
+
+@pytest.mark.parametrize("size", [32, 96])
+def test_learned_segmenter_on_colour_lays_its_region_on_colour_slic(size):
+    g = torch.Generator().manual_seed(size)
+    x = 0.3 * torch.rand(2, 3, size, size, generator=g)  # dim colour noise
+    side, top = size // 4, size // 3
+    x[:, :, top:top + side, top:top + side] += 0.6  # one bright square
+    square = torch.zeros(size, size, dtype=torch.bool)
+    square[top:top + side, top:top + side] = True
+    labels = segment.CorruptionSegmenter(_BrightMean(), n_segments=20)(x)
+    for b in range(2):
+        # the region is one segment, cut out of slic's 20 (within [n/2, 3n/2]), + 1
+        assert 10 <= segment.num_segments(labels[b : b + 1]).item() <= 31
+        assert _best_iou(labels[b], square) > 0.9

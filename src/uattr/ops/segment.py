@@ -337,6 +337,10 @@ class CorruptionSegmenter:
     The defaults were chosen on MNIST's validation split (N = 100) for the
     optimization-based method: the region above 0.3 · max on 20 slic segments beat it on
     the 60 segments of :func:`slic`, and thresholds 0.4-0.6 isolated the patch less well.
+    Colour images take a network trained on colour (its input channels are the data
+    set's). The network's receptive field (35 px) and the shapes it is trained on (2.5-9
+    px across) are fixed in pixels, made for the 10 px patches of 28-64 px images; on
+    larger images the slic superpixels scale, the detector does not.
     """
 
     def __init__(self, net: torch.nn.Module, n_segments: int = 20, compactness: float = 0.3,
@@ -350,7 +354,8 @@ class CorruptionSegmenter:
     def scores(self, x: Tensor) -> Tensor:
         """``[B, H, W]``: the probability that each pixel was tampered with."""
         check_images(x, unit_range=False)
-        device = next(self.net.parameters()).device
+        parameter = next(self.net.parameters(), None)  # a net without weights runs on x's
+        device = parameter.device if parameter is not None else x.device
         with torch.no_grad():
             return torch.sigmoid(self.net(x.detach().to(device)))[:, 0].to(x.device)
 

@@ -33,19 +33,23 @@ class SmallCNN(nn.Module):
     """Conv-ReLU-Conv-ReLU-MaxPool-Dropout-Dense-ReLU-Dropout-Dense (papers/001 A.1).
 
     Two 4×4 convolutions with 32 filters, a 2×2 max-pool, a 128-unit dense layer,
-    dropout 0.5; returns logits ``[B, num_classes]``.
+    dropout 0.5; returns logits ``[B, num_classes]``. The dense layer fits images of
+    ``image_size``; with ``pool_to=k`` the pool is an adaptive max-pool to k×k instead, and
+    the network takes images of any size (``pool_to=11`` is the 2×2 pool's output on 28 px
+    images, so at 28 px it is the same network).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
+                 pool_to: int | None = None) -> None:
         super().__init__()
         kernel = 4 if image_size >= 16 else 3  # 8×8 digits are too small for two 4×4 convs
-        side = (image_size - 2 * (kernel - 1)) // 2
+        side = pool_to or (image_size - 2 * (kernel - 1)) // 2
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel),
             nn.ReLU(),
             nn.Conv2d(32, 32, kernel),
             nn.ReLU(),
-            nn.MaxPool2d(2),
+            nn.MaxPool2d(2) if pool_to is None else nn.AdaptiveMaxPool2d(pool_to),
             nn.Dropout(0.5),
         )
         self.classifier = nn.Sequential(

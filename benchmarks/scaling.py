@@ -1,0 +1,231 @@
+"""What image size costs: seconds, forward/backward passes and peak memory per image of
+every method at 28, 32, 96 and 224 px on colour images, and the optimization-based
+method's step against one bare forward+backward of the same posterior.
+
+    .venv/bin/python benchmarks/scaling.py --out runs/scaling --results docs/results/scaling-cpu
+    .venv/bin/python benchmarks/scaling.py --device cuda --out runs/scaling-cuda
+
+The images are crops of the colour photographs that ship with scikit-image and
+scikit-learn (:data:`uattr.zoo.photo_mnist.PHOTOS`). The posterior is a 5-member ensemble
+of the small CNN with an adaptive pool (``SmallCNN(pool_to=11)``: at 28 px the papers'
+network, at any size the same layers), randomly initialised and seeded: time and memory
+do not depend on the weights. ResNet-18 (5 members) is measured at 224 px as well. The
+optimization-based rows run their whole budget of 500 steps (``early_stop=False``), the
+worst case of the stopping rule; every other method runs its defaults.
+
+Each (size, network, row) is one cell, run in a fresh process so that its peak memory is
+its own: ``peak MiB`` is the process's peak resident memory above what it held before the
+method started (on CUDA: the peak of allocated GPU memory). Each cell is written to
+``--out/cells`` as it finishes, and a rerun skips the finished ones. Tables (Markdown, CSV,
+JSON) go to ``--out``:
+
+1. ``scaling``: per size, network and method: images, seconds/image, forward/image,
+   backward/image, peak MiB;
+2. ``optimization_step``: per size and network, one step of the method against one bare
+   batched forward+backward of the posterior (U(x) and its gradient) on the same images,
+   each timed as the median of repeats after a warm-up, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from uattr.experiments.attribute import cpu_model
+from uattr.experiments.runs import RunFolder, markdown_table, write_atomic
+
+SIZES = (28, 32, 96, 224)
+MEMBERS = 5
+STEP_REPEATS = 5
+
+
+def photo_crops(size: int, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` random ``size``-px crops of the shipped colour photographs ``[n, 3, H, W]``."""
+    from uattr.zoo.photo_mnist import photographs
+
+    rng = np.random.default_rng((seed, size))
+    photos = [p for p in photographs() if min(p.shape[:2]) >= size]
+    crops = []
+    for _ in range(n):
+        photo = photos[rng.integers(len(photos))]
+        top, left = (int(rng.integers(room + 1)) for room in np.subtract(photo.shape[:2], size))
+        crops.append(photo[top:top + size, left:left + size])
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def ensemble(arch: str, size: int, device: str):
+    """The 5-member posterior of ``arch`` (``small-cnn`` or ``resnet18``), seeded."""
+    from uattr.uq import Ensemble
+    from uattr.zoo.models import SmallCNN
+    from uattr.zoo.resnet import ResNet18
+
+    members = []
+    for s in range(MEMBERS):
+        torch.manual_seed(s)
+        net = SmallCNN(3, 10, size, pool_to=11) if arch == "small-cnn" else ResNet18(3, 10)
+        members.append(net.eval().to(device))
+    return Ensemble(members)
+
+
+def rows_for(posterior) -> dict:
+    """Every non-generative, non-oracle row of the detection table, the optimization-based
+    ones with their whole step budget."""
+    from uattr.experiments.registry import detection_methods, optimization
+    from uattr.experiments.settings import MethodSettings
+
+    settings = MethodSettings()
+    specs = {name: spec for name, spec in detection_methods(posterior, settings).items()
+             if not spec.oracle}
+    for name, spec in specs.items():
+        if name.startswith("optimization"):
+            specs[name] = replace(spec, method=optimization(posterior, settings,
+                                                            early_stop=False, progress=False))
+    return specs
+
+
+def _peak_mib(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _quiet() -> None:
+    """Random weights make maps that say nothing, which is not what is measured here."""
+    from uattr import UninformativeMapWarning
+
+    warnings.simplefilter("ignore", UninformativeMapWarning)
+
+
+def method_cell(size: int, arch: str, name: str, n: int, device: str) -> dict:
+    """One row of ``scaling``, measured in this (fresh) process."""
+    from uattr.experiments.benchmarks.common import attribute_counted
+
+    _quiet()
+    posterior = ensemble(arch, size, device)
+    x = photo_crops(size, n)
+    spec = rows_for(posterior)[name]
+    with torch.no_grad():
+        posterior(x[:1].to(device))  # warm-up: lazy allocations are not the method's
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    before = _peak_mib(device)
+    done = attribute_counted(spec, x, n, device, log=lambda _: None)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return {"size": size, "network": arch, "method": name, "images": n,
+            "s/image": done.seconds, "forward/image": done.forward,
+            "backward/image": done.backward,
+            "peak MiB": max(0.0, _peak_mib(device) - before)}
+
+
+def _median_seconds(run, device: str, repeats: int = STEP_REPEATS) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def step_cell(size: int, arch: str, n: int, device: str, steps: int = 20) -> dict:
+    """One row of ``optimization_step``: a step of the method (its cost over ``steps`` more
+    steps, so that the set-up is not counted) against a bare forward+backward."""
+    from uattr import OptimizationUA, uncertainty
+
+    _quiet()
+    posterior = ensemble(arch, size, device)
+    x = photo_crops(size, n).to(device)
+
+    def bare() -> None:
+        leaf = x.clone().requires_grad_()
+        torch.autograd.grad(uncertainty(posterior(leaf), "total").sum(), leaf)
+
+    def run(k: int):
+        method = OptimizationUA(posterior, max_steps=k, early_stop=False)
+        return lambda: method.attribute(x)
+
+    forward_backward = _median_seconds(bare, device)
+    step = (_median_seconds(run(1 + steps), device) - _median_seconds(run(1), device)) / steps
+    return {"size": size, "network": arch, "images": n,
+            "step (s)": step, "forward+backward (s)": forward_backward,
+            "ratio": step / forward_backward}
+
+
+def _cell_name(*parts) -> str:
+    return "-".join(str(p).replace(" ", "_").replace("(", "").replace(")", "")
+                    for p in parts) + ".json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--images", type=int, default=4,
+                        help="images per cell up to 96 px (default 4)")
+    parser.add_argument("--images-large", type=int, default=1,
+                        help="images per cell above 96 px (default 1)")
+    parser.add_argument("--methods", nargs="+", help="rows to measure (default: all)")
+    parser.add_argument("--no-resnet", action="store_true", help="skip ResNet-18 at 224 px")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="runs/scaling", help="folder of the tables")
+    parser.add_argument("--results", help="also copy the tables to this folder")
+    args = parser.parse_args()
+    if any(size < 16 for size in args.sizes):
+        raise SystemExit("--sizes: every size must be >= 16 px (the CNN's two 4×4 convs)")
+    known = list(rows_for(ensemble("small-cnn", 28, "cpu")))
+    unknown = sorted(set(args.methods or []) - set(known))
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; choose from {known}")
+    methods = args.methods or known
+    out = RunFolder(args.out)
+    cells = out.path / "cells"
+    out.write_json("run-scaling.json", {
+        "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(),
+        "threads": torch.get_num_threads(), "device": args.device,
+        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None})
+    jobs = []
+    for size in args.sizes:
+        n = args.images if size <= 96 else args.images_large
+        networks = ["small-cnn"] + (["resnet18"] if size == 224 and not args.no_resnet else [])
+        for arch in networks:
+            jobs.append((cells / _cell_name("step", size, arch), step_cell,
+                         (size, arch, n, args.device)))
+            jobs += [(cells / _cell_name(size, arch, name), method_cell,
+                      (size, arch, name, n, args.device)) for name in methods]
+    spawn = multiprocessing.get_context("spawn")
+    for path, cell, cell_args in jobs:
+        if path.exists():
+            continue
+        # a fresh process per cell: its peak memory is its own
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            row = pool.submit(cell, *cell_args).result()
+        write_atomic(path, (json.dumps(row) + "\n").encode())
+        print(json.dumps(row), flush=True)
+    rows = [json.loads(path.read_text()) for path, _, _ in jobs]
+    steps = [row for row in rows if "ratio" in row]
+    scaling = [row for row in rows if "ratio" not in row]
+    out.write_table("scaling", scaling)
+    out.write_table("optimization_step", steps)
+    print(f"\n{markdown_table(scaling)}\n\n{markdown_table(steps)}")
+    if args.results:
+        out.publish(args.results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Choose slic's segment count and compactness for the optimization-based method on a data
+set's validation split (docs/hyperparameters.md), by the detection benchmark's IoU / ADA.
+
+    python tuning/slic_segments.py --dataset photo-mnist \
+        --results docs/results/photo-mnist-valid-n100-seed0
+
+Each setting is ``uattr bench detection --split valid --n 100 --methods "optimization
+(slic)" --n-segments N --compactness C`` in a folder of its own under ``--out`` (so a rerun
+reuses every finished setting); the rows are gathered into ``slic.{md,csv,json}``, which
+``--results`` copies. The test images are never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from uattr.experiments import DataSettings, MethodSettings, Settings, open_job
+from uattr.experiments.benchmarks import detection
+from uattr.experiments.runs import RunFolder, markdown_table
+
+METHOD = "optimization (slic)"
+# the segment counts around the default 60, and its compactness 0.3 a third and 3 times
+GRID = ((30, 0.3), (60, 0.3), (100, 0.3), (60, 0.1), (60, 1.0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="photo-mnist")
+    parser.add_argument("--n", type=int, default=100, help="validation images (default 100)")
+    parser.add_argument("--out", default="runs/tuning-slic", help="folder of the runs")
+    parser.add_argument("--results", help="also copy the table to this folder")
+    args = parser.parse_args()
+    rows = []
+    for n_segments, compactness in GRID:
+        settings = Settings(data=DataSettings(args.dataset, "valid"),
+                            method=MethodSettings(n_segments=n_segments,
+                                                  compactness=compactness))
+        job = open_job(settings, f"{args.out}/{args.dataset}-n{n_segments}-c{compactness:g}")
+        detection.benchmark(job, args.n, [METHOD])
+        row = next(r for r in job.out.read_json("detection.json") if r["method"] == METHOD)
+        rows.append({"slic": f"{n_segments} segments, compactness {compactness:g}",
+                     "IoU": row["IoU"], "ADA": row["ADA"],
+                     "IoU, brighter patch": row["IoU, brighter patch"],
+                     "IoU, darker patch": row["IoU, darker patch"]})
+    out = RunFolder(args.out)
+    out.write_table("slic", rows)
+    print(markdown_table(rows))
+    if args.results:
+        out.publish(args.results)
+
+
+if __name__ == "__main__":
+    main()
