@@ -24,8 +24,9 @@ _SLIC = keyword_defaults(slic)
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Which images: ``dataset`` (``mnist | fashion-mnist | digits``), the ``split``
-    evaluated (tune on ``valid`` only), and a folder of IDX files for Fashion-MNIST."""
+    """Which images: ``dataset`` (one of :data:`uattr.zoo.data.DATASETS`), the ``split``
+    evaluated (tune on ``valid`` only), and the folder of the data set's files where it is
+    read from files (Fashion-MNIST, CIFAR, SVHN)."""
 
     dataset: str = "mnist"
     split: str = "test"
