@@ -14,13 +14,25 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+import torch
+
 from uattr.experiments import DataSettings, MethodSettings, Settings, open_job
 from uattr.experiments.benchmarks import detection
 from uattr.experiments.runs import RunFolder, markdown_table
+from uattr.metrics import box_iou, find_box
 
 METHOD = "optimization (slic)"
 # the segment counts around the default 60, and its compactness 0.3 a third and 3 times
 GRID = ((30, 0.3), (60, 0.3), (100, 0.3), (60, 0.1), (60, 1.0))
+DEFAULT = (60, 0.3)
+
+
+def image_ious(out: RunFolder) -> torch.Tensor:
+    """``[N]``: each validation image's IoU, from the run's stored maps and true boxes."""
+    maps = torch.from_numpy(np.load(out.path / "cells" / f"detection-{METHOD}.npy"))
+    boxes = torch.tensor(out.read_json("detection_set.json")["boxes"])
+    return box_iou(find_box(maps, int(boxes[0, 2])), boxes)
 
 
 def main() -> None:
@@ -31,7 +43,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/tuning-slic", help="folder of the runs")
     parser.add_argument("--results", help="also copy the table to this folder")
     args = parser.parse_args()
-    rows = []
+    rows, ious = [], {}
     for n_segments, compactness in GRID:
         settings = Settings(data=DataSettings(args.dataset, "valid"),
                             method=MethodSettings(n_segments=n_segments,
@@ -39,10 +51,16 @@ def main() -> None:
         job = open_job(settings, f"{args.out}/{args.dataset}-n{n_segments}-c{compactness:g}")
         detection.benchmark(job, args.n, [METHOD])
         row = next(r for r in job.out.read_json("detection.json") if r["method"] == METHOD)
+        iou = ious[n_segments, compactness] = image_ious(job.out)
         rows.append({"slic": f"{n_segments} segments, compactness {compactness:g}",
-                     "IoU": row["IoU"], "ADA": row["ADA"],
+                     "IoU": row["IoU"], "IoU s.e.": float(iou.std() / len(iou) ** 0.5),
+                     "ADA": row["ADA"],
                      "IoU, brighter patch": row["IoU, brighter patch"],
                      "IoU, darker patch": row["IoU, darker patch"]})
+    for row, key in zip(rows, GRID, strict=True):  # paired: the same images in every run
+        difference = ious[key] - ious[DEFAULT]
+        row["IoU - default's"] = float(difference.mean())
+        row["its s.e."] = float(difference.std() / len(difference) ** 0.5)
     out = RunFolder(args.out)
     out.write_table("slic", rows)
     print(markdown_table(rows))
