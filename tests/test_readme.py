@@ -42,14 +42,16 @@ def _tables(text: str) -> list[tuple[str | None, list[list[str]], int]]:
 
 
 PAGES = ("README.md", "docs/reproduction.md")
-TABLES = [(page, *table) for page in PAGES for table in _tables((ROOT / page).read_text())]
+# hyperparameters.md: its marked tables are checked too; it still has unmarked ones
+QUOTING = (*PAGES, "docs/hyperparameters.md")
+TABLES = [(page, *table) for page in QUOTING for table in _tables((ROOT / page).read_text())]
 MARKED = [t[1:] for t in TABLES if t[1] is not None]
 MARKED_IDS = [f"{page} line {line}" for page, source, _, line in TABLES if source is not None]
 
 
 def test_every_table_of_results_names_its_file():
     unmarked = [f"{page} line {line}" for page, source, rows, line in TABLES
-                if source is None
+                if source is None and page in PAGES
                 and any(DECIMAL.match(cell) for row in rows[1:] for cell in row)]
     assert not unmarked, f"tables without a results marker: {unmarked}"
     quoted = {t[0] for t in MARKED}
