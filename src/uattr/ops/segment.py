@@ -176,7 +176,9 @@ def slic(x: Tensor, n_segments: int = 60, compactness: float = 0.3, sigma: float
     16-224 px, for any value range within [0, 1], as long as a segment can hold 4
     pixels (``n_segments <= H·W/4``; tested on crops of :data:`uattr.zoo.photo_mnist.PHOTOS`).
     The defaults give about 46 segments on a 28×28 MNIST digit, and were chosen for the
-    optimization-based method on MNIST's validation split (docs/hyperparameters.md)."""
+    optimization-based method on MNIST's validation split; on photo-mnist's (colour
+    photographs under digits), compactness 0.1 was chosen instead (docs/hyperparameters.md).
+    """
     from skimage.color import rgb2lab
     from skimage.segmentation import slic as _slic
 

@@ -1,0 +1,73 @@
+"""The committed colour tables: photo-mnist's detection table at N = 500 holds every method
+of the registry, on the slic settings its validation split chose, with an ensemble of at
+least 90% test accuracy; the scaling table (benchmarks/scaling.py) covers every size and
+keeps the optimization step within 1.3 bare forward+backward passes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from uattr.experiments.registry import DETECTION_ROWS
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs/results"
+DETECTION = RESULTS / "photo-mnist-test-n500-seed0"
+TUNING = RESULTS / "photo-mnist-valid-n100-seed0"
+SCALING = RESULTS / "scaling-cpu"
+
+
+def _read(path: Path):
+    return json.loads(path.read_text())
+
+
+@pytest.mark.skipif(not (DETECTION / "detection.json").exists(),
+                    reason="photo-mnist's detection table is not committed")
+def test_photo_mnist_detection_has_every_method_on_the_validation_choice_of_slic():
+    run = _read(DETECTION / "run-detection.json")
+    assert (run["dataset"], run["split"], run["n"]) == ("photo-mnist", "test", 500)
+    # the slic setting with the best validation IoU, never one chosen on the test images
+    best = max(_read(TUNING / "slic.json"), key=lambda row: row["IoU"])["slic"]
+    assert best == f"{run['n_segments']} segments, compactness {run['compactness']:g}"
+    accuracy = run["posterior"]
+    assert accuracy["ensemble_accuracy"] >= 0.9
+    assert min(accuracy["member_accuracy"]) >= 0.9
+    rows = {row["method"]: row for row in _read(DETECTION / "detection.json")}
+    assert set(rows) == set(DETECTION_ROWS)
+    for name, row in rows.items():
+        assert 0 <= row["ADA"] <= 1 and 0 <= row["IoU"] <= 1, name
+        assert row["n"] == 500, name
+    # a segment that is the true patch can only help the method that searches segments
+    assert rows["oracle: optimization (slic + true patch)"]["IoU"] > \
+        rows["optimization (slic)"]["IoU"]
+
+
+@pytest.mark.skipif(not (SCALING / "scaling.json").exists(),
+                    reason="the scaling table is not committed")
+def test_the_scaling_table_covers_every_size_and_keeps_the_step_within_1_3_passes():
+    run = _read(SCALING / "run-scaling.json")
+    rows = _read(SCALING / "scaling.json")
+    steps = _read(SCALING / "optimization_step.json")
+    sizes = {row["size"] for row in rows}
+    assert sizes == {28, 32, 96, 224}
+    methods = {row["method"] for row in rows}
+    for size in sizes:
+        for network in {row["network"] for row in rows if row["size"] == size}:
+            measured = {row["method"] for row in rows
+                        if row["size"] == size and row["network"] == network}
+            assert measured == methods, (size, network)
+    assert {(row["size"], row["network"]) for row in steps} == {
+        (row["size"], row["network"]) for row in rows}
+    for row in steps:
+        assert row["ratio"] == pytest.approx(row["step (s)"] / row["forward+backward (s)"])
+        assert row["ratio"] <= 1.3, row
+    # pass counts that follow from the methods' settings alone, at every size
+    expected = {"grad": (1, 1), "kernelshap": (2001, 0), "kernelshap (slic)": (1001, 0),
+                "lime": (1000, 0), "optimization (pixels)": (502, 500),
+                "optimization (slic)": (502, 500)}
+    for row in rows:
+        if row["method"] in expected:
+            assert (row["forward/image"], row["backward/image"]) == pytest.approx(
+                expected[row["method"]]), row
+    assert run["device"] == "cpu" and run["cpu"]
