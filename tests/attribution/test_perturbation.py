@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from tests._models import SpotPosterior
@@ -122,16 +123,18 @@ def test_lime_recovers_known_segment_weights_up_to_ridge_shrinkage():
     torch.testing.assert_close(recovered, truth, rtol=0.05, atol=2e-3)
 
 
-def testweighted_ridge_matches_scikit_learn():
+@pytest.mark.parametrize("features", [6, 80])  # more samples than features, and fewer
+def test_weighted_ridge_matches_scikit_learn(features):
     from sklearn.linear_model import Ridge
 
     from uattr.ops.surrogate import weighted_ridge
 
     gen = torch.Generator().manual_seed(0)
-    design = (torch.rand(2, 50, 6, generator=gen) < 0.5).double()
+    design = (torch.rand(2, 50, features, generator=gen) < 0.5).double()
     target = torch.randn(2, 50, generator=gen, dtype=torch.float64)
     weights = torch.rand(2, 50, generator=gen, dtype=torch.float64) + 0.1
-    ours = weighted_ridge(design, target, weights, 1.0, torch.ones(2, 6, dtype=torch.float64))
+    ours = weighted_ridge(design, target, weights, 1.0,
+                          torch.ones(2, features, dtype=torch.float64))
     for b in range(2):
         reference = Ridge(alpha=1.0).fit(design[b].numpy(), target[b].numpy(),
                                          sample_weight=weights[b].numpy()).coef_
@@ -153,3 +156,16 @@ def test_lime_defaults_to_quickshift_segments_and_is_batch_invariant_per_image()
     torch.testing.assert_close(together, explicit)
     alone = method.attribute(x[2:], generator=[torch.Generator().manual_seed(2)])
     torch.testing.assert_close(together[2:], alone, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [60, 12])  # more rows than columns, and fewer
+def test_minimum_norm_fit_is_the_pseudo_inverse_solution(rows):
+    from uattr.attribution.perturbation import minimum_norm_fit
+
+    gen = torch.Generator().manual_seed(0)
+    design = (torch.rand(2, rows, 30, generator=gen) < 0.3).double()
+    design[..., -4:] = 0.0  # unused feature slots: zero columns, weight 0
+    target = torch.randn(2, rows, generator=gen, dtype=torch.float64)
+    expected = (torch.linalg.pinv(design) @ target[..., None])[..., 0]
+    torch.testing.assert_close(minimum_norm_fit(design, target), expected, rtol=1e-8,
+                               atol=1e-10)

@@ -21,7 +21,7 @@ from ..ops.surrogate import lime_fit, lime_masks
 from ..uq import Posterior, UncertaintySpec
 from .base import UncertaintyAttribution
 
-__all__ = ["LIME", "KernelSHAP", "Occlusion", "blurred_versions"]
+__all__ = ["LIME", "KernelSHAP", "Occlusion", "blurred_versions", "minimum_norm_fit"]
 
 
 class Occlusion(UncertaintyAttribution):
@@ -131,11 +131,7 @@ class KernelSHAP(UncertaintyAttribution):
         ranks = keys.argsort(-1, descending=True).argsort(-1)  # [B, n, K]: rank of each key
         masks = (ranks < per_mask[:, None, None]).to(x.dtype)  # [B, n, K], 1 = blurred
         drops = self._uncertainty_drops(x, segments, masks)  # [B, n]
-        # Unused feature slots (past K_b) are all-zero columns: the minimum-norm solution
-        # (gelsd, a CPU driver; CUDA's only driver needs full rank) gives them weight 0.
-        weights = torch.linalg.lstsq(masks.double().cpu(), drops.double().cpu()[..., None],
-                                     driver="gelsd").solution[..., 0]
-        weights = weights.to(device=x.device, dtype=x.dtype)  # [B, K]
+        weights = minimum_norm_fit(masks, drops).to(device=x.device, dtype=x.dtype)  # [B, K]
         return weights.gather(1, segments.flatten(1)).view(batch, height, width)
 
     def _uncertainty_drops(self, x: Tensor, segments: Tensor, masks: Tensor) -> Tensor:
@@ -144,6 +140,21 @@ class KernelSHAP(UncertaintyAttribution):
             base = self.uncertainty_of(x)  # [B]
             return base[:, None] - blurred_versions(
                 self.uncertainty_of, x, segments, masks, self.perturbations_per_eval)
+
+
+def minimum_norm_fit(design: Tensor, target: Tensor) -> Tensor:
+    """The minimum-norm least-squares weights ``A⁺b`` ``[B, K]`` of ``design [B, n, K]`` and
+    ``target [B, n]``, in float64 on the CPU (gelsd: CUDA's only driver needs full rank).
+
+    Unused feature slots (past K_b) are all-zero columns, which the minimum-norm solution
+    gives weight 0. With fewer rows than columns (per pixel on an image of more than
+    ``n`` pixels) it is ``Aᵀ(AAᵀ)⁺b``: a pseudo-inverse of the n×n Gram matrix instead of an
+    SVD of the whole n×K design, the same solution at a fraction of the work."""
+    a, b = design.double().cpu(), target.double().cpu()[..., None]  # [B, n, K], [B, n, 1]
+    if a.shape[1] < a.shape[2]:
+        gram = a @ a.transpose(1, 2)  # [B, n, n]
+        return (a.transpose(1, 2) @ torch.linalg.lstsq(gram, b, driver="gelsd").solution)[..., 0]
+    return torch.linalg.lstsq(a, b, driver="gelsd").solution[..., 0]
 
 
 @torch.no_grad()

@@ -48,8 +48,17 @@ def weighted_ridge(design: Tensor, target: Tensor, weights: Tensor, alpha: float
     w = weights / weights.sum(1, keepdim=True)  # [B, n]
     x_mean = (w[..., None] * design).sum(1, keepdim=True)  # [B, 1, K]
     y_mean = (w * target).sum(1, keepdim=True)  # [B, 1]
-    xc = (design - x_mean) * weights[..., None].sqrt()
-    yc = (target - y_mean) * weights.sqrt()
+    xc = (design - x_mean) * weights[..., None].sqrt()  # [B, n, K]
+    yc = (target - y_mean) * weights.sqrt()  # [B, n]
+    samples, features = design.shape[1:]
+    if samples < features:
+        # More features than samples (LIME per pixel on a large image): the dual form
+        # (XᵀX + αI_K)⁻¹Xᵀy = Xᵀ(XXᵀ + αI_n)⁻¹y solves n×n instead of K×K (a K×K system
+        # at 224 px would take 20 GB). Padding features have zero columns, so weight 0.
+        gram = xc @ xc.transpose(1, 2) + alpha * torch.eye(samples, dtype=xc.dtype,
+                                                            device=xc.device)
+        dual = torch.linalg.solve(gram, yc[..., None])  # [B, n, 1]
+        return (xc.transpose(1, 2) @ dual)[..., 0] * valid
     gram = xc.transpose(1, 2) @ xc + alpha * torch.diag_embed(torch.ones_like(valid))
     rhs = (xc.transpose(1, 2) @ yc[..., None])[..., 0]  # [B, K]
     return torch.linalg.solve(gram, rhs) * valid
