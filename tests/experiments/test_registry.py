@@ -100,3 +100,48 @@ def test_a_detection_row_of_the_optimization_reports_the_steps_it_took():
     grad_rows, _ = run_detection(found, [MethodSpec("plain", _ShowSegments(SpotPosterior(
         (4, 12))), lambda x: segment.grid(x, cell=4))], log=lambda _: None)
     assert "mean steps" not in grad_rows[0]  # only a method that optimises has steps
+
+
+class _Brightness(UncertaintyAttribution):
+    """The image itself as a map: it finds a box where the bright cell is."""
+
+    def attribute(self, x, *, segments=None):
+        return x.mean(1)
+
+
+class _FixedPeak(UncertaintyAttribution):
+    """One peak at rows 4-7, columns 12-15 of every image, whatever the image."""
+
+    def attribute(self, x, *, segments=None):
+        maps = torch.zeros(x.shape[0], *x.shape[-2:])
+        maps[:, 4:8, 12:16] = 1.0
+        return maps
+
+
+def test_detection_rows_say_how_far_each_is_from_the_best_in_paired_standard_errors():
+    from uattr.experiments.benchmarks.detection import DetectionSet, run_detection
+
+    x = torch.zeros(4, 1, 16, 16)
+    x[:2, 0, 4:8, 12:16] = 1.0  # images 0, 1: the bright cell is the true patch
+    x[2:, 0, 10:14, 0:4] = 1.0  # images 2, 3: it is elsewhere
+    boxes = torch.tensor([[4, 12, 4, 4]] * 4)
+    found = DetectionSet(x, boxes, torch.arange(4), torch.zeros(4), torch.ones(4),
+                         torch.ones(4))
+    posterior = SpotPosterior((0, 0))
+    bright, peak = run_detection(found, [MethodSpec("bright", _Brightness(posterior)),
+                                         MethodSpec("peak", _FixedPeak(posterior))],
+                                 log=lambda _: None)[0]
+    # per image IoU: bright [1, 1, 0, 0], peak [1, 1, 1, 1]; the sample std of [1, 1, 0, 0]
+    # or of [0, 0, -1, -1] is sqrt(1/3), over sqrt(4) images
+    assert (bright["IoU"], peak["IoU"]) == (0.5, 1.0)
+    assert bright["IoU s.e."] == pytest.approx(3 ** -0.5 / 2)
+    assert peak["IoU s.e."] == 0.0
+    assert bright["IoU - best"] == -0.5 and peak["IoU - best"] == 0.0
+    assert bright["its s.e."] == pytest.approx(3 ** -0.5 / 2) and peak["its s.e."] == 0.0
+    # an oracle row is measured against the best method, and is never the best itself
+    bright, oracle = run_detection(found, [MethodSpec("bright", _Brightness(posterior)),
+                                           MethodSpec("oracle: peak", _FixedPeak(posterior),
+                                                      lambda x: segment.grid(x, 4),
+                                                      oracle=True)],
+                                   log=lambda _: None)[0]
+    assert bright["IoU - best"] == 0.0 and oracle["IoU - best"] == 0.5

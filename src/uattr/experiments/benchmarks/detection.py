@@ -132,11 +132,33 @@ def run_detection(
 
         cells.append(Cell(f"detection-{spec.name}", {**method_key(spec), "data": data_key},
                           compute, spec.name))
+    ious = {}
     for spec, (row, maps) in zip(methods, cached_cells(folder, cells, log, parallel),
                                  strict=True):
-        rows.append(row)
         all_maps[spec.name] = torch.from_numpy(maps)
+        ious[spec.name] = box_iou(find_box(all_maps[spec.name], detection.patch_size),
+                                  detection.boxes)  # [N]
+        rows.append({**row, "IoU s.e.": _standard_error(ious[spec.name])})
+    _against_the_best(rows, ious, {spec.name for spec in methods if spec.oracle})
     return rows, all_maps
+
+
+def _standard_error(values: Tensor) -> float:
+    return float(values.double().std() / len(values) ** 0.5) if len(values) > 1 else 0.0
+
+
+def _against_the_best(rows: list[dict], ious: dict[str, Tensor], oracles: set[str]) -> None:
+    """Add to each row its IoU minus that of the best method (oracles aside) and the
+    standard error of that difference, paired over the same images: a lead is as large
+    as it is in these units."""
+    methods = [row["method"] for row in rows if row["method"] not in oracles]
+    if not methods:
+        return
+    best = max(methods, key=lambda name: float(ious[name].mean()))
+    for row in rows:
+        difference = ious[row["method"]] - ious[best]
+        row.update({"IoU - best": float(difference.mean()),
+                    "its s.e.": _standard_error(difference)})
 
 
 def runtime_rows(rows: list[dict], *, batch_size: int, device: str) -> list[dict]:
