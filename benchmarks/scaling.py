@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from uattr.experiments.attribute import cpu_model
+from uattr.experiments.registry import ROWS
 from uattr.experiments.runs import RunFolder, markdown_table, write_atomic
 
 SIZES = (28, 32, 96, 224)
@@ -188,7 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     if any(size < 16 for size in args.sizes):
         raise SystemExit("--sizes: every size must be >= 16 px (the CNN's two 4×4 convs)")
-    known = list(rows_for(ensemble("small-cnn", 28, "cpu")))
+    known = [row.name for row in ROWS if not row.generative and not row.oracle]
     unknown = sorted(set(args.methods or []) - set(known))
     if unknown:
         raise SystemExit(f"--methods: unknown {unknown}; choose from {known}")
