@@ -13,6 +13,7 @@ from captum.attr import Saliency
 from torch import Tensor, nn
 
 from ..ops.checks import check_positive, check_positive_ints
+from ..ops.chunks import images_per_pass
 from ..ops.perturb import gaussian_blur
 from ..ops.rng import draw_normal, make_generators
 from ..uq import Posterior, UncertaintySpec
@@ -26,12 +27,14 @@ IG_RULES = ("gausslegendre", "riemann_middle", "riemann_left", "riemann_right",
 
 
 def input_gradients(
-    uncertainty_of: Callable[[Tensor], Tensor], images: Tensor, images_per_pass: int
+    uncertainty_of: Callable[[Tensor], Tensor], images: Tensor, at_28px: int
 ) -> Tensor:
-    """``∂U/∂x`` ``[N, C, H, W]`` of many images, ``images_per_pass`` at a time."""
+    """``∂U/∂x`` ``[N, C, H, W]`` of many images, ``at_28px`` images of 28×28 (as many
+    pixels: :func:`~uattr.ops.chunks.images_per_pass`) at a time."""
+    step = images_per_pass(at_28px, *images.shape[-2:])
     grads = []
-    for i in range(0, images.shape[0], images_per_pass):
-        chunk = images[i : i + images_per_pass].detach().requires_grad_()
+    for i in range(0, images.shape[0], step):
+        chunk = images[i : i + step].detach().requires_grad_()
         (grad,) = torch.autograd.grad(uncertainty_of(chunk).sum(), chunk)
         grads.append(grad)
     return torch.cat(grads)
@@ -63,7 +66,8 @@ class IntegratedGradients(UncertaintyAttribution):
     The map is the channel mean of the signed attributions' absolute values, so that a
     region counts whichever way it pushes.
 
-    ``internal_batch_size`` bounds how many images go through the posterior at once
+    ``internal_batch_size`` bounds how many images go through the posterior at once, in
+    images of 28×28 (fewer, as many pixels, on larger ones: :mod:`uattr.ops.chunks`)
     (``n_steps × B`` in all).
     """
 
@@ -93,7 +97,8 @@ class IntegratedGradients(UncertaintyAttribution):
         x = self._check(x).detach()
         return CaptumIG(self.uncertainty_of).attribute(
             x, baselines=torch.full_like(x, self.reference), n_steps=self.n_steps,
-            method=self.rule, internal_batch_size=self.internal_batch_size)
+            method=self.rule,
+            internal_batch_size=images_per_pass(self.internal_batch_size, *x.shape[-2:]))
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``|IG|`` averaged over channels, ``[B, H, W]``; ``segments`` is ignored."""
@@ -106,7 +111,8 @@ class SmoothGrad(UncertaintyAttribution):
 
     Written here rather than with Captum's ``NoiseTunnel``, which draws its noise from the
     global RNG: with ``generator`` one generator per image, an image's map does not depend
-    on the batch it is in. ``samples_batch_size`` bounds the images per forward pass.
+    on the batch it is in. ``samples_batch_size`` bounds the images per forward pass (in
+    images of 28×28: :mod:`uattr.ops.chunks`).
     """
 
     name = "smoothgrad"
@@ -185,7 +191,8 @@ class BlurIG(UncertaintyAttribution):
     ``Σ_k ∇U(p_k') ⊙ (p_{k+1} - p_k)``, with ``p_k = blur(x, σ_max (1 - k/n))`` and
     ``p_k'`` the path at the midpoint width: completeness ``Σ ≈ U(x) - U(blur(x, σ_max))``.
     ``sigma_max`` defaults to 0.2 of the image side (the paper's 50 px on 224 px).
-    Written here because Captum has no blur path; ``internal_batch_size`` bounds the
+    Written here because Captum has no blur path; ``internal_batch_size`` (in images of
+    28×28: :mod:`uattr.ops.chunks`) bounds the
     images per forward pass (``n_steps × B`` in all).
     """
 

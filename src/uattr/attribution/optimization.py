@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..ops.checks import check_positive, check_positive_ints
+from ..ops.chunks import images_per_pass
 from ..ops.perturb import gaussian_blur
 from ..ops.rng import draw_uniform, make_generators
 from ..ops.segment import check_segments, pixels, segment_slots
@@ -33,7 +34,7 @@ __all__ = ["UNINFORMATIVE_BELOW", "OptimizationResult", "OptimizationTrace", "Op
            "UninformativeMapWarning", "gumbel_sigmoid", "logistic_noise"]
 
 _EPS = 1e-6
-_CHECK_CHUNK = 256  # images per forward pass when estimating the expected loss
+_CHECK_CHUNK = 256  # images of 28×28 per forward pass when estimating the expected loss
 #: below this share of U(x) removed by the found region, a map is reported as saying
 #: nothing about the cause of the uncertainty (:meth:`OptimizationResult.uninformative`)
 UNINFORMATIVE_BELOW = 0.05
@@ -235,6 +236,7 @@ class OptimizationUA(UncertaintyAttribution):
         generators = make_generators(generator, self.seed, batch, x.device)
         check_generators = _spawn(generators, x.device)
         sigma0 = self.sigma_init * min(height, width)
+        check_chunk = images_per_pass(_CHECK_CHUNK, height, width)
 
         logits = torch.zeros(batch, k_max, device=x.device, requires_grad=True)  # v
         log_scale = torch.zeros(batch, device=x.device, requires_grad=self.learn_blur)  # φ
@@ -269,8 +271,8 @@ class OptimizationUA(UncertaintyAttribution):
             uniform = check_uniform[idx]  # [n, D, K]
             repeated = idx.repeat_interleave(draws)  # [n·D]: image b, D times in a row
             weights = sample_weights(repeated, uniform.reshape(-1, k_max))  # [n·D, K]
-            parts = [loss_parts(repeated[i : i + _CHECK_CHUNK], weights[i : i + _CHECK_CHUNK])
-                     for i in range(0, len(repeated), _CHECK_CHUNK)]  # chunks bound memory
+            parts = [loss_parts(repeated[i : i + check_chunk], weights[i : i + check_chunk])
+                     for i in range(0, len(repeated), check_chunk)]  # chunks bound memory
             u = torch.cat([u for u, _ in parts]).view(-1, draws).mean(1)
             sparsity = torch.cat([r for _, r in parts]).view(-1, draws).mean(1)
             return u, sparsity

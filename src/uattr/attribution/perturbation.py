@@ -14,6 +14,7 @@ from captum.attr import Occlusion as CaptumOcclusion
 from torch import Tensor, nn
 
 from ..ops.checks import check_positive, check_positive_ints
+from ..ops.chunks import images_per_pass
 from ..ops.perturb import blurred_reference
 from ..ops.rng import draw_uniform, make_generators
 from ..ops.segment import check_segments, pixels, quickshift, segment_slots
@@ -167,11 +168,11 @@ def blurred_versions(
 ) -> Tensor:
     """``U(x')`` ``[B, n, ...]`` (whatever ``uncertainty_of`` returns per image) where
     ``x'`` blurs the segments that ``masks [B, n, K]`` mark 1, in chunks of about
-    ``images_per_eval`` images."""
+    ``images_per_eval`` images of 28×28 (as many pixels: :mod:`uattr.ops.chunks`)."""
     batch, n, _ = masks.shape
     blurred = blurred_reference(x)
     flat_segments = segments.flatten(1)  # [B, H·W]
-    step = max(1, images_per_eval // batch)
+    step = max(1, images_per_pass(images_per_eval, *x.shape[-2:]) // batch)
     values = []
     for i in range(0, n, step):
         chunk = masks[:, i : i + step]  # [B, m, K]

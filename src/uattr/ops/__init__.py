@@ -1,4 +1,5 @@
 """Operations on images that methods, metrics and benchmarks share, one idea per module:
 segmentations (:mod:`.segment`), the blur every perturbation uses (:mod:`.perturb`),
 LIME's masks, kernel and weighted ridge (:mod:`.surrogate`), per-image random draws
-(:mod:`.rng`) and argument checks (:mod:`.checks`)."""
+(:mod:`.rng`), argument checks (:mod:`.checks`) and how many images go through a
+posterior at once (:mod:`.chunks`)."""
