@@ -71,3 +71,21 @@ def test_the_scaling_table_covers_every_size_and_keeps_the_step_within_1_3_passe
             assert (row["forward/image"], row["backward/image"]) == pytest.approx(
                 expected[row["method"]]), row
     assert run["device"] == "cpu" and run["cpu"]
+
+
+
+
+@pytest.mark.skipif(not (DETECTION / "detection.json").exists(),
+                    reason="photo-mnist's detection table is not committed")
+def test_the_stated_rank_correlation_with_mnist_is_that_of_the_files():
+    from scipy.stats import spearmanr
+
+    colour = {row["method"]: row["IoU"] for row in _read(DETECTION / "detection.json")}
+    grey = {row["method"]: row["IoU"]
+            for row in _read(RESULTS / "mnist-test-n500-seed0/detection.json")}
+    common = sorted(set(colour) & set(grey))
+    rho = spearmanr([colour[m] for m in common], [grey[m] for m in common]).statistic
+    page = (RESULTS.parent / "reproduction.md").read_text()
+    stated = f"{len(common)} methods measured on both, the Spearman rank correlation of " \
+             f"their IoU is {rho:.2f}"
+    assert stated in page
