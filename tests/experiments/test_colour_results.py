@@ -73,8 +73,6 @@ def test_the_scaling_table_covers_every_size_and_keeps_the_step_within_1_3_passe
     assert run["device"] == "cpu" and run["cpu"]
 
 
-
-
 @pytest.mark.skipif(not (DETECTION / "detection.json").exists(),
                     reason="photo-mnist's detection table is not committed")
 def test_the_stated_rank_correlation_with_mnist_is_that_of_the_files():
