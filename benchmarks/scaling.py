@@ -52,16 +52,9 @@ STEP_REPEATS = 5
 
 def photo_crops(size: int, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` random ``size``-px crops of the shipped colour photographs ``[n, 3, H, W]``."""
-    from uattr.zoo.photo_mnist import photographs
+    from uattr.zoo.photo_mnist import random_crops
 
-    rng = np.random.default_rng((seed, size))
-    photos = [p for p in photographs() if min(p.shape[:2]) >= size]
-    crops = []
-    for _ in range(n):
-        photo = photos[rng.integers(len(photos))]
-        top, left = (int(rng.integers(room + 1)) for room in np.subtract(photo.shape[:2], size))
-        crops.append(photo[top:top + size, left:left + size])
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+    return torch.from_numpy(random_crops(size, n, seed))
 
 
 def ensemble(arch: str, size: int, device: str):

@@ -7,20 +7,12 @@ import torch
 from skimage.segmentation import slic as skimage_slic
 
 from uattr import segment
-from uattr.zoo.photo_mnist import photographs
+from uattr.zoo.photo_mnist import random_crops
 
 
 def _photo_crops(size: int, n: int, seed: int) -> torch.Tensor:
     """``n`` random ``size``-px crops of the shipped colour photographs, ``[n, 3, H, W]``."""
-    rng = np.random.default_rng(seed)
-    photos = photographs()
-    crops = []
-    for _ in range(n):
-        photo = photos[rng.integers(len(photos))]
-        top = rng.integers(photo.shape[0] - size + 1)
-        left = rng.integers(photo.shape[1] - size + 1)
-        crops.append(photo[top:top + size, left:left + size] / 255.0)
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+    return torch.from_numpy(random_crops(size, n, seed))
 
 
 def _versions(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -35,7 +27,7 @@ _COUNTS = [
     ("slic", {"n_segments": 30}, (15, 45)),
     ("slic", {"n_segments": 60}, (30, 90)),
     ("texture", {"n_segments": 12}, (3, 18)),
-    ("quickshift", {}, (3, 24)),
+    ("quickshift", {}, (2, 32)),
     ("felzenszwalb", {}, (12, 90)),
 ]
 

@@ -24,7 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["PHOTOS", "SIDE", "blend", "crops", "photographs", "placements", "read_arrays"]
+__all__ = ["PHOTOS", "SIDE", "blend", "crops", "photographs", "placements", "random_crops",
+           "read_arrays"]
 
 SIDE = 32
 _PAD = (SIDE - 28) // 2
@@ -93,3 +94,21 @@ def read_arrays(split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     # stored as 8-bit colour, as MNIST-M's own PNG files are
     images = np.rint(blend(digits, backgrounds) * 255.0).astype(np.uint8)  # [N, 3, 32, 32]
     return images, mnist.labels.numpy()
+
+
+def random_crops(size: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random ``size``-px colour crops of the photographs, ``float32 [n, 3, size, size]``
+    in [0, 1] (seeded): real colour images at any size up to 300 px, for tests and
+    benchmarks that need them."""
+    rng = np.random.default_rng((seed, size))
+    photos = [photo for photo in photographs() if min(photo.shape[:2]) >= size]
+    if not photos:
+        raise ValueError(f"size must be at most {max(min(p.shape[:2]) for p in photographs())} "
+                         f"px (the smallest side of the largest photograph), got {size}")
+    out = np.empty((n, 3, size, size), dtype=np.float32)
+    for i in range(n):
+        photo = photos[rng.integers(len(photos))]
+        top = rng.integers(photo.shape[0] - size + 1)
+        left = rng.integers(photo.shape[1] - size + 1)
+        out[i] = photo[top:top + size, left:left + size].transpose(2, 0, 1) / 255.0
+    return out
