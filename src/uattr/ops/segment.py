@@ -215,11 +215,11 @@ def quickshift(
     ``kernel_size`` and ``max_dist`` are in pixels of a 28 px image and scale with the
     image's shorter side, so that a segment covers the same share of the image at every
     size: the defaults give 3-28 segments on crops of colour photographs, their grey
-    versions and dimmed copies at 28-224 px (unscaled, 600-800 at 224 px). The defaults (1, 5, 0.2) are those
-    of the uncertainty-attribution implementation whose LIME papers/001 A.2 runs on its
-    small images; they give about 14 segments on an MNIST digit (10-19 on the validation
-    split). The ``lime`` package's ImageNet defaults (4, 200, 0.2) merge a 28×28 digit into
-    one or two segments."""
+    versions and dimmed copies at 28-224 px (unscaled, 600-800 at 224 px). The defaults
+    (1, 5, 0.2) are those of the uncertainty-attribution implementation whose LIME
+    papers/001 A.2 runs on its small images; they give about 14 segments on an MNIST
+    digit (10-19 on the validation split). The ``lime`` package's ImageNet defaults (4,
+    200, 0.2) merge a 28×28 digit into one or two segments."""
     from skimage.segmentation import quickshift as _quickshift
 
     scale = _scale(x)
