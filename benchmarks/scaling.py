@@ -16,7 +16,8 @@ worst case of the stopping rule; every other method runs its defaults.
 Each (size, network, row) is one cell, run in a fresh process so that its peak memory is
 its own: ``peak MiB`` is the process's peak resident memory above what it held before the
 method started (on CUDA: the peak of allocated GPU memory). Each cell is written to
-``--out/cells`` as it finishes, and a rerun skips the finished ones. Tables (Markdown, CSV,
+``--out/cells`` as it finishes, and a rerun skips the finished ones (a damaged one is
+moved aside and measured again). Tables (Markdown, CSV,
 JSON) go to ``--out``:
 
 1. ``scaling``: per size, network and method: images, seconds/image, forward/image,
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 
 from uattr.experiments.attribute import cpu_model
+from uattr.experiments.healing import read_json_or_set_aside
 from uattr.experiments.registry import ROWS
 from uattr.experiments.runs import RunFolder, markdown_table, write_atomic
 
@@ -204,14 +206,14 @@ def main() -> None:
                       (size, arch, name, n, args.device)) for name in methods]
     spawn = multiprocessing.get_context("spawn")
     for path, cell, cell_args in jobs:
-        if path.exists():
+        if isinstance(read_json_or_set_aside(path), dict):  # a damaged cell is made again
             continue
         # a fresh process per cell: its peak memory is its own
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
             row = pool.submit(cell, *cell_args).result()
         write_atomic(path, (json.dumps(row) + "\n").encode())
         print(json.dumps(row), flush=True)
-    rows = [json.loads(path.read_text()) for path, _, _ in jobs]
+    rows = [read_json_or_set_aside(path) for path, _, _ in jobs]
     steps = [row for row in rows if "ratio" in row]
     scaling = [row for row in rows if "ratio" not in row]
     out.write_table("scaling", scaling)

@@ -33,12 +33,13 @@ from tqdm.auto import tqdm
 from ..ops.rng import index_generators
 from ..uq import predict_probs, uncertainty
 from .benchmarks.common import MethodSpec, attribute_in_batches, method_key
+from .healing import read_json_or_set_aside, read_npz_or_set_aside, set_aside
 from .runs import write_atomic
 from .settings import Settings
 
 __all__ = ["AttributedSet", "InvocationRecord", "ShardPlan", "ShardWorker", "attribute_dataset",
            "attribute_shard", "cpu_model", "finished_shards", "load_maps", "open_folder",
-           "read_timing", "shard_name"]
+           "read_shard", "read_timing", "shard_name"]
 
 MANIFEST = "manifest.json"
 TIMING = "timing.json"
@@ -70,8 +71,13 @@ def open_folder(folder: str | os.PathLike, manifest: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / MANIFEST
     wanted = json.loads(json.dumps(manifest, default=str))  # as it reads back from disk
-    if path.exists():
-        stored = json.loads(path.read_text())
+    had_manifest = path.exists()
+    stored = read_json_or_set_aside(path)
+    if had_manifest and stored is None:
+        # shards whose settings nothing records cannot be trusted: set aside, made again
+        for shard in sorted(folder.glob("shard-*.npz")):
+            set_aside(shard, f"its folder's {MANIFEST} is damaged")
+    if stored is not None:
         if stored != wanted:
             changed = _differences(stored, wanted)
             raise ValueError(f"--out {folder} holds maps made with other settings (they "
@@ -94,9 +100,36 @@ def _differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
     return names
 
 
-def finished_shards(folder: Path, count: int) -> set[int]:
-    """The shards ``0..count-1`` whose file is written."""
-    return {k for k in range(count) if (folder / shard_name(k)).exists()}
+SHARD_KEYS = ("indices", "maps", "u", "seconds")
+
+
+def read_shard(folder: Path, k: int, indices: Tensor | None = None) -> dict | None:
+    """Shard ``k``'s arrays, checked: every key, one map and one U per index, and the
+    ``indices`` the plan gives it (when given). ``None`` when it is not written; a damaged
+    one is moved aside (:mod:`.healing`) and is ``None`` too."""
+    path = folder / shard_name(k)
+    part = read_npz_or_set_aside(path, SHARD_KEYS)
+    if part is None:
+        return None
+    n = len(part["indices"])
+    problem = None
+    if part["maps"].ndim != 3 or len(part["maps"]) != n or part["u"].shape != (n,):
+        problem = (f"{n} indices, maps {part['maps'].shape}, U {part['u'].shape}: they do "
+                   "not match")
+    elif indices is not None and not np.array_equal(part["indices"], indices.numpy()):
+        problem = "its image indices are not those of its shard"
+    elif not (np.isfinite(part["maps"]).all() and np.isfinite(part["u"]).all()):
+        problem = "it holds NaN or infinite values"
+    if problem is not None:
+        set_aside(path, problem)
+        return None
+    return part
+
+
+def finished_shards(folder: Path, plan: ShardPlan) -> set[int]:
+    """The shards of ``plan`` whose file is written and whole (a damaged one is moved aside
+    and so is not finished)."""
+    return {k for k in range(plan.count) if read_shard(folder, k, plan.shard(k)) is not None}
 
 
 def attribute_shard(spec: MethodSpec, images: Tensor, indices: Tensor, *, kind: str,
@@ -148,11 +181,17 @@ def load_maps(folder: str | os.PathLike) -> AttributedSet:
     if not (folder / MANIFEST).exists():
         raise FileNotFoundError(f"{folder} has no {MANIFEST}: it is not a folder of "
                                 "`uattr attribute`")
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = read_json_or_set_aside(folder / MANIFEST)
+    if manifest is None:
+        raise ValueError(f"{folder}'s {MANIFEST} is damaged: rerun `uattr attribute` with "
+                         "the same settings to make the folder again")
     shards = sorted(folder.glob("shard-*.npz"))
     if not shards:
         raise ValueError(f"{folder} holds no finished shard yet")
-    parts = [np.load(path) for path in shards]
+    parts = [read_shard(folder, int(path.stem.split("-")[1])) for path in shards]
+    if any(part is None for part in parts):
+        raise ValueError(f"{folder} had damaged shards (moved aside): rerun `uattr attribute` "
+                         "with the same settings to compute them again")
     indices = torch.from_numpy(np.concatenate([p["indices"] for p in parts]))
     order = torch.argsort(indices)
     maps = torch.from_numpy(np.concatenate([p["maps"] for p in parts]))[order]
@@ -162,8 +201,8 @@ def load_maps(folder: str | os.PathLike) -> AttributedSet:
 
 def read_timing(folder: str | os.PathLike) -> list[dict]:
     """The rows of ``timing.json``: one per finished invocation (none before the first)."""
-    path = Path(folder) / TIMING
-    return json.loads(path.read_text()) if path.exists() else []
+    rows = read_json_or_set_aside(Path(folder) / TIMING)
+    return rows if isinstance(rows, list) else []
 
 
 def shard_seconds(folder: Path, shards: list[int]) -> float:
@@ -171,8 +210,8 @@ def shard_seconds(folder: Path, shards: list[int]) -> float:
     written before shards recorded their time counts 0."""
     total = 0.0
     for k in shards:
-        with np.load(folder / shard_name(k)) as part:
-            total += float(part["seconds"]) if "seconds" in part.files else 0.0
+        part = read_shard(folder, k)
+        total += float(part["seconds"]) if part is not None else 0.0
     return total
 
 
@@ -297,7 +336,7 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
                                               seed=settings.method.seed))
     for partial in folder.glob("tmp*.tmp"):  # what a killed writer left (write_atomic)
         partial.unlink(missing_ok=True)
-    done = finished_shards(folder, plan.count)
+    done = finished_shards(folder, plan)
     todo = [k for k in range(plan.count) if k not in done]
     if done:
         log(f"{len(done)} of {plan.count} shards already written in {folder}: skipped")

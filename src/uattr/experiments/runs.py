@@ -50,12 +50,21 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     return "\n".join(lines) + "\n"
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it, and set it back at once
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(target: Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``target``, then rename it into place:
     readers see the whole file or none."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     try:
+        # mkstemp makes the file its owner's alone; a result file is as readable as any
+        # file this user makes (the umask's permissions)
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)
@@ -124,15 +133,25 @@ class RunFolder:
 
     # ------------------------------------------------------------------------ cells
     def load_cell(self, name: str, config: dict[str, Any]) -> tuple[dict, np.ndarray] | None:
-        """The stored record and array of cell ``name`` if it was made with ``config``."""
+        """The stored record and array of cell ``name`` if it was made with ``config``; a
+        damaged one is moved aside (:mod:`.healing`) and computed again."""
+        from .healing import read_json_or_set_aside, read_npy_or_set_aside, set_aside
+
         record_path = self.path / "cells" / f"{name}.json"
         array_path = self.path / "cells" / f"{name}.npy"
         if not (record_path.exists() and array_path.exists()):
             return None
-        stored = json.loads(record_path.read_text())
+        stored = read_json_or_set_aside(record_path)
+        if not isinstance(stored, dict) or "record" not in stored:
+            if record_path.exists():
+                set_aside(record_path, "it is not a cell's record")
+            return None
         if stored.get("config_key") != config_key(config):
             return None
-        return stored["record"], np.load(array_path)
+        array = read_npy_or_set_aside(array_path)
+        if array is None:
+            return None
+        return stored["record"], array
 
     def save_cell(self, name: str, config: dict[str, Any], record: dict, array: np.ndarray) -> None:
         """Store a finished cell (array first, so a record always has its array)."""

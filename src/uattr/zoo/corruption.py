@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..ops.perturb import gaussian_blur
 from .data import Split
-from .models import cache_dir, load_cached, save_atomic
+from .models import _load_state, cache_dir, save_atomic
 
 __all__ = ["CorruptionConfig", "CorruptionNet", "corrupt", "load_or_train_corruption_net",
            "random_shapes", "train_corruption_net"]
@@ -151,9 +151,7 @@ def load_or_train_corruption_net(dataset: str, train: Split, *,
     digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()
     path = Path(cache_dir(cache)) / f"{dataset}-corruption-{digest[:10]}.pt"
     net = CorruptionNet(train.images.shape[1], config.width)
-    state = load_cached(path, log)
-    if state is not None:
-        net.load_state_dict(state)
+    if _load_state(net, path, log):  # a damaged file is moved aside: trained again
         return net.eval()
     log(f"training the corruption detector of {dataset} ({config.epochs} epochs on "
         f"{len(train)} images; cached in {path})")

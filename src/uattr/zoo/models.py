@@ -161,6 +161,7 @@ def save_atomic(obj: object, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from others sharing it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -170,7 +171,7 @@ def save_atomic(obj: object, path: Path) -> None:
 def load_cached(path: Path, log: Callable[[str], None] = print) -> object | None:
     """What ``torch.save`` stored at ``path``, or ``None`` when there is no such file or
     it cannot be read (a copy cut short by a full disk or a killed process). A damaged file
-    is logged by name and removed: it is a cache, and the caller builds it again."""
+    is logged by name and moved aside to ``<name>.damaged``; the caller builds it again."""
     if not path.exists():
         return None
     try:
@@ -178,9 +179,10 @@ def load_cached(path: Path, log: Callable[[str], None] = print) -> object | None
     # Any failure to read a cache file means the same thing (rebuild it): a truncated zip
     # raises RuntimeError, a truncated legacy pickle EOFError or UnpicklingError, ...
     except Exception as error:
-        log(f"cached file {path} is damaged ({type(error).__name__}: {error}); "
-            "building it again")
-        path.unlink(missing_ok=True)
+        from ..experiments.healing import set_aside
+
+        first = str(error).splitlines()[0] if str(error) else ""
+        set_aside(path, f"{type(error).__name__}: {first}", log)
         return None
 
 
@@ -193,9 +195,9 @@ def _load_state(model: nn.Module, path: Path, log: Callable[[str], None]) -> boo
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, AttributeError) as error:
-        log(f"cached file {path} does not fit the model ({type(error).__name__}); "
-            "training it again")
-        path.unlink(missing_ok=True)
+        from ..experiments.healing import set_aside
+
+        set_aside(path, f"it does not fit the model: {type(error).__name__}", log)
         return False
     return True
 
@@ -203,16 +205,14 @@ def _load_state(model: nn.Module, path: Path, log: Callable[[str], None]) -> boo
 def _cached_scores(path: Path, compute: Callable[[], dict], *, fresh: bool) -> dict:
     """Test scores cached as JSON beside the model; computed again when the model was just
     trained or the file cannot be read. Written atomically."""
-    if not fresh and path.exists():
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            pass  # damaged: computed again below
+    from ..experiments.healing import read_json_or_set_aside
+    from ..experiments.runs import write_atomic
+
+    stored = None if fresh else read_json_or_set_aside(path)
+    if isinstance(stored, dict):
+        return stored
     scores = compute()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(scores))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(scores).encode())
     return scores
 
 

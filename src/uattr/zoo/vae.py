@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .data import Split
-from .models import _cached_scores, cache_dir, load_cached, save_atomic
+from .models import _cached_scores, _load_state, cache_dir, save_atomic
 
 __all__ = ["VAE", "VAEConfig", "load_or_train_vae", "reconstruction_error", "train_vae"]
 
@@ -141,15 +141,13 @@ def load_or_train_vae(dataset: str, train: Split, test: Split, *,
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     path = Path(cache_dir(cache)) / f"{dataset}-vae-{digest}.pt"
     vae = VAE(shape, config.latent, config.hidden)
-    state = load_cached(path, log)
-    fresh = state is None
+    fresh = not _load_state(vae, path, log)  # a damaged file is moved aside: trained again
     if fresh:
         log(f"training the VAE of {dataset} ({config.epochs} epochs on {len(train)} images; "
             f"cached in {path})")
         vae = train_vae(train, config, log)
         save_atomic(vae.state_dict(), path)
     else:
-        vae.load_state_dict(state)
         vae.eval()
     scores = _cached_scores(path.with_suffix(f".test-{len(test)}.json"),
                             lambda: {"test_l1": reconstruction_error(vae, test)}, fresh=fresh)
