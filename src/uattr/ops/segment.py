@@ -71,14 +71,17 @@ def check_segments(segments: Tensor, x: Tensor, name: str = "segments") -> Tenso
 
 
 def relabel(segments: Tensor) -> Tensor:
-    """Map the labels of each image to ``0..K_b-1`` in increasing order (batched)."""
+    """Map the labels of each image to ``0..K_b-1`` in increasing order (batched).
+
+    By sorting each image's labels, so that the work and memory depend on H·W alone, not
+    on how large the labels are (a file may number its segments up to 2^63)."""
     batch = segments.shape[0]
     flat = segments.reshape(batch, -1)  # [B, H·W]
-    size = int(flat.max()) + 1
-    present = torch.zeros(batch, size, dtype=torch.long, device=flat.device)
-    present.scatter_(1, flat, 1)  # [B, L]: 1 where label is used
-    rank = present.cumsum(1) - 1  # [B, L]: new label of each used old label
-    return rank.gather(1, flat).view_as(segments)
+    ordered, order = flat.sort(1)  # [B, H·W]
+    starts = torch.zeros_like(ordered)
+    starts[:, 1:] = (ordered[:, 1:] != ordered[:, :-1]).long()  # 1 where a new label begins
+    ranks = starts.cumsum(1)  # [B, H·W]: new label of each sorted pixel
+    return torch.empty_like(flat).scatter_(1, order, ranks).view_as(segments)
 
 
 def num_segments(segments: Tensor) -> Tensor:

@@ -34,6 +34,7 @@ __all__ = [
     "SPLITS",
     "Split",
     "default_patch_size",
+    "image_shape",
     "load",
     "load_digits",
     "load_fashion_mnist",
@@ -209,6 +210,20 @@ def split_size(dataset: str, split: str, *, root: str | os.PathLike | None = Non
     if dataset in files32.FILE_DATASETS:
         return len(files32.read_arrays(dataset, split, root)[1])  # read once, kept in memory
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+
+
+# (channels, height, width) of each data set's images, known without reading them
+_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "digits": (1, 8, 8),
+           "photo-mnist": (3, 32, 32), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
+           "svhn": (3, 32, 32)}
+
+
+def image_shape(dataset: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` of ``dataset``'s images, without loading them (the command line checks
+    sizes against it before any work)."""
+    if dataset not in _SHAPES:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    return _SHAPES[dataset]
 
 
 def default_patch_size(height: int, width: int) -> int:

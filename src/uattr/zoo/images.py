@@ -21,6 +21,32 @@ from torch import Tensor
 __all__ = ["IMAGE_SUFFIXES", "UserImages", "load_images", "parse_size"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The largest side --size takes: 4096 px is a 16-megapixel photograph; every method then
+# needs gigabytes per image (2000 KernelSHAP copies of a 4096² colour image: 400 GB).
+MAX_SIDE = 4096
+# The images, their float64 reading and a resized copy are in memory at once
+_COPIES = 3
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give (``MemAvailable``), ``None`` where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(count: int, channels: int, height: int, width: int, what: str) -> None:
+    """Refuse, before allocating, ``count`` float images that would not fit in memory."""
+    need = count * channels * height * width * 4 * _COPIES
+    free = available_memory()
+    if free is not None and need > free:
+        raise ValueError(f"{what}: {count} images of {channels}×{height}×{width} need "
+                         f"{need / 2**30:.1f} GiB to load, but this machine has "
+                         f"{free / 2**30:.1f} GiB free; pass a smaller --size or fewer images")
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,8 @@ def parse_size(text: str) -> tuple[int, int]:
         size = (size[0], size[0])
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"--size must be N or HxW with positive integers, got {text!r}")
+    if max(size) > MAX_SIDE:
+        raise ValueError(f"--size must be at most {MAX_SIDE} px per side, got {text!r}")
     return size  # type: ignore[return-value]
 
 
@@ -93,6 +121,14 @@ def _resize(images: Tensor, size: tuple[int, int] | None) -> Tensor:
 
 
 def _from_array(path: Path, size: tuple[int, int] | None) -> UserImages:
+    try:
+        header = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"--images: {path} is not a .npy array of numbers "
+                         f"({type(error).__name__})") from None
+    if header.ndim in (3, 4) and header.shape[0] > 0:
+        channels = header.shape[1] if header.ndim == 4 else 1
+        check_memory(header.shape[0], channels, *(size or header.shape[-2:]), "--images")
     array = np.load(path, allow_pickle=False)
     if array.ndim == 3:
         array = array[:, None]  # [N, 1, H, W]
@@ -135,6 +171,8 @@ def load_images(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
     files = _files(paths)
     if not files:
         raise ValueError("--images needs at least one image file, folder or .npy array")
+    if size is not None:
+        check_memory(len(files), 3, *size, "--images")
     read = [_read_picture(path) for path in files]
     depths = {depth for _, depth in read}
     if len(depths) > 1:
