@@ -196,6 +196,10 @@ class SingleSample(Posterior):
         return self.posterior(x)[:, self.s : self.s + 1]
 
 
+class ProbabilityLikeLogitsWarning(UserWarning):
+    """A model said to return logits returns values that already sum to 1."""
+
+
 def _to_probs(out: Tensor, output: OutputKind, source: str) -> Tensor:
     """Turn a model's output into probabilities along the last axis (never guessing)."""
     if output == "logits":
@@ -210,6 +214,7 @@ def _to_probs(out: Tensor, output: OutputKind, source: str) -> Tensor:
                 f"{source} returns values that already sum to 1 like probabilities, but "
                 "output='logits' applies a softmax to them; pass output='probs' if they are "
                 "probabilities",
+                ProbabilityLikeLogitsWarning,
                 stacklevel=3,
             )
         return out.softmax(-1)

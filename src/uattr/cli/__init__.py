@@ -50,8 +50,19 @@ from .arguments import (
     positive_int,
     settings_from,
 )
-from .attribute import add_attribute_parser
-from .explain import add_explain_parser
+from .attribute import add_attribute_parser, check_attribute
+from .explain import add_explain_parser, check_explain
+from .preflight import (
+    CommandLineParser,
+    check_applicable,
+    check_folder_settings,
+    check_output_folder,
+    check_ray,
+    folder_settings,
+    interrupted,
+    one_line,
+    write_folder_settings,
+)
 
 _MITIGATION = MitigationSettings()
 
@@ -122,16 +133,32 @@ def _names(args: argparse.Namespace) -> list[str] | None:
     return None if args.methods == ["all"] else args.methods
 
 
-def _folder(args: argparse.Namespace, n: int) -> str:
-    return f"runs/{args.dataset}-{args.split}-n{n}-seed{args.seed}"
+def _run_folder(args: argparse.Namespace) -> str:
+    """``--out``, or the default folder of ``uattr run`` or ``uattr bench``."""
+    if args.out:
+        return args.out
+    if args.command == "run":
+        return f"runs/{args.dataset}-{args.split}-main-seed{args.seed}"
+    return f"runs/{args.dataset}-{args.split}-n{args.n}-seed{args.seed}"
+
+
+# What a run folder's tables depend on, beside each cell's own key: the images and the
+# posterior. Benchmarks of other methods or sizes share a folder; other data or another
+# posterior would mix tables of two models in one report.
+_RUN_KEYS = ("dataset", "data_dir", "split", "kind", "model", "output", "num_samples",
+             "members", "epochs", "arch")
+
+
+def _run_settings(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in folder_settings(args, ()).items() if k in _RUN_KEYS}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job: detection, faithfulness and the blurring test on every method, the
     explanation-uncertainty comparison and a small mitigation run, at small sizes, one run
     folder with ``report.md``."""
-    job = open_job(settings_from(args), args.out or
-                        f"runs/{args.dataset}-{args.split}-main-seed{args.seed}")
+    job = open_job(settings_from(args), _run_folder(args))
+    write_folder_settings(job.out.path, _run_settings(args))
     sections = [detection.benchmark(job, args.n_detection),
                 faithfulness.benchmark(job, args.n_faithfulness),
                 blur_test.benchmark(job, args.n_blur_test, args.blur_uncertainty),
@@ -193,7 +220,8 @@ def _mitigation_settings(args: argparse.Namespace) -> MitigationSettings:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    job = open_job(settings_from(args), args.out or _folder(args, args.n))
+    job = open_job(settings_from(args), _run_folder(args))
+    write_folder_settings(job.out.path, _run_settings(args))
     _, run = BENCHMARKS[args.benchmark]
     section = run(job, args)
     report = write_report(job, [section], f"report-{args.benchmark}.md",
@@ -214,7 +242,10 @@ def cmd_table(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise FileNotFoundError(f"file {path} does not exist")
-    rows = json.loads(path.read_text())
+    try:
+        rows = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"file {path} is not JSON ({error})") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ValueError(f"file {path} must hold a table: a JSON list of rows")
     every = list(dict.fromkeys(key for row in rows for key in row))
@@ -228,7 +259,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uattr", description=__doc__)
+    parser = CommandLineParser(prog="uattr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("table", help="print a stored table (JSON) as Markdown, as the "
@@ -338,6 +369,16 @@ def check_arguments(args: argparse.Namespace) -> None:
     data is loaded or model trained; ``ValueError`` names the argument."""
     if not hasattr(args, "device"):
         return  # uattr table: nothing to load or train
+    check_applicable(args)
+    check_ray(getattr(args, "workers", None), getattr(args, "address", None))
+    for flag in ("out", "results"):
+        if getattr(args, flag, None) is not None:
+            check_output_folder(getattr(args, flag), f"--{flag}")
+    if args.command in ("run", "bench"):
+        folder = _run_folder(args)
+        check_output_folder(folder, "--out")
+        check_folder_settings(folder, _run_settings(args), "--out", keys=_RUN_KEYS,
+                              remedy="choose another --out")
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -359,6 +400,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         bad = [i for i in getattr(args, "indices", None) or [] if not 0 <= i < size]
         if bad:
             raise ValueError(f"--indices must lie in [0, {size - 1}] ({where}), got {bad}")
+        if getattr(args, "limit", None) is not None and args.limit > size:
+            raise ValueError(f"--limit must be at most {size} ({where}), got {args.limit}")
     if getattr(args, "benchmark", None) == "mitigation":
         size = data.split_size(args.dataset, "train", root=args.data_dir)
         if args.n > size:
@@ -381,17 +424,23 @@ def check_arguments(args: argparse.Namespace) -> None:
             and args.members < 2:
         raise ValueError("--members must be at least 2 to explain epistemic uncertainty "
                          f"(one model has none), got {args.members}")
+    if args.command == "explain":
+        check_explain(args)
+    if args.command == "attribute":
+        check_attribute(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         check_arguments(args)
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:
-        print(f"uattr: error: {error}", file=sys.stderr)
+        print(f"uattr: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted()
 
 
 if __name__ == "__main__":

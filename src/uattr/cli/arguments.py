@@ -85,6 +85,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=DEFAULT.posterior.output,
                         choices=("logits", "probs"),
                         help="what --model returns (default logits)")
+    parser.add_argument("--trust-output", action="store_true",
+                        help="take --output as given even when --model's outputs look like "
+                             "the other kind (values that already sum to 1 under logits)")
     parser.add_argument("--num-samples", type=positive_int, default=None,
                         help="S, when --model returns members stacked as [(S·B), C]")
     parser.add_argument("--members", type=positive_int, default=DEFAULT.posterior.members,

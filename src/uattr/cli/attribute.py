@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 from .. import viz
 from ..experiments.attribute import attribute_dataset
+from ..experiments.healing import DAMAGED
 from ..experiments.job import command_line, log
 from ..experiments.runs import RunFolder, markdown_table
 from ..metrics import find_box
@@ -27,8 +29,15 @@ from .arguments import (
     positive_int,
     settings_from,
 )
+from .preflight import (
+    RECORD,
+    check_folder_settings,
+    check_output_folder,
+    folder_settings,
+    write_folder_settings,
+)
 
-__all__ = ["add_attribute_parser", "cmd_attribute"]
+__all__ = ["add_attribute_parser", "check_attribute", "cmd_attribute"]
 
 SHARD_SIZE = 200  # images per shard: minutes of work for the slow methods, so Ray's
 # per-task cost (milliseconds) is lost in it, and a killed run loses at most one shard
@@ -58,9 +67,39 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+# What uattr attribute writes into its folder; a folder holding anything else is another
+# command's and is refused.
+_WRITES = ("manifest.json", "timing.*", "shard-*.npz", "most_uncertain.*", "run-attribute.json",
+           RECORD, f"*{DAMAGED}", "tmp*.tmp")
+# Arguments that do not change the maps: where the shards run and how many at once
+_NOT_RECORDED = ("out", "results", "workers", "address", "batch_size")
+
+
+def _folder(args: argparse.Namespace) -> Path:
+    return Path(args.out or f"runs/attribute-{args.dataset}-{args.split}-{_slug(args.method)}")
+
+
+def check_attribute(args: argparse.Namespace) -> None:
+    """The folder, before the posterior is loaded: writable, and new or made by
+    uattr attribute with these settings (the manifest, checked once the posterior is
+    loaded, then compares the weights too)."""
+    folder = _folder(args)
+    check_output_folder(folder, "--out")
+    if not folder.is_dir():
+        return
+    ours = {path for pattern in _WRITES for path in folder.glob(pattern)}
+    others = sorted(p.name for p in folder.iterdir() if p not in ours)
+    if others:
+        raise ValueError(f"--out {folder} holds files uattr attribute does not write (e.g. "
+                         f"{others[0]}); choose another --out")
+    check_folder_settings(folder, folder_settings(args, _NOT_RECORDED), "--out",
+                          remedy="choose another --out or remove it")
+
+
 def cmd_attribute(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    folder = args.out or f"runs/attribute-{args.dataset}-{args.split}-{_slug(args.method)}"
+    folder = str(_folder(args))
+    write_folder_settings(folder, folder_settings(args, _NOT_RECORDED))
     result = attribute_dataset(settings, args.method, folder, limit=args.limit,
                                shard_size=args.shard_size, workers=args.workers,
                                address=args.address, log=log)

@@ -34,8 +34,16 @@ from .arguments import (
     positive_int,
     settings_from,
 )
+from .preflight import (
+    RECORD,
+    check_folder_settings,
+    check_output_folder,
+    check_package,
+    folder_settings,
+    write_folder_settings,
+)
 
-__all__ = ["EXPLAIN_METHODS", "add_explain_parser", "cmd_explain"]
+__all__ = ["EXPLAIN_METHODS", "add_explain_parser", "check_explain", "cmd_explain"]
 
 # Rows whose method works on segments: --segmenter and --segments apply to them.
 _OVER_SEGMENTS = {"optimization", "kernelshap", "lime"}
@@ -54,7 +62,7 @@ def add_explain_parser(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--images", nargs="+", metavar="PATH",
                        help="your images: PNG/JPEG files, folders of them, or one .npy array "
                             "[N, H, W] or [N, C, H, W]")
-    p.add_argument("--size", type=parse_size, default=None, metavar="N|HxW",
+    p.add_argument("--size", type=_size, default=None, metavar="N|HxW",
                    help="resize --images to this size (needed when they differ)")
     add_split_and_method(p)
     p.add_argument("--segmenter", default=None, choices=(*segmenters.SEGMENTER_NAMES, "sam"),
@@ -69,16 +77,35 @@ def add_explain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--box", type=positive_int, default=None,
                    help="side of the box of highest mean attribution (default: the detection "
                         "benchmark's patch, 10 px on 20-64 px images)")
-    p.add_argument("--out", default="runs/explain", help="output folder")
+    p.add_argument("--out", default="runs/explain",
+                   help="output folder (default runs/explain); it records the settings it "
+                        "was made with and refuses others")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what an earlier explain of other settings wrote to --out")
     p.set_defaults(func=cmd_explain)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except ValueError as error:  # argparse would print "invalid value" instead
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--size ")) from None
+
+
+# What uattr explain writes into its folder, and nothing else: --overwrite removes these
+# alone, so that an --out given by mistake (a home folder) loses nothing else.
+_WRITES = ("explain-*.png", "explanations.png", "maps.npy", "summary.json",
+           "diagnostics.md", "diagnostics.csv", "diagnostics.json", RECORD)
+# Arguments that do not change what the folder holds
+_NOT_RECORDED = ("out", "overwrite", "batch_size")
 
 
 def _family(method: str) -> str:
     return method.split(" ")[0]
 
 
-def _check(args: argparse.Namespace) -> None:
-    """What argparse alone cannot see, checked before any work."""
+def check_explain(args: argparse.Namespace) -> None:
+    """What argparse alone cannot see, checked before any model or data is loaded."""
     over_segments = _family(args.method) in _OVER_SEGMENTS
     for flag, value in (("--segmenter", args.segmenter), ("--segments", args.segments)):
         if value is not None and not over_segments:
@@ -94,6 +121,75 @@ def _check(args: argparse.Namespace) -> None:
     if args.images and args.segmenter == "learned":
         raise ValueError("--segmenter learned is the data set's corruption detector; on your "
                          "images use another segmenter or --segments")
+    if args.segmenter == "sam":
+        check_package("segment_anything", "--segmenter sam", "uattr[sam]")
+        if not Path(args.sam_checkpoint).is_file():
+            raise ValueError(f"--sam-checkpoint: {args.sam_checkpoint} is not a file")
+    elif args.sam_checkpoint is not None:
+        raise ValueError("--sam-checkpoint applies to --segmenter sam only")
+    if args.images:
+        missing = [p for p in args.images if not Path(p).exists()]
+        if missing:
+            raise ValueError(f"--images: {missing[0]} does not exist")
+        shape = (None, *args.size) if args.size else None
+    else:
+        shape = data.image_shape(args.dataset)
+    if shape is not None and args.box is not None and args.box > min(shape[1:]):
+        raise ValueError(f"--box must be at most {min(shape[1:])} (the side of the images, "
+                         f"{shape[1]}×{shape[2]}), got {args.box}")
+    if args.segments is not None:
+        count = None if args.images else (len(args.indices) if args.indices
+                                          else args.most_uncertain)
+        _check_segments_file(args.segments, None if shape is None else shape[1:], count)
+    check_output_folder(args.out, "--out")
+    _check_folder(args)
+
+
+def _check_segments_file(path: str, size: tuple[int, int] | None, count: int | None) -> None:
+    """The label file's header (dtype, shape) against the images, before anything loads."""
+    if not Path(path).is_file():
+        raise ValueError(f"--segments: {path} is not a file")
+    try:
+        labels = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"--segments: {path} is not a .npy array of numbers "
+                         f"({type(error).__name__})") from None
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"--segments must hold integer labels, got dtype {labels.dtype}")
+    expected = "[H, W] or [N, H, W]" if size is None else \
+        f"[{size[0]}, {size[1]}] or [{count or 'N'}, {size[0]}, {size[1]}]"
+    if labels.ndim not in (2, 3) or (size is not None and tuple(labels.shape[-2:]) != size) \
+            or (labels.ndim == 3 and count is not None and labels.shape[0] != count):
+        raise ValueError(f"--segments must have shape {expected}, got {labels.shape}")
+
+
+def _explain_settings(args: argparse.Namespace) -> dict:
+    return folder_settings(args, _NOT_RECORDED)
+
+
+def _written_here(folder: Path) -> set[Path]:
+    return {path for pattern in _WRITES for path in folder.glob(pattern)}
+
+
+def _check_folder(args: argparse.Namespace) -> None:
+    """``--out`` is new, empty, or made by uattr explain with these settings (or
+    ``--overwrite``); never a folder holding files explain does not write."""
+    folder = Path(args.out)
+    if not folder.is_dir():
+        return
+    others = sorted(p.name for p in folder.iterdir() if p not in _written_here(folder)
+                    and not p.name.endswith(".tmp"))
+    if others:
+        raise ValueError(f"--out {folder} holds files uattr explain does not write (e.g. "
+                         f"{others[0]}); choose another --out")
+    if not args.overwrite and _written_here(folder):
+        if not (folder / RECORD).exists():
+            raise ValueError(f"--out {folder} holds the figures of an earlier explain whose "
+                             "settings it does not record; choose another --out or pass "
+                             "--overwrite to replace them")
+        check_folder_settings(folder, _explain_settings(args), "--out",
+                              remedy="choose another --out or pass --overwrite to replace "
+                                     "them")
 
 
 def _user_images(args: argparse.Namespace) -> tuple[torch.Tensor, list[str]]:
@@ -147,10 +243,15 @@ def _spec(args: argparse.Namespace, settings: Settings, posterior, shape) -> Met
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    _check(args)
     settings = settings_from(args)
     if args.images:  # the model is checked on the user's images, not the data set's
         images, names = _user_images(args)
+        side = min(images.shape[-2:])
+        if args.box is not None and args.box > side:
+            raise ValueError(f"--box must be at most {side} (the side of your images, "
+                             f"{images.shape[-2]}×{images.shape[-1]}), got {args.box}")
+        if args.segments:
+            _check_segments_file(args.segments, tuple(images.shape[-2:]), len(images))
         posterior, _ = load_posterior(settings, tuple(images.shape[1:]))
     else:
         posterior, _ = load_posterior(settings)
@@ -161,6 +262,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
                                  batch_size=args.batch_size, device=args.device,
                                  box_size=args.box, names=names)
     out = RunFolder(args.out)
+    for path in _written_here(out.path):  # same settings, or --overwrite: nothing mixes
+        path.unlink()
+    write_folder_settings(out.path, _explain_settings(args))
     rows = write_explanation(out, images, names, explanation, method=args.method,
                              uncertainty=args.uncertainty,
                              extra={"arguments": arguments_record(args)})

@@ -146,10 +146,10 @@ def load_posterior(settings: Settings,
     if chosen.model:
         posterior = load_model(chosen.model, output=chosen.output,
                                num_samples=chosen.num_samples, device=settings.device)
-        where = settings.data
         if shape is None:
-            shape = data.load(where.dataset, "test", root=where.data_dir).images.shape[1:]
-        samples = check_model(posterior, shape, settings.device)
+            shape = data.image_shape(settings.data.dataset)
+        samples = check_model(posterior, shape, settings.device,
+                              trust_output=chosen.trust_output)
         key = fingerprint(posterior)
         log(f"your model {' '.join(chosen.model)}: {samples} posterior samples; key {key}")
         return posterior, {"description": f"your model {' '.join(chosen.model)} ({samples} "

@@ -40,7 +40,8 @@ class PosteriorSettings:
     ``kind``: ``ensemble`` or a single-network posterior (``mc-dropout | dropconnect |
     flipout``), trained on the data set; or the user's own ``model`` (TorchScript files
     or a factory ``module:function``, :func:`uattr.posteriors.loading.load_model`), which
-    returns ``output`` (``logits | probs``), members stacked as ``[(S·B), C]`` when
+    returns ``output`` (``logits | probs``; outputs that look like the other kind are refused
+    unless ``trust_output``), members stacked as ``[(S·B), C]`` when
     ``num_samples`` is given. The ensemble's ``members`` and ``epochs``; a single-network
     posterior's ``samples``, DropConnect's drop probability and its training images
     (``None``: all); the ensemble members' ``arch`` (``small-cnn``, papers/001's network for
@@ -50,6 +51,7 @@ class PosteriorSettings:
     kind: str = "ensemble"
     model: tuple[str, ...] = ()
     output: str = "logits"
+    trust_output: bool = False
     num_samples: int | None = None
     members: int = 5
     epochs: int = 1

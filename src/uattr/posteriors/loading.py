@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..uq import OutputKind, Posterior, as_posterior, check_probs
+from ..uq import OutputKind, Posterior, ProbabilityLikeLogitsWarning, as_posterior, check_probs
 
 __all__ = ["check_model", "load_factory", "load_model"]
 
@@ -55,19 +56,37 @@ def load_factory(spec: str) -> object:
             raise FileNotFoundError(f"--model {spec!r}: file {path} does not exist")
         module_spec = importlib.util.spec_from_file_location(f"_uattr_model_{path.stem}", path)
         module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
+        _call_users_code(lambda: module_spec.loader.exec_module(module), spec, str(path))
     else:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         try:
-            module = importlib.import_module(where)
+            module = _call_users_code(lambda: importlib.import_module(where), spec,
+                                      f"module {where!r}")
         except ImportError as error:
             raise ValueError(f"--model {spec!r}: cannot import module {where!r} ({error})") \
                 from None
     factory = getattr(module, name, None)
     if not callable(factory):
         raise ValueError(f"--model {spec!r}: module {where!r} has no function {name!r}")
-    return factory()
+    return _call_users_code(factory, spec, "the factory")
+
+
+def _call_users_code(run, spec: str, what: str):
+    """``run()``, the user's code; what it raises, or an exit it asks for, becomes a
+    ``ValueError`` naming ``--model`` and the message (an exit would otherwise end the
+    command with status 0 and nothing written)."""
+    try:
+        return run()
+    except SystemExit as exit_:
+        raise ValueError(f"--model {spec!r}: {what} exited (sys.exit({exit_.code!r})) instead "
+                         "of returning a posterior") from None
+    except ImportError:
+        raise
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise ValueError(f"--model {spec!r}: {what} raised {type(error).__name__}: "
+                         f"{first}") from None
 
 
 def _load_module(path: str, device: torch.device | str) -> nn.Module:
@@ -116,14 +135,23 @@ def load_model(specs: str | Sequence[str], *, output: OutputKind = "logits",
 
 
 def check_model(posterior: Posterior, shape: Sequence[int],
-                device: torch.device | str = "cpu") -> int:
+                device: torch.device | str = "cpu", *, trust_output: bool = False) -> int:
     """Run ``posterior`` on two blank images of ``shape = (C, H, W)`` and return its number
     of posterior samples S; ``ValueError`` when it does not take such images or does not
-    return probabilities ``[B, S, C]``."""
+    return probabilities ``[B, S, C]``, or when it was said to return logits and returns
+    values that already sum to 1 (its uncertainty would be that of a softmax of
+    probabilities, nearly constant), unless ``trust_output``."""
     probe = torch.full((2, *shape), 0.5, device=device)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ProbabilityLikeLogitsWarning)
             probs = posterior(probe)
+        if not trust_output and any(issubclass(w.category, ProbabilityLikeLogitsWarning)
+                                    for w in caught):
+            raise ValueError("--output logits: --model returns values that already sum to 1 "
+                             "like probabilities, whose softmax would flatten every "
+                             "uncertainty; pass --output probs, or --trust-output if they "
+                             "are logits")
     except ValueError as error:
         raise ValueError(f"--model: its output does not fit: {error}") from None
     except RuntimeError as error:
