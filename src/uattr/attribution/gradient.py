@@ -8,12 +8,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 from captum.attr import GuidedBackprop as CaptumGuidedBackprop
-from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import Saliency
+from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import Tensor, nn
 
 from ..ops.checks import check_positive, check_positive_ints
-from ..ops.chunks import images_per_pass
+from ..ops.chunks import images_per_pass, saved_bytes, within_memory
 from ..ops.perturb import gaussian_blur
 from ..ops.rng import draw_normal, make_generators
 from ..uq import Posterior, UncertaintySpec
@@ -30,10 +30,19 @@ def input_gradients(
     uncertainty_of: Callable[[Tensor], Tensor], images: Tensor, at_28px: int
 ) -> Tensor:
     """``∂U/∂x`` ``[N, C, H, W]`` of many images, ``at_28px`` images of 28×28 (as many
-    pixels: :func:`~uattr.ops.chunks.images_per_pass`) at a time."""
+    pixels: :func:`~uattr.ops.chunks.images_per_pass`) at a time, and never more than
+    fit in memory: the first chunk is one image, whose saved activations size the rest
+    (:func:`~uattr.ops.chunks.within_memory`)."""
     step = images_per_pass(at_28px, *images.shape[-2:])
-    grads = []
-    for i in range(0, images.shape[0], step):
+    grads, start = [], 0
+    if step > 1 and images.shape[0] > 1:  # measure one image before chunks of many
+        first = images[:1].detach().requires_grad_()
+        with saved_bytes() as saved:
+            u = uncertainty_of(first).sum()
+        (grad,) = torch.autograd.grad(u, first)
+        grads.append(grad)
+        step, start = within_memory(step, saved[0], images.device), 1
+    for i in range(start, images.shape[0], step):
         chunk = images[i : i + step].detach().requires_grad_()
         (grad,) = torch.autograd.grad(uncertainty_of(chunk).sum(), chunk)
         grads.append(grad)
@@ -95,10 +104,18 @@ class IntegratedGradients(UncertaintyAttribution):
     def attribute_signed(self, x: Tensor) -> Tensor:
         """The signed attributions ``[B, C, H, W]`` (they sum to ``U(x) - U(x₀)``)."""
         x = self._check(x).detach()
-        return CaptumIG(self.uncertainty_of).attribute(
-            x, baselines=torch.full_like(x, self.reference), n_steps=self.n_steps,
-            method=self.rule,
-            internal_batch_size=images_per_pass(self.internal_batch_size, *x.shape[-2:]))
+        reference = torch.full_like(x, self.reference)
+        # Captum's quadrature (its points α_k and weights w_k for the rule), with the
+        # gradients taken here in chunks that fit in memory, which Captum's
+        # internal_batch_size, a count of images, cannot promise on large networks
+        weights_of, alphas_of = approximation_parameters(self.rule)
+        weights = torch.tensor(weights_of(self.n_steps), dtype=x.dtype, device=x.device)
+        alphas = torch.tensor(alphas_of(self.n_steps), dtype=x.dtype, device=x.device)
+        path = (x - reference)[:, None]  # [B, 1, C, H, W]
+        points = reference[:, None] + alphas[None, :, None, None, None] * path  # [B, n, C, H, W]
+        grads = input_gradients(self.uncertainty_of, points.flatten(0, 1),
+                                self.internal_batch_size).view_as(points)
+        return path[:, 0] * (grads * weights[None, :, None, None, None]).sum(1)
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``|IG|`` averaged over channels, ``[B, H, W]``; ``segments`` is ignored."""
