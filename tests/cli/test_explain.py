@@ -122,7 +122,8 @@ def test_every_method_on_user_files_gives_the_library_calls_maps(user, tmp_path,
         maps = np.load(out / "maps.npy")
         want = method.attribute(x, segments=segmenter(x) if segmenter else None)
         np.testing.assert_allclose(maps, want.detach().numpy(), atol=1e-6, err_msg=name)
-        assert len(list(out.glob("explain-*-digit*.png"))) == 3
+        assert sorted(p.name for p in out.glob("explain-*-digit*")) == [
+            f"explain-000{i}-digit{i}.png" for i in range(3)]  # one extension, not .png.png
 
 
 def test_the_summary_gives_u_before_and_after_blurring_the_found_box(user, tmp_path):

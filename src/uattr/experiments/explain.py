@@ -110,6 +110,17 @@ def uninformative_warnings(result: OptimizationResult, names: Sequence) -> list[
     return lines
 
 
+def _file_stem(name: str) -> str:
+    """A figure's name from an image's: its file's extension dropped (``photo.png`` gives
+    ``explain-0000-photo.png``, not ``…photo.png.png``), odd characters made ``_``."""
+    lowered = name.lower()
+    for suffix in (".png", ".jpg", ".jpeg"):
+        if lowered.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 def _plain(names: Sequence) -> list:
     return names.tolist() if isinstance(names, Tensor) else list(names)
 
@@ -137,7 +148,7 @@ def write_explanation(out: RunFolder, images: Tensor, names: list[str],
     titles = [f"{name}  U={value:.2f}" for name, value in zip(names, u.tolist(), strict=True)]
     seg = explanation.segments
     for i, name in enumerate(names):
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        stem = _file_stem(name)
         out.save_figure(f"explain-{i:04d}-{stem}.png", viz.explanation_grid(
             images[i : i + 1], None if seg is None else seg[i : i + 1],
             explanation.maps[i : i + 1], titles=titles[i : i + 1],
