@@ -178,6 +178,10 @@ def main() -> None:
                         help="images per cell above 96 px (default 1)")
     parser.add_argument("--methods", nargs="+", help="rows to measure (default: all)")
     parser.add_argument("--no-resnet", action="store_true", help="skip ResNet-18 at 224 px")
+    parser.add_argument("--resnet-methods", nargs="+",
+                        help="rows to measure on ResNet-18 (default: those of --methods); on "
+                             "2 CPU cores one forward+backward of its 5 members on one 224 px "
+                             "image takes ~2.6 s, so each 1000-pass row takes ~15 min")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/scaling", help="folder of the tables")
     parser.add_argument("--results", help="also copy the tables to this folder")
@@ -185,15 +189,18 @@ def main() -> None:
     if any(size < 16 for size in args.sizes):
         raise SystemExit("--sizes: every size must be >= 16 px (the CNN's two 4×4 convs)")
     known = [row.name for row in ROWS if not row.generative and not row.oracle]
-    unknown = sorted(set(args.methods or []) - set(known))
-    if unknown:
-        raise SystemExit(f"--methods: unknown {unknown}; choose from {known}")
+    for flag, names in (("--methods", args.methods), ("--resnet-methods", args.resnet_methods)):
+        unknown = sorted(set(names or []) - set(known))
+        if unknown:
+            raise SystemExit(f"{flag}: unknown {unknown}; choose from {known}")
     methods = args.methods or known
+    resnet_methods = [m for m in methods if m in (args.resnet_methods or methods)]
     out = RunFolder(args.out)
     cells = out.path / "cells"
     out.write_json("run-scaling.json", {
         "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(),
         "threads": torch.get_num_threads(), "device": args.device,
+        "methods": methods, "resnet methods": [] if args.no_resnet else resnet_methods,
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None})
     jobs = []
     for size in args.sizes:
@@ -202,8 +209,9 @@ def main() -> None:
         for arch in networks:
             jobs.append((cells / _cell_name("step", size, arch), step_cell,
                          (size, arch, n, args.device)))
+            rows = resnet_methods if arch == "resnet18" else methods
             jobs += [(cells / _cell_name(size, arch, name), method_cell,
-                      (size, arch, name, n, args.device)) for name in methods]
+                      (size, arch, name, n, args.device)) for name in rows]
     spawn = multiprocessing.get_context("spawn")
     for path, cell, cell_args in jobs:
         if isinstance(read_json_or_set_aside(path), dict):  # a damaged cell is made again
@@ -213,7 +221,9 @@ def main() -> None:
             row = pool.submit(cell, *cell_args).result()
         write_atomic(path, (json.dumps(row) + "\n").encode())
         print(json.dumps(row), flush=True)
-    rows = [read_json_or_set_aside(path) for path, _, _ in jobs]
+    # "image" names a row's size in text, as the README's quotes find rows by their text
+    rows = [{"image": f"3×{row['size']}×{row['size']}", **row}
+            for row in (read_json_or_set_aside(path) for path, _, _ in jobs)]
     steps = [row for row in rows if "ratio" in row]
     scaling = [row for row in rows if "ratio" not in row]
     out.write_table("scaling", scaling)
