@@ -27,21 +27,24 @@ IG_RULES = ("gausslegendre", "riemann_middle", "riemann_left", "riemann_right",
 
 
 def input_gradients(
-    uncertainty_of: Callable[[Tensor], Tensor], images: Tensor, at_28px: int
+    uncertainty_of: Callable[[Tensor], Tensor], images: Tensor, at_28px: int, unit: int = 1
 ) -> Tensor:
     """``∂U/∂x`` ``[N, C, H, W]`` of many images, ``at_28px`` images of 28×28 (as many
     pixels: :func:`~uattr.ops.chunks.images_per_pass`) at a time, and never more than
     fit in memory: the first chunk is one image, whose saved activations size the rest
-    (:func:`~uattr.ops.chunks.within_memory`)."""
-    step = images_per_pass(at_28px, *images.shape[-2:])
+    (:func:`~uattr.ops.chunks.within_memory`). Every chunk holds whole groups of ``unit``
+    consecutive images (Integrated Gradients: one step of the path for each image of the
+    batch, as Captum's chunks do, since a posterior per sample maps whole batches)."""
+    step = max(unit, images_per_pass(at_28px, *images.shape[-2:]) // unit * unit)
     grads, start = [], 0
-    if step > 1 and images.shape[0] > 1:  # measure one image before chunks of many
-        first = images[:1].detach().requires_grad_()
+    if step > unit and images.shape[0] > unit:  # measure one group before chunks of many
+        first = images[:unit].detach().requires_grad_()
         with saved_bytes() as saved:
             u = uncertainty_of(first).sum()
         (grad,) = torch.autograd.grad(u, first)
         grads.append(grad)
-        step, start = within_memory(step, saved[0], images.device), 1
+        groups = within_memory(step // unit, saved[0], images.device)
+        step, start = groups * unit, unit
     for i in range(start, images.shape[0], step):
         chunk = images[i : i + step].detach().requires_grad_()
         (grad,) = torch.autograd.grad(uncertainty_of(chunk).sum(), chunk)
@@ -111,11 +114,11 @@ class IntegratedGradients(UncertaintyAttribution):
         weights_of, alphas_of = approximation_parameters(self.rule)
         weights = torch.tensor(weights_of(self.n_steps), dtype=x.dtype, device=x.device)
         alphas = torch.tensor(alphas_of(self.n_steps), dtype=x.dtype, device=x.device)
-        path = (x - reference)[:, None]  # [B, 1, C, H, W]
-        points = reference[:, None] + alphas[None, :, None, None, None] * path  # [B, n, C, H, W]
+        path = x - reference  # [B, C, H, W]
+        points = reference + alphas[:, None, None, None, None] * path  # [n, B, C, H, W]
         grads = input_gradients(self.uncertainty_of, points.flatten(0, 1),
-                                self.internal_batch_size).view_as(points)
-        return path[:, 0] * (grads * weights[None, :, None, None, None]).sum(1)
+                                self.internal_batch_size, unit=x.shape[0]).view_as(points)
+        return path * (grads * weights[:, None, None, None, None]).sum(0)
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``|IG|`` averaged over channels, ``[B, H, W]``; ``segments`` is ignored."""
