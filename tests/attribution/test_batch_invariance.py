@@ -31,6 +31,10 @@ def test_the_map_does_not_depend_on_the_batch(key):
     spec = METHODS[key]
     if hasattr(spec.method, "progress"):
         spec.method.progress = False
+    if hasattr(spec.method, "max_steps"):
+        # an image's steps depend on its batch from the first step on, if at all: 100
+        # steps show it as well as 500 (which cost ~10 s per posterior and row)
+        spec.method.max_steps = 100
     together = explain(spec, [0, 1, 2, 3, 4])
     assert together.abs().amax((1, 2)).min() > 0  # every image gets a map that is not 0
     for split in ([[0], [1], [2], [3], [4]], [[0, 1], [2, 3], [4]]):
