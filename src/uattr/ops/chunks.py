@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["MEMORY_SHARE", "REFERENCE_PIXELS", "images_per_pass", "saved_bytes",
-           "within_memory"]
+__all__ = ["MEMORY_SHARE", "REFERENCE_PIXELS", "available_memory", "images_per_pass",
+           "saved_bytes", "within_memory"]
 
 REFERENCE_PIXELS = 28 * 28
 MEMORY_SHARE = 0.25  # of the free memory, for one chunk's saved activations
@@ -50,16 +50,22 @@ def saved_bytes() -> Iterator[list[int]]:
         yield total
 
 
-def _free_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+def available_memory() -> int | None:
+    """Bytes this machine can still give (``MemAvailable``), ``None`` where unknown."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return _UNKNOWN_FREE
+    return None
+
+
+def _free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    free = available_memory()
+    return _UNKNOWN_FREE if free is None else free
 
 
 def within_memory(step: int, bytes_per_image: int, device: torch.device) -> int:

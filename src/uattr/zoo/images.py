@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..ops.chunks import available_memory
+
 __all__ = ["IMAGE_SUFFIXES", "UserImages", "load_images", "parse_size"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -26,17 +28,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_SIDE = 4096
 # The images, their float64 reading and a resized copy are in memory at once
 _COPIES = 3
-
-
-def available_memory() -> int | None:
-    """Bytes this machine can still give (``MemAvailable``), ``None`` where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def check_memory(count: int, channels: int, height: int, width: int, what: str) -> None:
