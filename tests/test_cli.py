@@ -84,7 +84,9 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     posterior = Ensemble(members)
     images, _, _ = most_uncertain(posterior, test, 4)
     faithful = json.loads((out / "faithfulness.json").read_text())
-    assert [r["method"] for r in faithful] == list(PIXEL_METHODS)
+    from uattr.cli import RUN_FAITHFULNESS_METHODS
+
+    assert [r["method"] for r in faithful] == RUN_FAITHFULNESS_METHODS
     for row in faithful:
         maps = torch.from_numpy(np.load(out / "cells" / f"faithfulness-{row['method']}.npy"))
         with torch.no_grad():
@@ -101,8 +103,10 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     assert len(explained) == 4 * 3  # every posterior × every explanation method
     # the ensemble's Guided Backprop row is the CV of its members' maps, recomputed here
     from uattr import ExplanationUncertainty
+    from uattr.cli import RUN_N_EXPLANATION
 
-    gbp = ExplanationUncertainty(posterior, "guided backprop").explain(test.images[:2])
+    gbp = ExplanationUncertainty(posterior, "guided backprop").explain(
+        test.images[:RUN_N_EXPLANATION])
     row = next(r for r in explained
                if (r["posterior"], r["method"]) == ("ensemble", "guided backprop"))
     assert row["mean CV"] == pytest.approx(float(gbp.mean_cv().mean()), rel=1e-5)
@@ -118,8 +122,8 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     # the mitigation's cells: each method's maps, and every seed of every row
     mitigation_cells = (len(RUN_MITIGATION_METHODS)
                         + RUN_MITIGATION.runs * (1 + len(RUN_MITIGATION_METHODS)))
-    assert second.err.count("loaded from") == (len(rows) + 2 * len(PIXEL_METHODS) + 12
-                                               + mitigation_cells)
+    assert second.err.count("loaded from") == (len(rows) + len(RUN_FAITHFULNESS_METHODS)
+                                               + len(PIXEL_METHODS) + 12 + mitigation_cells)
     assert "attributing" not in second.err
     assert json.loads((out / "detection.json").read_text()) == rows
     assert json.loads((out / "faithfulness.json").read_text()) == faithful

@@ -50,8 +50,8 @@ def test_training_makes_the_detector_find_held_out_corruptions(tmp_path):
     untrained = CorruptionNet()
     config = CorruptionConfig(epochs=3, width=8)
     logs = []
-    net = load_or_train_corruption_net("mnist", train, config=config, cache=tmp_path,
-                                       log=logs.append)
+    net, info = load_or_train_corruption_net("mnist", train, config=config, cache=tmp_path,
+                                             log=logs.append)
     with torch.no_grad():
         before = F.binary_cross_entropy_with_logits(untrained(tampered), mask)
         after = F.binary_cross_entropy_with_logits(net(tampered), mask)
@@ -61,9 +61,10 @@ def test_training_makes_the_detector_find_held_out_corruptions(tmp_path):
     assert after < 0.5 * before
     # cached: the second call loads the same weights without training
     logs.clear()
-    again = load_or_train_corruption_net("mnist", train, config=config, cache=tmp_path,
-                                         log=logs.append)
+    again, again_info = load_or_train_corruption_net("mnist", train, config=config,
+                                                     cache=tmp_path, log=logs.append)
     assert not any("training" in line for line in logs)
+    assert not info["shipped"] and again_info["weights"] == info["weights"]
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
                                                  again.state_dict().values(), strict=True))
 

@@ -94,6 +94,16 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help=f"ensemble size (default {DEFAULT.posterior.members})")
     parser.add_argument("--epochs", type=positive_int, default=DEFAULT.posterior.epochs,
                         help="training epochs per member")
+    parser.add_argument("--ensemble-index", type=non_negative_int,
+                        default=DEFAULT.posterior.ensemble_index, metavar="K",
+                        help="which of the independently trained ensembles (default 0): "
+                             "ensemble K trains member s with seed K·members + s; uattr "
+                             "ships 0, 1 and 2 for MNIST")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the posterior (and the VAE, the corruption detector) on "
+                             "this machine instead of loading the weights uattr ships; what "
+                             "was trained here before is reused, except by uattr train, "
+                             "which trains again")
     parser.add_argument("--cache-dir", default=None,
                         help="where trained models are cached (default $UATTR_CACHE or "
                              "~/.cache/uattr)")

@@ -222,12 +222,15 @@ def _user_segments(path: str, images: torch.Tensor) -> torch.Tensor:
                                   "--segments").cpu()
 
 
-def _spec(args: argparse.Namespace, settings: Settings, posterior, shape) -> MethodSpec:
-    """The row ``--method`` with ``--segmenter`` in place of its own segments."""
+def _spec(args: argparse.Namespace, settings: Settings, posterior, shape,
+          weights: dict[str, str]) -> MethodSpec:
+    """The row ``--method`` with ``--segmenter`` in place of its own segments; the SHA-256
+    of the networks it loads (the VAE, a detector) are added to ``weights``."""
     row = next(row for row in ROWS if row.name == args.method)
     vae = None
     if row.generative:
-        vae = load_vae(settings)[0]
+        vae, info = load_vae(settings)
+        weights.update(info["weights"])
         if tuple(vae.shape) != tuple(shape):
             raise ValueError(f"--method {args.method} searches the latent space of a VAE of "
                              f"{args.dataset} {tuple(vae.shape)}; your images are "
@@ -238,7 +241,8 @@ def _spec(args: argparse.Namespace, settings: Settings, posterior, shape) -> Met
     if args.segmenter == "sam":
         make = segment.sam(args.sam_checkpoint, args.sam_model_type, device=args.device)
         return MethodSpec(spec.name, spec.method, make)
-    make, _ = segmenters.job_segmenter(settings, args.segmenter)
+    make, config = segmenters.job_segmenter(settings, args.segmenter)
+    weights.update((config or {}).get("learned", {}).get("weights", {}))
     return MethodSpec(spec.name, spec.method, make)
 
 
@@ -252,12 +256,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
                              f"{images.shape[-2]}×{images.shape[-1]}), got {args.box}")
         if args.segments:
             _check_segments_file(args.segments, tuple(images.shape[-2:]), len(images))
-        posterior, _ = load_posterior(settings, tuple(images.shape[1:]))
+        posterior, info = load_posterior(settings, tuple(images.shape[1:]))
     else:
-        posterior, _ = load_posterior(settings)
+        posterior, info = load_posterior(settings)
         images, names = _dataset_images(args, posterior)
     segments = _user_segments(args.segments, images) if args.segments else None
-    spec = _spec(args, settings, posterior, images.shape[1:])
+    weights = dict(info.get("weights", {}))
+    spec = _spec(args, settings, posterior, images.shape[1:], weights)
     explanation = explain_images(spec, images, segments=segments,
                                  batch_size=args.batch_size, device=args.device,
                                  box_size=args.box, names=names)
@@ -267,7 +272,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     write_folder_settings(out.path, _explain_settings(args))
     rows = write_explanation(out, images, names, explanation, method=args.method,
                              uncertainty=args.uncertainty,
-                             extra={"arguments": arguments_record(args)})
+                             extra={"arguments": arguments_record(args),
+                                    "weights": dict(sorted(weights.items()))})
     if explanation.diagnostics:
         out.write_table("diagnostics", explanation.diagnostics)
         print(markdown_table(explanation.diagnostics))

@@ -162,7 +162,8 @@ def _given(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
                 "samples": posterior.samples, "dropconnect_p": posterior.dropconnect_p,
                 "posterior_train": None, "output": posterior.output, "num_samples": None,
                 "retrain": False, "out": None, "model": [],
-                "trust_output": False}
+                "trust_output": False, "ensemble_index": posterior.ensemble_index,
+                "ship": None}
     flags = {"kind": "--posterior"}
     return [flags.get(name, f"--{name.replace('_', '-')}") for name in names
             if hasattr(args, name) and getattr(args, name) != defaults[name]]
@@ -181,7 +182,7 @@ def check_applicable(args: argparse.Namespace) -> None:
         "explanation-uncertainty", "mitigation")
     if command == "train" and getattr(args, "vae", False):
         _refuse(_given(args, ["kind", "members", "arch", "epochs", "samples",
-                              "dropconnect_p", "posterior_train", "retrain"]),
+                              "dropconnect_p", "posterior_train", "ensemble_index"]),
                 "not for --vae: the VAE's settings are fixed (uattr.zoo.vae.VAEConfig)")
         return
     if command == "train" and getattr(args, "out", None) is not None:
@@ -191,7 +192,8 @@ def check_applicable(args: argparse.Namespace) -> None:
         return  # they train every kind, each with its own options
     if model:
         _refuse(_given(args, ["kind", "members", "arch", "epochs", "samples",
-                              "dropconnect_p", "posterior_train"]),
+                              "dropconnect_p", "posterior_train", "ensemble_index",
+                              "ship"]),
                 "not with --model: they train uattr's own posteriors, and yours is "
                 "trained already")
     elif args.kind == "ensemble":
@@ -199,7 +201,7 @@ def check_applicable(args: argparse.Namespace) -> None:
                 "for single-network posteriors only (--posterior mc-dropout, dropconnect or "
                 "flipout), not the ensemble")
     else:
-        _refuse(_given(args, ["members", "arch"]),
+        _refuse(_given(args, ["members", "arch", "ensemble_index"]),
                 f"for the ensemble only, not --posterior {args.kind}")
         if args.kind != "dropconnect":
             _refuse(_given(args, ["dropconnect_p"]),

@@ -155,11 +155,15 @@ def write_shard(folder: Path, k: int, indices: Tensor, maps: Tensor, u: Tensor,
 
 
 def manifest_for(spec: MethodSpec, *, data: dict, shard_size: int, kind: str,
-                 seed: int) -> dict:
+                 seed: int, weights: dict[str, str] | None = None) -> dict:
     """What the maps depend on: the method's key (class, settings, segments, posterior),
-    the data, the shard size and the uncertainty explained."""
-    return {"method": method_key(spec), "data": data, "shard_size": shard_size,
-            "uncertainty": kind, "seed": seed}
+    the data, the shard size, the uncertainty explained and, for uattr's own posteriors,
+    the SHA-256 of the weights (:mod:`uattr.zoo.weights`)."""
+    manifest = {"method": method_key(spec), "data": data, "shard_size": shard_size,
+                "uncertainty": kind, "seed": seed}
+    if weights:
+        manifest["weights"] = dict(sorted(weights.items()))
+    return manifest
 
 
 @dataclass(frozen=True)
@@ -290,7 +294,11 @@ class ShardWorker:
             raise ValueError(f"--method {method!r} is not a method of the tables")
         self.settings = settings
         posterior, self.posterior_info = load_posterior(settings)
-        vae = load_vae(settings)[0] if row.generative else None
+        self.weights = dict(self.posterior_info.get("weights", {}))
+        vae = None
+        if row.generative:
+            vae, vae_info = load_vae(settings)
+            self.weights.update(vae_info["weights"])
         self.spec = detection_methods(posterior, settings.method, vae)[method]
         where = settings.data
         self.images = data.load(where.dataset, where.split, root=where.data_dir).images
@@ -333,7 +341,8 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
     folder = open_folder(folder, manifest_for(driver.spec, data=data_key,
                                               shard_size=shard_size,
                                               kind=settings.method.uncertainty,
-                                              seed=settings.method.seed))
+                                              seed=settings.method.seed,
+                                              weights=driver.weights))
     for partial in folder.glob("tmp*.tmp"):  # what a killed writer left (write_atomic)
         partial.unlink(missing_ok=True)
     done = finished_shards(folder, plan)

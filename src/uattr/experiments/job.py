@@ -36,7 +36,7 @@ from .registry import needs_vae
 from .runs import RunFolder, markdown_table
 from .settings import Settings
 
-__all__ = ["Job", "Section", "choose_methods", "evaluated_images", "load_ensemble",
+__all__ = ["Job", "Section", "choose_methods", "command_line", "evaluated_images", "load_ensemble",
            "load_posterior", "load_sampled", "load_vae", "log", "open_job", "print_table",
            "write_report"]
 
@@ -73,12 +73,19 @@ class Job:
     out: RunFolder
     start: float
     _vae: VAE | None = field(default=None, repr=False)
+    # the SHA-256 of every network's weights the job used, "<name>/<file>": hash (the
+    # posterior's, and the VAE's or a detector's once loaded): what run.json records
+    weights: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.weights.update(self.info.get("weights", {}))
 
     def vae(self) -> VAE:
         """The data set's VAE (CLUE and δ-CLUE search its latent space), trained or
         loaded on first use."""
         if self._vae is None:
-            self._vae, _ = load_vae(self.settings)
+            self._vae, info = load_vae(self.settings)
+            self.weights.update(info["weights"])
         return self._vae
 
     @property
@@ -93,21 +100,30 @@ class Job:
         return self.vae() if needs_vae(names) else None
 
 
+def _source(info: dict) -> str:
+    return "the weights uattr ships" if info["shipped"] else f"cached in {info['cache']}"
+
+
 def load_ensemble(settings: Settings, retrain: bool = False) -> tuple[Ensemble, dict]:
-    """Train or load the cached ensemble the settings describe, and log its accuracy."""
+    """Load the ensemble the settings describe (shipped, cached, else trained; ``retrain``:
+    trained again), and log its accuracy."""
     where, trained = settings.data, settings.posterior
     train = data.load(where.dataset, "train", root=where.data_dir)
     test = data.load(where.dataset, "test", root=where.data_dir)
     members, info = load_or_train_ensemble(
         where.dataset, train, test, members=trained.members,
         config=TrainConfig(epochs=trained.epochs), cache=trained.cache_dir,
-        device=settings.device, retrain=retrain, log=log, arch=trained.arch)
+        device=settings.device, retrain=retrain, shipped=not trained.retrain,
+        index=trained.ensemble_index, log=log, arch=trained.arch)
     accs = ", ".join(f"{a:.4f}" for a in info["member_accuracy"])
-    log(f"ensemble of {trained.members} on {where.dataset}: test accuracy "
-        f"{info['ensemble_accuracy']:.4f} (members: {accs}); cached in {info['cache']}")
-    info["description"] = (f"ensemble of {trained.members} on {where.dataset}, test accuracy "
-                           f"{info['ensemble_accuracy']:.4f} (members {accs})")
+    which = f" (ensemble {trained.ensemble_index})" if trained.ensemble_index else ""
+    log(f"ensemble of {trained.members}{which} on {where.dataset}: test accuracy "
+        f"{info['ensemble_accuracy']:.4f} (members: {accs}); {_source(info)}")
+    info["description"] = (f"ensemble of {trained.members}{which} on {where.dataset}, test "
+                           f"accuracy {info['ensemble_accuracy']:.4f} (members {accs})")
     info["tag"] = f"{trained.members}members"
+    if trained.ensemble_index:
+        info["tag"] += f"-index{trained.ensemble_index}"
     return Ensemble(members), info
 
 
@@ -125,10 +141,11 @@ def load_sampled(settings: Settings, kind: str,
         kind, where.dataset, train, test, samples=trained.samples,
         dropconnect_p=trained.dropconnect_p,
         config=TrainConfig(epochs=trained.epochs, max_train=trained.posterior_train),
-        cache=trained.cache_dir, device=settings.device, retrain=retrain, log=log)
+        cache=trained.cache_dir, device=settings.device, retrain=retrain,
+        shipped=not trained.retrain, log=log)
     log(f"{kind} on {where.dataset}: test accuracy {info['accuracy']:.4f} "
         f"(mean of {trained.samples} samples; one sample {info['sample_accuracy']:.4f}); "
-        f"cached in {info['cache']}")
+        f"{_source(info)}")
     info["description"] = (f"{kind} on {where.dataset} ({trained.samples} samples), test "
                            f"accuracy {info['accuracy']:.4f}")
     info["tag"] = f"{kind}-{trained.samples}samples"
@@ -164,16 +181,18 @@ def load_posterior(settings: Settings,
                      f"{chosen.kind!r}")
 
 
-def load_vae(settings: Settings) -> tuple[VAE, dict]:
-    """Train or load the cached VAE of the settings' data set, and log its test
-    reconstruction error."""
+def load_vae(settings: Settings, retrain: bool = False) -> tuple[VAE, dict]:
+    """Load the VAE of the settings' data set (shipped, cached, else trained; ``retrain``:
+    trained again), and log its test reconstruction error."""
     where = settings.data
     train = data.load(where.dataset, "train", root=where.data_dir)
     test = data.load(where.dataset, "test", root=where.data_dir)
     vae, info = load_or_train_vae(where.dataset, train, test,
-                                  cache=settings.posterior.cache_dir, log=log)
+                                  cache=settings.posterior.cache_dir,
+                                  shipped=not settings.posterior.retrain, retrain=retrain,
+                                  log=log)
     log(f"VAE of {where.dataset}: test reconstruction error {info['test_l1']:.4f} "
-        f"(mean |x - dec(enc(x))| per pixel); cached in {info['cache']}")
+        f"(mean |x - dec(enc(x))| per pixel); {_source(info)}")
     return vae.to(settings.device), info
 
 
@@ -232,6 +251,7 @@ def write_report(job: Job, sections: list[Section], name: str = "report.md",
     settings = dataclasses.asdict(job.settings) if arguments is None else arguments
     record = name.replace("report", "run").removesuffix(".md") + ".json"  # run-<bench>.json
     job.out.write_json(record, {**settings, "command": command_line(),
-                                    "posterior": info,
+                                    "posterior": info, "weights": dict(sorted(
+                                        job.weights.items())),
                                     "seconds": time.perf_counter() - job.start})
     return path

@@ -109,6 +109,12 @@ class RunFolder:
         np.save(buffer, array)
         return self._write_bytes(name, buffer.getvalue())
 
+    def write_npz(self, name: str, arrays: dict[str, np.ndarray]) -> Path:
+        """Several arrays in one compressed ``.npz`` (keys: their names)."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        return self._write_bytes(name, buffer.getvalue())
+
     def write_table(self, stem: str, rows: Sequence[dict[str, Any]],
                     columns: Sequence[str] | None = None) -> None:
         """``stem.md``, ``stem.csv`` and ``stem.json`` of the same rows; the columns

@@ -42,11 +42,13 @@ class PosteriorSettings:
     or a factory ``module:function``, :func:`uattr.posteriors.loading.load_model`), which
     returns ``output`` (``logits | probs``; outputs that look like the other kind are refused
     unless ``trust_output``), members stacked as ``[(S·B), C]`` when
-    ``num_samples`` is given. The ensemble's ``members`` and ``epochs``; a single-network
+    ``num_samples`` is given. The ensemble's ``members``, ``epochs`` and index (ensemble K
+    trains member s with seed K·members + s); a single-network
     posterior's ``samples``, DropConnect's drop probability and its training images
     (``None``: all); the ensemble members' ``arch`` (``small-cnn``, papers/001's network for
     MNIST and SVHN, or ``resnet18``, its CIFAR-10 one); the cache folder (``None``:
-    ``$UATTR_CACHE`` or ``~/.cache/uattr``)."""
+    ``$UATTR_CACHE`` or ``~/.cache/uattr``); ``retrain``: train on this machine instead of
+    loading the weights uattr ships (:mod:`uattr.zoo.weights`)."""
 
     kind: str = "ensemble"
     model: tuple[str, ...] = ()
@@ -55,6 +57,8 @@ class PosteriorSettings:
     num_samples: int | None = None
     members: int = 5
     epochs: int = 1
+    ensemble_index: int = 0
+    retrain: bool = False
     arch: str = "small-cnn"
     cache_dir: str | None = None
     samples: int = 10

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..ops.perturb import gaussian_blur
 from .data import Split
-from .models import _load_state, cache_dir, save_atomic
+from .models import cache_dir, restore, save_atomic
 
 __all__ = ["CorruptionConfig", "CorruptionNet", "corrupt", "load_or_train_corruption_net",
            "random_shapes", "train_corruption_net"]
@@ -144,17 +144,28 @@ def train_corruption_net(train: Split, config: CorruptionConfig | None = None,
 def load_or_train_corruption_net(dataset: str, train: Split, *,
                                  config: CorruptionConfig | None = None,
                                  cache: str | os.PathLike | None = None,
-                                 log: Callable[[str], None] = print) -> CorruptionNet:
-    """The :class:`CorruptionNet` of ``dataset``, trained once on its training split and
-    cached (``<cache>/<dataset>-corruption-<hash of the config>.pt``, written atomically)."""
+                                 shipped: bool = True, retrain: bool = False,
+                                 log: Callable[[str], None] = print,
+                                 ) -> tuple[CorruptionNet, dict]:
+    """The :class:`CorruptionNet` of ``dataset``: the shipped one (:mod:`.weights`) when
+    its settings are shipped and ``shipped``, else trained once on its training split and
+    cached (``<cache>/<dataset>-corruption-<hash of the config>.pt``, written atomically;
+    ``retrain``: trained again); and ``info``: its name, config and SHA-256."""
+    from .weights import file_hashes, is_shipped
+
     config = config or CorruptionConfig()
     digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()
-    path = Path(cache_dir(cache)) / f"{dataset}-corruption-{digest[:10]}.pt"
+    name = f"{dataset}-corruption-{digest[:10]}"
+    path = Path(cache_dir(cache)) / f"{name}.pt"
     net = CorruptionNet(train.images.shape[1], config.width)
-    if _load_state(net, path, log):  # a damaged file is moved aside: trained again
-        return net.eval()
-    log(f"training the corruption detector of {dataset} ({config.epochs} epochs on "
-        f"{len(train)} images; cached in {path})")
-    net = train_corruption_net(train, config, log)
-    save_atomic(net.state_dict(), path)
-    return net
+    # a damaged cache file is moved aside: trained again
+    source = None if retrain else restore(net, name, "model.pt", path, shipped=shipped,
+                                          log=log)
+    if source is None:
+        log(f"training the corruption detector of {dataset} ({config.epochs} epochs on "
+            f"{len(train)} images; cached in {path})")
+        net = train_corruption_net(train, config, log)
+        save_atomic(net.state_dict(), path)
+        source = path
+    return net.eval(), {"name": name, "spec": asdict(config), "shipped": is_shipped(source),
+                        "weights": file_hashes(name, {"model.pt": source})}

@@ -202,6 +202,28 @@ def _load_state(model: nn.Module, path: Path, log: Callable[[str], None]) -> boo
     return True
 
 
+def restore(model: nn.Module, name: str, file: str, cached: Path, *, shipped: bool = True,
+            log: Callable[[str], None] = print) -> Path | None:
+    """Load the weights of model ``name``'s ``file`` into ``model``: the shipped ones
+    (:mod:`.weights`) when ``shipped`` and uattr ships them, else the cache file ``cached``.
+    Returns the file loaded, or ``None`` when there is none (the caller trains)."""
+    from .weights import SHIPPED, load_shipped
+
+    if shipped:
+        state = load_shipped(name, file)
+        if state is not None:
+            model.load_state_dict(state)
+            return SHIPPED / name / file
+    return cached if _load_state(model, cached, log) else None
+
+
+def weights_tag(hashes: dict[str, str]) -> str:
+    """A short tag of a set of weights (their SHA-256): what is cached for one set of
+    weights (test scores, a detection set) is never read back for another (shipped or
+    trained here)."""
+    return hashlib.sha1("".join(sorted(hashes.values())).encode()).hexdigest()[:8]
+
+
 def _cached_scores(path: Path, compute: Callable[[], dict], *, fresh: bool) -> dict:
     """Test scores cached as JSON beside the model; computed again when the model was just
     trained or the file cannot be read. Written atomically."""
@@ -216,6 +238,13 @@ def _cached_scores(path: Path, compute: Callable[[], dict], *, fresh: bool) -> d
     return scores
 
 
+def ensemble_name(dataset: str, spec: dict) -> str:
+    """The name of an ensemble's cache folder and shipped weights: the data set and a hash
+    of its settings."""
+    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{dataset}-ensemble-{key}"
+
+
 def load_or_train_ensemble(
     dataset: str,
     train: Split,
@@ -226,21 +255,32 @@ def load_or_train_ensemble(
     cache: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
     retrain: bool = False,
+    shipped: bool = True,
+    index: int = 0,
     log: Callable[[str], None] = print,
     arch: str = "small-cnn",
 ) -> tuple[list[nn.Module], dict]:
-    """A cached deep ensemble of ``arch`` members (one of :data:`ARCHITECTURES`: the
-    :class:`SmallCNN` or :class:`~uattr.zoo.resnet.ResNet18`), member s trained with seed s.
+    """A deep ensemble of ``arch`` members (one of :data:`ARCHITECTURES`: the
+    :class:`SmallCNN` or :class:`~uattr.zoo.resnet.ResNet18`); ensemble ``index`` trains
+    member s with seed ``index · members + s``, so ensembles of different indices are
+    trained independently.
 
-    The cache key is the dataset, the member count and the training config, so a later
-    command with the same settings loads the members instead of training them. Each
-    member is saved as soon as it is trained, so an interrupted run resumes.
+    The weights uattr ships (:mod:`.weights`) are loaded when the settings are theirs and
+    ``shipped``; else the cache (keyed by the dataset, the member count, the index and the
+    training config) is, so a later command with the same settings loads the members
+    instead of training them; else they are trained, each member saved as soon as it is,
+    so an interrupted run resumes. ``retrain`` trains them all again.
 
     Returns ``(members, info)`` with ``info["member_accuracy"]`` and
-    ``info["ensemble_accuracy"]`` on ``test``.
+    ``info["ensemble_accuracy"]`` on ``test`` and ``info["weights"]``, the SHA-256 of every
+    member's file.
     """
+    from .weights import file_hashes, is_shipped
+
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
+    if index < 0:
+        raise ValueError(f"index must be >= 0, got {index}")
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
     network = _architectures()[arch]
@@ -249,27 +289,32 @@ def load_or_train_ensemble(
     num_classes = int(train.labels.max()) + 1
     spec = {"dataset": dataset, "arch": network.__name__, "image": [channels, height, width],
             "classes": num_classes, **asdict(config)}
-    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    folder = cache_dir(cache) / f"{dataset}-ensemble-{key}"
+    if index:  # the first ensemble keeps the name it had before there were several
+        spec["index"] = index
+    name = ensemble_name(dataset, spec)
+    folder = cache_dir(cache) / name
 
     def build() -> nn.Module:
         return network(channels, num_classes, height)
 
     models: list[nn.Module] = []
+    loaded_from: dict[str, Path] = {}
     trained = False
     for s in range(members):
-        path = folder / f"member{s}.pt"
-        torch.manual_seed(s)  # member s starts from its own initialisation
+        file, seed = f"member{s}.pt", index * members + s
+        torch.manual_seed(seed)  # member s starts from its own initialisation
         model = build()
-        if not retrain and _load_state(model, path, log):
-            model.to(device).eval()
-        else:
+        source = None if retrain else restore(model, name, file, folder / file,
+                                              shipped=shipped, log=log)
+        if source is None:
             log(f"training member {s + 1}/{members} on {dataset} ({len(train)} images)")
-            train_member(model, train, config, seed=s, device=device, desc=f"member {s + 1}")
-            save_atomic(model.cpu().state_dict(), path)
-            model.to(device)
-            trained = True
-        models.append(model)
+            train_member(model, train, config, seed=seed, device=device,
+                         desc=f"member {s + 1}")
+            save_atomic(model.cpu().state_dict(), folder / file)
+            source, trained = folder / file, True
+        models.append(model.to(device).eval())
+        loaded_from[file] = source
+    hashes = file_hashes(name, loaded_from)
 
     def on_device(x: Tensor) -> Tensor:
         return x.to(device)
@@ -284,9 +329,11 @@ def load_or_train_ensemble(
         }
 
     scores = _cached_scores(
-        folder / f"accuracy-{members}-{len(test)}-{int(test.labels.sum())}.json",
-        score, fresh=trained)
-    return models, {"cache": str(folder), "spec": spec, **scores}
+        folder / f"accuracy-{members}-{len(test)}-{int(test.labels.sum())}-"
+                 f"{weights_tag(hashes)}.json", score, fresh=trained)
+    return models, {"cache": str(folder), "name": name, "spec": spec,
+                    "shipped": all(map(is_shipped, loaded_from.values())),
+                    "weights": hashes, **scores}
 
 
 SAMPLED_POSTERIORS = ("mc-dropout", "dropconnect", "flipout")
@@ -304,9 +351,10 @@ def load_or_train_sampled(
     cache: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
     retrain: bool = False,
+    shipped: bool = True,
     log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, dict]:
-    """A cached single-network posterior of ``kind`` (``mc-dropout | dropconnect |
+    """A single-network posterior of ``kind`` (``mc-dropout | dropconnect |
     flipout``) on :class:`SmallCNN`, trained with seed 0, as a frozen-noise posterior of
     ``samples`` samples.
 
@@ -317,12 +365,16 @@ def load_or_train_sampled(
     - ``flipout``: every conv and dense layer a Flipout layer (σ starts at 0.007, prior
       N(0, 1)), trained on the ELBO: cross-entropy + KL / (training images).
 
+    Loaded as :func:`load_or_train_ensemble` loads an ensemble: shipped, else cached, else
+    trained (``retrain``: trained again).
+
     Returns ``(posterior, info)`` with ``info["accuracy"]``, the test accuracy of the mean
-    prediction over the samples.
+    prediction over the samples, and ``info["weights"]``, the SHA-256 of its file.
     """
     from ..posteriors.sampled import Flipout, MCDropConnect, MCDropout
     from ..posteriors.stochastic import DropConnect, flipout_kl, to_flipout
     from ..uq import predict_probs
+    from .weights import file_hashes, is_shipped
 
     if kind not in SAMPLED_POSTERIORS:
         raise ValueError(f"kind must be one of {SAMPLED_POSTERIORS}, got {kind!r}")
@@ -334,14 +386,17 @@ def load_or_train_sampled(
     if kind == "dropconnect":
         spec["dropconnect_p"] = dropconnect_p
     key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    folder = cache_dir(cache) / f"{dataset}-{kind}-{key}"
+    name = f"{dataset}-{kind}-{key}"
+    folder = cache_dir(cache) / name
     path = folder / "model.pt"
 
     torch.manual_seed(0)
     net = SmallCNN(channels, num_classes, height)
     if kind == "flipout":
         net = to_flipout(net).to(memory_format=torch.channels_last)
-    if not retrain and _load_state(net, path, log):
+    source = None if retrain else restore(net, name, "model.pt", path, shipped=shipped,
+                                          log=log)
+    if source is not None:
         net.to(device).eval()
         trained = False
     else:
@@ -352,7 +407,8 @@ def load_or_train_sampled(
                      penalty=flipout_kl if kind == "flipout" else None)
         save_atomic(net.cpu().state_dict(), path)
         net.to(device).eval()
-        trained = True
+        source, trained = path, True
+    hashes = file_hashes(name, {"model.pt": source})
     if kind == "mc-dropout":
         posterior = MCDropout(net, samples=samples)
     elif kind == "dropconnect":
@@ -366,6 +422,8 @@ def load_or_train_sampled(
                                          .double().mean())}
 
     scores = _cached_scores(
-        folder / f"accuracy-{samples}-{len(test)}-{int(test.labels.sum())}.json",
-        score, fresh=trained)
-    return posterior, {"cache": str(folder), "spec": spec, "samples": samples, **scores}
+        folder / f"accuracy-{samples}-{len(test)}-{int(test.labels.sum())}-"
+                 f"{weights_tag(hashes)}.json", score, fresh=trained)
+    return posterior, {"cache": str(folder), "name": name, "spec": spec, "samples": samples,
+                       "shipped": is_shipped(source),
+                       "weights": hashes, **scores}

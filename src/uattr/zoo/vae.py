@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .data import Split
-from .models import _cached_scores, _load_state, cache_dir, save_atomic
+from .models import _cached_scores, cache_dir, restore, save_atomic, weights_tag
 
 __all__ = ["VAE", "VAEConfig", "load_or_train_vae", "reconstruction_error", "train_vae"]
 
@@ -130,25 +130,37 @@ def reconstruction_error(vae: VAE, split: Split, batch_size: int = 1000) -> floa
 def load_or_train_vae(dataset: str, train: Split, test: Split, *,
                       config: VAEConfig | None = None,
                       cache: str | os.PathLike | None = None,
+                      shipped: bool = True, retrain: bool = False,
                       log: Callable[[str], None] = print) -> tuple[VAE, dict]:
-    """The :class:`VAE` of ``dataset``, trained once on ``train`` and cached
+    """The :class:`VAE` of ``dataset``: the shipped one (:mod:`.weights`) when its settings
+    are shipped and ``shipped``, else trained once on ``train`` and cached
     (``<cache>/<dataset>-vae-<hash of the config and image shape>.pt``, written
-    atomically), and ``info``: the cache path, the config and the test reconstruction
-    error (mean absolute error per pixel), cached beside it."""
+    atomically; ``retrain``: trained again), and ``info``: the cache path, the config, the
+    SHA-256 of the weights and the test reconstruction error (mean absolute error per
+    pixel), cached beside it."""
+    from .weights import file_hashes, is_shipped
+
     config = config or VAEConfig()
     shape = tuple(train.images.shape[1:])
     spec = {**asdict(config), "image": list(shape)}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    path = Path(cache_dir(cache)) / f"{dataset}-vae-{digest}.pt"
+    name = f"{dataset}-vae-{digest}"
+    path = Path(cache_dir(cache)) / f"{name}.pt"
     vae = VAE(shape, config.latent, config.hidden)
-    fresh = not _load_state(vae, path, log)  # a damaged file is moved aside: trained again
-    if fresh:
+    # a damaged cache file is moved aside: trained again
+    source = None if retrain else restore(vae, name, "model.pt", path, shipped=shipped,
+                                          log=log)
+    trained = source is None
+    if trained:
         log(f"training the VAE of {dataset} ({config.epochs} epochs on {len(train)} images; "
             f"cached in {path})")
         vae = train_vae(train, config, log)
         save_atomic(vae.state_dict(), path)
-    else:
-        vae.eval()
-    scores = _cached_scores(path.with_suffix(f".test-{len(test)}.json"),
-                            lambda: {"test_l1": reconstruction_error(vae, test)}, fresh=fresh)
-    return vae, {"cache": str(path), "config": spec, **scores}
+        source = path
+    vae.eval()
+    hashes = file_hashes(name, {"model.pt": source})
+    scores = _cached_scores(path.with_suffix(f".test-{len(test)}-{weights_tag(hashes)}.json"),
+                            lambda: {"test_l1": reconstruction_error(vae, test)},
+                            fresh=trained)
+    return vae, {"cache": str(path), "name": name, "config": spec, "spec": spec,
+                 "shipped": is_shipped(source), "weights": hashes, **scores}

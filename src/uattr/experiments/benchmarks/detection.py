@@ -22,7 +22,7 @@ from ...metrics import ada, box_iou, find_box
 from ...uq import predict_probs, uncertainty
 from ...zoo import data
 from ...zoo.data import Split, default_patch_size, patch_swap
-from ...zoo.models import load_cached, save_atomic
+from ...zoo.models import load_cached, save_atomic, weights_tag
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import detection_methods, family_means
 from ..runs import RunFolder
@@ -37,7 +37,7 @@ from .common import (
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
 __all__ = ["DetectionSet", "benchmark", "build_detection_set", "detection_images",
-           "run_detection", "run_for_job", "runtime_rows"]
+           "run_detection", "run_for_job", "runtime_rows", "write_per_image"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,35 @@ def run_detection(
     return rows, all_maps
 
 
+# The images of a table whose maps are stored beside it: enough for a test to recompute a
+# slice of every row from the shipped weights (tests/test_reproduce.py), small enough to
+# commit (two 28×28 maps of 18 rows: ~60 KB).
+SLICE_IMAGES = 2
+
+
+def write_per_image(out: RunFolder, stem: str, detection_set: DetectionSet,
+                    maps: dict[str, Tensor]) -> None:
+    """Beside a detection-like table ``stem``: ``<stem>_per_image.json``, every row's IoU
+    on every image (for paired comparisons and the spread across ensembles), and
+    ``<stem>_slice.npz``, the first :data:`SLICE_IMAGES` corrupted images, their boxes, U
+    and every row's maps and IoU on them, from which a test recomputes the table's slice."""
+    ious = {name: box_iou(find_box(m, detection_set.patch_size), detection_set.boxes)
+            for name, m in maps.items()}  # name: [N]
+    out.write_json(f"{stem}_per_image.json", {
+        "indices": detection_set.indices.tolist(),
+        "IoU": {name: iou.tolist() for name, iou in ious.items()}})
+    k = min(SLICE_IMAGES, len(detection_set.images))
+    arrays = {"images": detection_set.images[:k].numpy(),
+              "boxes": detection_set.boxes[:k].numpy(),
+              "indices": detection_set.indices[:k].numpy(),
+              "u_corrupted": detection_set.u_corrupted[:k].numpy()}
+    for i, (name, m) in enumerate(maps.items()):
+        arrays[f"map{i}"] = m[:k].numpy()
+        arrays[f"iou{i}"] = ious[name][:k].numpy()
+    arrays["rows"] = np.array(list(maps))
+    out.write_npz(f"{stem}_slice.npz", arrays)
+
+
 def _standard_error(values: Tensor) -> float:
     return float(values.double().std() / len(values) ** 0.5) if len(values) > 1 else 0.0
 
@@ -184,11 +213,13 @@ def run_for_job(job: Job, detection_set: DetectionSet,
 
 def detection_images(job: Job, n: int) -> DetectionSet:
     """The detection set of ``n`` corrupted images, built once and cached beside the
-    posterior it was built with (it depends on nothing else: a rerun skips 20 000
-    forward passes)."""
+    posterior it was built with, named by the weights' hashes (it depends on nothing else:
+    a rerun skips 20 000 forward passes)."""
     where, seed = job.settings.data, job.settings.method.seed
+    weights = job.info.get("weights")
+    tag = f"-{weights_tag(weights)}" if weights else ""
     set_path = Path(job.info["cache"]) / (f"detection-{job.info['tag']}-{where.split}-n{n}"
-                                          f"-seed{seed}.pt")
+                                          f"-seed{seed}{tag}.pt")
     cached = load_cached(set_path, log)
     if cached is not None:
         return DetectionSet(**cached)
@@ -227,6 +258,7 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
         "u_clean": detection_set.u_clean.tolist(),
         "u_corrupted": detection_set.u_corrupted.tolist(),
         "patch_delta": detection_set.patch_delta.tolist()})
+    write_per_image(out, "detection", detection_set, maps)
     removes = int((detection_set.patch_delta < 0).sum())
     size = detection_set.patch_size
     text = (f"{where.dataset} {where.split}, N = {n}, seed {method.seed}, patch {size}×{size}, "

@@ -137,10 +137,10 @@ def benchmark(job: Job, n: int, posteriors: list[str] | None,
     for kind in posteriors:
         if kind == chosen.kind and not chosen.model:
             loaded[kind] = job.posterior  # the job's own, already loaded
-        elif kind == "ensemble":
-            loaded[kind], _ = load_ensemble(settings)
         else:
-            loaded[kind], _ = load_sampled(settings, kind)
+            loaded[kind], info = (load_ensemble(settings) if kind == "ensemble"
+                                  else load_sampled(settings, kind))
+            job.weights.update(info["weights"])
     split = data.load(where.dataset, where.split, root=where.data_dir)
     images, labels = split.images[:n], split.labels[:n]
     rows, per_class, maps = run_explanation_uncertainty(

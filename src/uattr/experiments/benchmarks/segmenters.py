@@ -32,7 +32,7 @@ from ..registry import (
 )
 from ..settings import Settings
 from .common import MethodSpec, posterior_key
-from .detection import detection_images, run_for_job
+from .detection import detection_images, run_for_job, write_per_image
 
 __all__ = ["DEFAULT_SEGMENTERS", "SEGMENTER_NAMES", "benchmark", "job_segmenter",
            "row_names", "segmenter_rows"]
@@ -63,11 +63,12 @@ def job_segmenter(settings: Settings, name: str) -> tuple[Callable[[Tensor], Ten
     if name != "learned":
         return segmenter(name, settings.method), segments_config(name, settings.method)
     where = settings.data
-    net = load_or_train_corruption_net(
+    net, info = load_or_train_corruption_net(
         where.dataset, data.load(where.dataset, "train", root=where.data_dir),
-        cache=settings.posterior.cache_dir, log=log).to(settings.device)
-    learned = segment.CorruptionSegmenter(net)
-    return learned, {"learned": {**learned.config(), "net": posterior_key(net)}}
+        cache=settings.posterior.cache_dir, shipped=not settings.posterior.retrain, log=log)
+    learned = segment.CorruptionSegmenter(net.to(settings.device))
+    return learned, {"learned": {**learned.config(), "net": posterior_key(net),
+                                 "weights": info["weights"]}}
 
 
 def row_names(segmenters: list[str] | tuple[str, ...]) -> list[str]:
@@ -86,6 +87,7 @@ def segmenter_rows(job: Job, names: tuple[str, ...]) -> dict[str, MethodSpec]:
     rows: dict[str, MethodSpec] = {}
     for name in names:
         segments, config = job_segmenter(job.settings, name)
+        job.weights.update((config or {}).get("learned", {}).get("weights", {}))
         if segments is None:
             raise ValueError("--segmenters: 'pixels' is not a segmentation (it is the "
                              "method's pixel mode); choose segmenters")
@@ -149,6 +151,7 @@ def benchmark(job: Job, n: int, segmenters: tuple[str, ...] = DEFAULT_SEGMENTERS
     job.out.save_figure("segmenters.png",
                         viz.segments_grid(images[examples], boxes[examples], shown))
     job.out.write_table("segmenters", table)
+    write_per_image(job.out, "segmenters", detection_set, maps)
     where = job.settings.data
     text = (f"{where.dataset} {where.split}, N = {n}, seed {job.settings.method.seed}: the "
             "detection benchmark's images, each method over each segmenter's segments. "

@@ -1,0 +1,266 @@
+"""Every committed table, the command that makes it, and a check that it still follows
+from the code and the shipped weights.
+
+:data:`TABLES` lists each folder under ``docs/results/`` with the commands that wrote it
+and their expected time on 2 CPU cores; ``uattr reproduce`` runs them (each resumes from
+its run folder's cells). A table folder whose benchmark stores a *slice*
+(``<stem>_slice.npz``: a few images, every row's maps and IoU on them) can be checked
+without rerunning it: :func:`recompute_slice` loads the posterior the folder's record
+names, recomputes every row's maps on the slice's images and compares them with the
+stored ones (:data:`MAP_RTOL`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["MAP_RTOL", "TABLES", "U_RTOL", "Mismatch", "Table", "recompute_slice",
+           "stale_tables", "table_weights"]
+
+# float32 keeps 24 bits (relative rounding 6e-8). The longest computation behind a stored
+# map (500 Adam steps through a 5-member ensemble, each step summing ~4 000 products in
+# the dense layer) can order its sums differently on another CPU; an error of a few ulps
+# per step compounded over 500 steps and amplified by Adam's normalisation stays below
+# 1e-4 of the map's largest value on the CPUs we measured, and 1e-3 leaves a margin of 10.
+MAP_RTOL = 1e-3
+# U is one forward pass per member and a sum over 10 classes: a few ulps of log(C).
+U_RTOL = 1e-4
+
+
+@dataclass(frozen=True)
+class Table:
+    """A folder of ``docs/results/``, the ``commands`` that write it and their expected
+    ``minutes`` on 2 CPU cores (one process, nothing else running; ``measured``: timed on
+    such a machine, else estimated from the rows' seconds per image).
+
+    A ``uattr`` command without ``--out``/``--results`` gets both from ``uattr reproduce``
+    (``runs/reproduce/<folder>``, ``<results>/<folder>``); ``{results}`` in a command is
+    the results folder."""
+
+    folder: str
+    commands: tuple[str, ...]
+    minutes: float
+    what: str
+    measured: bool = False
+
+
+_SPREAD = " ".join(f"{{results}}/mnist-test-n500-{name}seed0"
+                   for name in ("", "ensemble1-", "ensemble2-"))
+
+# Every committed table folder, in the order `uattr reproduce` makes them (the cheap ones
+# first; the spread after the three detection tables it reads).
+TABLES: tuple[Table, ...] = (
+    Table("mnist-test-main-seed0", ("uattr run",), 2.5,
+          "the main job: every benchmark at small sizes", measured=True),
+    Table("photo-mnist-valid-n100-seed0", ("python tuning/slic_segments.py",), 30,
+          "slic's compactness on photo-mnist's validation split"),
+    Table("mnist-valid-n100-seed0",
+          ("uattr bench detection --n 100 --split valid",
+           "uattr bench convergence --n 100 --split valid",
+           "uattr bench sensitivity --n 100 --split valid",
+           "uattr bench segmenters --n 100 --split valid --segmenters slic texture learned"),
+          120, "the validation runs that chose the settings (docs/hyperparameters.md)"),
+    Table("mnist-test-n500-seed0",
+          ("uattr bench detection --n 500",
+           "uattr bench faithfulness --n 500",
+           "uattr bench blur-test --n 500",
+           "uattr bench segmenters --n 500 --segmenters slic learned",
+           "uattr bench ablation --n 500",
+           "uattr bench convergence --n 500",
+           "uattr bench sensitivity --n 500"),
+          480, "every MNIST table at the papers' size on ensemble 0"),
+    Table("mnist-test-n500-ensemble1-seed0",
+          ("uattr bench detection --n 500 --ensemble-index 1",), 95,
+          "detection at N = 500 on ensemble 1"),
+    Table("mnist-test-n500-ensemble2-seed0",
+          ("uattr bench detection --n 500 --ensemble-index 2",), 95,
+          "detection at N = 500 on ensemble 2"),
+    Table("mnist-test-n500-spread", (f"uattr spread {_SPREAD}",), 0.1,
+          "detection's spread across the three ensembles"),
+    Table("photo-mnist-test-n500-seed0",
+          ("uattr bench detection --dataset photo-mnist --n 500 --compactness 0.1",), 110,
+          "detection on colour images at N = 500"),
+    Table("fashion-mnist-test-n500-seed0",
+          ("uattr bench segmenters --dataset fashion-mnist --n 500 --segmenters slic learned "
+           "--methods 'optimization (slic)' 'optimization (learned)'",), 60,
+          "the learned segmenter on Fashion-MNIST"),
+    Table("mnist-test-n500-mc-dropout-cuda-seed0",
+          ("uattr bench detection --posterior mc-dropout --n 500 --device cuda",), 190,
+          "detection at N = 500 on MC-Dropout (made on one GPU in 6 min; without --device "
+          "cuda it runs on the CPU)"),
+    Table("mnist-test-n100-seed0", ("uattr bench explanation-uncertainty --n 100",), 15,
+          "explanation uncertainty of every posterior (papers/004)"),
+    Table("mnist-test-mitigation",
+          ("uattr bench mitigation --methods ua-backprop grad smoothgrad fullgrad "
+           "'integrated gradients' 'blur ig' clue delta-clue",), 60,
+          "uncertainty mitigation with attention (papers/002 Table 2)"),
+    Table("mnist-test-figures", ("uattr bench figures",), 2, "papers/002 Figures 3-5"),
+    Table("explain-user-images",
+          ("uattr explain --most-uncertain 6 --method 'optimization (slic)'",), 1,
+          "the README's picture"),
+    Table("attribute-mnist-test-optimization-slic",
+          ("uattr attribute --dataset mnist --split test --method 'optimization (slic)' "
+           "--workers 2",), 195, "the method on the whole MNIST test split", measured=True),
+    Table("throughput-mnist",
+          ("python benchmarks/throughput.py --n 400 --shard-size 200",), 30,
+          "images per second in one process and on Ray"),
+    Table("scaling-cpu", ("python benchmarks/scaling.py",), 150,
+          "what image size costs, every method at 28-224 px"),
+    Table("tuning-optimization",
+          tuple(f"python tuning/optimization_steps.py {step}"
+                for step in ("record", "common-draws", "evaluate")), 60,
+          "the optimization-based method's settings on the validation split"),
+)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A value of a slice that the code no longer gives: which ``row`` (or ``U``), which
+    image of the slice, the stored and the recomputed value."""
+
+    row: str
+    image: int
+    what: str
+    stored: float
+    recomputed: float
+
+
+def _record(folder: Path, stem: str) -> dict:
+    """The run record beside a table: ``run-<benchmark>.json`` or the main job's
+    ``run.json``."""
+    for name in (f"run-{stem}.json", "run.json"):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text())
+    raise FileNotFoundError(f"{folder} has no run record for {stem}")
+
+
+def _records(folder: Path) -> list[Path]:
+    """The run records of a table folder: ``run.json`` (the main job), ``run-<bench>.json``
+    and ``summary.json`` (``uattr explain``)."""
+    return sorted([*folder.glob("run.json"), *folder.glob("run-*.json"),
+                   *folder.glob("summary.json")])
+
+
+def _named_weights(record: dict) -> dict[str, str]:
+    weights = dict(record.get("weights") or {})
+    weights.update((record.get("manifest") or {}).get("weights") or {})
+    return weights
+
+
+def table_weights(folder: str | Path) -> dict[str, str]:
+    """Every weight file (``name/file``: SHA-256) that the run records of ``folder`` name."""
+    weights: dict[str, str] = {}
+    for path in _records(Path(folder)):
+        record = json.loads(path.read_text())
+        if isinstance(record, dict):
+            weights.update(_named_weights(record))
+    return weights
+
+
+def stale_tables(results: str | Path) -> dict[str, str]:
+    """The run records under ``results`` (``<folder>/<record>``, or ``<folder>`` when it has
+    none) that name no weights, or weights that uattr does not ship: ``{record: why}``. A
+    table is regenerable anywhere only when none of its records is here."""
+    from ..zoo.weights import manifest
+
+    shipped = {f"{name}/{file}": digest for name, entry in manifest().items()
+               for file, digest in entry["files"].items()}
+    stale = {}
+    for folder in sorted(p for p in Path(results).iterdir() if p.is_dir()):
+        records = _records(folder)
+        if not records:
+            stale[folder.name] = "no run record"
+        for path in records:
+            record = json.loads(path.read_text())
+            named = _named_weights(record) if isinstance(record, dict) else {}
+            where = f"{folder.name}/{path.name}"
+            if not named:
+                stale[where] = "names no weights"
+                continue
+            foreign = sorted(k for k, v in named.items() if shipped.get(k) != v)
+            if foreign:
+                stale[where] = f"weights not shipped: {foreign}"
+    return stale
+
+
+def _settings(record: dict):
+    from ..cli.arguments import settings_from
+
+    return settings_from(argparse.Namespace(**record))
+
+
+def _box_mean(maps: Tensor, boxes: Tensor) -> Tensor:
+    """Mean of each map ``[B, H, W]`` over its box ``[B, 4]`` -> ``[B]`` (float64)."""
+    return torch.stack([maps[i, t:t + h, left:left + w].double().mean()
+                        for i, (t, left, h, w) in enumerate(boxes.tolist())])
+
+
+def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None, *,
+                    batch_size: int = 100) -> list[Mismatch]:
+    """Recompute the slice ``<stem>_slice.npz`` of a table folder (the ``rows`` of it,
+    default all) from the posterior its record names, and return what differs.
+
+    - U of each slice image: within :data:`U_RTOL`.
+    - Each row's map: largest difference within :data:`MAP_RTOL` of the stored map's
+      largest absolute value.
+    - Each row's IoU: equal, or the recomputed box is a tie within that tolerance in the
+      stored map (the box is then decided by rounding, not by the method).
+    """
+    from ..metrics import box_iou, find_box
+    from ..uq import predict_probs, uncertainty
+    from .benchmarks.common import attribute_counted
+    from .job import Job, load_posterior, load_vae
+    from .registry import detection_methods, needs_vae
+    from .runs import RunFolder
+
+    folder = Path(folder)
+    stored = np.load(folder / f"{stem}_slice.npz", allow_pickle=False)
+    record = _record(folder, stem)
+    settings = _settings(record)
+    posterior, info = load_posterior(settings)
+    images = torch.from_numpy(stored["images"])
+    boxes = torch.from_numpy(stored["boxes"])
+    names = [str(n) for n in stored["rows"]]
+    chosen = rows or names
+    mismatches = []
+
+    u = uncertainty(predict_probs(posterior, images), "total")
+    u_stored = torch.from_numpy(stored["u_corrupted"])
+    for i in torch.nonzero((u - u_stored).abs() > U_RTOL * u_stored.abs().clamp_min(1e-6)):
+        mismatches.append(Mismatch("U", int(i), "U total", float(u_stored[i]), float(u[i])))
+
+    vae = load_vae(settings)[0] if needs_vae(chosen) else None
+    specs = detection_methods(posterior, settings.method, vae)
+    if stem == "segmenters":
+        from .benchmarks.segmenters import segmenter_rows
+
+        job = Job(settings, posterior, info, RunFolder(folder / ".recompute"), 0.0)
+        segmenters = sorted({name[name.index("(") + 1:-1] for name in chosen
+                             if "(" in name and "true patch" not in name})
+        specs = {**specs, **segmenter_rows(job, tuple(segmenters))}
+    for name in chosen:
+        k = names.index(name)
+        old_map = torch.from_numpy(stored[f"map{k}"])
+        old_iou = torch.from_numpy(stored[f"iou{k}"])
+        new_map = attribute_counted(specs[name], images, batch_size, settings.device,
+                                    boxes=boxes, results=[], log=lambda _: None).maps
+        scale = old_map.flatten(1).abs().amax(1).clamp_min(1e-12)  # [K]
+        error = (new_map - old_map).flatten(1).abs().amax(1)
+        for i in torch.nonzero(error > MAP_RTOL * scale).flatten().tolist():
+            mismatches.append(Mismatch(name, i, "map: largest difference / largest value",
+                                       0.0, float(error[i] / scale[i])))
+        size = int(boxes[0, 2])
+        new_boxes, old_boxes = find_box(new_map, size), find_box(old_map, size)
+        new_iou = box_iou(new_boxes, boxes)
+        tie = (_box_mean(old_map, new_boxes) - _box_mean(old_map, old_boxes)).abs() \
+            <= MAP_RTOL * scale.double()
+        for i in torch.nonzero((new_iou != old_iou.double()) & ~tie).flatten().tolist():
+            mismatches.append(Mismatch(name, i, "IoU", float(old_iou[i]), float(new_iou[i])))
+    return mismatches

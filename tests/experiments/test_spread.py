@@ -1,0 +1,48 @@
+"""The spread of a detection table across ensembles, on tables computed by hand."""
+
+import json
+
+import numpy as np
+import pytest
+
+from uattr.experiments.spread import detection_spread, read_per_image
+
+
+def _tables():
+    # three ensembles, three images each; "b" is first on ensembles 0 and 1, "a" on 2
+    return [
+        {"a": np.array([0.0, 0.5, 1.0]), "b": np.array([1.0, 1.0, 0.7]),
+         "oracle: c": np.array([1.0, 1.0, 1.0])},
+        {"a": np.array([0.2, 0.2, 0.2]), "b": np.array([0.4, 0.4, 0.4]),
+         "oracle: c": np.array([0.9, 0.9, 0.9])},
+        {"a": np.array([0.9, 0.9, 0.6]), "b": np.array([0.3, 0.3, 0.3]),
+         "oracle: c": np.array([1.0, 1.0, 1.0])},
+    ]
+
+
+def test_each_row_has_its_mean_its_spread_across_ensembles_and_its_rank():
+    rows = {r["method"]: r for r in detection_spread(_tables())}
+    a, b, oracle = rows["a"], rows["b"], rows["oracle: c"]
+    assert [a[f"IoU, ensemble {k}"] for k in range(3)] == pytest.approx([0.5, 0.2, 0.8])
+    assert a["IoU mean"] == pytest.approx(0.5)
+    # std (ddof 1) of 0.5, 0.2, 0.8 is 0.3; over √3
+    assert a["s.e. across ensembles"] == pytest.approx(0.3 / 3 ** 0.5)
+    assert (a["first in"], b["first in"]) == (1, 2)
+    assert (a["mean rank"], b["mean rank"]) == (pytest.approx(5 / 3), pytest.approx(4 / 3))
+    assert oracle["first in"] is None and oracle["mean rank"] is None
+    # paired s.e. of a − best per ensemble: [-1, -0.5, 0.3] (s.e. 0.3786), [-0.2]×3 (0),
+    # and 0 on ensemble 2 where a is the best; their mean
+    first = np.std([-1.0, -0.5, 0.3], ddof=1) / 3 ** 0.5
+    assert a["paired s.e. across images"] == pytest.approx(first / 3)
+    assert b["paired s.e. across images"] == pytest.approx(
+        np.std([0.3 - 0.9, 0.3 - 0.9, 0.3 - 0.6], ddof=1) / 3 ** 0.5 / 3)
+
+
+def test_one_table_is_refused_and_per_image_files_are_read(tmp_path):
+    with pytest.raises(ValueError, match="at least two"):
+        detection_spread(_tables()[:1])
+    (tmp_path / "detection_per_image.json").write_text(
+        json.dumps({"indices": [4, 2], "IoU": {"grad": [0.25, 0.5]}}))
+    assert read_per_image(tmp_path)["grad"].tolist() == [0.25, 0.5]
+    with pytest.raises(FileNotFoundError, match="regenerate"):
+        read_per_image(tmp_path / "missing")
