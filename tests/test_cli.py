@@ -95,6 +95,22 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
         assert row["blur 5%"] == pytest.approx(float(urr(u, after).mean()), abs=1e-6)
     blur = json.loads((out / "blur_test.json").read_text())
     assert [r["method"] for r in blur] == list(PIXEL_METHODS)
+    # the per-image values stored beside each table give back its rows: means of IoU and
+    # URR, medians of MURR / AUC-URR
+    per_image = json.loads((out / "detection_per_image.json").read_text())
+    assert per_image["indices"] == detection["indices"]
+    for row in rows:
+        assert np.mean(per_image["IoU"][row["method"]]) == pytest.approx(row["IoU"])
+    per_image = json.loads((out / "faithfulness_per_image.json").read_text())["URR"]
+    for row in faithful:
+        for column in ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"):
+            assert np.mean(per_image[row["method"]][column]) == pytest.approx(row[column])
+    per_image = json.loads((out / "blur_test_per_image.json").read_text())["values"]
+    for row in blur:
+        values = torch.tensor(per_image[row["method"]]["MURR 2%"])
+        assert values.median().item() == pytest.approx(row["MURR 2%"])
+    for stem in ("detection", "faithfulness", "blur_test"):
+        assert len(np.load(out / f"{stem}_slice.npz")["images"]) == 2
     report = (out / "report.md").read_text()
     for heading in ("## Detection", "## Faithfulness", "## Blurring test",
                     "## Explanation uncertainty", "## Uncertainty mitigation with attention"):

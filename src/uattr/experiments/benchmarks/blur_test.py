@@ -56,10 +56,13 @@ def run_blur_test(
     data_key: dict | None = None,
     log: Callable[[str], None] = print,
     parallel: Parallel | None = None,
+    per_image: dict[str, dict[str, list[float]]] | None = None,
 ) -> tuple[list[dict], dict[str, tuple[Tensor, Tensor]]]:
     """MURR and AUC-URR (medians over images) of every method at every budget; returns
     ``(rows, {method: (fractions, median curve)})`` at the largest budget, for plotting.
-    With a ``folder``, each method is a cell, reused on a rerun."""
+    With a ``folder``, each method is a cell, reused on a rerun. A ``per_image`` dict
+    receives each method's MURR and AUC-URR of every image (``{method: {column: [N]}}``;
+    none for cells stored before they were kept)."""
     rows, medians = [], {}
     largest = max(budgets)
     benchmark_key = {"budgets": list(budgets), "steps": BLUR_CURVE_STEPS,
@@ -70,6 +73,7 @@ def run_blur_test(
         def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
             done = attribute_counted(spec, images, batch_size, device, log=log)
             row = {"method": spec.name}
+            each: dict[str, list[float]] = {}  # column: the value of every image
             for budget in budgets:
                 parts = []
                 for i in range(0, len(images), batch_size):
@@ -81,21 +85,54 @@ def run_blur_test(
                 murr, auc = curve_scores(fractions.cpu(), curves)
                 row[f"MURR {100 * budget:g}%"] = float(murr.median())
                 row[f"AUC-URR {100 * budget:g}%"] = float(auc.median())
+                each[f"MURR {100 * budget:g}%"] = murr.tolist()
+                each[f"AUC-URR {100 * budget:g}%"] = auc.tolist()
                 if budget == largest:
                     median_curve = torch.stack([fractions.cpu(), curves.median(0).values])
             row["s/image"] = done.seconds
             row["forward/image"] = done.forward
             row["n"] = len(images)
+            row["per image"] = each
             return row, median_curve.numpy()
 
         cells.append(Cell(f"blur-test-{spec.name}", {**method_key(spec), **benchmark_key},
                           compute, spec.name))
     for spec, (row, median_curve) in zip(methods, cached_cells(folder, cells, log, parallel),
                                          strict=True):
+        row = dict(row)
+        each = row.pop("per image", None)
+        if per_image is not None and each is not None:
+            per_image[spec.name] = each
         rows.append(row)
         medians[spec.name] = (torch.as_tensor(median_curve[0]),
                               torch.as_tensor(median_curve[1]))
     return rows, medians
+
+
+# the images of the table whose values are stored beside it, for a test to recompute
+# (tests/test_reproduce.py): every image of a small table (as detection.SMALL_TABLE)
+SLICE_IMAGES = 2
+SMALL_TABLE = 8
+
+
+def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, kind: str,
+                    per_image: dict[str, dict], names: list[str]) -> None:
+    """``blur_test_per_image.json`` (every row's MURR and AUC-URR of every image) and
+    ``blur_test_slice.npz`` (the first :data:`SLICE_IMAGES` images and every row's values
+    on them), when every row has its per-image values."""
+    if set(per_image) != set(names):
+        log("blur test: cells stored before per-image values were kept; no slice written")
+        return
+    out.write_json("blur_test_per_image.json", {"indices": indices.tolist(), "kind": kind,
+                                                "values": per_image})
+    k = len(images) if len(images) <= SMALL_TABLE else SLICE_IMAGES
+    columns = list(per_image[names[0]])
+    arrays = {"complete": np.array(k == len(images)),
+              "images": images[:k].numpy(), "indices": indices[:k].numpy(),
+              "rows": np.array(names), "columns": np.array(columns), "kind": np.array(kind)}
+    for i, name in enumerate(names):
+        arrays[f"values{i}"] = np.array([per_image[name][c][:k] for c in columns])
+    out.write_npz("blur_test_slice.npz", arrays)
 
 
 # ------------------------------------------------------------ the job of uattr bench/run
@@ -107,11 +144,13 @@ def benchmark(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
     explained = dataclasses.replace(method, uncertainty=kind)
     methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(names)),
                              names, "the blurring test")
+    per_image: dict[str, dict] = {}
     rows, curves = run_blur_test(
         images, methods, lambda x: uncertainty(job.posterior(x), kind), folder=out,
         batch_size=settings.batch_size, device=settings.device,
         data_key={"split": where.split, "kind": kind, "indices": indices.tolist()}, log=log,
-        parallel=job.parallel)
+        parallel=job.parallel, per_image=per_image)
+    write_per_image(out, images, indices, kind, per_image, [spec.name for spec in methods])
     rows = beside(rows, BLUR_TEST_MNIST, ("MURR 2%", "MURR 5%", "AUC-URR 2%", "AUC-URR 5%"))
     out.write_table("blur_test", rows)
     out.save_figure("blur_test_curves.png",

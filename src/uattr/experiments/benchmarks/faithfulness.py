@@ -138,10 +138,13 @@ def run_faithfulness(
     data_key: dict | None = None,
     log: Callable[[str], None] = print,
     parallel: Parallel | None = None,
+    per_image: dict[str, dict[str, list[float]]] | None = None,
 ) -> tuple[list[dict], dict[str, Tensor]]:
     """Score every method's pixel-level maps of ``images`` by both refinements; returns
     ``(rows, maps by method)``. ``uncertainty_of`` is the ``U`` being refined (total in
-    the papers). With a ``folder``, each method is a cell, reused on a rerun."""
+    the papers). With a ``folder``, each method is a cell, reused on a rerun. A
+    ``per_image`` dict receives each method's URR of every image in every column
+    (``{method: {column: [N]}}``; none for cells stored before they were kept)."""
     rows, all_maps = [], {}
     # how the refinements work is part of the key: a changed rule must not reuse cells
     # made by the old one
@@ -156,6 +159,7 @@ def run_faithfulness(
         def compute(spec: MethodSpec = spec) -> tuple[dict, np.ndarray]:
             done = attribute_counted(spec, images, batch_size, device, log=log)
             row: dict = {"method": spec.name}
+            each: dict[str, list[float]] = {}  # column: URR of every image
             gradient_scores, blur_scores = [], []
             bar = tqdm(total=len(gradient_fractions) * len(images),
                        desc=f"{spec.name}: refining", unit="image", leave=False,
@@ -170,6 +174,7 @@ def run_faithfulness(
                     scores.append(urr(result.u_before, result.u_after).cpu())
                     bar.update(len(x))
                 row[_column("gradient", fraction)] = float(torch.cat(scores).mean())
+                each[_column("gradient", fraction)] = torch.cat(scores).tolist()
                 gradient_scores.append(row[_column("gradient", fraction)])
             bar.close()
             for fraction in blur_fractions:
@@ -181,26 +186,32 @@ def run_faithfulness(
                         after = uncertainty_of(blur_top_pixels(x, m, fraction))
                         scores.append(urr(uncertainty_of(x), after).cpu())
                 row[_column("blur", fraction)] = float(torch.cat(scores).mean())
+                each[_column("blur", fraction)] = torch.cat(scores).tolist()
                 blur_scores.append(row[_column("blur", fraction)])
             row["gradient avg"] = sum(gradient_scores) / max(1, len(gradient_scores))
             row["blur avg"] = sum(blur_scores) / max(1, len(blur_scores))
             row["s/image"] = done.seconds
             row["forward/image"] = done.forward
             row["n"] = len(images)
+            row["per image"] = each
             return row, done.maps.numpy()
 
         cells.append(Cell(f"faithfulness-{spec.name}", {**method_key(spec), **benchmark_key},
                           compute, spec.name))
     for spec, (row, maps) in zip(methods, cached_cells(folder, cells, log, parallel),
                                  strict=True):
+        row = dict(row)
+        each = row.pop("per image", None)
+        if per_image is not None and each is not None:
+            per_image[spec.name] = each
         rows.append(row)
         all_maps[spec.name] = torch.from_numpy(maps)
     return rows, all_maps
 
 
 # ------------------------------------------------------------ the job of uattr bench/run
-def run_for_job(job: Job, images: Tensor, indices: Tensor,
-                specs: list[MethodSpec]) -> tuple[list[dict], dict[str, Tensor]]:
+def run_for_job(job: Job, images: Tensor, indices: Tensor, specs: list[MethodSpec],
+                per_image: dict | None = None) -> tuple[list[dict], dict[str, Tensor]]:
     """:func:`run_faithfulness` of the job's split's images ``indices`` on the uncertainty
     its methods explain, into its run folder, with its batch size and device."""
     settings = job.settings
@@ -209,7 +220,35 @@ def run_for_job(job: Job, images: Tensor, indices: Tensor,
         images, specs, lambda x: uncertainty(job.posterior(x), kind), folder=job.out,
         batch_size=settings.batch_size, device=settings.device,
         data_key={"split": settings.data.split, "indices": indices.tolist()}, log=log,
-        parallel=job.parallel)
+        parallel=job.parallel, per_image=per_image)
+
+
+# the images of the faithfulness table whose maps and URRs are stored beside it, for a
+# test to recompute (tests/test_reproduce.py): every image of a small table (as
+# detection.SMALL_TABLE)
+SLICE_IMAGES = 2
+SMALL_TABLE = 8
+
+
+def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, u: Tensor,
+                    maps: dict[str, Tensor], per_image: dict[str, dict]) -> None:
+    """``faithfulness_per_image.json`` (every row's URR of every image in every column)
+    and ``faithfulness_slice.npz`` (the first :data:`SLICE_IMAGES` images, U, and every
+    row's maps and URRs on them), when every row has its per-image values."""
+    if set(per_image) != set(maps):
+        log("faithfulness: cells stored before per-image values were kept; no slice written")
+        return
+    out.write_json("faithfulness_per_image.json",
+                   {"indices": indices.tolist(), "URR": per_image})
+    k = len(images) if len(images) <= SMALL_TABLE else SLICE_IMAGES
+    arrays = {"complete": np.array(k == len(images)),
+              "images": images[:k].numpy(), "indices": indices[:k].numpy(),
+              "u": u[:k].numpy(), "rows": np.array(list(maps)),
+              "columns": np.array(list(next(iter(per_image.values()))))}
+    for i, (name, m) in enumerate(maps.items()):
+        arrays[f"map{i}"] = m[:k].numpy()
+        arrays[f"urr{i}"] = np.array([per_image[name][c][:k] for c in arrays["columns"]])
+    out.write_npz("faithfulness_slice.npz", arrays)
 
 
 def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
@@ -219,7 +258,9 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
     images, indices, u = evaluated_images(job, n, method.uncertainty)
     methods = choose_methods(pixel_methods(job.posterior, method, job.vae_for(names)),
                              names, "faithfulness")
-    rows, maps = run_for_job(job, images, indices, methods)
+    per_image: dict[str, dict] = {}
+    rows, maps = run_for_job(job, images, indices, methods, per_image)
+    write_per_image(out, images, indices, u, maps, per_image)
     rows = beside(rows, FAITHFULNESS_C10,
                   ("gradient 0.5%", "gradient 1%", "blur 2%", "blur 5%"))
     out.write_table("faithfulness", rows)
