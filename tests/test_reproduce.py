@@ -52,6 +52,8 @@ def test_every_table_names_shipped_weights_but_those_not_yet_remeasured():
                                              set(stale) - NOT_YET_REMEASURED}
     # a record that was re-measured leaves the list
     assert not NOT_YET_REMEASURED - set(stale), NOT_YET_REMEASURED - set(stale)
+    # and none names weights: a record naming weights that uattr does not ship fails
+    assert {why for why in stale.values()} <= {"names no weights", "no run record"}
 
 
 def _listed(page: str, what: str) -> set[str]:
@@ -143,3 +145,22 @@ def test_the_stated_accuracy_of_the_shipped_ensemble_is_its_manifests():
     page = " ".join((RESULTS.parent / "reproduction.md").read_text().split())
     assert (f"ensemble reaches {100 * scores['ensemble_accuracy']:.1f}% test accuracy (members "
             f"{100 * min(members):.1f}-{100 * max(members):.1f}%)") in page
+
+
+def test_a_record_naming_weights_that_do_not_ship_is_stale(tmp_path):
+    import json
+
+    from uattr.zoo.weights import manifest
+
+    name, entry = next(iter(manifest().items()))
+    file, digest = next(iter(entry["files"].items()))
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "run-detection.json").write_text(
+        json.dumps({"weights": {f"{name}/{file}": digest}}))
+    (tmp_path / "retrained").mkdir()
+    (tmp_path / "retrained" / "run-detection.json").write_text(
+        json.dumps({"weights": {f"{name}/{file}": "0" * 64}}))
+    (tmp_path / "bare").mkdir()
+    assert stale_tables(tmp_path) == {
+        "retrained/run-detection.json": f"weights not shipped: ['{name}/{file}']",
+        "bare": "no run record"}

@@ -207,7 +207,14 @@ CASES = [
     (["run", *D, "--output", "probs"], "--output: for --model"),
     # ------------------------------------------------------------ train
     (["train", *D, "--vae", "--members", "3"], "--members: not for --vae"),
-    (["train", *D, "--vae", "--retrain"], "--retrain: not for --vae"),
+    (["train", *D, "--vae", "--ensemble-index", "1"], "--ensemble-index: not for --vae"),
+    (["train", *D, "--model", "m.pt", "--ship"], "--ship: not with --model"),
+    (["run", *D, "--ensemble-index", "-1"], "--ensemble-index: must be an integer >= 0"),
+    (["bench", "detection", *D, "--posterior", "mc-dropout", "--ensemble-index", "1"],
+     "--ensemble-index: for the ensemble only"),
+    (["reproduce", "no-such-table"], "TABLE: unknown ['no-such-table']"),
+    (["reproduce", "--list", "--check"], "--list and --check: give one of them"),
+    (["spread", "docs", "--out", "{w}/spread"], "FOLDER: give at least two tables' folders"),
     (["train", *D, "--samples", "3"], "--samples: for single-network posteriors only"),
     (["train", *D, "--out", "{w}/figures"], "--out is the folder of --vae's figure"),
     (["train", *D, "--vae", "--out", "{w}/file.txt"], "--out {w}/file.txt is a file"),
@@ -236,7 +243,7 @@ def _snapshot(folder: Path) -> dict:
 def test_the_table_covers_every_command_with_at_least_60_invocations():
     commands = {argv[0] for argv, _ in CASES if argv}
     assert len(CASES) >= 60 and commands == {"explain", "attribute", "bench", "run", "train",
-                                             "table"}
+                                             "table", "reproduce", "spread"}
 
 
 @pytest.mark.parametrize(("argv", "message"), CASES,

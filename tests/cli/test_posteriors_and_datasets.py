@@ -25,7 +25,8 @@ def _grad_cell(out):
 
 def _detection_images(cache, tag, n):
     """The corrupted images the detection job built and cached for the posterior ``tag``."""
-    (path,) = list(cache.glob(f"*/detection-{tag}-test-n{n}-seed0.pt"))
+    # uattr's own posteriors name it by their weights' hashes too (...-seed0-<hashes>.pt)
+    (path,) = list(cache.glob(f"*/detection-{tag}-test-n{n}-seed0*.pt"))
     return torch.load(path)["images"]
 
 
