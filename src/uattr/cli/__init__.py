@@ -69,8 +69,8 @@ from .reproduce import add_reproduce_parser, add_spread_parser, check_reproduce,
 _MITIGATION = MitigationSettings()
 
 # The main job's sizes: every benchmark once, small enough that `make run` on a fresh
-# machine of the slowest kind (about 3× slower than the one these were measured on) ends
-# within 10 minutes with the shipped weights: 2.5 min on 2 cores here. Detection runs every
+# machine is quick with the shipped weights: 200 s of benchmarks on 2 cores here (the
+# slowest machine of this kind has been about 3× slower). Detection runs every
 # method on 8 images (~7 s an image); the faithfulness test refines each method's top
 # pixels with up to 500 Adam steps per fraction (~10 s a method, whatever the images), so
 # the main job refines four methods' maps (the optimization-based one and one baseline of
