@@ -100,15 +100,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("--model: uattr train trains uattr's own posteriors; yours is "
                          "trained already")
     settings = settings_from(args)
-    load = (lambda: load_ensemble(settings, retrain=args.retrain)) if args.kind == "ensemble" \
-        else (lambda: load_sampled(settings, args.kind, retrain=args.retrain))
-    _, info = load()
-    if args.ship:
+
+    def load(retrain: bool = False) -> tuple[object, dict]:
+        if args.kind == "ensemble":
+            return load_ensemble(settings, retrain=retrain)
+        return load_sampled(settings, args.kind, retrain=retrain)
+
+    _, info = load(args.retrain)
+    if args.ship:  # then as a benchmark loads them: the shipped, rounded weights
         files = ([f"member{s}.pt" for s in range(args.members)] if args.kind == "ensemble"
                  else ["model.pt"])
-        _ship(args, info, {file: Path(info["cache"]) / file for file in files},
-              lambda: load_again(settings, args.kind))
-        _, info = load_again(settings, args.kind)
+        _ship(args, info, {file: Path(info["cache"]) / file for file in files}, load)
+        _, info = load()
     if args.kind == "ensemble":
         rows = [{"model": f"member {s}", "test accuracy": a}
                 for s, a in enumerate(info["member_accuracy"])]
@@ -121,13 +124,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(markdown_table(rows))
     print("the weights uattr ships" if info["shipped"] else f"cached in {info['cache']}")
     return 0
-
-
-def load_again(settings, kind: str) -> tuple[object, dict]:
-    """The posterior ``kind`` as a benchmark loads it (the shipped weights, once shipped)."""
-    if kind == "ensemble":
-        return load_ensemble(settings)
-    return load_sampled(settings, kind)
 
 
 def _ship(args: argparse.Namespace, info: dict, files: dict[str, Path],
@@ -150,8 +146,7 @@ def _ship(args: argparse.Namespace, info: dict, files: dict[str, Path],
         return {k: v for k, v in reload()[1].items()
                 if "accuracy" in k or k == "test_l1"}
 
-    entry = ship(info["name"], "ensemble" if args.kind == "ensemble" and not args.vae
-                 else ("vae" if args.vae else args.kind), info["spec"], states,
+    entry = ship(info["name"], "vae" if args.vae else args.kind, info["spec"], states,
                  dtype=args.ship, command=command_line(), scores=scores)
     print(f"shipped {info['name']} ({args.ship}): {entry['scores']}")
 

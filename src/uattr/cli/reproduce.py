@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..experiments.reproduce import TABLES, recompute_slice, stale_tables
 from ..experiments.runs import markdown_table
+from .arguments import add_parallel
 
 __all__ = ["add_reproduce_parser", "add_spread_parser", "check_reproduce", "check_spread"]
 
@@ -29,10 +30,7 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                         "row) and compare it with the committed values instead")
     p.add_argument("--results", default=RESULTS, metavar="DIR",
                    help=f"where the tables are committed (default {RESULTS})")
-    p.add_argument("--workers", type=int, default=None,
-                   help="run each benchmark's cells on a local Ray of this many CPUs")
-    p.add_argument("--address", default=None,
-                   help="or on the Ray cluster at this address (auto or HOST:PORT)")
+    add_parallel(p)
     p.set_defaults(func=cmd_reproduce)
 
 
@@ -58,8 +56,6 @@ def check_reproduce(args: argparse.Namespace) -> None:
     _chosen(args)
     if args.list and args.check:
         raise ValueError("--list and --check: give one of them")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["ITERATED_RTOL", "MAP_RTOL", "TABLES", "U_RTOL", "Mismatch", "Table", "recompute_slice",
@@ -204,9 +205,38 @@ def _settings(record: dict):
 
 
 def _box_mean(maps: Tensor, boxes: Tensor) -> Tensor:
-    """Mean of each map ``[B, H, W]`` over its box ``[B, 4]`` -> ``[B]`` (float64)."""
-    return torch.stack([maps[i, t:t + h, left:left + w].double().mean()
-                        for i, (t, left, h, w) in enumerate(boxes.tolist())])
+    """Mean of each map ``[B, H, W]`` over its box ``[B, 4]`` (all of one size) -> ``[B]``
+    (float64): the box search's own average pool, read at each box."""
+    height, width = int(boxes[0, 2]), int(boxes[0, 3])
+    means = F.avg_pool2d(maps[:, None].double(), (height, width), stride=1)[:, 0]
+    return means[torch.arange(len(boxes)), boxes[:, 0], boxes[:, 1]]
+
+
+def _u_mismatches(u: Tensor, stored: Tensor, what: str) -> list[Mismatch]:
+    """U of each image against the stored one, within :data:`U_RTOL`."""
+    wrong = torch.nonzero((u - stored).abs() > U_RTOL * stored.abs().clamp_min(1e-6))
+    return [Mismatch("U", int(i), what, float(stored[i]), float(u[i])) for i in wrong]
+
+
+def _map_mismatches(name: str, old: Tensor, new: Tensor, rtol: float
+                    ) -> tuple[list[Mismatch], Tensor]:
+    """Each map ``[K, H, W]`` against the stored one: its largest difference within ``rtol``
+    of the stored map's largest absolute value; also returns that value ``[K]``."""
+    scale = old.flatten(1).abs().amax(1).clamp_min(1e-12)  # [K]
+    error = (new - old).flatten(1).abs().amax(1)
+    return [Mismatch(name, i, "map: largest difference / largest value", 0.0,
+                     float(error[i] / scale[i]))
+            for i in torch.nonzero(error > rtol * scale).flatten().tolist()], scale
+
+
+def _value_mismatches(name: str, old: np.ndarray, new: dict[str, list[float]],
+                      columns: list[str], prefix: str = "") -> list[Mismatch]:
+    """A row's per-image values ``old [columns, K]`` against the recomputed ``{column:
+    [K]}``, within :data:`URR_ATOL`."""
+    return [Mismatch(name, i, f"{prefix}{column}", float(a), float(b))
+            for c, column in enumerate(columns)
+            for i, (a, b) in enumerate(zip(old[c], new[column], strict=True))
+            if abs(a - b) > URR_ATOL]
 
 
 def _tolerance(spec) -> float:
@@ -222,7 +252,7 @@ def _random(spec) -> bool:
 def _keep(names: list[str], specs: dict, stored, skipped: list[str] | None) -> list[str]:
     """The rows a slice can recompute: all of a complete slice (the table's every image, in
     one batch as it ran), else those without random draws; the others go to ``skipped``."""
-    if bool(stored["complete"]) if "complete" in stored else False:
+    if "complete" in stored and bool(stored["complete"]):
         return names
     kept = [name for name in names if not _random(specs[name])]
     if skipped is not None:
@@ -267,12 +297,8 @@ def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None
     boxes = torch.from_numpy(stored["boxes"])
     names = [str(n) for n in stored["rows"]]
     chosen = rows or names
-    mismatches = []
-
-    u = uncertainty(predict_probs(posterior, images), "total")
-    u_stored = torch.from_numpy(stored["u_corrupted"])
-    for i in torch.nonzero((u - u_stored).abs() > U_RTOL * u_stored.abs().clamp_min(1e-6)):
-        mismatches.append(Mismatch("U", int(i), "U total", float(u_stored[i]), float(u[i])))
+    mismatches = _u_mismatches(uncertainty(predict_probs(posterior, images), "total"),
+                               torch.from_numpy(stored["u_corrupted"]), "U total")
 
     vae = load_vae(settings)[0] if needs_vae(chosen) else None
     specs = detection_methods(posterior, settings.method, vae)
@@ -289,12 +315,9 @@ def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None
         old_iou = torch.from_numpy(stored[f"iou{k}"])
         new_map = attribute_counted(specs[name], images, batch_size, settings.device,
                                     boxes=boxes, results=[], log=lambda _: None).maps
-        scale = old_map.flatten(1).abs().amax(1).clamp_min(1e-12)  # [K]
-        error = (new_map - old_map).flatten(1).abs().amax(1)
         rtol = _tolerance(specs[name])
-        for i in torch.nonzero(error > rtol * scale).flatten().tolist():
-            mismatches.append(Mismatch(name, i, "map: largest difference / largest value",
-                                       0.0, float(error[i] / scale[i])))
+        wrong, scale = _map_mismatches(name, old_map, new_map, rtol)
+        mismatches += wrong
         size = int(boxes[0, 2])
         new_boxes, old_boxes = find_box(new_map, size), find_box(old_map, size)
         new_iou = box_iou(new_boxes, boxes)
@@ -319,12 +342,9 @@ def _recompute_faithfulness(stored, settings, posterior, rows: list[str] | None,
     names = [str(n) for n in stored["rows"]]
     columns = [str(c) for c in stored["columns"]]
     chosen = rows or names
-    mismatches = []
     with torch.no_grad():
         u = uncertainty(posterior(images), kind)
-    u_stored = torch.from_numpy(stored["u"])
-    for i in torch.nonzero((u - u_stored).abs() > U_RTOL * u_stored.abs().clamp_min(1e-6)):
-        mismatches.append(Mismatch("U", int(i), f"U {kind}", float(u_stored[i]), float(u[i])))
+    mismatches = _u_mismatches(u, torch.from_numpy(stored["u"]), f"U {kind}")
     vae = load_vae(settings)[0] if needs_vae(chosen) else None
     specs = pixel_methods(posterior, settings.method, vae)
     chosen = _keep(chosen, specs, stored, skipped)
@@ -335,19 +355,10 @@ def _recompute_faithfulness(stored, settings, posterior, rows: list[str] | None,
                                log=lambda _: None, per_image=per_image)
     for name in chosen:
         k = names.index(name)
-        old_map = torch.from_numpy(stored[f"map{k}"])
-        scale = old_map.flatten(1).abs().amax(1).clamp_min(1e-12)
-        error = (maps[name] - old_map).flatten(1).abs().amax(1)
-        for i in torch.nonzero(error > _tolerance(specs[name]) * scale).flatten().tolist():
-            mismatches.append(Mismatch(name, i, "map: largest difference / largest value",
-                                       0.0, float(error[i] / scale[i])))
-        old_urr = stored[f"urr{k}"]  # [columns, K]
-        for c, column in enumerate(columns):
-            for i, (old, new) in enumerate(zip(old_urr[c], per_image[name][column],
-                                               strict=True)):
-                if abs(old - new) > URR_ATOL:
-                    mismatches.append(Mismatch(name, i, f"URR {column}", float(old),
-                                               float(new)))
+        mismatches += _map_mismatches(name, torch.from_numpy(stored[f"map{k}"]), maps[name],
+                                      _tolerance(specs[name]))[0]
+        mismatches += _value_mismatches(name, stored[f"urr{k}"], per_image[name], columns,
+                                        "URR ")
     return mismatches
 
 
@@ -375,11 +386,6 @@ def _recompute_blur_test(stored, settings, posterior, rows: list[str] | None,
     run_blur_test(images, [specs[name] for name in chosen],
                   lambda x: uncertainty(posterior(x), kind), batch_size=settings.batch_size,
                   device=settings.device, log=lambda _: None, per_image=per_image)
-    mismatches = []
-    for name in chosen:
-        old = stored[f"values{names.index(name)}"]  # [columns, K]
-        for c, column in enumerate(columns):
-            for i, (a, b) in enumerate(zip(old[c], per_image[name][column], strict=True)):
-                if abs(a - b) > URR_ATOL:
-                    mismatches.append(Mismatch(name, i, column, float(a), float(b)))
-    return mismatches
+    return [wrong for name in chosen
+            for wrong in _value_mismatches(name, stored[f"values{names.index(name)}"],
+                                           per_image[name], columns)]

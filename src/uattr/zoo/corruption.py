@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..ops.perturb import gaussian_blur
 from .data import Split
-from .models import cache_dir, restore, save_atomic
+from .models import cache_dir, restore_or_train
 
 __all__ = ["CorruptionConfig", "CorruptionNet", "corrupt", "load_or_train_corruption_net",
            "random_shapes", "train_corruption_net"]
@@ -158,14 +158,14 @@ def load_or_train_corruption_net(dataset: str, train: Split, *,
     name = f"{dataset}-corruption-{digest[:10]}"
     path = Path(cache_dir(cache)) / f"{name}.pt"
     net = CorruptionNet(train.images.shape[1], config.width)
-    # a damaged cache file is moved aside: trained again
-    source = None if retrain else restore(net, name, "model.pt", path, shipped=shipped,
-                                          log=log)
-    if source is None:
+
+    def train_it() -> CorruptionNet:
         log(f"training the corruption detector of {dataset} ({config.epochs} epochs on "
             f"{len(train)} images; cached in {path})")
-        net = train_corruption_net(train, config, log)
-        save_atomic(net.state_dict(), path)
-        source = path
+        return train_corruption_net(train, config, log)
+
+    # a damaged cache file is moved aside: trained again
+    net, source, _ = restore_or_train(net, name, "model.pt", path, train_it, retrain=retrain,
+                                      shipped=shipped, log=log)
     return net.eval(), {"name": name, "spec": asdict(config), "shipped": is_shipped(source),
                         "weights": file_hashes(name, {"model.pt": source})}

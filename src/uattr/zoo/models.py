@@ -217,6 +217,21 @@ def restore(model: nn.Module, name: str, file: str, cached: Path, *, shipped: bo
     return cached if _load_state(model, cached, log) else None
 
 
+def restore_or_train(model: nn.Module, name: str, file: str, cached: Path,
+                     train: Callable[[], nn.Module], *, retrain: bool = False,
+                     shipped: bool = True, log: Callable[[str], None] = print,
+                     ) -> tuple[nn.Module, Path, bool]:
+    """``model`` with the weights :func:`restore` finds (none when ``retrain``), else
+    ``train()``'s module, saved to ``cached`` at once (an interrupted run resumes). Returns
+    ``(module, the file its weights are in, whether it was trained)``."""
+    source = None if retrain else restore(model, name, file, cached, shipped=shipped, log=log)
+    if source is not None:
+        return model, source, False
+    model = train()
+    save_atomic(model.cpu().state_dict(), cached)
+    return model, cached, True
+
+
 def weights_tag(hashes: dict[str, str]) -> str:
     """A short tag of a set of weights (their SHA-256): what is cached for one set of
     weights (test scores, a detection set) is never read back for another (shipped or
@@ -304,14 +319,15 @@ def load_or_train_ensemble(
         file, seed = f"member{s}.pt", index * members + s
         torch.manual_seed(seed)  # member s starts from its own initialisation
         model = build()
-        source = None if retrain else restore(model, name, file, folder / file,
-                                              shipped=shipped, log=log)
-        if source is None:
+
+        def train_it(model: nn.Module = model, s: int = s, seed: int = seed) -> nn.Module:
             log(f"training member {s + 1}/{members} on {dataset} ({len(train)} images)")
-            train_member(model, train, config, seed=seed, device=device,
-                         desc=f"member {s + 1}")
-            save_atomic(model.cpu().state_dict(), folder / file)
-            source, trained = folder / file, True
+            return train_member(model, train, config, seed=seed, device=device,
+                                desc=f"member {s + 1}")
+
+        model, source, fresh = restore_or_train(model, name, file, folder / file, train_it,
+                                                retrain=retrain, shipped=shipped, log=log)
+        trained = trained or fresh
         models.append(model.to(device).eval())
         loaded_from[file] = source
     hashes = file_hashes(name, loaded_from)
@@ -394,20 +410,18 @@ def load_or_train_sampled(
     net = SmallCNN(channels, num_classes, height)
     if kind == "flipout":
         net = to_flipout(net).to(memory_format=torch.channels_last)
-    source = None if retrain else restore(net, name, "model.pt", path, shipped=shipped,
-                                          log=log)
-    if source is not None:
-        net.to(device).eval()
-        trained = False
-    else:
+
+    def train_it() -> nn.Module:
         used = min(len(train), config.max_train or len(train))
         log(f"training the {kind} network on {dataset} ({used} images)")
         trainee = DropConnect(net, dropconnect_p) if kind == "dropconnect" else net
         train_member(trainee, train, config, seed=0, device=device, desc=kind,
                      penalty=flipout_kl if kind == "flipout" else None)
-        save_atomic(net.cpu().state_dict(), path)
-        net.to(device).eval()
-        source, trained = path, True
+        return net
+
+    net, source, trained = restore_or_train(net, name, "model.pt", path, train_it,
+                                            retrain=retrain, shipped=shipped, log=log)
+    net.to(device).eval()
     hashes = file_hashes(name, {"model.pt": source})
     if kind == "mc-dropout":
         posterior = MCDropout(net, samples=samples)

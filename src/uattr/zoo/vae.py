@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .data import Split
-from .models import _cached_scores, cache_dir, restore, save_atomic, weights_tag
+from .models import _cached_scores, cache_dir, restore_or_train, weights_tag
 
 __all__ = ["VAE", "VAEConfig", "load_or_train_vae", "reconstruction_error", "train_vae"]
 
@@ -147,16 +147,15 @@ def load_or_train_vae(dataset: str, train: Split, test: Split, *,
     name = f"{dataset}-vae-{digest}"
     path = Path(cache_dir(cache)) / f"{name}.pt"
     vae = VAE(shape, config.latent, config.hidden)
-    # a damaged cache file is moved aside: trained again
-    source = None if retrain else restore(vae, name, "model.pt", path, shipped=shipped,
-                                          log=log)
-    trained = source is None
-    if trained:
+
+    def train_it() -> VAE:
         log(f"training the VAE of {dataset} ({config.epochs} epochs on {len(train)} images; "
             f"cached in {path})")
-        vae = train_vae(train, config, log)
-        save_atomic(vae.state_dict(), path)
-        source = path
+        return train_vae(train, config, log)
+
+    # a damaged cache file is moved aside: trained again
+    vae, source, trained = restore_or_train(vae, name, "model.pt", path, train_it,
+                                            retrain=retrain, shipped=shipped, log=log)
     vae.eval()
     hashes = file_hashes(name, {"model.pt": source})
     scores = _cached_scores(path.with_suffix(f".test-{len(test)}-{weights_tag(hashes)}.json"),

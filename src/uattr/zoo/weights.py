@@ -120,8 +120,12 @@ def ship(name: str, kind: str, spec: dict, states: Mapping[str, Mapping[str, Ten
     entries = dict(manifest())
     entries[name] = {"kind": kind, "spec": spec, "dtype": dtype, "files": files,
                      "command": command}
-    write_atomic(MANIFEST, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
-    if scores is not None:
-        entries[name]["scores"] = scores()
+
+    def write() -> None:
         write_atomic(MANIFEST, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
+
+    write()
+    if scores is not None:  # computed by loading what was just written, so written first
+        entries[name]["scores"] = scores()
+        write()
     return entries[name]

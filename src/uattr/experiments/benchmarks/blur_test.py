@@ -34,6 +34,7 @@ from .common import (
     attribute_counted,
     cached_cells,
     method_key,
+    slice_size,
 )
 from .paper_numbers import BLUR_TEST_MNIST, beside
 
@@ -109,23 +110,17 @@ def run_blur_test(
     return rows, medians
 
 
-# the images of the table whose values are stored beside it, for a test to recompute
-# (tests/test_reproduce.py): every image of a small table (as detection.SMALL_TABLE)
-SLICE_IMAGES = 2
-SMALL_TABLE = 8
-
-
 def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, kind: str,
                     per_image: dict[str, dict], names: list[str]) -> None:
     """``blur_test_per_image.json`` (every row's MURR and AUC-URR of every image) and
-    ``blur_test_slice.npz`` (the first :data:`SLICE_IMAGES` images and every row's values
+    ``blur_test_slice.npz`` (the images :func:`~.common.slice_size` keeps and every row's values
     on them), when every row has its per-image values."""
     if set(per_image) != set(names):
         log("blur test: cells stored before per-image values were kept; no slice written")
         return
     out.write_json("blur_test_per_image.json", {"indices": indices.tolist(), "kind": kind,
                                                 "values": per_image})
-    k = len(images) if len(images) <= SMALL_TABLE else SLICE_IMAGES
+    k = slice_size(len(images))
     columns = list(per_image[names[0]])
     arrays = {"complete": np.array(k == len(images)),
               "images": images[:k].numpy(), "indices": indices[:k].numpy(),

@@ -33,7 +33,20 @@ from ..runs import RunFolder
 
 __all__ = ["NOT_IN_KEY", "AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
            "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "most_uncertain",
-           "posterior_key", "takes_generator"]
+           "posterior_key", "slice_size", "takes_generator"]
+
+# The images of a table whose values are stored beside it, for a test to recompute a slice
+# of every row from the shipped weights (tests/test_reproduce.py): a random method's draws
+# depend on the batch an image was attributed in (uattr.ops.rng), so a table of up to
+# SMALL_TABLE images is stored whole (and recomputed whole), a larger one by its first
+# SLICE_IMAGES images (its random rows then need their whole first batch).
+SLICE_IMAGES = 2
+SMALL_TABLE = 8
+
+
+def slice_size(n: int) -> int:
+    """How many of a table's ``n`` images its slice stores (all of a small table)."""
+    return n if n <= SMALL_TABLE else SLICE_IMAGES
 
 Segmenter = Callable[[Tensor], Tensor]
 Log = Callable[[str], None]

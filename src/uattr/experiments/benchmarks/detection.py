@@ -33,6 +33,7 @@ from .common import (
     attribute_counted,
     cached_cells,
     method_key,
+    slice_size,
 )
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
@@ -143,21 +144,12 @@ def run_detection(
     return rows, all_maps
 
 
-# The images of a table whose maps are stored beside it, for a test to recompute a slice
-# of every row from the shipped weights (tests/test_reproduce.py): a random method's draws
-# depend on the batch an image was attributed in (uattr.ops.rng), so a table of up to
-# SMALL_TABLE images is stored whole (and recomputed whole), a larger one by its first
-# SLICE_IMAGES images (its random rows then need their whole first batch).
-SLICE_IMAGES = 2
-SMALL_TABLE = 8
-
-
 def write_per_image(out: RunFolder, stem: str, detection_set: DetectionSet,
                     maps: dict[str, Tensor]) -> None:
     """Beside a detection-like table ``stem``: ``<stem>_per_image.json``, every row's IoU
     on every image (for paired comparisons and the spread across ensembles), and
-    ``<stem>_slice.npz``, every image of a table of up to :data:`SMALL_TABLE` images, else
-    the first :data:`SLICE_IMAGES`: the corrupted images, their boxes, U
+    ``<stem>_slice.npz``, the images :func:`~.common.slice_size` keeps: the corrupted
+    images, their boxes, U
     and every row's maps and IoU on them, from which a test recomputes the table's slice."""
     ious = {name: box_iou(find_box(m, detection_set.patch_size), detection_set.boxes)
             for name, m in maps.items()}  # name: [N]
@@ -165,7 +157,7 @@ def write_per_image(out: RunFolder, stem: str, detection_set: DetectionSet,
         "indices": detection_set.indices.tolist(),
         "IoU": {name: iou.tolist() for name, iou in ious.items()}})
     n = len(detection_set.images)
-    k = n if n <= SMALL_TABLE else SLICE_IMAGES
+    k = slice_size(n)
     arrays = {"complete": np.array(k == n),
               "images": detection_set.images[:k].numpy(),
               "boxes": detection_set.boxes[:k].numpy(),

@@ -35,6 +35,7 @@ from .common import (
     attribute_counted,
     cached_cells,
     method_key,
+    slice_size,
 )
 from .paper_numbers import FAITHFULNESS_C10, beside
 
@@ -223,24 +224,17 @@ def run_for_job(job: Job, images: Tensor, indices: Tensor, specs: list[MethodSpe
         parallel=job.parallel, per_image=per_image)
 
 
-# the images of the faithfulness table whose maps and URRs are stored beside it, for a
-# test to recompute (tests/test_reproduce.py): every image of a small table (as
-# detection.SMALL_TABLE)
-SLICE_IMAGES = 2
-SMALL_TABLE = 8
-
-
 def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, u: Tensor,
                     maps: dict[str, Tensor], per_image: dict[str, dict]) -> None:
     """``faithfulness_per_image.json`` (every row's URR of every image in every column)
-    and ``faithfulness_slice.npz`` (the first :data:`SLICE_IMAGES` images, U, and every
+    and ``faithfulness_slice.npz`` (the images :func:`~.common.slice_size` keeps, U, and every
     row's maps and URRs on them), when every row has its per-image values."""
     if set(per_image) != set(maps):
         log("faithfulness: cells stored before per-image values were kept; no slice written")
         return
     out.write_json("faithfulness_per_image.json",
                    {"indices": indices.tolist(), "URR": per_image})
-    k = len(images) if len(images) <= SMALL_TABLE else SLICE_IMAGES
+    k = slice_size(len(images))
     arrays = {"complete": np.array(k == len(images)),
               "images": images[:k].numpy(), "indices": indices[:k].numpy(),
               "u": u[:k].numpy(), "rows": np.array(list(maps)),
