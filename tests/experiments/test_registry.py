@@ -17,6 +17,7 @@ from uattr.experiments.registry import (
     family_means,
 )
 from uattr.experiments.settings import MethodSettings
+from uattr.ops.rng import index_generators
 
 
 def test_family_means_average_only_the_rows_present():
@@ -89,7 +90,9 @@ def test_a_detection_row_of_the_optimization_reports_the_steps_it_took():
     result_steps = []
     for i in (0, 3):  # the same two batches, as the benchmark ran them
         part = x[i : i + 3]
-        result = method.attribute_with_diagnostics(part, segments=segment.grid(part, cell=4))
+        result = method.attribute_with_diagnostics(
+            part, segments=segment.grid(part, cell=4),
+            generator=index_generators(0, range(i, i + len(part))))
         result_steps.append(result)
     steps = torch.cat([r.steps for r in result_steps]).double()
     converged = torch.cat([r.converged for r in result_steps])
@@ -145,3 +148,24 @@ def test_detection_rows_say_how_far_each_is_from_the_best_in_paired_standard_err
                                                       oracle=True)],
                                    log=lambda _: None)[0]
     assert bright["IoU - best"] == 0.0 and oracle["IoU - best"] == 0.5
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "optimization (slic)", "lime"])
+def test_a_random_row_draws_per_image_so_its_maps_do_not_depend_on_the_batch(name):
+    """Each image draws from its own generator (the method's seed and the image's
+    position), so batches of 2 and of 5 give the same maps as attributing each image with
+    that generator; one generator per batch would make them differ."""
+    x = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    specs = detection_methods(SpotPosterior((5, 9)), MethodSettings(), None)
+    spec = specs[name]
+    twos = attribute_in_batches(spec, x, batch_size=2, device="cpu")
+    fives = attribute_in_batches(spec, x, batch_size=5, device="cpu")
+    seg = spec.segmenter(x) if spec.segmenter is not None else None
+    alone = spec.method.attribute(x, segments=seg,
+                                  generator=index_generators(spec.method.seed, range(5)))
+    shared = spec.method.attribute(x, segments=seg)  # one generator for the whole batch
+    # float32 sums over at most a few hundred terms: 1e-5 of the map's scale is ample
+    scale = float(alone.abs().max())
+    assert torch.allclose(twos, alone, rtol=0, atol=1e-5 * scale)
+    assert torch.allclose(fives, alone, rtol=0, atol=1e-5 * scale)
+    assert not torch.allclose(shared, alone, rtol=0, atol=1e-4 * scale)

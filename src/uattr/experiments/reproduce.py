@@ -245,14 +245,20 @@ def _tolerance(spec) -> float:
 
 
 def _random(spec) -> bool:
-    """Whether a row draws random numbers (its draws then depend on the batch it ran in)."""
-    return hasattr(spec.method, "seed")
+    """Whether a row draws random numbers (in an older table, from one generator per
+    batch)."""
+    from .benchmarks.common import takes_generator
+
+    return takes_generator(spec.method)
 
 
 def _keep(names: list[str], specs: dict, stored, skipped: list[str] | None) -> list[str]:
-    """The rows a slice can recompute: all of a complete slice (the table's every image, in
-    one batch as it ran), else those without random draws; the others go to ``skipped``."""
-    if "complete" in stored and bool(stored["complete"]):
+    """The rows a slice can recompute: all of them when the table drew one generator per
+    image or the slice holds the table's every image (in one batch, as it ran); else, for
+    an older table whose random rows drew from one generator per batch, those without
+    random draws, and the others go to ``skipped``."""
+    per_image = "draws_per_image" in stored and bool(stored["draws_per_image"])
+    if per_image or ("complete" in stored and bool(stored["complete"])):
         return names
     kept = [name for name in names if not _random(specs[name])]
     if skipped is not None:
@@ -266,10 +272,10 @@ def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None
     """Recompute the slice ``<stem>_slice.npz`` of a table folder (the ``rows`` of it,
     default all) from the posterior its record names, and return what differs.
 
-    A slice of a small table holds every image, and every row is recomputed on all of them
-    in one batch, as the table was. A slice of a larger table holds its first images, and
-    a row with random draws is left out (into ``skipped``): its draws depend on the whole
-    batch those images were attributed in.
+    A slice holds a table's first images (every image of a small one). A random row draws
+    from one generator per image, seeded by its position, so its maps follow from the
+    slice alone; in an older table whose random rows drew from one generator per batch,
+    they are left out of a partial slice (into ``skipped``).
 
     - U of each slice image: within :data:`U_RTOL`.
     - Each row's map: largest difference within :data:`MAP_RTOL` (an optimiser's:

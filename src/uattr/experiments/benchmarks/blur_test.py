@@ -122,7 +122,7 @@ def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, kind: str,
                                                 "values": per_image})
     k = slice_size(len(images))
     columns = list(per_image[names[0]])
-    arrays = {"complete": np.array(k == len(images)),
+    arrays = {"complete": np.array(k == len(images)), "draws_per_image": np.array(True),
               "images": images[:k].numpy(), "indices": indices[:k].numpy(),
               "rows": np.array(names), "columns": np.array(columns), "kind": np.array(kind)}
     for i, name in enumerate(names):

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ...attribution.base import UncertaintyAttribution, fingerprint
 from ...attribution.optimization import UninformativeMapWarning
+from ...ops.rng import index_generators
 from ...ops.segment import with_boxes
 from ...posteriors.passes import PassCounter
 from ...uq import predict_probs, uncertainty
@@ -88,9 +89,12 @@ def method_key(spec: MethodSpec) -> dict[str, Any]:
     the posterior."""
     settings = {name: value for name, value in spec.method.settings().items()
                 if name not in NOT_IN_KEY}
-    return {"method": spec.name, "class": type(spec.method).__name__,
-            "settings": settings, "segments": spec.config,
-            "oracle": spec.oracle, "posterior": posterior_key(spec.method.posterior)}
+    key = {"method": spec.name, "class": type(spec.method).__name__,
+           "settings": settings, "segments": spec.config,
+           "oracle": spec.oracle, "posterior": posterior_key(spec.method.posterior)}
+    if takes_generator(spec.method):  # maps made with one generator per batch differ
+        key["draws"] = "one generator per image"
+    return key
 
 
 def cached_cell(folder: RunFolder | None, name: str, config: dict[str, Any],
@@ -154,13 +158,21 @@ def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
     segmenter; an oracle row adds each image's true box ``boxes [N, 4]`` as a segment),
     ``batch_size`` images at a time, with a progress bar over images.
 
-    ``segments [N, H, W]`` given replace the row's segmenter; ``generators``, one per
-    image, go to a random method (an image's draws then do not depend on its batch).
-    With a list ``results``, a method that reports diagnostics (the optimization-based
-    one) appends each batch's :class:`~uattr.attribution.OptimizationResult` to it."""
+    A random method draws from one generator per image, so that an image's map does not
+    depend on the batch it is in (nor on ``batch_size``, a shard or a worker):
+    ``generators`` given (one per image), else seeded by the method's ``seed`` and the
+    image's position in ``images``. ``segments [N, H, W]`` given replace the row's
+    segmenter. With a list ``results``, a method that reports diagnostics (the
+    optimization-based one) appends each batch's
+    :class:`~uattr.attribution.OptimizationResult` to it."""
     if spec.oracle and (spec.segmenter is None or boxes is None):
         raise ValueError(f"{spec.name}: an oracle row needs a segmenter and the true boxes")
-    random = generators is not None and takes_generator(spec.method)
+    random = takes_generator(spec.method)
+    if random and generators is None:
+        generators = index_generators(spec.method.seed, range(len(images)))
+    if random and len(generators) != len(images):
+        raise ValueError(f"generators must hold one generator per image ({len(images)}), "
+                         f"got {len(generators)}")
     maps = []
     with tqdm(total=len(images), desc=spec.name, unit="image", leave=False,
               disable=len(images) <= batch_size) as bar:

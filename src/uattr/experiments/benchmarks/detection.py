@@ -158,7 +158,7 @@ def write_per_image(out: RunFolder, stem: str, detection_set: DetectionSet,
         "IoU": {name: iou.tolist() for name, iou in ious.items()}})
     n = len(detection_set.images)
     k = slice_size(n)
-    arrays = {"complete": np.array(k == n),
+    arrays = {"complete": np.array(k == n), "draws_per_image": np.array(True),
               "images": detection_set.images[:k].numpy(),
               "boxes": detection_set.boxes[:k].numpy(),
               "indices": detection_set.indices[:k].numpy(),

@@ -235,7 +235,7 @@ def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, u: Tensor,
     out.write_json("faithfulness_per_image.json",
                    {"indices": indices.tolist(), "URR": per_image})
     k = slice_size(len(images))
-    arrays = {"complete": np.array(k == len(images)),
+    arrays = {"complete": np.array(k == len(images)), "draws_per_image": np.array(True),
               "images": images[:k].numpy(), "indices": indices[:k].numpy(),
               "u": u[:k].numpy(), "rows": np.array(list(maps)),
               "columns": np.array(list(next(iter(per_image.values()))))}
