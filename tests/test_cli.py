@@ -258,15 +258,18 @@ def test_bench_segmenters_shares_the_detection_cells_and_scores_each_segmenter(c
     common = [*COMMON, "--cache-dir", cache, "--n", "6", "--out", str(out)]
     assert main(["bench", "detection", *common, "--methods", "kernelshap (slic)"]) == 0
     capsys.readouterr()
-    methods = ["kernelshap (slic)", "kernelshap (learned)"]
-    assert main(["bench", "segmenters", *common, "--segmenters", "slic", "learned",
+    methods = ["kernelshap (slic)", "kernelshap (paste-detector)",
+               "detector only (paste-detector)"]
+    assert main(["bench", "segmenters", *common, "--segmenters", "slic", "paste-detector",
                  "--methods", *methods]) == 0
     err = capsys.readouterr().err
     assert "kernelshap (slic): loaded from" in err  # the detection table's own cell
-    assert "training the corruption detector of digits" in err
+    assert "training the paste detector of digits" in err
     rows = json.loads((out / "segmenters.json").read_text())
-    assert [(r["method"], r["segmenter"]) for r in rows] == [(methods[0], "slic"),
-                                                             (methods[1], "learned")]
+    assert [(r["method"], r["segmenter"]) for r in rows] == [
+        (methods[0], "slic"), (methods[1], "paste-detector"), (methods[2], "paste-detector")]
+    assert rows[1]["detector trained on"].endswith("the benchmark's own corruption")
+    assert rows[2]["segments/image"] is None  # the detector's map itself: no segments
     boxes = torch.tensor(json.loads((out / "detection_set.json").read_text())["boxes"])
     for row in rows:
         maps = torch.from_numpy(np.load(out / "cells" / f"detection-{row['method']}.npy"))
@@ -274,6 +277,13 @@ def test_bench_segmenters_shares_the_detection_cells_and_scores_each_segmenter(c
         assert row["IoU"] == pytest.approx(float(iou.mean()))
         assert row["IoU s.e."] == pytest.approx(float(iou.std() / len(iou) ** 0.5))
     assert (out / "segmenters.png").is_file()
+    # the corruption neither detector saw: its own cells and files, beside patch swap's
+    assert main(["bench", "segmenters", *common, "--segmenters", "paste-detector",
+                 "--corruption", "patch-rotate", "--methods", methods[2]]) == 0
+    rotated = json.loads((out / "segmenters-patch-rotate.json").read_text())
+    assert [r["method"] for r in rotated] == [methods[2]]
+    cell = out / "cells" / f"detection-patch-rotate-{methods[2]}.npy"
+    assert not np.array_equal(np.load(cell), np.load(out / "cells" / f"detection-{methods[2]}.npy"))
     assert main(["bench", "segmenters", *common, "--methods", "optimization (sam)"]) == 2
     assert "unknown ['optimization (sam)']" in capsys.readouterr().err
 
@@ -486,3 +496,20 @@ def test_bench_figures_draws_papers_002_figures_and_the_blurring_sequence_values
     maps = UABackprop(posterior, "epistemic").attribute(x)
     last = uncertainty(posterior(blur_top_pixels(x, maps, SEQUENCE_FRACTIONS[-1])), "epistemic")
     torch.testing.assert_close(torch.tensor([r["U_e 5%"] for r in rows]), last.detach())
+
+
+def test_train_detector_trains_once_then_loads_and_reports_its_own_task(cache, capsys):
+    """The retouch detector of the digits: trained once (its epoch and threshold chosen on
+    its own validation retouches), then loaded from the cache with the same report."""
+    argv = ["train", "--dataset", "digits", "--cache-dir", cache,
+            "--detector", "retouch-detector"]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert "training the retouch detector of digits" in first.err
+    assert "validation loss" in first.err
+    assert "retouches disjoint from patch swap" in first.out
+    assert main(argv) == 0
+    second = capsys.readouterr()
+    assert "training" not in second.err
+    table = [line for line in first.out.splitlines() if "retouch-detector" in line]
+    assert table == [line for line in second.out.splitlines() if "retouch-detector" in line]

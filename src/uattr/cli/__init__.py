@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -94,8 +95,12 @@ RUN_MITIGATION_METHODS = ["ua-backprop", "grad", "clue"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.vae and args.detector:
+        raise ValueError("--vae and --detector each name what to train; choose one")
     if args.vae:
         return _train_vae(args)
+    if args.detector:
+        return _train_detector(args)
     if args.model:
         raise ValueError("--model: uattr train trains uattr's own posteriors; yours is "
                          "trained already")
@@ -144,9 +149,10 @@ def _ship(args: argparse.Namespace, info: dict, files: dict[str, Path],
 
     def scores() -> dict:
         return {k: v for k, v in reload()[1].items()
-                if "accuracy" in k or k == "test_l1"}
+                if "accuracy" in k or k in ("test_l1", "test_loss", "relative")}
 
-    entry = ship(info["name"], "vae" if args.vae else args.kind, info["spec"], states,
+    kind = "vae" if args.vae else "detector" if args.detector else args.kind
+    entry = ship(info["name"], kind, info["spec"], states,
                  dtype=args.ship, command=command_line(), scores=scores)
     print(f"shipped {info['name']} ({args.ship}): {entry['scores']}")
 
@@ -172,6 +178,26 @@ def _train_vae(args: argparse.Namespace) -> int:
     where = "the weights uattr ships" if info["shipped"] else f"cached in {info['cache']}"
     print(f"{where}; reconstructions in "
           f"{out.path / 'reconstructions.png'}")
+    return 0
+
+
+def _train_detector(args: argparse.Namespace) -> int:
+    """``uattr train --detector NAME``: the data set's corruption detector (a segmenter's
+    network), its loss on tampered test images of its own family, and the threshold of
+    its region."""
+    settings = settings_from(args)
+    settings = dataclasses.replace(settings, posterior=dataclasses.replace(
+        settings.posterior, retrain=args.retrain))
+    _, info = segmenters.load_detector(settings, args.detector, scored=True)
+    if args.ship:
+        _ship(args, info, {"model.pt": Path(info["cache"])},
+              lambda: segmenters.load_detector(settings, args.detector, scored=True))
+        _, info = segmenters.load_detector(settings, args.detector, scored=True)
+    print(markdown_table([{"detector": args.detector, "trained on":
+                           segmenters.DETECTORS[args.detector].trained_on,
+                           "test loss (its own tampering)": info["test_loss"],
+                           "region threshold": info["relative"]}]))
+    print("the weights uattr ships" if info["shipped"] else f"cached in {info['cache']}")
     return 0
 
 
@@ -244,7 +270,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Job, argparse.Namespace], Section]]] 
     "segmenters": ("the detection benchmark over each segmenter's segments, for the "
                    "optimization-based method and KernelSHAP (papers/000 Table 1 with SAM)",
                    lambda job, args: segmenters.benchmark(job, args.n, tuple(args.segmenters),
-                                                          _names(args))),
+                                                          _names(args), args.corruption)),
     "mitigation": ("ACC and NLL of a network trained on a few images with each method's "
                    "map as attention (papers/002 Table 2; --n: training images)",
                    lambda job, args: mitigation.benchmark(job, _mitigation_settings(args),
@@ -326,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae", action="store_true",
                    help="train (or load) the data set's VAE instead, which CLUE and δ-CLUE "
                         "search, and draw its reconstructions")
+    p.add_argument("--detector", default=None, choices=tuple(segmenters.DETECTORS),
+                   help="train (or load) the data set's corruption detector of this name "
+                        "instead (the network of a detector segmenter)")
     p.add_argument("--out", default=None,
                    help="folder of the VAE's figure (default runs/vae-<dataset>)")
     p.set_defaults(func=cmd_train)
@@ -377,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=[s for s in segmenters.SEGMENTER_NAMES if s != "pixels"],
                            help="segmenters to compare (default: "
                            f"{' '.join(segmenters.DEFAULT_SEGMENTERS)})")
+            p.add_argument("--corruption", default="patch-swap", choices=data.CORRUPTIONS,
+                           help="the corruption of the detection images: patch-swap (the "
+                           "papers') or patch-rotate (a patch turned a quarter in place, "
+                           "which neither corruption detector saw)")
         if name == "figures":
             p.set_defaults(n=6)
         if name == "mitigation":

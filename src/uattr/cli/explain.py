@@ -67,7 +67,8 @@ def add_explain_parser(sub: argparse._SubParsersAction) -> None:
     add_split_and_method(p)
     p.add_argument("--segmenter", default=None, choices=(*segmenters.SEGMENTER_NAMES, "sam"),
                    help="segments of a method over segments (optimization, kernelshap, lime), "
-                        "instead of its own (learned: the data set's corruption detector; "
+                        "instead of its own (paste-detector, retouch-detector: the data "
+                        "set's corruption detectors; "
                         "sam: SAM's masks, with --sam-checkpoint)")
     p.add_argument("--sam-checkpoint", default=None, metavar="FILE",
                    help="SAM weights for --segmenter sam (needs pip install 'uattr[sam]')")
@@ -118,9 +119,9 @@ def check_explain(args: argparse.Namespace) -> None:
         raise ValueError("--segmenter sam needs --sam-checkpoint FILE (SAM's weights)")
     if args.size is not None and not args.images:
         raise ValueError("--size resizes --images; the data set's images keep their size")
-    if args.images and args.segmenter == "learned":
-        raise ValueError("--segmenter learned is the data set's corruption detector; on your "
-                         "images use another segmenter or --segments")
+    if args.images and args.segmenter in segmenters.DETECTORS:
+        raise ValueError(f"--segmenter {args.segmenter} is a corruption detector of the data "
+                         "set; on your images use another segmenter or --segments")
     if args.segmenter == "sam":
         check_package("segment_anything", "--segmenter sam", "uattr[sam]")
         if not Path(args.sam_checkpoint).is_file():
@@ -242,7 +243,7 @@ def _spec(args: argparse.Namespace, settings: Settings, posterior, shape,
         make = segment.sam(args.sam_checkpoint, args.sam_model_type, device=args.device)
         return MethodSpec(spec.name, spec.method, make)
     make, config = segmenters.job_segmenter(settings, args.segmenter)
-    weights.update((config or {}).get("learned", {}).get("weights", {}))
+    weights.update((config or {}).get("detector", {}).get("weights", {}))
     return MethodSpec(spec.name, spec.method, make)
 
 

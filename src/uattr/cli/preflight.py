@@ -180,6 +180,12 @@ def check_applicable(args: argparse.Namespace) -> None:
                 "for --model (your own posterior) only")
     compares_posteriors = command == "run" or getattr(args, "benchmark", None) in (
         "explanation-uncertainty", "mitigation")
+    if command == "train" and getattr(args, "detector", None) and not getattr(args, "vae", False):
+        _refuse(_given(args, ["kind", "members", "arch", "epochs", "samples",
+                              "dropconnect_p", "posterior_train", "ensemble_index"]),
+                "not for --detector: a detector's settings are fixed "
+                "(uattr.experiments.benchmarks.segmenters.DETECTORS)")
+        return
     if command == "train" and getattr(args, "vae", False):
         _refuse(_given(args, ["kind", "members", "arch", "epochs", "samples",
                               "dropconnect_p", "posterior_train", "ensemble_index"]),

@@ -73,17 +73,20 @@ TABLES: tuple[Table, ...] = (
           ("uattr bench detection --n 100 --split valid",
            "uattr bench convergence --n 100 --split valid",
            "uattr bench sensitivity --n 100 --split valid",
-           "uattr bench segmenters --n 100 --split valid --segmenters slic texture learned"),
+           "uattr bench segmenters --n 100 --split valid --segmenters slic texture "
+           "paste-detector"),
           120, "the validation runs that chose the settings (docs/hyperparameters.md)"),
     Table("mnist-test-n500-seed0",
           ("uattr bench detection --n 500",
            "uattr bench faithfulness --n 500",
            "uattr bench blur-test --n 500",
-           "uattr bench segmenters --n 500 --segmenters slic learned",
+           "uattr bench segmenters --n 500 --segmenters slic paste-detector retouch-detector",
+           "uattr bench segmenters --n 500 --segmenters slic paste-detector retouch-detector "
+           "--corruption patch-rotate",
            "uattr bench ablation --n 500",
            "uattr bench convergence --n 500",
            "uattr bench sensitivity --n 500"),
-          480, "every MNIST table at the papers' size on ensemble 0"),
+          600, "every MNIST table at the papers' size on ensemble 0"),
     Table("mnist-test-n500-ensemble1-seed0",
           ("uattr bench detection --n 500 --ensemble-index 1",), 95,
           "detection at N = 500 on ensemble 1"),
@@ -96,9 +99,11 @@ TABLES: tuple[Table, ...] = (
           ("uattr bench detection --dataset photo-mnist --n 500 --compactness 0.1",), 110,
           "detection on colour images at N = 500"),
     Table("fashion-mnist-test-n500-seed0",
-          ("uattr bench segmenters --dataset fashion-mnist --n 500 --segmenters slic learned "
-           "--methods 'optimization (slic)' 'optimization (learned)'",), 60,
-          "the learned segmenter on Fashion-MNIST"),
+          ("uattr bench segmenters --dataset fashion-mnist --n 500 --segmenters slic "
+           "paste-detector retouch-detector --methods 'optimization (slic)' "
+           "'optimization (paste-detector)' 'optimization (retouch-detector)' "
+           "'detector only (paste-detector)' 'detector only (retouch-detector)'",), 120,
+          "the corruption detectors as segmenters on Fashion-MNIST"),
     Table("mnist-test-n500-mc-dropout-cuda-seed0",
           ("uattr bench detection --posterior mc-dropout --n 500 --device cuda",), 190,
           "detection at N = 500 on MC-Dropout (made on one GPU in 6 min; without --device "

@@ -29,6 +29,7 @@ from torch import Tensor
 from . import files32, photo_mnist
 
 __all__ = [
+    "CORRUPTIONS",
     "DATASETS",
     "FASHION_MNIST_DIR",
     "SPLITS",
@@ -39,6 +40,7 @@ __all__ = [
     "load_digits",
     "load_fashion_mnist",
     "load_mnist",
+    "patch_rotate",
     "patch_swap",
     "read_idx",
     "split_size",
@@ -276,3 +278,46 @@ def patch_swap(
     size = torch.full_like(top, patch_size)
     boxes = torch.stack([top, left, size, size], dim=1)  # [N, 4]
     return corrupted, boxes, donor_index
+
+
+def patch_rotate(
+    images: Tensor,
+    *,
+    patch_size: int | None = None,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Turn a random square patch of each image a quarter turn in place (its own content,
+    nothing from another image): a corruption that neither corruption detector was trained
+    on (:mod:`uattr.zoo.tampering`). The patches lie where :func:`patch_swap` with the
+    same ``seed`` puts its own.
+
+    Returns ``(corrupted [N, C, H, W], boxes [N, 4])``, boxes as ``(top, left, height,
+    width)``. Same ``seed``, same output.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, C, H, W], got {tuple(images.shape)}")
+    n, channels, h, w = images.shape
+    if patch_size is None:
+        patch_size = default_patch_size(h, w)
+    if not 1 <= patch_size <= min(h, w):
+        raise ValueError(f"patch_size must be in [1, {min(h, w)}], got {patch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    top = torch.randint(0, h - patch_size + 1, (n,), generator=gen)[:, None, None]
+    left = torch.randint(0, w - patch_size + 1, (n,), generator=gen)[:, None, None]
+    i = torch.arange(h)[None, :, None] - top  # [N, H, 1]: row within the patch
+    j = torch.arange(w)[None, None, :] - left  # [N, 1, W]: column within the patch
+    inside = (i >= 0) & (i < patch_size) & (j >= 0) & (j < patch_size)  # [N, H, W]
+    # a quarter turn (torch.rot90): patch pixel (i, j) takes the pixel (j, P - 1 - i)
+    source_row = torch.where(inside, top + j, i + top)
+    source_col = torch.where(inside, left + patch_size - 1 - i, j + left)
+    flat = (source_row * w + source_col).flatten(1).to(images.device)  # [N, H·W]
+    corrupted = images.flatten(2).gather(2, flat[:, None, :].expand(n, channels, -1))
+    size = torch.full((n,), patch_size)
+    boxes = torch.stack([top[:, 0, 0], left[:, 0, 0], size, size], dim=1)  # [N, 4]
+    return corrupted.view_as(images), boxes
+
+
+# The corruptions of the detection benchmark: patch swap (the papers'), and the rotated
+# patch (a corruption that neither corruption detector saw).
+CORRUPTIONS = ("patch-swap", "patch-rotate")
+

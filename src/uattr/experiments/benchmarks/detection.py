@@ -21,7 +21,7 @@ from ... import viz
 from ...metrics import ada, box_iou, find_box
 from ...uq import predict_probs, uncertainty
 from ...zoo import data
-from ...zoo.data import Split, default_patch_size, patch_swap
+from ...zoo.data import CORRUPTIONS, Split, default_patch_size, patch_rotate, patch_swap
 from ...zoo.models import load_cached, save_atomic, weights_tag
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import detection_methods, family_means
@@ -44,8 +44,9 @@ __all__ = ["DetectionSet", "benchmark", "build_detection_set", "detection_images
 @dataclass(frozen=True)
 class DetectionSet:
     """The corrupted images ``[N, C, H, W]`` with their true boxes ``[N, 4]``, the index of
-    each in the evaluated split, U_t before and after the corruption ``[N]``, and the mean
-    intensity change inside the patch ``[N]`` (on MNIST, < 0: the patch removed strokes)."""
+    each in the evaluated split, U_t before and after the corruption ``[N]``, the mean
+    intensity change inside the patch ``[N]`` (on MNIST, < 0: the patch removed strokes),
+    and the corruption (one of :data:`uattr.zoo.data.CORRUPTIONS`)."""
 
     images: Tensor
     boxes: Tensor
@@ -53,6 +54,7 @@ class DetectionSet:
     u_clean: Tensor
     u_corrupted: Tensor
     patch_delta: Tensor
+    corruption: str = "patch-swap"
 
     @property
     def patch_size(self) -> int:
@@ -69,15 +71,23 @@ def build_detection_set(
     patch_size: int | None = None,
     device: torch.device | str = "cpu",
     batch_size: int = 1000,
+    corruption: str = "patch-swap",
 ) -> DetectionSet:
-    """Corrupt every image of ``evaluated`` with a patch from ``donors`` (seeded) and keep
-    the ``n`` whose total uncertainty rose most (papers/000 §4.1)."""
+    """Corrupt every image of ``evaluated`` (seeded) and keep the ``n`` whose total
+    uncertainty rose most (papers/000 §4.1). ``corruption``: ``patch-swap`` (a patch from
+    ``donors``, the papers' benchmark) or ``patch-rotate`` (the image's own patch turned
+    a quarter, at the same places)."""
     if not 1 <= n <= len(evaluated):
         raise ValueError(f"n must be in [1, {len(evaluated)}], got {n}")
+    if corruption not in CORRUPTIONS:
+        raise ValueError(f"corruption must be one of {CORRUPTIONS}, got {corruption!r}")
     _, _, height, width = evaluated.images.shape
     patch_size = patch_size or default_patch_size(height, width)
-    corrupted, boxes, _ = patch_swap(evaluated.images, donors.images, patch_size=patch_size,
-                                     seed=seed)
+    if corruption == "patch-swap":
+        corrupted, boxes, _ = patch_swap(evaluated.images, donors.images,
+                                         patch_size=patch_size, seed=seed)
+    else:
+        corrupted, boxes = patch_rotate(evaluated.images, patch_size=patch_size, seed=seed)
     u_clean = uncertainty(predict_probs(posterior, evaluated.images, batch_size=batch_size,
                                         device=device), "total")
     u_corrupted = uncertainty(predict_probs(posterior, corrupted, batch_size=batch_size,
@@ -86,7 +96,7 @@ def build_detection_set(
     area = boxes[order, 2] * boxes[order, 3] * evaluated.images.shape[1]
     delta = (corrupted[order] - evaluated.images[order]).flatten(1).sum(1) / area
     return DetectionSet(corrupted[order], boxes[order], order, u_clean[order],
-                        u_corrupted[order], delta)
+                        u_corrupted[order], delta, corruption)
 
 
 def run_detection(
@@ -108,6 +118,10 @@ def run_detection(
     """
     rows, all_maps = [], {}
     data_key = {"indices": detection.indices.tolist(), "boxes": detection.boxes.tolist()}
+    prefix = "detection"
+    if detection.corruption != "patch-swap":  # the papers' corruption keeps its old keys
+        data_key["corruption"] = detection.corruption
+        prefix = f"detection-{detection.corruption}"
     cells = []
     for spec in methods:
 
@@ -131,7 +145,7 @@ def run_detection(
                             "share at the limit": float((~converged).double().mean())})
             return row, done.maps.numpy().astype(np.float32)
 
-        cells.append(Cell(f"detection-{spec.name}", {**method_key(spec), "data": data_key},
+        cells.append(Cell(f"{prefix}-{spec.name}", {**method_key(spec), "data": data_key},
                           compute, spec.name))
     ious = {}
     for spec, (row, maps) in zip(methods, cached_cells(folder, cells, log, parallel),
@@ -209,15 +223,16 @@ def run_for_job(job: Job, detection_set: DetectionSet,
                          log=log, parallel=job.parallel)
 
 
-def detection_images(job: Job, n: int) -> DetectionSet:
-    """The detection set of ``n`` corrupted images, built once and cached beside the
-    posterior it was built with, named by the weights' hashes (it depends on nothing else:
-    a rerun skips 20 000 forward passes)."""
+def detection_images(job: Job, n: int, corruption: str = "patch-swap") -> DetectionSet:
+    """The detection set of ``n`` images corrupted by ``corruption``, built once and cached
+    beside the posterior it was built with, named by the weights' hashes (it depends on
+    nothing else: a rerun skips 20 000 forward passes)."""
     where, seed = job.settings.data, job.settings.method.seed
     weights = job.info.get("weights")
     tag = f"-{weights_tag(weights)}" if weights else ""
-    set_path = Path(job.info["cache"]) / (f"detection-{job.info['tag']}-{where.split}-n{n}"
-                                          f"-seed{seed}{tag}.pt")
+    kind = "" if corruption == "patch-swap" else f"-{corruption}"
+    set_path = Path(job.info["cache"]) / (f"detection{kind}-{job.info['tag']}-{where.split}"
+                                          f"-n{n}-seed{seed}{tag}.pt")
     cached = load_cached(set_path, log)
     if cached is not None:
         return DetectionSet(**cached)
@@ -226,7 +241,8 @@ def detection_images(job: Job, n: int) -> DetectionSet:
     log(f"building the detection set: the {n} most affected of {len(evaluated)} "
         f"{where.split} images")
     detection_set = build_detection_set(job.posterior, evaluated, donors, n=n,
-                                        seed=seed, device=job.settings.device)
+                                        seed=seed, device=job.settings.device,
+                                        corruption=corruption)
     save_atomic(dataclasses.asdict(detection_set), set_path)
     return detection_set
 
