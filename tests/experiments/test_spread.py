@@ -1,6 +1,7 @@
 """The spread of a detection table across ensembles, on tables computed by hand."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,3 +47,39 @@ def test_one_table_is_refused_and_per_image_files_are_read(tmp_path):
     assert read_per_image(tmp_path)["grad"].tolist() == [0.25, 0.5]
     with pytest.raises(FileNotFoundError, match="regenerate"):
         read_per_image(tmp_path / "missing")
+
+
+def test_paired_differences_are_hand_computed_means_and_paired_standard_errors():
+    from uattr.experiments.spread import paired_differences
+
+    table = {"a": np.array([0.5, 0.7, 0.9]), "b": np.array([0.4, 0.4, 0.6]),
+             "c": np.array([0.5, 0.7, 0.9])}
+    rows = {(r["method"], r["against"]): r for r in paired_differences(table)}
+    assert len(rows) == 6  # every ordered pair, never a row against itself
+    # a − b = [0.1, 0.3, 0.3]: mean 7/30, std (ddof 1) = √(1/75), s.e. = √(1/225) = 1/15
+    assert rows[("a", "b")]["IoU difference"] == pytest.approx(7 / 30)
+    assert rows[("a", "b")]["its s.e."] == pytest.approx(1 / 15)
+    assert rows[("a", "b")]["in s.e."] == pytest.approx(3.5)
+    assert rows[("b", "a")]["in s.e."] == pytest.approx(-3.5)
+    assert rows[("a", "c")]["its s.e."] == 0 and rows[("a", "c")]["in s.e."] is None
+
+
+PAIRS = sorted((Path(__file__).resolve().parents[2] / "docs/results").rglob("*_pairs.json"))
+
+
+@pytest.mark.parametrize("path", PAIRS, ids=[p.parent.name + "/" + p.name for p in PAIRS])
+def test_a_committed_pairs_table_follows_from_the_per_image_values_beside_it(path):
+    """The paired differences the pages quote are what paired_differences gives on the
+    committed per-image IoU (float64 sums of at most 500 values: 1e-12 is ample)."""
+    from uattr.experiments.spread import paired_differences
+
+    stem = path.name[: -len("_pairs.json")]
+    expected = paired_differences(read_per_image(path.parent, stem))
+    stored = json.loads(path.read_text())
+    assert [(r["method"], r["against"]) for r in stored] == \
+        [(r["method"], r["against"]) for r in expected]
+    for old, new in zip(stored, expected, strict=True):
+        for key in ("IoU difference", "its s.e.", "in s.e."):
+            assert (old[key] is None) == (new[key] is None)
+            if new[key] is not None:
+                assert old[key] == pytest.approx(new[key], rel=1e-12, abs=1e-12)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ORACLE", "detection_spread", "read_per_image"]
+__all__ = ["ORACLE", "detection_spread", "paired_differences", "read_per_image"]
 
 ORACLE = "oracle:"
 
@@ -37,6 +37,24 @@ def read_per_image(folder: str | Path, stem: str = "detection") -> dict[str, np.
 
 def _se(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def paired_differences(table: dict[str, np.ndarray]) -> list[dict]:
+    """Every ordered pair of rows of one table (``{row: IoU [N]}``, the same N images):
+    the mean of ``IoU[row] − IoU[against]`` over the images, its standard error (paired:
+    std of the per-image differences / √N, ddof = 1), and the difference in those
+    standard errors. What a sentence "A leads B by d (k s.e.)" is checked against."""
+    out = []
+    for row, values in table.items():
+        for against, other in table.items():
+            if against == row:
+                continue
+            difference = values - other  # [N]
+            se = _se(difference)
+            mean = float(difference.mean())
+            out.append({"method": row, "against": against, "IoU difference": mean,
+                        "its s.e.": se, "in s.e.": mean / se if se > 0 else None})
+    return out
 
 
 def detection_spread(tables: Sequence[dict[str, np.ndarray]]) -> list[dict]:

@@ -26,6 +26,7 @@ from ...zoo.models import load_cached, save_atomic, weights_tag
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import detection_methods, family_means
 from ..runs import RunFolder
+from ..spread import paired_differences
 from .common import (
     Cell,
     MethodSpec,
@@ -161,7 +162,9 @@ def run_detection(
 def write_per_image(out: RunFolder, stem: str, detection_set: DetectionSet,
                     maps: dict[str, Tensor]) -> None:
     """Beside a detection-like table ``stem``: ``<stem>_per_image.json``, every row's IoU
-    on every image (for paired comparisons and the spread across ensembles), and
+    on every image (for paired comparisons and the spread across ensembles),
+    ``<stem>_pairs.json``, every pair of rows' paired difference
+    (:func:`~uattr.experiments.spread.paired_differences`), and
     ``<stem>_slice.npz``, the images :func:`~.common.slice_size` keeps: the corrupted
     images, their boxes, U
     and every row's maps and IoU on them, from which a test recomputes the table's slice."""
@@ -170,6 +173,8 @@ def write_per_image(out: RunFolder, stem: str, detection_set: DetectionSet,
     out.write_json(f"{stem}_per_image.json", {
         "indices": detection_set.indices.tolist(),
         "IoU": {name: iou.tolist() for name, iou in ious.items()}})
+    out.write_json(f"{stem}_pairs.json", paired_differences(
+        {name: iou.double().numpy() for name, iou in ious.items()}))
     n = len(detection_set.images)
     k = slice_size(n)
     arrays = {"complete": np.array(k == n), "draws_per_image": np.array(True),
