@@ -109,7 +109,7 @@ def test_every_registered_method_is_in_the_readme_method_table():
 
 # ------------------------------------------------------------------ figures in the prose
 FOLDER_LINK = re.compile(r"results/([\w.\-]+)")
-FIGURE = re.compile(r"(?<![\w.\-/§])(\d+\.\d+)(?![\w.]*/)")  # not "§4.2" nor a path
+FIGURE = re.compile(r"(?<![\w.\-/§:])(\d+\.\d+)(?![\w.]*/)")  # not "§4.2" nor a path
 CODE = re.compile(r"`[^`]*`")
 
 

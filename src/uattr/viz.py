@@ -1,16 +1,16 @@
-"""Figures. Every function returns a matplotlib ``Figure`` (never shows it)."""
+"""Figures. Every function returns a matplotlib ``Figure`` (never shows it).
+
+Figures are built as :class:`matplotlib.figure.Figure` objects, never through pyplot:
+importing uattr leaves the user's backend alone (a notebook keeps its inline plots), and
+no figure lingers in pyplot's registry after it is saved."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only: no screen is assumed
-
 import numpy as np
 from matplotlib import cycler
-from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
@@ -61,7 +61,8 @@ def explanation_grid(
 
     n = images.shape[0]
     cols = 3 if segments is not None else 2
-    fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.2 * n), squeeze=False)
+    fig = Figure(figsize=(2.2 * cols, 2.2 * n))
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         _show(axes[i, 0], images[i])
         axes[i, 0].set_title(titles[i] if titles else "image", fontsize=8)
@@ -90,7 +91,8 @@ def detection_grid(
     """
     n = images.shape[0]
     cols = 1 + len(results)
-    fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
+    fig = Figure(figsize=(1.8 * cols, 1.8 * n))
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         _show(axes[i, 0], images[i])
         _draw_box(axes[i, 0], true_boxes[i], "lime")
@@ -113,7 +115,8 @@ def segments_grid(images: Tensor, true_boxes: Tensor, segments: Mapping[str, Ten
     the image, the true box in green. ``segments[name]``: label maps ``[B, H, W]``."""
     n = images.shape[0]
     cols = 1 + len(segments)
-    fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
+    fig = Figure(figsize=(1.8 * cols, 1.8 * n))
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         _show(axes[i, 0], images[i])
         _draw_box(axes[i, 0], true_boxes[i], "lime")
@@ -133,7 +136,8 @@ def maps_grid(images: Tensor, maps: Mapping[str, Tensor], *, titles: list[str] |
     """One row per image: the image, then each method's map ``[B, H, W]``."""
     n = images.shape[0]
     cols = 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.8 * n), squeeze=False)
+    fig = Figure(figsize=(1.8 * cols, 1.8 * n))
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         _show(axes[i, 0], images[i])
         if titles:
@@ -153,7 +157,8 @@ def image_rows(rows: Mapping[str, Tensor]) -> Figure:
     """One row per entry of ``rows`` (``name -> images [B, C, H, W]``), the same B images
     in every row (images and their reconstructions, say), each row named on its left."""
     n = next(iter(rows.values())).shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(1.2 * n, 1.3 * len(rows)))
+    axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (name, images) in enumerate(rows.items()):
         for i in range(n):
             _show(axes[r, i], images[i])
@@ -167,7 +172,8 @@ def blur_sequences(frames: Tensor, u: Tensor, fractions: Tensor, *, title: str =
     by step (``frames [B, T, C, H, W]``), the uncertainty under each frame (``u [B, T]``)
     and the share of pixels blurred above each column (``fractions [T]``)."""
     n, steps = frames.shape[:2]
-    fig, axes = plt.subplots(n, steps, figsize=(1.3 * steps, 1.5 * n), squeeze=False)
+    fig = Figure(figsize=(1.3 * steps, 1.5 * n))
+    axes = fig.subplots(n, steps, squeeze=False)
     for i in range(n):
         for t in range(steps):
             ax = axes[i, t]
@@ -184,10 +190,12 @@ def blur_sequences(frames: Tensor, u: Tensor, fractions: Tensor, *, title: str =
 def urr_curves(curves: Mapping[str, tuple[Tensor, Tensor]], *, title: str = "") -> Figure:
     """Median URR against the share of pixels blurred, one line per method
     (``curves[name] = (fractions [T+1], median URR [T+1])``)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     # the benchmarks plot 11 methods, more than the 10 colours of the default cycle: each
     # round of the colour cycle gets its own line style
-    ax.set_prop_cycle(cycler(linestyle=["-", "--", ":", "-."]) * plt.rcParams["axes.prop_cycle"])
+    colours = matplotlib.rcParams["axes.prop_cycle"]
+    ax.set_prop_cycle(cycler(linestyle=["-", "--", ":", "-."]) * colours)
     for name, (fractions, urr) in curves.items():
         ax.plot(100 * fractions.numpy(), urr.numpy(), label=name, linewidth=1.4)
     ax.set_xlabel("pixels blurred (% of the image, in order of attribution)")
@@ -237,8 +245,9 @@ def optimization_trace(
     n = images.shape[0]
     picks = np.unique(np.linspace(0, len(steps) - 1, shown).round().astype(int))
     cols = 1 + len(picks) + 2
-    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [1] * (1 + len(picks)) + [2, 2]})
+    fig = Figure(figsize=(1.9 * cols, 1.9 * n))
+    axes = fig.subplots(n, cols, squeeze=False,
+                        gridspec_kw={"width_ratios": [1] * (1 + len(picks)) + [2, 2]})
     flat = segments.flatten(1).cpu()
     for i in range(n):
         _show(axes[i, 0], images[i])

@@ -129,12 +129,10 @@ class RunFolder:
         self.write_json(f"{stem}.json", list(rows))
 
     def save_figure(self, name: str, figure: Any) -> Path:
-        """Save a matplotlib figure as PNG and close it."""
-        import matplotlib.pyplot as plt
-
+        """Save a matplotlib figure as PNG (uattr's figures are plain ``Figure`` objects,
+        outside pyplot: nothing to close, and the backend is left alone)."""
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-        plt.close(figure)
         return self._write_bytes(name, buffer.getvalue())
 
     # ------------------------------------------------------------------------ cells
