@@ -37,6 +37,7 @@ from .uq import (
     decompose,
     predict_probs,
     uncertainty,
+    uncertainty_fn,
 )
 from .zoo import data
 
@@ -78,5 +79,6 @@ __all__ = [
     "segment",
     "stochastic",
     "uncertainty",
+    "uncertainty_fn",
     "viz",
 ]

@@ -362,7 +362,11 @@ class _CallableModule(nn.Module):
 def uncertainty_fn(
     posterior: Callable[[Tensor], Tensor], kind: UncertaintySpec = "total"
 ) -> Callable[[Tensor], Tensor]:
-    """The map ``x [B, C, H, W] -> U(x) [B]`` that attribution methods explain."""
+    """The map ``x [B, C, H, W] -> U(x) [B]`` that attribution methods explain: one scalar
+    per image, differentiable in ``x``. It is the bridge to any attribution library that
+    explains a forward function, e.g. Captum: ``Saliency(uncertainty_fn(posterior,
+    "epistemic")).attribute(x)`` is the gradient of the epistemic uncertainty (``[B, C,
+    H, W]``; no ``target``, as there is one output per image)."""
     if not callable(kind) and kind not in UNCERTAINTY_KINDS:
         raise ValueError(
             f"uncertainty must be one of {UNCERTAINTY_KINDS} or a callable, got {kind!r}"
