@@ -317,6 +317,8 @@ def as_posterior(
     *,
     output: OutputKind = "logits",
     num_samples: int | None = None,
+    normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+    preprocess: Callable[[Tensor], Tensor] | None = None,
 ) -> Posterior:
     """Wrap a model into a :class:`Posterior` returning probabilities ``[B, S, C]``.
 
@@ -326,27 +328,44 @@ def as_posterior(
     * a module or callable returning ``[B, S, C]``;
     * a module or callable returning members stacked as ``[(S·B), C]``, member-major
       (TorchUncertainty's layout), with ``num_samples=S``;
-    * a :class:`Posterior` (returned unchanged).
+    * a :class:`Posterior` (returned unchanged; it cannot take ``normalize`` or
+      ``preprocess``).
 
     ``output`` says whether the model returns ``"logits"`` (default; a softmax is
     applied, with a warning if they already look like probabilities) or ``"probs"``.
+
+    Images stay in [0, 1] image space; what the model was trained on is put in front of
+    it: ``normalize=(mean, std)`` per channel (as torchvision's ``Normalize``, here a
+    frozen 1×1 convolution whose bias FullGrad and UA-Backprop account for), or any
+    ``preprocess`` callable ``x -> x'``
+    (:mod:`uattr.posteriors.preprocess`).
     """
+    from .posteriors.preprocess import Preprocessed, preprocessing
+
     if output not in ("logits", "probs"):
         raise ValueError(f"output must be 'logits' or 'probs', got {output!r}")
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    transform = preprocessing(normalize, preprocess)
     if isinstance(model, Posterior):
+        if transform is not None:
+            raise ValueError("model is a Posterior already: give normalize / preprocess "
+                             "where its networks are wrapped (as_posterior of the networks)")
         return model
     if isinstance(model, list | tuple | nn.ModuleList):
         if not all(isinstance(m, nn.Module) or callable(m) for m in model):
             raise ValueError("model: every member of the list must be an nn.Module or callable")
         if not all(isinstance(m, nn.Module) for m in model):
             model = [_CallableModule(m) for m in model]
+        if transform is not None:  # one transform, shared: the members see the same input
+            model = [Preprocessed(m, transform) for m in model]
         return Ensemble(model, output=output)
     if not callable(model):
         raise ValueError(
             f"model must be a list of modules, a module or a callable, got {type(model).__name__}"
         )
+    if transform is not None:
+        model = Preprocessed(model, transform)
     return _WrappedPosterior(model, output, num_samples)
 
 
