@@ -52,7 +52,9 @@ def test_pixel_mode_finds_the_spot():
 
 def test_early_stopping_stops_on_a_flat_loss():
     fixed = torch.tensor([[[0.3, 0.7], [0.6, 0.4]]])
-    posterior = as_posterior(lambda x: fixed.expand(x.shape[0], 2, 2), output="probs")
+    # U does not depend on x (its gradient is zero, and it is a gradient: 0 · x)
+    posterior = as_posterior(lambda x: fixed + 0 * x.sum((1, 2, 3))[:, None, None],
+                             output="probs")
     x = torch.rand(2, 1, 6, 6)
     # A loss that cannot fall is quiet at every check: it stops after `patience` checks.
     flat = OptimizationUA(posterior, lam=0.0, seed=0).attribute_with_diagnostics(x)
@@ -92,7 +94,9 @@ def test_stopping_only_chooses_where_along_one_path_an_image_stops():
 
 def test_a_posterior_the_blur_cannot_move_gets_a_uniform_map_and_says_so():
     fixed = torch.tensor([[[0.3, 0.7], [0.6, 0.4]]])  # U does not depend on the image
-    posterior = as_posterior(lambda x: fixed.expand(x.shape[0], 2, 2), output="probs")
+    # U does not depend on x (its gradient is zero, and it is a gradient: 0 · x)
+    posterior = as_posterior(lambda x: fixed + 0 * x.sum((1, 2, 3))[:, None, None],
+                             output="probs")
     x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     # only the sparsity term moves the mask: every segment gets the same probability, up
     # to the Gumbel-sigmoid's draws

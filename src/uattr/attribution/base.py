@@ -53,11 +53,17 @@ class UncertaintyAttribution:
         self.uncertainty = uncertainty
 
     def uncertainty_of(self, x: Tensor) -> Tensor:
-        """``U(x) [B]``, differentiable in ``x``."""
-        return _uncertainty(self.posterior(x), self.uncertainty)
+        """``U(x) [B]``, differentiable in ``x`` (a ``ValueError`` when ``x`` carries a
+        gradient and the posterior's output does not: :func:`require_gradient`)."""
+        return _uncertainty(require_gradient(x, self.posterior(x), type(self).__name__),
+                            self.uncertainty)
 
     def _check(self, x: Tensor) -> Tensor:
-        return check_images(x, "x")
+        x = check_images(x, "x")
+        if not getattr(self, "_checked_repeatable", False):
+            self._checked_repeatable = True  # once per method: two passes of one image
+            warn_if_random(self.posterior, x[:1])
+        return x
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -78,6 +84,54 @@ class UncertaintyAttribution:
     def __repr__(self) -> str:
         listed = ", ".join(f"{name}={value!r}" for name, value in self.settings().items())
         return f"{type(self).__name__}({listed})"
+
+
+class RandomPosteriorWarning(UserWarning):
+    """The posterior gives another output on every call for the same input."""
+
+
+def warn_if_random(posterior: Callable[[Tensor], Tensor], x: Tensor) -> None:
+    """Warn (:class:`RandomPosteriorWarning`) when two calls of ``posterior`` on the same
+    image ``x [1, C, H, W]`` differ by more than float32 rounding: its forward pass draws
+    fresh noise (dropout in training mode, Bayesian layers that sample on every call), so
+    U(x) is not a function of x and every method would average over that noise
+    silently. The passes are not counted as the method's."""
+    from ..posteriors.passes import uncounted
+
+    with torch.no_grad(), uncounted():
+        first, second = posterior(x), posterior(x)
+    # probabilities in [0, 1] from the same float32 computation twice: a deterministic
+    # network repeats them bit for bit; 1e-6 leaves room for nondeterministic kernels
+    if isinstance(first, Tensor) and first.shape == second.shape and \
+            float((first - second).abs().max()) > 1e-6:
+        import warnings
+
+        warnings.warn(RandomPosteriorWarning(
+            "the posterior returns different outputs for the same image on two calls: its "
+            "forward pass draws fresh noise (dropout left in training mode, Bayesian layers "
+            "that sample weights on every call), so U(x) changes from call to call and the "
+            "map averages over that noise. Freeze it: uattr.SampledPosterior(model, "
+            "samples=S) runs S samples, each with its own fixed random state (or call "
+            ".eval() if the noise is not meant to be there)"), stacklevel=4)
+
+
+def require_gradient(x: Tensor, out: Tensor, method: str) -> Tensor:
+    """``out`` (the posterior's output on ``x``), unchanged; a ``ValueError`` that names
+    the cause and the fix when ``x`` carries a gradient and ``out`` does not. A posterior
+    run under ``torch.no_grad()`` or detached inside would otherwise end in torch's
+    "element 0 of tensors does not require grad", or, where the method's loss has other
+    terms (the optimization-based method's sparsity, CLUE's distance), in a map shaped
+    by those terms alone."""
+    if torch.is_grad_enabled() and x.requires_grad and not out.requires_grad:
+        raise ValueError(
+            f"{method} needs the gradient of the posterior's output with respect to the "
+            "image, and the posterior returns none: it runs the network under "
+            "torch.no_grad() or detaches its output (as laplace-torch's "
+            "predictive_samples and many predict() helpers do). Pass networks that run with "
+            "gradients: an ensemble's members, a stochastic network through "
+            "uattr.SampledPosterior, or S weight samples frozen into S networks; methods "
+            "that need no gradient (Occlusion, KernelSHAP, LIME) take it as it is")
+    return out
 
 
 def constructor_settings(obj: object) -> dict[str, Any]:

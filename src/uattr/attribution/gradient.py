@@ -200,7 +200,12 @@ class GuidedBackprop(UncertaintyAttribution):
         require_layers(self.posterior, "Guided Backprop", "nn.ReLU modules", nn.ReLU)
         with warnings.catch_warnings():  # Captum announces its (temporary) ReLU hooks
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            guided = CaptumGuidedBackprop(_UncertaintyModule(self)).attribute(x)
+            try:
+                guided = CaptumGuidedBackprop(_UncertaintyModule(self)).attribute(x)
+            except RuntimeError:
+                # Captum's ReLU hooks fail first on a posterior without gradients: say why
+                self.uncertainty_of(x)
+                raise
         return guided.abs().mean(1)
 
 

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from ..ops.checks import check_positive
 from ..posteriors.passes import batched_cotangents
 from ..uq import Posterior, check_probs, class_decomposition
-from .base import UncertaintyAttribution, require_layers
+from .base import UncertaintyAttribution, require_gradient, require_layers
 from .fullgrad import ConvOutputs, implicit_bias
 
 __all__ = ["UABackprop", "class_uncertainties", "logit_uncertainties"]
@@ -98,8 +98,9 @@ class UABackprop(UncertaintyAttribution):
 
     def _logits(self, x: Tensor) -> Tensor:
         if hasattr(self.posterior, "logits"):
-            return self.posterior.logits(x)  # [B, S, C]
-        return torch.log(self.posterior(x).clamp_min(torch.finfo(x.dtype).tiny))
+            return require_gradient(x, self.posterior.logits(x), type(self).__name__)
+        probs = require_gradient(x, self.posterior(x), type(self).__name__)
+        return torch.log(probs.clamp_min(torch.finfo(x.dtype).tiny))
 
     def relevance(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(R [B, S, C, H, W], probs [B, S, C])``: the per-logit maps before ψ's softmax."""

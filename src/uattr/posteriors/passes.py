@@ -21,9 +21,21 @@ from torch import Tensor, nn
 
 from .sampled import SampledPosterior
 
-__all__ = ["PassCounter", "batched_cotangents"]
+__all__ = ["PassCounter", "batched_cotangents", "uncounted"]
 
 _COTANGENTS: list[int] = [1]  # a stack: the innermost batched_cotangents wins
+_UNCOUNTED: list[bool] = [False]
+
+
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """Passes made inside are not the method's work (a check of the posterior itself)
+    and no counter counts them."""
+    _UNCOUNTED.append(True)
+    try:
+        yield
+    finally:
+        _UNCOUNTED.pop()
 
 
 @contextmanager
@@ -81,6 +93,8 @@ class PassCounter:
         self._handles: list = []
 
     def _hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        if _UNCOUNTED[-1]:
+            return
         share = 1.0 / self.calls_per_pass  # one pass: every call of the pass saw the image
         images = inputs[0].shape[0] if inputs and isinstance(inputs[0], Tensor) else 0
         self.forward += images * share
