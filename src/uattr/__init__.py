@@ -29,7 +29,13 @@ from .attribution import (
 from .explanation import ExplanationDistribution, ExplanationUncertainty
 from .ops import perturb, segment
 from .posteriors import stochastic
-from .posteriors.sampled import Flipout, MCDropConnect, MCDropout, SampledPosterior
+from .posteriors.sampled import (
+    Flipout,
+    MCDropConnect,
+    MCDropout,
+    SampledPosterior,
+    StochasticPosterior,
+)
 from .uq import (
     Ensemble,
     Posterior,
@@ -66,6 +72,7 @@ __all__ = [
     "Posterior",
     "SampledPosterior",
     "SmoothGrad",
+    "StochasticPosterior",
     "UABackprop",
     "UncertaintyAttribution",
     "UninformativeMapWarning",

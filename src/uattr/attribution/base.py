@@ -182,13 +182,23 @@ def fingerprint(model: object) -> str:
 
 def require_layers(posterior: object, method: str, layers: str,
                    kind: type[nn.Module]) -> None:
-    """``ValueError`` when ``posterior`` runs a compiled model whose ``layers`` (modules of
-    ``kind``) a method cannot hook: TorchScript, or a ``torch.export`` program (a graph
-    module with no ``kind`` module left). The method would find no layer and silently
-    return another map."""
+    """``ValueError`` when ``posterior`` runs a model whose ``layers`` (modules of ``kind``)
+    a method cannot hook: TorchScript, a ``torch.export`` program (a graph module with no
+    ``kind`` module left), or a :class:`~uattr.posteriors.sampled.StochasticPosterior`
+    (its network runs under ``vmap``). The method would find no layer and silently return
+    another map."""
     if not isinstance(posterior, nn.Module):
         return
+    from ..posteriors.sampled import StochasticPosterior
+
     modules = list(posterior.modules())
+    if any(isinstance(m, StochasticPosterior) for m in modules):
+        raise ValueError(
+            f"{method} hooks the model's {layers}, which StochasticPosterior runs under "
+            "torch.func.vmap, where hooks see no layer outputs: explain it with a method "
+            "that needs no hooks (Grad, Integrated Gradients, SmoothGrad, the "
+            "optimization-based method, UA-Backprop with path='gradient', the perturbation "
+            "methods), or freeze the network's samples into an ensemble of modules")
     scripted = any(isinstance(m, torch.jit.ScriptModule) for m in modules)
     exported = any(isinstance(m, torch.fx.GraphModule)
                    and not any(isinstance(c, kind) for c in m.modules()) for m in modules)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..uq import Posterior
 from .stochastic import dropconnect_weights, flipout_layers
 
-__all__ = ["Flipout", "MCDropConnect", "MCDropout", "SampledPosterior"]
+__all__ = ["Flipout", "MCDropConnect", "MCDropout", "SampledPosterior", "StochasticPosterior"]
 
 
 class SampledPosterior(Posterior):
@@ -199,3 +199,40 @@ class Flipout(SampledPosterior):
         finally:
             for layer in self.layers:
                 layer.weight_noise = None
+
+
+class StochasticPosterior(SampledPosterior):
+    """Any network whose forward pass is random, frozen into S samples: bayesian-torch's
+    Reparameterization and Flipout layers, dropout left in training mode, a network that
+    draws its own noise from torch's global generator.
+
+    Sample ``s`` runs the network with torch's random state seeded by ``(seed, s)`` alone
+    (inside :func:`torch.random.fork_rng`, so the caller's state is untouched, on the CPU
+    and on the input's CUDA device) and through :func:`torch.func.vmap` with
+    ``randomness="same"``, so that every image of the batch gets the same draw. ``U(x)``
+    is then a deterministic function of ``x`` and of nothing else in the batch, as for
+    the other sampled posteriors, and every method can explain it.
+
+    The network must run on one image ``[1, C, H, W]`` under ``vmap`` (the layers of
+    torch and bayesian-torch do; a returned ``(logits, kl)`` pair is taken for its
+    logits). Methods that hook the network's layers (FullGrad, Guided Backprop,
+    UA-Backprop's FullGrad path) cannot see through ``vmap``: give them an ensemble or
+    :class:`MCDropout` instead.
+    """
+
+    def __init__(self, model: nn.Module, *, samples: int = 10, seed: int = 0) -> None:
+        super().__init__(model, samples=samples, seed=seed, freeze=True)
+
+    def _one(self, image: Tensor) -> Tensor:
+        """Logits ``[C]`` of one image ``[C, H, W]``."""
+        out = self.model(image[None])
+        if isinstance(out, tuple):  # bayesian-torch layers may return (logits, kl)
+            out = out[0]
+        return out[0]
+
+    def _sample(self, s: int, x: Tensor) -> Tensor:
+        seed = int(self._generator(s).initial_seed())
+        devices = [x.device.index or 0] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return torch.func.vmap(self._one, randomness="same")(x)  # [B, C]
