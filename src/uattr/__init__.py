@@ -29,6 +29,7 @@ from .attribution import (
 from .explanation import ExplanationDistribution, ExplanationUncertainty
 from .ops import perturb, segment
 from .posteriors import stochastic
+from .posteriors.laplace import laplace_posterior
 from .posteriors.sampled import (
     Flipout,
     MCDropConnect,
@@ -80,6 +81,7 @@ __all__ = [
     "as_posterior",
     "data",
     "decompose",
+    "laplace_posterior",
     "metrics",
     "perturb",
     "predict_probs",
