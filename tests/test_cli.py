@@ -12,6 +12,7 @@ from uattr.experiments.benchmarks.common import most_uncertain
 from uattr.experiments.registry import DETECTION_ROWS, PIXEL_METHODS
 from uattr.experiments.settings import MethodSettings
 from uattr.metrics import blur_top_pixels, box_iou, find_box, urr
+from uattr.ops.rng import index_generators
 from uattr.uq import Ensemble, uncertainty
 from uattr.zoo.models import TrainConfig, load_or_train_ensemble
 
@@ -157,7 +158,8 @@ def test_explain_writes_the_maps_of_the_library_call(cache, tmp_path):
                                         config=TrainConfig(epochs=8))
     x = test.images[[3, 5]]
     expected = OptimizationUA(Ensemble(members)).attribute(
-        x, segments=segment.slic(x, n_segments=6, compactness=MethodSettings().compactness))
+        x, segments=segment.slic(x, n_segments=6, compactness=MethodSettings().compactness),
+        generator=index_generators(0, range(len(x))))  # one generator per image, as explain
     np.testing.assert_allclose(maps, expected.numpy(), atol=1e-6)
     assert (out / "explanations.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -28,15 +28,25 @@ from uattr import (
 )
 from uattr.cli import main
 from uattr.cli.explain import EXPLAIN_METHODS
+from uattr.experiments.benchmarks.common import takes_generator
 from uattr.experiments.settings import MethodSettings
 from uattr.metrics import find_box
 from uattr.ops.perturb import blurred_reference
+from uattr.ops.rng import index_generators
 from uattr.uq import Ensemble, decompose
 from uattr.zoo import vae as vae_module
 from uattr.zoo.images import load_images
 
 SEGMENTS = 6  # slic segments on 8×8 images
 
+
+
+def _per_image_draws(method, n: int) -> dict:
+    """What uattr explain gives a random method: one generator per image, seeded by the
+    method's seed and the image's position (the benchmarks' rule)."""
+    if not takes_generator(method):
+        return {}
+    return {"generator": index_generators(method.seed, range(n))}
 
 def _slic(x):
     return segment.slic(x, n_segments=SEGMENTS, compactness=MethodSettings().compactness)
@@ -120,7 +130,8 @@ def test_every_method_on_user_files_gives_the_library_calls_maps(user, tmp_path,
         else:
             assert _explain(user, out, "--method", name) == 0, name
         maps = np.load(out / "maps.npy")
-        want = method.attribute(x, segments=segmenter(x) if segmenter else None)
+        want = method.attribute(x, segments=segmenter(x) if segmenter else None,
+                                **_per_image_draws(method, len(x)))
         np.testing.assert_allclose(maps, want.detach().numpy(), atol=1e-6, err_msg=name)
         assert sorted(p.name for p in out.glob("explain-*-digit*")) == [
             f"explain-000{i}-digit{i}.png" for i in range(3)]  # one extension, not .png.png
@@ -157,7 +168,8 @@ def test_label_maps_from_a_file_replace_the_methods_segments(user, tmp_path):
     out = tmp_path / "out"
     assert _explain(user, out, "--method", "kernelshap (slic)", "--segments",
                     str(tmp_path / "segments.npy")) == 0
-    want = KernelSHAP(Ensemble(user["members"]), seed=0).attribute(x, segments=labels)
+    want = KernelSHAP(Ensemble(user["members"]), seed=0).attribute(
+        x, segments=labels, generator=index_generators(0, range(len(x))))
     np.testing.assert_allclose(np.load(out / "maps.npy"), want.numpy(), atol=1e-6)
 
 

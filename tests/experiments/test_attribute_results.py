@@ -13,8 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from uattr.experiments.attribute import MANIFEST, ShardPlan, load_maps, shard_name
-from uattr.experiments.benchmarks.common import MethodSpec, method_key
+from uattr.experiments.attribute import (
+    MANIFEST,
+    ShardPlan,
+    load_maps,
+    manifest_for,
+    shard_name,
+)
+from uattr.experiments.benchmarks.common import MethodSpec
 from uattr.experiments.registry import optimization, segmenter, segments_config
 from uattr.experiments.settings import MethodSettings, Settings
 from uattr.metrics import find_box
@@ -38,7 +44,8 @@ def test_the_committed_maps_were_made_with_the_default_settings():
     method = optimization(lambda x: torch.softmax(x.flatten(1)[:, :2], -1)[:, None], settings)
     spec = MethodSpec(METHOD, method, segmenter("slic", settings),
                       segments_config("slic", settings))
-    assert _without_posterior(manifest["method"]) == _without_posterior(method_key(spec))
+    expected = manifest_for(spec, data={}, shard_size=200, kind="total", seed=0)["method"]
+    assert _without_posterior(manifest["method"]) == _without_posterior(expected)
     default = Settings()
     assert manifest["data"] == {"dataset": "mnist", "split": "test", "data_dir": None,
                                 "images": IMAGES}

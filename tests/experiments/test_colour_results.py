@@ -132,7 +132,7 @@ def test_the_readmes_sentences_on_size_are_those_of_the_scaling_files():
     assert round(rows[(224, "small-cnn", method)]["s/image"]) == 79
     assert round(rows[(224, "resnet18", method)]["s/image"] / 60) == 21
     assert round(steps[(224, "resnet18")]["forward+backward (s)"], 1) == 2.6
-    assert max(row["ratio"] for row in steps.values()) <= 1.21
+    most = max(row["ratio"] for row in steps.values())
     assert ("1.5 s per image at 28 px becomes 79 s at 224 px with the small CNN and 21 min "
             "with ResNet-18") in text
-    assert "A step costs at most 1.21 forward+backward passes at every size" in text
+    assert f"A step costs at most {most:.3f} forward+backward passes at every size" in text
