@@ -239,6 +239,21 @@ def default_patch_size(height: int, width: int) -> int:
     return round(size * 100 / 450)
 
 
+def _patch_places(n: int, h: int, w: int, patch_size: int | None,
+                  generator: torch.Generator) -> tuple[int, Tensor, Tensor]:
+    """``(patch_size, top [N], left [N])``: the checked patch size (default
+    :func:`default_patch_size`) and a random place for each of ``n`` patches, the first
+    draws of ``generator`` (so that every corruption of one seed puts its patches in the
+    same places)."""
+    if patch_size is None:
+        patch_size = default_patch_size(h, w)
+    if not 1 <= patch_size <= min(h, w):
+        raise ValueError(f"patch_size must be in [1, {min(h, w)}], got {patch_size}")
+    top = torch.randint(0, h - patch_size + 1, (n,), generator=generator)
+    left = torch.randint(0, w - patch_size + 1, (n,), generator=generator)
+    return patch_size, top, left
+
+
 def patch_swap(
     images: Tensor,
     donors: Tensor,
@@ -261,13 +276,8 @@ def patch_swap(
             f"{tuple(images.shape)} and {tuple(donors.shape)}"
         )
     n, _, h, w = images.shape
-    if patch_size is None:
-        patch_size = default_patch_size(h, w)
-    if not 1 <= patch_size <= min(h, w):
-        raise ValueError(f"patch_size must be in [1, {min(h, w)}], got {patch_size}")
     gen = torch.Generator().manual_seed(seed)
-    top = torch.randint(0, h - patch_size + 1, (n,), generator=gen)
-    left = torch.randint(0, w - patch_size + 1, (n,), generator=gen)
+    patch_size, top, left = _patch_places(n, h, w, patch_size, gen)
     donor_index = torch.randint(0, donors.shape[0], (n,), generator=gen)
     rows = torch.arange(h)
     cols = torch.arange(w)
@@ -297,13 +307,9 @@ def patch_rotate(
     if images.ndim != 4:
         raise ValueError(f"images must be [N, C, H, W], got {tuple(images.shape)}")
     n, channels, h, w = images.shape
-    if patch_size is None:
-        patch_size = default_patch_size(h, w)
-    if not 1 <= patch_size <= min(h, w):
-        raise ValueError(f"patch_size must be in [1, {min(h, w)}], got {patch_size}")
-    gen = torch.Generator().manual_seed(seed)
-    top = torch.randint(0, h - patch_size + 1, (n,), generator=gen)[:, None, None]
-    left = torch.randint(0, w - patch_size + 1, (n,), generator=gen)[:, None, None]
+    patch_size, top, left = _patch_places(n, h, w, patch_size,
+                                          torch.Generator().manual_seed(seed))
+    top, left = top[:, None, None], left[:, None, None]
     i = torch.arange(h)[None, :, None] - top  # [N, H, 1]: row within the patch
     j = torch.arange(w)[None, None, :] - left  # [N, 1, W]: column within the patch
     inside = (i >= 0) & (i < patch_size) & (j >= 0) & (j < patch_size)  # [N, H, W]
