@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=400, help="images (default 400)")
     parser.add_argument("--shard-size", type=int, default=200, help="images per shard")
     parser.add_argument("--methods", nargs="+", default=[METHOD, "grad", "ua-backprop",
-                                                         "occlusion", "kernelshap (slic)"],
+                                                         "occlusion", "kernelshap-fixed (slic)"],
                         help="methods of the first table")
     parser.add_argument("--out", default="runs/throughput", help="folder of the tables")
     parser.add_argument("--results", help="also copy the tables to this folder")

@@ -75,8 +75,8 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     # of each per step, KernelSHAP 2000 blurred copies and the image, forward only
     assert (runtime["grad"]["forward/image"], runtime["grad"]["backward/image"]) == (1, 1)
     assert runtime["integrated gradients"]["backward/image"] == 100
-    assert (runtime["kernelshap"]["forward/image"], runtime["kernelshap"]["backward/image"]) \
-        == (2001, 0)
+    fixed = runtime["kernelshap-fixed"]
+    assert (fixed["forward/image"], fixed["backward/image"]) == (2001, 0)
 
     # faithfulness: the blur columns follow from the stored maps of the 4 most uncertain
     test = data.load("digits", "test")
@@ -240,7 +240,7 @@ def test_bench_detection_runs_the_chosen_methods_and_reuses_run_cells(cache, tmp
     common = [*COMMON, "--cache-dir", cache, "--n", "10", "--out", str(out)]
     assert main(["bench", "detection", *common, "--n-segments", "6", "--methods", "grad"]) == 0
     capsys.readouterr()
-    methods = ["grad", "occlusion", "ua-backprop", "kernelshap (slic)"]
+    methods = ["grad", "occlusion", "ua-backprop", "kernelshap-fixed (slic)"]
     assert main(["bench", "detection", *common, "--n-segments", "6", "--methods", *methods]) == 0
     err = capsys.readouterr().err
     assert "grad: loaded from" in err  # computed by the first command into the same folder
@@ -258,14 +258,14 @@ def test_bench_segmenters_shares_the_detection_cells_and_scores_each_segmenter(c
                                                                              capsys):
     out = tmp_path / "segmenters"
     common = [*COMMON, "--cache-dir", cache, "--n", "6", "--out", str(out)]
-    assert main(["bench", "detection", *common, "--methods", "kernelshap (slic)"]) == 0
+    assert main(["bench", "detection", *common, "--methods", "kernelshap-fixed (slic)"]) == 0
     capsys.readouterr()
-    methods = ["kernelshap (slic)", "kernelshap (paste-detector)",
+    methods = ["kernelshap-fixed (slic)", "kernelshap-fixed (paste-detector)",
                "detector only (paste-detector)"]
     assert main(["bench", "segmenters", *common, "--segmenters", "slic", "paste-detector",
                  "--methods", *methods]) == 0
     err = capsys.readouterr().err
-    assert "kernelshap (slic): loaded from" in err  # the detection table's own cell
+    assert "kernelshap-fixed (slic): loaded from" in err  # the detection table's own cell
     assert "training the paste detector of digits" in err
     rows = json.loads((out / "segmenters.json").read_text())
     assert [(r["method"], r["segmenter"]) for r in rows] == [

@@ -11,6 +11,7 @@ from uattr import (
     CLUE,
     LIME,
     BlurIG,
+    FixedMaskKernelSHAP,
     FullGrad,
     Grad,
     GuidedBackprop,
@@ -64,9 +65,10 @@ def test_a_method_that_needs_a_gradient_names_the_cause(name):
 
 
 @pytest.mark.parametrize("make", [lambda p: Occlusion(p, window=4, stride=4),
-                                  lambda p: KernelSHAP(p, n_perturbations=40, seed=0),
+                                  lambda p: KernelSHAP(p, n_samples=40, seed=0),
+                                  lambda p: FixedMaskKernelSHAP(p, n_perturbations=40, seed=0),
                                   lambda p: LIME(p, n_samples=40, seed=0)],
-                         ids=["Occlusion", "KernelSHAP", "LIME"])
+                         ids=["Occlusion", "KernelSHAP", "FixedMaskKernelSHAP", "LIME"])
 def test_a_perturbation_method_needs_no_gradient(make):
     """The same maps from the detached posterior as from the plain one."""
     detached, plain = _posteriors()

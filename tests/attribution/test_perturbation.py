@@ -79,7 +79,7 @@ def _first_prob(p):
 
 
 def test_kernelshap_recovers_known_segment_weights():
-    from uattr.attribution.perturbation import KernelSHAP
+    from uattr.attribution.perturbation import FixedMaskKernelSHAP as KernelSHAP
 
     x, quadrants, posterior, truth, probes = _probe_setup()
     maps = KernelSHAP(posterior, _first_prob, seed=1).attribute(x, segments=quadrants)
@@ -88,7 +88,7 @@ def test_kernelshap_recovers_known_segment_weights():
 
 
 def test_kernelshap_at_pixel_level_finds_the_probe_pixels():
-    from uattr.attribution.perturbation import KernelSHAP
+    from uattr.attribution.perturbation import FixedMaskKernelSHAP as KernelSHAP
 
     x, _, posterior, truth, probes = _probe_setup()
     maps = KernelSHAP(posterior, _first_prob, n_perturbations=600, seed=2).attribute(x)
@@ -102,7 +102,7 @@ def test_kernelshap_at_pixel_level_finds_the_probe_pixels():
 def test_kernelshap_is_seeded_and_batch_invariant_per_image():
     from tests._models import tiny_cnn_members
     from uattr import as_posterior
-    from uattr.attribution.perturbation import KernelSHAP
+    from uattr.attribution.perturbation import FixedMaskKernelSHAP as KernelSHAP
 
     posterior = as_posterior(tiny_cnn_members(seed=3))
     x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))

@@ -14,11 +14,11 @@ from uattr import (
     LIME,
     BlurIG,
     DeltaCLUE,
+    FixedMaskKernelSHAP,
     FullGrad,
     Grad,
     GuidedBackprop,
     IntegratedGradients,
-    KernelSHAP,
     Occlusion,
     OptimizationUA,
     SmoothGrad,
@@ -66,8 +66,8 @@ def _expected(posterior, vae):
         "guided backprop": (GuidedBackprop(posterior), None),
         "ua-backprop": (UABackprop(posterior), None),
         "occlusion": (Occlusion(posterior), None),
-        "kernelshap": (KernelSHAP(posterior, seed=0), None),
-        "kernelshap (slic)": (KernelSHAP(posterior, seed=0), _slic),
+        "kernelshap-fixed": (FixedMaskKernelSHAP(posterior, seed=0), None),
+        "kernelshap-fixed (slic)": (FixedMaskKernelSHAP(posterior, seed=0), _slic),
         "lime": (LIME(posterior, seed=0), segment.quickshift),
         "lime (pixels)": (LIME(posterior, seed=0), segment.pixels),
         "clue": (CLUE(posterior, vae, seed=0), None),
@@ -166,9 +166,9 @@ def test_label_maps_from_a_file_replace_the_methods_segments(user, tmp_path):
     labels = segment.grid(x, cell=4)  # 4 segments per image, as SAM's masks might give
     np.save(tmp_path / "segments.npy", labels.numpy())
     out = tmp_path / "out"
-    assert _explain(user, out, "--method", "kernelshap (slic)", "--segments",
+    assert _explain(user, out, "--method", "kernelshap-fixed (slic)", "--segments",
                     str(tmp_path / "segments.npy")) == 0
-    want = KernelSHAP(Ensemble(user["members"]), seed=0).attribute(
+    want = FixedMaskKernelSHAP(Ensemble(user["members"]), seed=0).attribute(
         x, segments=labels, generator=index_generators(0, range(len(x))))
     np.testing.assert_allclose(np.load(out / "maps.npy"), want.numpy(), atol=1e-6)
 

@@ -44,7 +44,7 @@ def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracl
     assert tuple(plain) == tuple(n for n in DETECTION_ROWS if n not in GENERATIVE)
     oracles = [name for name in DETECTION_ROWS if name.startswith(ORACLE)]
     assert oracles == [f"{ORACLE}optimization (slic + true patch)",
-                       f"{ORACLE}kernelshap (slic + true patch)"]
+                       f"{ORACLE}kernelshap-fixed (slic + true patch)"]
     assert all(specs[name].oracle for name in oracles)
     family_rows = [name for names in FAMILIES.values() for name in names]
     assert not set(oracles) & set(family_rows)  # an upper bound is never a method

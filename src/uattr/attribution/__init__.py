@@ -5,7 +5,8 @@ from .clue import CLUE, CLUEResult, DeltaCLUE
 from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA, UninformativeMapWarning
-from .perturbation import LIME, KernelSHAP, Occlusion
+from .perturbation import LIME, FixedMaskKernelSHAP, Occlusion
+from .shapley import KernelSHAP
 from .ua_backprop import UABackprop
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "BlurIG",
     "CLUEResult",
     "DeltaCLUE",
+    "FixedMaskKernelSHAP",
     "FullGrad",
     "Grad",
     "GuidedBackprop",

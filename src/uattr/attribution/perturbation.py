@@ -22,7 +22,7 @@ from ..ops.surrogate import lime_fit, lime_masks
 from ..uq import Posterior, UncertaintySpec
 from .base import UncertaintyAttribution
 
-__all__ = ["LIME", "KernelSHAP", "Occlusion", "blurred_versions", "minimum_norm_fit"]
+__all__ = ["LIME", "FixedMaskKernelSHAP", "Occlusion", "blurred_versions", "minimum_norm_fit"]
 
 
 class Occlusion(UncertaintyAttribution):
@@ -68,8 +68,12 @@ class Occlusion(UncertaintyAttribution):
         return maps.mean(1)  # every channel of a pixel gets the same value
 
 
-class KernelSHAP(UncertaintyAttribution):
-    """Linear regression of the uncertainty drop on random blur masks (papers/001 A.2).
+class FixedMaskKernelSHAP(UncertaintyAttribution):
+    """The "KernelSHAP" of papers/001 A.2: a linear regression of the uncertainty drop on
+    random blur masks of a fixed size. It is not Kernel SHAP (no Shapley kernel, no
+    intercept, no efficiency constraint; :class:`~uattr.attribution.KernelSHAP` is) and its
+    rows are labelled ``kernelshap-fixed`` in uattr's tables, so that they compare with
+    the papers' "KernelSHAP" rows without being taken for Shapley values.
 
     Each of ``n_perturbations`` masks blurs some features (pixels, or the segments given to
     ``attribute``); a least-squares fit ``U(x) - U(x') ≈ Σ_k w_k m_k`` over the masks gives
@@ -85,7 +89,7 @@ class KernelSHAP(UncertaintyAttribution):
     here masks, forward passes and the least-squares fits are batched over images.
     """
 
-    name = "kernelshap"
+    name = "kernelshap-fixed"
 
     def __init__(
         self,

@@ -80,7 +80,7 @@ _MITIGATION = MitigationSettings()
 # every method: `uattr bench detection|faithfulness|blur-test --n 500`.
 RUN_N_DETECTION = 4
 RUN_N_FAITHFULNESS = 2
-RUN_FAITHFULNESS_METHODS = ["optimization (pixels)", "grad", "ua-backprop", "kernelshap"]
+RUN_FAITHFULNESS_METHODS = ["optimization (pixels)", "grad", "ua-backprop", "kernelshap-fixed"]
 RUN_N_BLUR_TEST = 2
 # papers/004 in the main job: every posterior × explanation method on one image, the
 # single-network posteriors those trained on a fifth of the training set (shipped;

@@ -2,7 +2,7 @@
 images and model.
 
     uattr explain --model member*.pt --images photos/ --size 32 --method grad
-    uattr explain --dataset mnist --most-uncertain 8 --method "kernelshap (slic)"
+    uattr explain --dataset mnist --most-uncertain 8 --method "kernelshap-fixed (slic)"
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from .preflight import (
 __all__ = ["EXPLAIN_METHODS", "add_explain_parser", "check_explain", "cmd_explain"]
 
 # Rows whose method works on segments: --segmenter and --segments apply to them.
-_OVER_SEGMENTS = {"optimization", "kernelshap", "lime"}
+_OVER_SEGMENTS = {"optimization", "kernelshap-fixed", "lime"}
 
 
 def add_explain_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,8 +66,8 @@ def add_explain_parser(sub: argparse._SubParsersAction) -> None:
                    help="resize --images to this size (needed when they differ)")
     add_split_and_method(p)
     p.add_argument("--segmenter", default=None, choices=(*segmenters.SEGMENTER_NAMES, "sam"),
-                   help="segments of a method over segments (optimization, kernelshap, lime), "
-                        "instead of its own (paste-detector, retouch-detector: the data "
+                   help="segments of a method over segments (optimization, kernelshap-fixed, "
+                        "lime), instead of its own (paste-detector, retouch-detector: the data "
                         "set's corruption detectors; "
                         "sam: SAM's masks, with --sam-checkpoint)")
     p.add_argument("--sam-checkpoint", default=None, metavar="FILE",

@@ -16,11 +16,11 @@ from ..attribution import (
     LIME,
     BlurIG,
     DeltaCLUE,
+    FixedMaskKernelSHAP,
     FullGrad,
     Grad,
     GuidedBackprop,
     IntegratedGradients,
-    KernelSHAP,
     Occlusion,
     OptimizationUA,
     SmoothGrad,
@@ -119,8 +119,8 @@ ROWS = (
     # UA-Backprop propagates gradients, so it counts with the gradient-based methods
     Row("ua-backprop", "gradient", _plain(UABackprop), pixel_level=True),
     Row("occlusion", "perturbation", _plain(Occlusion), pixel_level=True),
-    Row("kernelshap", "perturbation", _seeded(KernelSHAP), pixel_level=True),
-    Row("kernelshap (slic)", "perturbation", _seeded(KernelSHAP), "slic"),
+    Row("kernelshap-fixed", "perturbation", _seeded(FixedMaskKernelSHAP), pixel_level=True),
+    Row("kernelshap-fixed (slic)", "perturbation", _seeded(FixedMaskKernelSHAP), "slic"),
     Row("lime", "perturbation", _seeded(LIME), "quickshift"),
     Row("lime (pixels)", "perturbation", _seeded(LIME), "pixels", pixel_level=True),
     # papers/002's generative baselines: a counterfactual from the data set's VAE
@@ -128,8 +128,8 @@ ROWS = (
     Row("delta-clue", "generative", _counterfactual(DeltaCLUE), pixel_level=True,
         generative=True),
     Row(f"{ORACLE}optimization (slic + true patch)", "optimization", optimization, "slic"),
-    Row(f"{ORACLE}kernelshap (slic + true patch)", "perturbation", _seeded(KernelSHAP),
-        "slic"),
+    Row(f"{ORACLE}kernelshap-fixed (slic + true patch)", "perturbation",
+        _seeded(FixedMaskKernelSHAP), "slic"),
 )
 
 # The rows of the detection table, in its order.

@@ -63,7 +63,7 @@ def test_every_constructor_argument_of_every_registered_method_changes_the_key(r
 
 
 def test_the_segmenter_settings_and_the_posterior_change_the_key():
-    spec = _specs()["kernelshap (slic)"]
+    spec = _specs()["kernelshap-fixed (slic)"]
     settings = MethodSettings(n_segments=30)
     fewer = dataclasses.replace(spec, segmenter=segmenter("slic", settings),
                                 config={"n_segments": 30, "compactness": settings.compactness})

@@ -12,12 +12,12 @@ __all__ = ["ABLATION_DETECTION_C10", "ABLATION_FAITHFULNESS_C100", "BLUR_TEST_MN
            "SENSITIVITY_C10", "beside"]
 
 # papers/000 Table 1 (C10 column: IoU, ADA); "optimization (slic)" stands for "Ours" with
-# SAM segments, "kernelshap (slic)" for KernelSHAP + SAM; "optimization (pixels)" is
+# SAM segments, "kernelshap-fixed (slic)" for KernelSHAP + SAM; "optimization (pixels)" is
 # papers/001 Table 6, "Ours (Pixel-based)".
 DETECTION_C10 = {
     "grad": (0.109, 0.054), "smoothgrad": (0.297, 0.226), "integrated gradients": (0.208, 0.152),
-    "ua-backprop": (0.271, 0.178), "kernelshap": (0.324, 0.306),
-    "kernelshap (slic)": (0.676, 0.670), "lime": (0.281, 0.258), "occlusion": (0.218, 0.160),
+    "ua-backprop": (0.271, 0.178), "kernelshap-fixed": (0.324, 0.306),
+    "kernelshap-fixed (slic)": (0.676, 0.670), "lime": (0.281, 0.258), "occlusion": (0.218, 0.160),
     "optimization (slic)": (0.713, 0.700), "optimization (pixels)": (0.380, 0.365),
 }
 
@@ -26,7 +26,7 @@ DETECTION_C10 = {
 FAITHFULNESS_C10 = {
     "grad": (0.662, 0.885, 0.343, 0.440), "smoothgrad": (0.623, 0.863, 0.331, 0.418),
     "integrated gradients": (0.621, 0.865, 0.392, 0.481),
-    "ua-backprop": (0.706, 0.903, 0.374, 0.453), "kernelshap": (0.731, 0.904, 0.823, 0.902),
+    "ua-backprop": (0.706, 0.903, 0.374, 0.453), "kernelshap-fixed": (0.731, 0.904, 0.823, 0.902),
     "lime (pixels)": (0.787, 0.927, 0.378, 0.355), "occlusion": (0.822, 0.940, 0.730, 0.786),
     "optimization (pixels)": (0.825, 0.924, 0.860, 0.918),
 }
@@ -83,7 +83,7 @@ CONVERGENCE = {
 # papers/000 Table 5, C10 column: seconds to attribute one 32×32 image on the paper's GPU.
 SECONDS_C10 = {
     "grad": 0.02, "smoothgrad": 2.10, "integrated gradients": 2.14, "ua-backprop": 0.26,
-    "kernelshap": 1.63, "kernelshap (slic)": 1.08, "lime": 1.16, "occlusion": 0.15,
+    "kernelshap-fixed": 1.63, "kernelshap-fixed (slic)": 1.08, "lime": 1.16, "occlusion": 0.15,
     "optimization (slic)": 1.54,
 }
 

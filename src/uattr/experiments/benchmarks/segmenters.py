@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ... import viz
-from ...attribution import KernelSHAP
+from ...attribution import FixedMaskKernelSHAP
 from ...attribution.base import UncertaintyAttribution
 from ...metrics import box_iou, find_box
 from ...ops import segment
@@ -85,8 +85,8 @@ DEFAULT_SEGMENTERS = ("slic", "texture", "paste-detector", "retouch-detector")
 # The two methods over segments that the papers compare (papers/000 Table 1).
 _FAMILIES = {
     "optimization": optimization,
-    "kernelshap": lambda posterior, settings: KernelSHAP(posterior, settings.uncertainty,
-                                                         seed=settings.seed),
+    "kernelshap-fixed": lambda posterior, settings: FixedMaskKernelSHAP(
+        posterior, settings.uncertainty, seed=settings.seed),
 }
 
 # The row of a detector's map used directly (no uncertainty attribution at all).
