@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from ..uq import UNCERTAINTY_KINDS, Posterior, UncertaintySpec, as_posterior, check_images
 from ..uq import uncertainty as _uncertainty
 
-__all__ = ["UncertaintyAttribution", "constructor_settings", "fingerprint", "keyword_defaults",
-           "require_layers"]
+__all__ = ["UncertaintyAttribution", "check_posterior_takes", "constructor_settings",
+           "fingerprint", "keyword_defaults", "require_layers"]
 
 
 class UncertaintyAttribution:
@@ -60,9 +60,12 @@ class UncertaintyAttribution:
 
     def _check(self, x: Tensor) -> Tensor:
         x = check_images(x, "x")
-        if not getattr(self, "_checked_repeatable", False):
-            self._checked_repeatable = True  # once per method: two passes of one image
-            warn_if_random(self.posterior, x[:1])
+        if getattr(self, "_taken_shape", None) != tuple(x.shape[1:]):
+            # once per image shape: one pass of one image, then the same pass again for
+            # the randomness check on the first call
+            check_posterior_takes(self.posterior, x[:1],
+                                  repeat=not getattr(self, "_checked_repeatable", False))
+            self._taken_shape, self._checked_repeatable = tuple(x.shape[1:]), True
         return x
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:  # pragma: no cover
@@ -90,16 +93,46 @@ class RandomPosteriorWarning(UserWarning):
     """The posterior gives another output on every call for the same input."""
 
 
-def warn_if_random(posterior: Callable[[Tensor], Tensor], x: Tensor) -> None:
+def check_posterior_takes(posterior: Callable[[Tensor], Tensor], x: Tensor,
+                          repeat: bool = True) -> None:
+    """Run ``posterior`` on one image ``x [1, C, H, W]``: a ``ValueError`` naming ``x``
+    when the network cannot take images of that shape (a grey model given colour images,
+    a colour one given grey, a fixed-size network another size), where torch would raise
+    a ``RuntimeError`` about matrix or weight shapes from deep inside the method; with
+    ``repeat``, a second pass for :func:`warn_if_random`. The passes are not counted as
+    the method's."""
+    from ..posteriors.passes import uncounted
+
+    try:
+        with torch.no_grad(), uncounted():
+            first = posterior(x)
+    except RuntimeError as error:
+        channels = x.shape[1]
+        hint = ("a grey model takes x.mean(1, keepdim=True)" if channels == 3 else
+                "a colour model takes x.expand(-1, 3, -1, -1)" if channels == 1 else
+                "give the channels it was trained on")
+        raise ValueError(
+            f"x: the posterior cannot take images of shape [C, H, W] = {list(x.shape[1:])} "
+            f"({channels} channel{'s' if channels != 1 else ''}): give images of the channel "
+            f"count and size its network was trained on ({hint}). The network said: "
+            f"{str(error).splitlines()[0]}") from error
+    if repeat:
+        warn_if_random(posterior, x, first)
+
+
+def warn_if_random(posterior: Callable[[Tensor], Tensor], x: Tensor,
+                   first: Tensor | None = None) -> None:
     """Warn (:class:`RandomPosteriorWarning`) when two calls of ``posterior`` on the same
-    image ``x [1, C, H, W]`` differ by more than float32 rounding: its forward pass draws
-    fresh noise (dropout in training mode, Bayesian layers that sample on every call), so
-    U(x) is not a function of x and every method would average over that noise
-    silently. The passes are not counted as the method's."""
+    image ``x [1, C, H, W]`` differ by more than float32 rounding (``first``: the output
+    of a call already made): its forward pass draws fresh noise (dropout in training
+    mode, Bayesian layers that sample on every call), so U(x) is not a function of x and
+    every method would average over that noise silently. The passes are not counted as
+    the method's."""
     from ..posteriors.passes import uncounted
 
     with torch.no_grad(), uncounted():
-        first, second = posterior(x), posterior(x)
+        first = posterior(x) if first is None else first
+        second = posterior(x)
     # probabilities in [0, 1] from the same float32 computation twice: a deterministic
     # network repeats them bit for bit; 1e-6 leaves room for nondeterministic kernels
     if isinstance(first, Tensor) and first.shape == second.shape and \
@@ -112,7 +145,7 @@ def warn_if_random(posterior: Callable[[Tensor], Tensor], x: Tensor) -> None:
             "that sample weights on every call), so U(x) changes from call to call and the "
             "map averages over that noise. Freeze it: uattr.SampledPosterior(model, "
             "samples=S) runs S samples, each with its own fixed random state (or call "
-            ".eval() if the noise is not meant to be there)"), stacklevel=4)
+            ".eval() if the noise is not meant to be there)"), stacklevel=5)
 
 
 def require_gradient(x: Tensor, out: Tensor, method: str) -> Tensor:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..uq import check_images
+from .checks import check_positive_ints, check_real
 from .masks import MaskSegmenter, from_masks, sam
 
 __all__ = [
@@ -130,8 +131,7 @@ def pixels(x: Tensor) -> Tensor:
 
 def grid(x: Tensor, cell: int = 4) -> Tensor:
     """Square cells of ``cell × cell`` pixels (the last row/column may be smaller)."""
-    if cell < 1:
-        raise ValueError(f"cell must be >= 1, got {cell}")
+    check_positive_ints(cell=cell)
     batch, _, height, width = x.shape
     rows = torch.arange(height, device=x.device) // cell
     cols = torch.arange(width, device=x.device) // cell
@@ -187,6 +187,8 @@ def slic(x: Tensor, n_segments: int = 60, compactness: float = 0.3, sigma: float
 
     check_images(x, unit_range=False)
     _check_count(n_segments, x)
+    check_real("compactness", compactness, above=0)
+    check_real("sigma", sigma, at_least=0)
 
     def one(image: np.ndarray) -> np.ndarray:
         if image.shape[-1] == 1:
@@ -225,6 +227,9 @@ def quickshift(
     200, 0.2) merge a 28×28 digit into one or two segments."""
     from skimage.segmentation import quickshift as _quickshift
 
+    check_real("kernel_size", kernel_size, above=0)
+    check_real("max_dist", max_dist, above=0)
+    check_real("ratio", ratio, at_least=0, at_most=1)
     scale = _scale(x)
 
     def one(image: np.ndarray) -> np.ndarray:
@@ -245,6 +250,9 @@ def felzenszwalb(x: Tensor, scale: float = 1.0, sigma: float = 0.5, min_size: in
     at 28-224 px (with ``min_size`` fixed: 2 000-4 000 at 224 px)."""
     from skimage.segmentation import felzenszwalb as _felzenszwalb
 
+    check_real("scale", scale, above=0)
+    check_real("sigma", sigma, at_least=0)
+    check_positive_ints(min_size=min_size)
     smallest = max(1, round(min_size * _scale(x) ** 2))
 
     def one(image: np.ndarray) -> np.ndarray:
@@ -272,6 +280,8 @@ def texture(x: Tensor, n_segments: int = 12, sigma: float = 1.5,
     slic merges the fragments that leaves)."""
     check_images(x, unit_range=False)
     _check_count(n_segments, x)
+    check_real("sigma", sigma, above=0)  # 0: no neighbourhood, so no texture to compare
+    check_real("compactness", compactness, above=0)
     from skimage.segmentation import slic as _slic
 
     from .perturb import gaussian_blur
@@ -351,6 +361,10 @@ class CorruptionSegmenter:
     def __init__(self, net: torch.nn.Module, n_segments: int = 20, compactness: float = 0.3,
                  relative: float = 0.3) -> None:
         _check_count(n_segments)
+        check_real("compactness", compactness, above=0)
+        check_real("relative", relative, above=0, at_most=1)
+        if relative == 1:
+            raise ValueError("relative must be in (0, 1), got 1")
         self.net = net.eval()
         self.n_segments = n_segments
         self.compactness = compactness
@@ -361,8 +375,15 @@ class CorruptionSegmenter:
         check_images(x, unit_range=False)
         parameter = next(self.net.parameters(), None)  # a net without weights runs on x's
         device = parameter.device if parameter is not None else x.device
-        with torch.no_grad():
-            return torch.sigmoid(self.net(x.detach().to(device)))[:, 0].to(x.device)
+        try:
+            with torch.no_grad():
+                return torch.sigmoid(self.net(x.detach().to(device)))[:, 0].to(x.device)
+        except RuntimeError as error:  # torch's message names weights, not the argument
+            raise ValueError(f"x: the corruption detector cannot take images of shape "
+                             f"[C, H, W] = {list(x.shape[1:])}: it was trained on images of "
+                             "its data set's channel count (a colour detector for colour "
+                             f"images). The network said: {str(error).splitlines()[0]}"
+                             ) from error
 
     def __call__(self, x: Tensor) -> Tensor:
         base = slic(x, n_segments=self.n_segments, compactness=self.compactness)
