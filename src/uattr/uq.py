@@ -28,6 +28,7 @@ __all__ = [
     "UNCERTAINTY_KINDS",
     "Ensemble",
     "Posterior",
+    "PosteriorLike",
     "SingleSample",
     "as_posterior",
     "check_images",
@@ -194,6 +195,12 @@ class SingleSample(Posterior):
         if alone is not None:
             return alone(x, self.s)[:, None]
         return self.posterior(x)[:, self.s : self.s + 1]
+
+
+#: What every attribution method takes as its posterior: a :class:`Posterior`, a list of
+#: member modules returning logits (a deep ensemble, made one by :func:`as_posterior`), or
+#: any callable ``x [B, C, H, W] -> probabilities [B, S, C]``.
+PosteriorLike = Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor]
 
 
 class ProbabilityLikeLogitsWarning(UserWarning):

@@ -6,7 +6,8 @@ no figure lingers in pyplot's registry after it is saved."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -79,6 +80,39 @@ def explanation_grid(
     return fig
 
 
+def _image_and_columns(images: Tensor, columns: Mapping[str, Callable[[Any, int], None]], *,
+                       boxes: Tensor | None = None, titles: list[str] | None = None,
+                       first: str | None = None) -> Figure:
+    """One row per image: the image (its true box in green when ``boxes`` are given, its
+    title from ``titles``), then one column per entry of ``columns``, drawn by its
+    function ``draw(ax, i)`` for image i, with the column's name above the first row;
+    ``first`` names the image column."""
+    n = images.shape[0]
+    cols = 1 + len(columns)
+    fig = Figure(figsize=(1.8 * cols, 1.8 * n))
+    axes = fig.subplots(n, cols, squeeze=False)
+    for i in range(n):
+        _show(axes[i, 0], images[i])
+        if boxes is not None:
+            _draw_box(axes[i, 0], boxes[i], "lime")
+        if titles:
+            axes[i, 0].set_title(titles[i], fontsize=8)
+        for j, (name, draw) in enumerate(columns.items(), start=1):
+            draw(axes[i, j], i)
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=8)
+    if first:
+        axes[0, 0].set_title(first, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _heat(ax: Any, values: Tensor) -> None:
+    ax.imshow(values.detach().cpu().numpy(), cmap="inferno")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def detection_grid(
     images: Tensor,
     true_boxes: Tensor,
@@ -89,68 +123,35 @@ def detection_grid(
     ``results[name] = (maps [B, H, W], found boxes [B, 4])``. The true box is drawn in
     green, the found box in red.
     """
-    n = images.shape[0]
-    cols = 1 + len(results)
-    fig = Figure(figsize=(1.8 * cols, 1.8 * n))
-    axes = fig.subplots(n, cols, squeeze=False)
-    for i in range(n):
-        _show(axes[i, 0], images[i])
-        _draw_box(axes[i, 0], true_boxes[i], "lime")
-        for j, (name, (maps, boxes)) in enumerate(results.items(), start=1):
-            ax = axes[i, j]
-            ax.imshow(maps[i].detach().cpu().numpy(), cmap="inferno")
-            ax.set_xticks([])
-            ax.set_yticks([])
+    def column(maps: Tensor, found: Tensor) -> Callable[[Any, int], None]:
+        def draw(ax: Any, i: int) -> None:
+            _heat(ax, maps[i])
             _draw_box(ax, true_boxes[i], "lime")
-            _draw_box(ax, boxes[i], "red")
-            if i == 0:
-                ax.set_title(name, fontsize=8)
-    axes[0, 0].set_title("corrupted image", fontsize=8)
-    fig.tight_layout()
-    return fig
+            _draw_box(ax, found[i], "red")
+        return draw
+
+    columns = {name: column(maps, found) for name, (maps, found) in results.items()}
+    return _image_and_columns(images, columns, boxes=true_boxes, first="corrupted image")
 
 
 def segments_grid(images: Tensor, true_boxes: Tensor, segments: Mapping[str, Tensor]) -> Figure:
     """One row per image, one column per segmenter: each segment in its own colour over
     the image, the true box in green. ``segments[name]``: label maps ``[B, H, W]``."""
-    n = images.shape[0]
-    cols = 1 + len(segments)
-    fig = Figure(figsize=(1.8 * cols, 1.8 * n))
-    axes = fig.subplots(n, cols, squeeze=False)
-    for i in range(n):
-        _show(axes[i, 0], images[i])
-        _draw_box(axes[i, 0], true_boxes[i], "lime")
-        for j, (name, labels) in enumerate(segments.items(), start=1):
-            ax = axes[i, j]
+    def column(labels: Tensor) -> Callable[[Any, int], None]:
+        def draw(ax: Any, i: int) -> None:
             _show_segments(ax, images[i], labels[i])
             _draw_box(ax, true_boxes[i], "lime")
-            if i == 0:
-                ax.set_title(name, fontsize=8)
-    axes[0, 0].set_title("corrupted image", fontsize=8)
-    fig.tight_layout()
-    return fig
+        return draw
+
+    columns = {name: column(labels) for name, labels in segments.items()}
+    return _image_and_columns(images, columns, boxes=true_boxes, first="corrupted image")
 
 
 def maps_grid(images: Tensor, maps: Mapping[str, Tensor], *, titles: list[str] | None = None
               ) -> Figure:
     """One row per image: the image, then each method's map ``[B, H, W]``."""
-    n = images.shape[0]
-    cols = 1 + len(maps)
-    fig = Figure(figsize=(1.8 * cols, 1.8 * n))
-    axes = fig.subplots(n, cols, squeeze=False)
-    for i in range(n):
-        _show(axes[i, 0], images[i])
-        if titles:
-            axes[i, 0].set_title(titles[i], fontsize=8)
-        for j, (name, m) in enumerate(maps.items(), start=1):
-            ax = axes[i, j]
-            ax.imshow(m[i].detach().cpu().numpy(), cmap="inferno")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(name, fontsize=8)
-    fig.tight_layout()
-    return fig
+    columns = {name: (lambda ax, i, m=m: _heat(ax, m[i])) for name, m in maps.items()}
+    return _image_and_columns(images, columns, titles=titles)
 
 
 def image_rows(rows: Mapping[str, Tensor]) -> Figure:

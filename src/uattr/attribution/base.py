@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..uq import UNCERTAINTY_KINDS, Posterior, UncertaintySpec, as_posterior, check_images
+from ..uq import UNCERTAINTY_KINDS, PosteriorLike, UncertaintySpec, as_posterior, check_images
 from ..uq import uncertainty as _uncertainty
 
 __all__ = ["UncertaintyAttribution", "check_posterior_takes", "constructor_settings",
@@ -33,11 +33,7 @@ class UncertaintyAttribution:
     #: short name used in tables
     name: str = "attribution"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total") -> None:
         if isinstance(posterior, list | tuple | nn.ModuleList):
             posterior = as_posterior(posterior)
         if not callable(posterior):

@@ -19,7 +19,6 @@ interact), and a row stops on its own: when its cost has changed by less than
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from ..ops.checks import check_positive, check_positive_ints
-from ..ops.rng import draw_normal, make_generators
-from ..uq import Posterior, UncertaintySpec
+from ..ops.rng import GeneratorArg, draw_normal, make_generators
+from ..uq import PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution, fingerprint
 
 __all__ = ["CLUE", "CLUEResult", "DeltaCLUE"]
@@ -66,23 +65,11 @@ class CLUE(UncertaintyAttribution):
 
     name = "clue"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        vae: nn.Module,
-        uncertainty: UncertaintySpec = "total",
-        *,
-        lam_x: float = 0.01,
-        lr: float = 0.1,
-        max_steps: int = 1000,
-        rel_tol: float = 1e-2,
-        abs_tol: float = 1e-3,
-        patience: int = 3,
-        delta: float | None = None,
-        starts: int = 1,
-        start_std: float = 0.15,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, vae: nn.Module,
+                 uncertainty: UncertaintySpec = "total", *, lam_x: float = 0.01, lr: float = 0.1,
+                 max_steps: int = 1000, rel_tol: float = 1e-2, abs_tol: float = 1e-3,
+                 patience: int = 3, delta: float | None = None, starts: int = 1,
+                 start_std: float = 0.15, seed: int = 0) -> None:
         super().__init__(posterior, uncertainty)
         if not (callable(getattr(vae, "encode", None)) and callable(getattr(vae, "decode", None))):
             raise ValueError("vae must have encode(x) -> (mean, log_var) and decode(z) -> "
@@ -121,12 +108,7 @@ class CLUE(UncertaintyAttribution):
         norm = offset.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return z0 + offset * (self.delta / norm).clamp(max=1.0)
 
-    def explain(
-        self,
-        x: Tensor,
-        *,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    ) -> CLUEResult:
+    def explain(self, x: Tensor, *, generator: GeneratorArg = None) -> CLUEResult:
         """Search the counterfactuals of the batch ``x [B, C, H, W]`` (all images and all
         starts in one optimisation); see :class:`CLUEResult`."""
         x = self._check(x).detach()
@@ -183,13 +165,8 @@ class CLUE(UncertaintyAttribution):
                           steps.view(batch, starts).max(1).values,
                           u_before, u_after[pick])
 
-    def attribute(
-        self,
-        x: Tensor,
-        *,
-        segments: Tensor | None = None,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    ) -> Tensor:
+    def attribute(self, x: Tensor, *, segments: Tensor | None = None,
+                  generator: GeneratorArg = None) -> Tensor:
         """``|dec(z*) - x|`` summed over channels, ``[B, H, W]``; ``segments`` is ignored."""
         return self.explain(x, generator=generator).maps
 
@@ -204,23 +181,11 @@ class DeltaCLUE(CLUE):
 
     # every argument is spelled out again (not **kwargs): a method's settings, and so its
     # stored cells' keys, are read from its constructor's signature
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        vae: nn.Module,
-        uncertainty: UncertaintySpec = "total",
-        *,
-        lam_x: float = 0.01,
-        lr: float = 0.1,
-        max_steps: int = 1000,
-        rel_tol: float = 1e-2,
-        abs_tol: float = 1e-3,
-        patience: int = 3,
-        delta: float = 3.0,
-        starts: int = 4,
-        start_std: float = 0.15,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, vae: nn.Module,
+                 uncertainty: UncertaintySpec = "total", *, lam_x: float = 0.01, lr: float = 0.1,
+                 max_steps: int = 1000, rel_tol: float = 1e-2, abs_tol: float = 1e-3,
+                 patience: int = 3, delta: float = 3.0, starts: int = 4, start_std: float = 0.15,
+                 seed: int = 0) -> None:
         super().__init__(posterior, vae, uncertainty, lam_x=lam_x, lr=lr, max_steps=max_steps,
                          rel_tol=rel_tol, abs_tol=abs_tol, patience=patience, delta=delta,
                          starts=starts, start_std=start_std, seed=seed)

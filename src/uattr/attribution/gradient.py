@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from captum.attr import GuidedBackprop as CaptumGuidedBackprop
@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.chunks import images_per_pass, saved_bytes, within_memory
 from ..ops.perturb import gaussian_blur
-from ..ops.rng import draw_normal, make_generators
-from ..uq import Posterior, UncertaintySpec
+from ..ops.rng import GeneratorArg, draw_normal, make_generators
+from ..uq import PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution, require_layers
 
 __all__ = ["IG_RULES", "BlurIG", "Grad", "GuidedBackprop", "IntegratedGradients", "SmoothGrad"]
@@ -85,16 +85,9 @@ class IntegratedGradients(UncertaintyAttribution):
 
     name = "integrated gradients"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-        *,
-        n_steps: int = 100,
-        reference: float = 1.0,
-        rule: str = "gausslegendre",
-        internal_batch_size: int = 1000,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 n_steps: int = 100, reference: float = 1.0, rule: str = "gausslegendre",
+                 internal_batch_size: int = 1000) -> None:
         super().__init__(posterior, uncertainty)
         check_positive_ints(n_steps=n_steps)
         if not 0.0 <= reference <= 1.0:
@@ -137,29 +130,17 @@ class SmoothGrad(UncertaintyAttribution):
 
     name = "smoothgrad"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-        *,
-        n_samples: int = 100,
-        stdev: float = 0.1,
-        seed: int = 0,
-        samples_batch_size: int = 2000,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 n_samples: int = 100, stdev: float = 0.1, seed: int = 0,
+                 samples_batch_size: int = 2000) -> None:
         super().__init__(posterior, uncertainty)
         check_positive_ints(n_samples=n_samples)
         check_positive(stdev=stdev, allow_zero=True)
         self.n_samples, self.stdev, self.seed = n_samples, stdev, seed
         self.samples_batch_size = samples_batch_size
 
-    def attribute(
-        self,
-        x: Tensor,
-        *,
-        segments: Tensor | None = None,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    ) -> Tensor:
+    def attribute(self, x: Tensor, *, segments: Tensor | None = None,
+                  generator: GeneratorArg = None) -> Tensor:
         """``[B, H, W]``; ``segments`` is ignored."""
         x = self._check(x).detach()
         batch, channels, height, width = x.shape
@@ -223,15 +204,9 @@ class BlurIG(UncertaintyAttribution):
 
     name = "blur ig"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-        *,
-        n_steps: int = 100,
-        sigma_max: float | None = None,
-        internal_batch_size: int = 1000,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 n_steps: int = 100, sigma_max: float | None = None,
+                 internal_batch_size: int = 1000) -> None:
         super().__init__(posterior, uncertainty)
         check_positive_ints(n_steps=n_steps)
         if sigma_max is not None:

@@ -15,19 +15,18 @@ together; each stops on its own (see :class:`OptimizationUA`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.chunks import images_per_pass
 from ..ops.perturb import gaussian_blur
-from ..ops.rng import draw_uniform, make_generators
+from ..ops.rng import GeneratorArg, draw_uniform, make_generators
 from ..ops.segment import check_segments, pixels, segment_slots
-from ..uq import Posterior, UncertaintySpec
+from ..uq import PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution
 
 __all__ = ["UNINFORMATIVE_BELOW", "OptimizationResult", "OptimizationTrace", "OptimizationUA",
@@ -169,26 +168,11 @@ class OptimizationUA(UncertaintyAttribution):
 
     name = "optimization"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-        *,
-        lam: float = 3.0,
-        tau: float = 0.1,
-        lr: float = 0.01,
-        max_steps: int = 500,
-        check_every: int = 20,
-        check_draws: int = 20,
-        tol: float = 1e-3,
-        patience: int = 2,
-        early_stop: bool = True,
-        sigma_init: float = 0.05,
-        learn_blur: bool = True,
-        gumbel: bool = True,
-        seed: int = 0,
-        progress: bool = False,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 lam: float = 3.0, tau: float = 0.1, lr: float = 0.01, max_steps: int = 500,
+                 check_every: int = 20, check_draws: int = 20, tol: float = 1e-3, patience: int = 2,
+                 early_stop: bool = True, sigma_init: float = 0.05, learn_blur: bool = True,
+                 gumbel: bool = True, seed: int = 0, progress: bool = False) -> None:
         super().__init__(posterior, uncertainty)
         check_positive(lam=lam, tol=tol, allow_zero=True)
         check_positive(tau=tau, lr=lr, sigma_init=sigma_init)
@@ -202,13 +186,8 @@ class OptimizationUA(UncertaintyAttribution):
         self.seed, self.progress = seed, progress
 
     # ------------------------------------------------------------------ public verb
-    def attribute(
-        self,
-        x: Tensor,
-        *,
-        segments: Tensor | None = None,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    ) -> Tensor:
+    def attribute(self, x: Tensor, *, segments: Tensor | None = None,
+                  generator: GeneratorArg = None) -> Tensor:
         """Uncertainty maps ``[B, H, W]``: each segment's learned probability ``p_bk``.
 
         ``generator``: ``None`` (seeded with ``seed``), a generator, or one generator per
@@ -216,14 +195,9 @@ class OptimizationUA(UncertaintyAttribution):
         """
         return self.attribute_with_diagnostics(x, segments=segments, generator=generator).maps
 
-    def attribute_with_diagnostics(
-        self,
-        x: Tensor,
-        *,
-        segments: Tensor | None = None,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-        trace: bool = False,
-    ) -> OptimizationResult:
+    def attribute_with_diagnostics(self, x: Tensor, *, segments: Tensor | None = None,
+                                   generator: GeneratorArg = None,
+                                   trace: bool = False) -> OptimizationResult:
         """Like :meth:`attribute`, plus steps taken, convergence, final σ and U before and
         after blurring the found region per image; ``trace=True`` also records the
         optimisation at every check (:class:`OptimizationTrace`)."""

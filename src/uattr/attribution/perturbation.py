@@ -7,22 +7,23 @@ positive where blurring lowers the uncertainty. Perturbations are batched along 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from captum.attr import Occlusion as CaptumOcclusion
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.chunks import images_per_pass
 from ..ops.perturb import blurred_reference
-from ..ops.rng import draw_uniform, make_generators
+from ..ops.rng import GeneratorArg, draw_uniform, make_generators
 from ..ops.segment import check_segments, pixels, quickshift, segment_slots
 from ..ops.surrogate import lime_fit, lime_masks
-from ..uq import Posterior, UncertaintySpec
+from ..uq import PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution
 
-__all__ = ["LIME", "FixedMaskKernelSHAP", "Occlusion", "blurred_versions", "minimum_norm_fit"]
+__all__ = ["LIME", "FixedMaskKernelSHAP", "Occlusion", "blurred_versions", "feature_slots",
+           "minimum_norm_fit"]
 
 
 class Occlusion(UncertaintyAttribution):
@@ -37,15 +38,9 @@ class Occlusion(UncertaintyAttribution):
 
     name = "occlusion"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-        *,
-        window: int | None = None,
-        stride: int | None = None,
-        perturbations_per_eval: int = 32,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 window: int | None = None, stride: int | None = None,
+                 perturbations_per_eval: int = 32) -> None:
         super().__init__(posterior, uncertainty)
         check_positive_ints(**{name: value for name, value in
                                (("window", window), ("stride", stride)) if value is not None})
@@ -91,17 +86,10 @@ class FixedMaskKernelSHAP(UncertaintyAttribution):
 
     name = "kernelshap-fixed"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-        *,
-        n_perturbations: int | None = None,
-        pixel_fraction: float = 0.1,
-        segments_per_mask: int = 2,
-        seed: int = 0,
-        perturbations_per_eval: int = 2000,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 n_perturbations: int | None = None, pixel_fraction: float = 0.1,
+                 segments_per_mask: int = 2, seed: int = 0,
+                 perturbations_per_eval: int = 2000) -> None:
         super().__init__(posterior, uncertainty)
         if n_perturbations is not None and n_perturbations < 2:
             raise ValueError(f"n_perturbations must be >= 2, got {n_perturbations}")
@@ -112,19 +100,13 @@ class FixedMaskKernelSHAP(UncertaintyAttribution):
         self.segments_per_mask, self.seed = segments_per_mask, seed
         self.perturbations_per_eval = perturbations_per_eval
 
-    def attribute(
-        self,
-        x: Tensor,
-        *,
-        segments: Tensor | None = None,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    ) -> Tensor:
+    def attribute(self, x: Tensor, *, segments: Tensor | None = None,
+                  generator: GeneratorArg = None) -> Tensor:
         """``[B, H, W]``; ``segments=None`` works per pixel."""
         x = self._check(x).detach()
         batch, _, height, width = x.shape
         pixel_level = segments is None
-        segments = check_segments(pixels(x) if pixel_level else segments, x)
-        counts, valid = segment_slots(segments)  # [B], [B, K]
+        segments, counts, valid = feature_slots(x, segments)  # [B, H, W], [B], [B, K]
         k_max = valid.shape[1]
         n = self.n_perturbations or (2000 if pixel_level else 1000)
         generators = make_generators(generator, self.seed, batch, x.device)
@@ -145,6 +127,13 @@ class FixedMaskKernelSHAP(UncertaintyAttribution):
             base = self.uncertainty_of(x)  # [B]
             return base[:, None] - blurred_versions(
                 self.uncertainty_of, x, segments, masks, self.perturbations_per_eval)
+
+
+def feature_slots(x: Tensor, segments: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The features a perturbation method blurs: ``segments`` checked against ``x`` (one
+    per pixel when ``None``), their counts ``K_b [B]`` and valid slots ``[B, K_max]``."""
+    segments = check_segments(pixels(x) if segments is None else segments, x)
+    return (segments, *segment_slots(segments))
 
 
 def minimum_norm_fit(design: Tensor, target: Tensor) -> Tensor:
@@ -203,17 +192,9 @@ class LIME(UncertaintyAttribution):
 
     name = "lime"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-        *,
-        n_samples: int = 1000,
-        kernel_width: float = 0.25,
-        ridge: float = 1.0,
-        seed: int = 0,
-        perturbations_per_eval: int = 2000,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 n_samples: int = 1000, kernel_width: float = 0.25, ridge: float = 1.0,
+                 seed: int = 0, perturbations_per_eval: int = 2000) -> None:
         super().__init__(posterior, uncertainty)
         if n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
@@ -221,13 +202,8 @@ class LIME(UncertaintyAttribution):
         self.n_samples, self.kernel_width, self.ridge = n_samples, kernel_width, ridge
         self.seed, self.perturbations_per_eval = seed, perturbations_per_eval
 
-    def attribute(
-        self,
-        x: Tensor,
-        *,
-        segments: Tensor | None = None,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    ) -> Tensor:
+    def attribute(self, x: Tensor, *, segments: Tensor | None = None,
+                  generator: GeneratorArg = None) -> Tensor:
         """``[B, H, W]``; ``segments=None`` segments each image with quickshift."""
         x = self._check(x).detach()
         batch, _, height, width = x.shape
@@ -237,13 +213,8 @@ class LIME(UncertaintyAttribution):
         coefficients = self.fit(kept, valid, values[..., None])[:, 0]  # [B, K]
         return coefficients.gather(1, segments.flatten(1)).view(batch, height, width)
 
-    def perturbed_outputs(
-        self,
-        x: Tensor,
-        segments: Tensor,
-        outputs_of: Callable[[Tensor], Tensor],
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def perturbed_outputs(self, x: Tensor, segments: Tensor, outputs_of: Callable[[Tensor], Tensor],
+                          generator: GeneratorArg = None) -> tuple[Tensor, Tensor, Tensor]:
         """LIME's masks ``kept [B, n, K]``, ``valid [B, K]`` and ``outputs_of(x')``
         ``[B, n, ...]`` of every perturbed image (dropped segments blurred): the
         uncertainty for :meth:`attribute`, any output for a caller that explains

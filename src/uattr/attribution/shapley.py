@@ -29,17 +29,14 @@ and the fits are batched over images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..ops.perturb import blurred_reference
-from ..ops.rng import draw_uniform, make_generators
-from ..ops.segment import check_segments, pixels, segment_slots
-from ..uq import Posterior, UncertaintySpec
+from ..ops.rng import GeneratorArg, draw_uniform, make_generators
+from ..uq import PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution
-from .perturbation import blurred_versions, minimum_norm_fit
+from .perturbation import blurred_versions, feature_slots, minimum_norm_fit
 
 __all__ = ["KernelSHAP", "shapley_kernel_coalitions"]
 
@@ -56,35 +53,22 @@ class KernelSHAP(UncertaintyAttribution):
 
     name = "kernelshap"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: UncertaintySpec = "total",
-        *,
-        n_samples: int | None = None,
-        seed: int = 0,
-        perturbations_per_eval: int = 2000,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 n_samples: int | None = None, seed: int = 0,
+                 perturbations_per_eval: int = 2000) -> None:
         super().__init__(posterior, uncertainty)
         if n_samples is not None and n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         self.n_samples, self.seed = n_samples, seed
         self.perturbations_per_eval = perturbations_per_eval
 
-    def attribute(
-        self,
-        x: Tensor,
-        *,
-        segments: Tensor | None = None,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    ) -> Tensor:
+    def attribute(self, x: Tensor, *, segments: Tensor | None = None,
+                  generator: GeneratorArg = None) -> Tensor:
         """``[B, H, W]``; ``segments=None`` works per pixel."""
         x = self._check(x).detach()
-        batch, _, height, width = x.shape
-        pixel_level = segments is None
-        segments = check_segments(pixels(x) if pixel_level else segments, x)
-        counts, valid = segment_slots(segments)  # [B], [B, K]
-        n = self.n_samples or (2000 if pixel_level else 1000)
+        n = self.n_samples or (2000 if segments is None else 1000)
+        segments, counts, valid = feature_slots(x, segments)  # [B, H, W], [B], [B, K]
+        batch = x.shape[0]
         generators = make_generators(generator, self.seed, batch, x.device)
         kept, weights = shapley_kernel_coalitions(counts, valid, n, generators)  # [B,n,K]
         with torch.no_grad():
@@ -97,7 +81,7 @@ class KernelSHAP(UncertaintyAttribution):
         phi = constrained_shapley_fit(kept.cpu(), valid.cpu(), weights.cpu(),
                                       values - empty[:, None], full - empty)  # [B, K]
         phi = phi.to(device=x.device, dtype=x.dtype)
-        return phi.gather(1, segments.flatten(1)).view(batch, height, width)
+        return phi.gather(1, segments.flatten(1)).view_as(segments)
 
 
 def shapley_kernel_coalitions(

@@ -17,7 +17,7 @@ Completeness: Σ_pixels M(x) = Σ_i U_{g_i} = U(x), because every coefficient ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from ..ops.checks import check_positive
 from ..posteriors.passes import batched_cotangents
-from ..uq import Posterior, check_probs, class_decomposition
+from ..uq import PosteriorLike, check_probs, class_decomposition
 from .base import UncertaintyAttribution, require_gradient, require_layers
 from .fullgrad import ConvOutputs, implicit_bias
 
@@ -74,16 +74,9 @@ class UABackprop(UncertaintyAttribution):
 
     name = "ua-backprop"
 
-    def __init__(
-        self,
-        posterior: Posterior | Sequence[nn.Module] | Callable[[Tensor], Tensor],
-        uncertainty: Kind = "total",
-        *,
-        tau1: float = 1.0,
-        tau2: float | None = None,
-        path: Literal["fullgrad", "gradient"] = "fullgrad",
-        logits_per_pass: int = 10,
-    ) -> None:
+    def __init__(self, posterior: PosteriorLike, uncertainty: Kind = "total", *, tau1: float = 1.0,
+                 tau2: float | None = None, path: Literal["fullgrad", "gradient"] = "fullgrad",
+                 logits_per_pass: int = 10) -> None:
         super().__init__(posterior, uncertainty)
         if callable(uncertainty):
             raise ValueError("uncertainty must be 'total', 'aleatoric' or 'epistemic' for "

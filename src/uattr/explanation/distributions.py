@@ -26,7 +26,7 @@ goes through the posterior once, and each sample gets its own ridge fit).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from ..attribution.gradient import GuidedBackprop, IntegratedGradients
 from ..attribution.perturbation import LIME
 from ..ops.checks import check_positive_ints
+from ..ops.rng import GeneratorArg
 from ..ops.segment import check_segments, quickshift
 from ..uq import SingleSample, check_images
 
@@ -181,7 +182,7 @@ class ExplanationUncertainty:
         return torch.stack(maps, 1)
 
     def _lime_maps(self, x: Tensor, targets: Tensor, segments: Tensor,
-                   generator: torch.Generator | Sequence[torch.Generator] | None) -> Tensor:
+                   generator: GeneratorArg) -> Tensor:
         """``|E_s|`` ``[B, S, H, W]`` of LIME: the same masks and perturbed images for
         every sample, one ridge fit per image and sample."""
         batch, _, height, width = x.shape
@@ -200,7 +201,7 @@ class ExplanationUncertainty:
         *,
         labels: Tensor | None = None,
         segments: Tensor | None = None,
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        generator: GeneratorArg = None,
     ) -> ExplanationDistribution:
         """The explanation distribution of each image of ``x [B, C, H, W]``."""
         x = check_images(x, "x").detach()

@@ -12,7 +12,12 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["draw_normal", "draw_uniform", "index_generators", "make_generators"]
+__all__ = ["GeneratorArg", "draw_normal", "draw_uniform", "index_generators",
+           "make_generators"]
+
+#: A random method's ``generator`` argument: ``None`` (one generator seeded with the
+#: method's seed), one ``torch.Generator``, or one per image of the batch.
+GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 
 
 def index_generators(seed: int, indices: Iterable[int]) -> list[torch.Generator]:
@@ -22,7 +27,7 @@ def index_generators(seed: int, indices: Iterable[int]) -> list[torch.Generator]
 
 
 def make_generators(
-    generator: torch.Generator | Sequence[torch.Generator] | None,
+    generator: GeneratorArg,
     seed: int,
     batch: int,
     device: torch.device,

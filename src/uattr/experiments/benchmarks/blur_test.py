@@ -34,6 +34,7 @@ from .common import (
     attribute_counted,
     cached_cells,
     method_key,
+    method_rows,
     slice_size,
 )
 from .paper_numbers import BLUR_TEST_MNIST, beside
@@ -64,7 +65,6 @@ def run_blur_test(
     With a ``folder``, each method is a cell, reused on a rerun. A ``per_image`` dict
     receives each method's MURR and AUC-URR of every image (``{method: {column: [N]}}``;
     none for cells stored before they were kept)."""
-    rows, medians = [], {}
     largest = max(budgets)
     benchmark_key = {"budgets": list(budgets), "steps": BLUR_CURVE_STEPS,
                      "blurred": "gaussian 5x5, sigma 2", "data": data_key or {"n": len(images)}}
@@ -98,15 +98,9 @@ def run_blur_test(
 
         cells.append(Cell(f"blur-test-{spec.name}", {**method_key(spec), **benchmark_key},
                           compute, spec.name))
-    for spec, (row, median_curve) in zip(methods, cached_cells(folder, cells, log, parallel),
-                                         strict=True):
-        row = dict(row)
-        each = row.pop("per image", None)
-        if per_image is not None and each is not None:
-            per_image[spec.name] = each
-        rows.append(row)
-        medians[spec.name] = (torch.as_tensor(median_curve[0]),
-                              torch.as_tensor(median_curve[1]))
+    rows, curves = method_rows(methods, cached_cells(folder, cells, log, parallel), per_image)
+    medians = {spec.name: (torch.as_tensor(curve[0]), torch.as_tensor(curve[1]))
+               for spec, curve in zip(methods, curves, strict=True)}
     return rows, medians
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +33,8 @@ from ...zoo.data import Split
 from ..runs import RunFolder
 
 __all__ = ["NOT_IN_KEY", "AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
-           "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "most_uncertain",
-           "posterior_key", "slice_size", "takes_generator"]
+           "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "method_rows",
+           "most_uncertain", "posterior_key", "slice_size", "takes_generator"]
 
 # The images of a table whose values are stored beside it, for a test to recompute a slice
 # of every row from the shipped weights (tests/test_reproduce.py): a random method's draws
@@ -147,6 +147,22 @@ def cached_cells(folder: RunFolder | None, cells: list[Cell], log: Log = print,
                           address=parallel.address, log=log)
     return [cached_cell(folder, cell.name, cell.config, cell.compute, log, cell.label)
             for cell in cells]
+
+
+def method_rows(methods: Sequence[MethodSpec], results: list[tuple[dict, np.ndarray]],
+                per_image: dict[str, Any] | None) -> tuple[list[dict], list[np.ndarray]]:
+    """The table rows and arrays of :func:`cached_cells`' ``results`` (one per method, in
+    order): each record's ``"per image"`` values move into ``per_image[method]`` (cells
+    stored before they were kept have none), the rest is the method's row."""
+    rows, arrays = [], []
+    for spec, (record, array) in zip(methods, results, strict=True):
+        row = dict(record)
+        each = row.pop("per image", None)
+        if per_image is not None and each is not None:
+            per_image[spec.name] = each
+        rows.append(row)
+        arrays.append(array)
+    return rows, arrays
 
 
 def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,

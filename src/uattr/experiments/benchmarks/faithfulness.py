@@ -35,6 +35,7 @@ from .common import (
     attribute_counted,
     cached_cells,
     method_key,
+    method_rows,
     slice_size,
 )
 from .paper_numbers import FAITHFULNESS_C10, beside
@@ -146,7 +147,6 @@ def run_faithfulness(
     the papers). With a ``folder``, each method is a cell, reused on a rerun. A
     ``per_image`` dict receives each method's URR of every image in every column
     (``{method: {column: [N]}}``; none for cells stored before they were kept)."""
-    rows, all_maps = [], {}
     # how the refinements work is part of the key: a changed rule must not reuse cells
     # made by the old one
     benchmark_key = {"gradient": list(gradient_fractions), "blur": list(blur_fractions),
@@ -199,15 +199,8 @@ def run_faithfulness(
 
         cells.append(Cell(f"faithfulness-{spec.name}", {**method_key(spec), **benchmark_key},
                           compute, spec.name))
-    for spec, (row, maps) in zip(methods, cached_cells(folder, cells, log, parallel),
-                                 strict=True):
-        row = dict(row)
-        each = row.pop("per image", None)
-        if per_image is not None and each is not None:
-            per_image[spec.name] = each
-        rows.append(row)
-        all_maps[spec.name] = torch.from_numpy(maps)
-    return rows, all_maps
+    rows, maps = method_rows(methods, cached_cells(folder, cells, log, parallel), per_image)
+    return rows, {spec.name: torch.from_numpy(m) for spec, m in zip(methods, maps, strict=True)}
 
 
 # ------------------------------------------------------------ the job of uattr bench/run
