@@ -104,7 +104,7 @@ def _quiet() -> None:
 
 def method_cell(size: int, arch: str, name: str, n: int, device: str) -> dict:
     """One row of ``scaling``, measured in this (fresh) process."""
-    from uattr.experiments.benchmarks.common import attribute_counted
+    from uattr.experiments.common import attribute_counted
 
     _quiet()
     posterior = ensemble(arch, size, device)

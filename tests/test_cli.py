@@ -8,7 +8,7 @@ import torch
 
 from uattr import OptimizationUA, data, segment
 from uattr.cli import main
-from uattr.experiments.benchmarks.common import most_uncertain
+from uattr.experiments.common import most_uncertain
 from uattr.experiments.registry import DETECTION_ROWS, PIXEL_METHODS
 from uattr.experiments.settings import MethodSettings
 from uattr.metrics import blur_top_pixels, box_iou, find_box, urr

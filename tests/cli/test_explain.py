@@ -28,7 +28,7 @@ from uattr import (
 )
 from uattr.cli import main
 from uattr.cli.explain import EXPLAIN_METHODS
-from uattr.experiments.benchmarks.common import takes_generator
+from uattr.experiments.common import takes_generator
 from uattr.experiments.settings import MethodSettings
 from uattr.metrics import find_box
 from uattr.ops.perturb import blurred_reference

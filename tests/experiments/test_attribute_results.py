@@ -20,7 +20,7 @@ from uattr.experiments.attribute import (
     manifest_for,
     shard_name,
 )
-from uattr.experiments.benchmarks.common import MethodSpec
+from uattr.experiments.common import MethodSpec
 from uattr.experiments.registry import optimization, segmenter, segments_config
 from uattr.experiments.settings import MethodSettings, Settings
 from uattr.metrics import find_box

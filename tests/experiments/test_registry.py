@@ -6,7 +6,7 @@ import torch
 from tests._models import SpotPosterior, tiny_vae
 from uattr import segment
 from uattr.attribution.base import UncertaintyAttribution
-from uattr.experiments.benchmarks.common import MethodSpec, attribute_in_batches
+from uattr.experiments.common import MethodSpec, attribute_in_batches
 from uattr.experiments.registry import (
     DETECTION_ROWS,
     FAMILIES,

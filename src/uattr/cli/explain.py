@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..experiments.benchmarks import segmenters
-from ..experiments.benchmarks.common import MethodSpec, most_uncertain
+from ..experiments.common import MethodSpec, most_uncertain
 from ..experiments.explain import explain_images, write_explanation
 from ..experiments.job import load_posterior, load_vae, log
 from ..experiments.registry import ROWS, detection_methods

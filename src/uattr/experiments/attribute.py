@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..ops.rng import index_generators
 from ..uq import predict_probs, uncertainty
-from .benchmarks.common import MethodSpec, attribute_in_batches, method_key
+from .common import MethodSpec, attribute_in_batches, method_key
 from .healing import read_json_or_set_aside, read_npz_or_set_aside, set_aside
 from .runs import write_atomic
 from .settings import Settings
@@ -369,7 +369,7 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
         elif todo:  # a finished folder needs no Ray and no worker loading the posterior
             from .distributed import run_on_ray
 
-            run_on_ray(shards, (settings, method, str(folder), before_shard),
+            run_on_ray(ShardWorker, shards, (settings, method, str(folder), before_shard),
                        workers=workers, address=address, progress=written)
     if record.row is not None:
         row = record.row

@@ -61,7 +61,7 @@ def _store_cell(folder: str, name: str, config: dict, compute: Callable) -> str:
 
 def compute_cells(folder: Path, cells: list, *, workers: int | None, address: str | None,
                   log: Callable[[str], None] = print) -> None:
-    """Compute ``cells`` (:class:`~.benchmarks.common.Cell`) as Ray tasks, each storing its
+    """Compute ``cells`` (:class:`~.common.Cell`) as Ray tasks, each storing its
     cell in ``folder``; returns when all are stored."""
     with ray_session(workers, address) as ray:
         task = ray.remote(num_cpus=1, max_retries=RETRIES)(_store_cell)
@@ -73,19 +73,20 @@ def compute_cells(folder: Path, cells: list, *, workers: int | None, address: st
             log(f"{ray.get(done[0])}: computed on Ray")
 
 
-def run_on_ray(shards: dict[int, list[int]], worker_args: tuple, *, workers: int | None,
-               address: str | None, progress: Callable[[int], None]) -> None:
-    """Run every shard ``k -> indices`` on Ray actors built from ``worker_args`` (those of
-    :class:`~.attribute.ShardWorker`); ``progress(k)`` after shard ``k`` is written."""
-    from .attribute import ShardWorker
-
+def run_on_ray(worker: type, shards: dict[int, list[int]], worker_args: tuple, *,
+               workers: int | None, address: str | None,
+               progress: Callable[[int], None]) -> None:
+    """Run every shard ``k -> indices`` on Ray actors of class ``worker`` (uattr
+    attribute's :class:`~.attribute.ShardWorker`, passed in so that this module imports
+    none of the experiments layer) built from ``worker_args``; ``progress(k)`` after
+    shard ``k`` is written."""
     with ray_session(workers, address) as ray:
         from ray.util import ActorPool
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = workers or cpus
         actor = ray.remote(num_cpus=1, max_restarts=RETRIES,
-                           max_task_retries=RETRIES)(ShardWorker)
+                           max_task_retries=RETRIES)(worker)
         pool = ActorPool([actor.remote(*worker_args, threads=1)
                           for _ in range(min(count, len(shards)) or 1)])
         for k in pool.map_unordered(lambda a, item: a.run.remote(*item),

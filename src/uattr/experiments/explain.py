@@ -22,7 +22,7 @@ from ..ops.perturb import blurred_reference
 from ..ops.segment import box_mask
 from ..uq import decompose, predict_probs
 from ..zoo.data import default_patch_size
-from .benchmarks.common import MethodSpec, attribute_in_batches
+from .common import MethodSpec, attribute_in_batches
 from .runs import RunFolder
 
 __all__ = ["Explanation", "diagnostics_rows", "explain_images", "summary_rows",
@@ -52,7 +52,7 @@ def explain_images(spec: MethodSpec, images: Tensor, *, segments: Tensor | None 
                    batch_size: int = 100, device: torch.device | str = "cpu",
                    box_size: int | None = None, names: Sequence | None = None) -> Explanation:
     """Attribute ``images [N, C, H, W]`` with the row ``spec``, ``batch_size`` at a time
-    (:func:`~.benchmarks.common.attribute_in_batches`). ``segments [N, H, W]`` given by
+    (:func:`~.common.attribute_in_batches`). ``segments [N, H, W]`` given by
     the user replace the row's segmenter; ``names`` (default: positions) label the
     diagnostics."""
     n, _, height, width = images.shape

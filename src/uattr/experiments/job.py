@@ -31,7 +31,7 @@ from ..zoo.models import (
     load_or_train_sampled,
 )
 from ..zoo.vae import VAE, load_or_train_vae
-from .benchmarks.common import Parallel, most_uncertain
+from .common import Parallel, most_uncertain
 from .registry import needs_vae
 from .runs import RunFolder, markdown_table
 from .settings import Settings

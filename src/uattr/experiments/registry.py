@@ -30,7 +30,7 @@ from ..attribution import (
 from ..attribution.base import keyword_defaults
 from ..ops import segment
 from ..uq import Posterior
-from .benchmarks.common import MethodSpec
+from .common import MethodSpec
 from .settings import MethodSettings
 
 __all__ = [

@@ -252,7 +252,7 @@ def _tolerance(spec) -> float:
 def _random(spec) -> bool:
     """Whether a row draws random numbers (in an older table, from one generator per
     batch)."""
-    from .benchmarks.common import takes_generator
+    from .common import takes_generator
 
     return takes_generator(spec.method)
 
@@ -290,7 +290,7 @@ def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None
     """
     from ..metrics import box_iou, find_box
     from ..uq import predict_probs, uncertainty
-    from .benchmarks.common import attribute_counted
+    from .common import attribute_counted
     from .job import Job, load_posterior, load_vae
     from .registry import detection_methods, needs_vae
     from .runs import RunFolder

@@ -20,7 +20,6 @@ import dataclasses
 
 from .. import viz
 from .benchmarks import detection, faithfulness
-from .benchmarks.common import MethodSpec
 from .benchmarks.detection import detection_images
 from .benchmarks.paper_numbers import (
     ABLATION_DETECTION_C10,
@@ -29,6 +28,7 @@ from .benchmarks.paper_numbers import (
     SENSITIVITY_C10,
     beside,
 )
+from .common import MethodSpec
 from .job import Job, Section, evaluated_images, print_table
 from .registry import ORACLE, detection_methods, optimization, segmenter
 

@@ -9,8 +9,8 @@ import torch
 from tests._models import SpotPosterior
 from uattr.attribution.base import UncertaintyAttribution
 from uattr.experiments.benchmarks.blur_test import run_blur_test
-from uattr.experiments.benchmarks.common import MethodSpec
 from uattr.experiments.benchmarks.faithfulness import run_faithfulness
+from uattr.experiments.common import MethodSpec
 from uattr.experiments.runs import RunFolder
 from uattr.ops.perturb import blurred_reference
 from uattr.uq import uncertainty

@@ -24,10 +24,7 @@ from torch import Tensor
 from ... import viz
 from ...metrics import BLUR_CURVE_STEPS, blur_curves, curve_scores
 from ...uq import uncertainty
-from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
-from ..registry import pixel_methods
-from ..runs import RunFolder
-from .common import (
+from ..common import (
     Cell,
     MethodSpec,
     Parallel,
@@ -37,6 +34,9 @@ from .common import (
     method_rows,
     slice_size,
 )
+from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
+from ..registry import pixel_methods
+from ..runs import RunFolder
 from .paper_numbers import BLUR_TEST_MNIST, beside
 
 __all__ = ["BLUR_TEST_BUDGETS", "benchmark", "run_blur_test"]

@@ -23,11 +23,7 @@ from ...uq import predict_probs, uncertainty
 from ...zoo import data
 from ...zoo.data import CORRUPTIONS, Split, default_patch_size, patch_rotate, patch_swap
 from ...zoo.models import load_cached, save_atomic, weights_tag
-from ..job import Job, Section, choose_methods, log, print_table
-from ..registry import detection_methods, family_means
-from ..runs import RunFolder
-from ..spread import paired_differences
-from .common import (
+from ..common import (
     Cell,
     MethodSpec,
     Parallel,
@@ -36,6 +32,10 @@ from .common import (
     method_key,
     slice_size,
 )
+from ..job import Job, Section, choose_methods, log, print_table
+from ..registry import detection_methods, family_means
+from ..runs import RunFolder
+from ..spread import paired_differences
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
 __all__ = ["DetectionSet", "benchmark", "build_detection_set", "detection_images",

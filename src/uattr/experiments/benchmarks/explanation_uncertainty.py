@@ -30,9 +30,9 @@ from ...metrics import deletion_insertion
 from ...ops.rng import index_generators
 from ...zoo import data
 from ...zoo.models import SAMPLED_POSTERIORS
+from ..common import cached_cell, posterior_key
 from ..job import Job, Section, load_ensemble, load_sampled, log, print_table
 from ..runs import RunFolder
-from .common import cached_cell, posterior_key
 
 __all__ = ["YOUR_MODEL", "benchmark", "run_explanation_uncertainty"]
 

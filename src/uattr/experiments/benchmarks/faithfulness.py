@@ -25,10 +25,7 @@ from tqdm.auto import tqdm
 from ... import viz
 from ...metrics import blur_top_pixels, top_pixel_mask, urr
 from ...uq import uncertainty
-from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
-from ..registry import family_means, pixel_methods
-from ..runs import RunFolder
-from .common import (
+from ..common import (
     Cell,
     MethodSpec,
     Parallel,
@@ -38,6 +35,9 @@ from .common import (
     method_rows,
     slice_size,
 )
+from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
+from ..registry import family_means, pixel_methods
+from ..runs import RunFolder
 from .paper_numbers import FAITHFULNESS_C10, beside
 
 __all__ = ["BLUR_FRACTIONS", "GRADIENT_FRACTIONS", "RefinementResult", "benchmark",

@@ -16,9 +16,9 @@ import torch
 from ... import viz
 from ...metrics import blur_top_pixels
 from ...uq import uncertainty
+from ..common import attribute_in_batches
 from ..job import Job, Section, choose_methods, evaluated_images, log
 from ..registry import pixel_methods
-from .common import attribute_in_batches
 
 __all__ = ["FIGURE_METHODS", "SEQUENCE_FRACTIONS", "benchmark"]
 

@@ -29,9 +29,9 @@ from ...mitigation import ATTENTION_SPACES, AttentionCNN, attention, normalise_m
 from ...zoo import data
 from ...zoo.data import Split
 from ...zoo.models import TrainConfig, train_member
+from ..common import MethodSpec, attribute_counted, cached_cell, method_key
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import PIXEL_METHODS, pixel_methods
-from .common import MethodSpec, attribute_counted, cached_cell, method_key
 from .paper_numbers import MITIGATION_MNIST
 
 __all__ = ["MITIGATION_METHODS", "NO_ATTENTION", "MitigationSettings", "benchmark",

@@ -29,6 +29,7 @@ from ...zoo.corruption import (
     load_or_train_corruption_net,
     tampered_loss,
 )
+from ..common import MethodSpec, posterior_key
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import (
     DETECTION_ROWS,
@@ -39,7 +40,6 @@ from ..registry import (
     segments_config,
 )
 from ..settings import Settings
-from .common import MethodSpec, posterior_key
 from .detection import detection_images, run_for_job, write_per_image
 
 __all__ = ["DEFAULT_SEGMENTERS", "DETECTORS", "DETECTOR_ONLY", "SEGMENTER_NAMES", "Detector",

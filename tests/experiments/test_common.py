@@ -7,7 +7,7 @@ import torch
 
 from tests._models import SpotPosterior, tiny_cnn_members, tiny_vae
 from uattr.attribution.base import UncertaintyAttribution
-from uattr.experiments.benchmarks.common import (
+from uattr.experiments.common import (
     NOT_IN_KEY,
     MethodSpec,
     cached_cell,

@@ -23,14 +23,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ...attribution.base import UncertaintyAttribution, fingerprint
-from ...attribution.optimization import UninformativeMapWarning
-from ...ops.rng import index_generators
-from ...ops.segment import with_boxes
-from ...posteriors.passes import PassCounter
-from ...uq import predict_probs, uncertainty
-from ...zoo.data import Split
-from ..runs import RunFolder
+from ..attribution.base import UncertaintyAttribution, fingerprint
+from ..attribution.optimization import UninformativeMapWarning
+from ..ops.rng import index_generators
+from ..ops.segment import with_boxes
+from ..posteriors.passes import PassCounter
+from ..uq import predict_probs, uncertainty
+from ..zoo.data import Split
+from .runs import RunFolder
 
 __all__ = ["NOT_IN_KEY", "AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
            "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "method_rows",
@@ -141,7 +141,7 @@ def cached_cells(folder: RunFolder | None, cells: list[Cell], log: Log = print,
     if parallel is not None and folder is not None:
         missing = [cell for cell in cells if folder.load_cell(cell.name, cell.config) is None]
         if missing:
-            from ..distributed import compute_cells
+            from .distributed import compute_cells
 
             compute_cells(folder.path, missing, workers=parallel.workers,
                           address=parallel.address, log=log)
