@@ -6,7 +6,7 @@
     maps = uattr.OptimizationUA(post, uncertainty="total").attribute(x, segments=seg)
 """
 
-from . import metrics, viz
+from . import interop, metrics, viz
 from .attribution import (
     CLUE,
     LIME,
@@ -83,6 +83,7 @@ __all__ = [
     "as_posterior",
     "data",
     "decompose",
+    "interop",
     "laplace_posterior",
     "metrics",
     "perturb",

@@ -78,3 +78,16 @@ def test_the_stated_rank_correlations_with_other_tables_are_those_of_the_files(r
     assert (f"Over the {len(common)} methods measured on both posteriors, the Spearman rank "
             f"correlation with the ensemble's table is {rho_iou.statistic:.2f} in IoU and "
             f"{rho_ada.statistic:.2f} in ADA") in page
+
+
+def test_the_quickstarts_advice_is_that_of_the_file(rows):
+    page = _text(ROOT / "docs" / "quickstart.md")
+    lead, se = _paired("optimization (pixels)", "ua-backprop")
+    assert lead / se < 2  # "within the noise"
+    assert (f"δ-CLUE and CLUE are first (IoU {rows['delta-clue']['IoU']:.3f} and "
+            f"{rows['clue']['IoU']:.3f};") in page
+    assert (f"then the optimization-based method ({rows['optimization (pixels)']['IoU']:.3f} "
+            "per pixel and on slic segments), within the noise of UA-Backprop "
+            f"({rows['ua-backprop']['IoU']:.3f})") in page
+    both = {f"{rows[f'optimization ({unit})']['IoU']:.3f}" for unit in ("pixels", "slic")}
+    assert len(both) == 1  # "per pixel and on slic segments": one figure for both
