@@ -169,3 +169,28 @@ def test_a_random_row_draws_per_image_so_its_maps_do_not_depend_on_the_batch(nam
     assert torch.allclose(twos, alone, rtol=0, atol=1e-5 * scale)
     assert torch.allclose(fives, alone, rtol=0, atol=1e-5 * scale)
     assert not torch.allclose(shared, alone, rtol=0, atol=1e-4 * scale)
+
+
+def test_the_rows_that_say_they_hook_layers_are_those_whose_methods_need_them(tmp_path):
+    """A row's ``hooks`` (what uattr explain refuses on TorchScript before any work) is
+    what its method does: on a TorchScript posterior, exactly those rows raise."""
+    import torch
+
+    from tests._models import tiny_cnn_members, tiny_vae
+    from uattr.experiments.registry import ROWS, _build
+    from uattr.experiments.settings import MethodSettings
+    from uattr.uq import as_posterior
+
+    scripted = as_posterior([torch.jit.script(m) for m in tiny_cnn_members(seed=4)])
+    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    refused = set()
+    for row in ROWS:
+        if row.oracle or row.family == "optimization" or row.over_segments:
+            continue  # no hooks by construction, and minutes of work to show it
+        method = _build(row, scripted, MethodSettings(), tiny_vae())
+        try:
+            method.attribute(x)
+        except ValueError as error:
+            assert "compile" in str(error), (row.name, error)
+            refused.add(row.name)
+    assert refused == {row.name for row in ROWS if row.hooks}

@@ -18,10 +18,11 @@ from ..experiments.benchmarks import segmenters
 from ..experiments.common import MethodSpec, most_uncertain
 from ..experiments.explain import explain_images, write_explanation
 from ..experiments.job import load_posterior, load_vae, log
-from ..experiments.registry import ROWS, detection_methods
+from ..experiments.registry import ROWS, detection_methods, registry_row
 from ..experiments.runs import RunFolder, markdown_table
 from ..experiments.settings import Settings
 from ..ops import segment
+from ..posteriors.loading import is_factory
 from ..zoo import data
 from ..zoo.images import load_images, parse_size
 from .arguments import (
@@ -45,8 +46,6 @@ from .preflight import (
 
 __all__ = ["EXPLAIN_METHODS", "add_explain_parser", "check_explain", "cmd_explain"]
 
-# Rows whose method works on segments: --segmenter and --segments apply to them.
-_OVER_SEGMENTS = {"optimization", "kernelshap-fixed", "lime"}
 
 
 def add_explain_parser(sub: argparse._SubParsersAction) -> None:
@@ -101,20 +100,21 @@ _WRITES = ("explain-*.png", "explanations.png", "maps.npy", "summary.json",
 _NOT_RECORDED = ("out", "overwrite", "batch_size")
 
 
-def _family(method: str) -> str:
-    return method.split(" ")[0]
-
-
 def check_explain(args: argparse.Namespace) -> None:
     """What argparse alone cannot see, checked before any model or data is loaded."""
-    over_segments = _family(args.method) in _OVER_SEGMENTS
+    row = registry_row(args.method)
     for flag, value in (("--segmenter", args.segmenter), ("--segments", args.segments)):
-        if value is not None and not over_segments:
-            able = sorted(m for m in EXPLAIN_METHODS if _family(m) in _OVER_SEGMENTS)
+        if value is not None and not row.over_segments:
+            able = sorted(m for m in EXPLAIN_METHODS if registry_row(m).over_segments)
             raise ValueError(f"{flag}: method {args.method!r} does not work on segments; those "
                              f"that do: {able}")
     if args.segmenter is not None and args.segments is not None:
         raise ValueError("--segmenter and --segments both give segments; choose one")
+    if row.hooks and args.model and not any(is_factory(spec) for spec in args.model):
+        raise ValueError(f"--method {args.method!r} hooks the network's layers, which the "
+                         "TorchScript files of --model compile away: choose a method "
+                         "without hooks, or give --model as module:function or "
+                         "file.py:function returning Python modules")
     if args.segmenter == "sam" and args.sam_checkpoint is None:
         raise ValueError("--segmenter sam needs --sam-checkpoint FILE (SAM's weights)")
     if args.size is not None and not args.images:

@@ -290,11 +290,12 @@ class ShardWorker:
             torch.set_num_threads(threads)  # one Ray worker per CPU: one thread each
         from ..zoo import data
         from .job import load_posterior, load_vae
-        from .registry import ROWS, detection_methods
+        from .registry import detection_methods, registry_row
 
-        row = next((r for r in ROWS if r.name == method and not r.oracle), None)
-        if row is None:
-            raise ValueError(f"--method {method!r} is not a method of the tables")
+        try:
+            row = registry_row(method)
+        except ValueError as error:
+            raise ValueError(f"--method: {error}") from None
         self.settings = settings
         posterior, self.posterior_info = load_posterior(settings)
         self.weights = dict(self.posterior_info.get("weights", {}))

@@ -46,6 +46,7 @@ __all__ = [
     "needs_vae",
     "optimization",
     "pixel_methods",
+    "registry_row",
     "segmenter",
     "segments_config",
 ]
@@ -64,8 +65,11 @@ class Row:
     ``family`` groups it as papers/000 §4.1 does (an oracle row counts in no family);
     ``pixel_level``: it is also a row of the faithfulness and blurring tests, which need
     pixel-level maps (papers/001 A.3). A row named ``oracle: …`` is an oracle row: the
-    true patch is one more segment. A ``generative`` row searches the latent space of
-    the data set's VAE: ``build(posterior, settings, vae)``."""
+    true patch is one more segment. What the method can do, read by the commands instead
+    of its name: a ``generative`` row searches the latent space of the data set's VAE
+    (``build(posterior, settings, vae)``); ``over_segments``: its method attributes any
+    segments it is given (``uattr explain --segmenter/--segments``); ``hooks``: it hooks
+    the network's layers, which a TorchScript model compiles away."""
 
     name: str
     family: str
@@ -73,6 +77,8 @@ class Row:
     segments: str | None = None
     pixel_level: bool = False
     generative: bool = False
+    over_segments: bool = False
+    hooks: bool = False
 
     @property
     def oracle(self) -> bool:
@@ -108,28 +114,33 @@ def _counterfactual(method: type[CLUE]) -> Callable:
 # Every method of the tables, in the detection table's order. Adding a method to every
 # benchmark is adding its row here.
 ROWS = (
-    Row("optimization (slic)", "optimization", optimization, "slic"),
-    Row("optimization (pixels)", "optimization", optimization, pixel_level=True),
+    Row("optimization (slic)", "optimization", optimization, "slic", over_segments=True),
+    Row("optimization (pixels)", "optimization", optimization, pixel_level=True,
+        over_segments=True),
     Row("grad", "gradient", _plain(Grad), pixel_level=True),
     Row("smoothgrad", "gradient", _seeded(SmoothGrad), pixel_level=True),
     Row("integrated gradients", "gradient", _plain(IntegratedGradients), pixel_level=True),
     Row("blur ig", "gradient", _plain(BlurIG), pixel_level=True),
-    Row("fullgrad", "gradient", _plain(FullGrad), pixel_level=True),
-    Row("guided backprop", "gradient", _plain(GuidedBackprop), pixel_level=True),
+    Row("fullgrad", "gradient", _plain(FullGrad), pixel_level=True, hooks=True),
+    Row("guided backprop", "gradient", _plain(GuidedBackprop), pixel_level=True, hooks=True),
     # UA-Backprop propagates gradients, so it counts with the gradient-based methods
-    Row("ua-backprop", "gradient", _plain(UABackprop), pixel_level=True),
+    Row("ua-backprop", "gradient", _plain(UABackprop), pixel_level=True, hooks=True),
     Row("occlusion", "perturbation", _plain(Occlusion), pixel_level=True),
-    Row("kernelshap-fixed", "perturbation", _seeded(FixedMaskKernelSHAP), pixel_level=True),
-    Row("kernelshap-fixed (slic)", "perturbation", _seeded(FixedMaskKernelSHAP), "slic"),
-    Row("lime", "perturbation", _seeded(LIME), "quickshift"),
-    Row("lime (pixels)", "perturbation", _seeded(LIME), "pixels", pixel_level=True),
+    Row("kernelshap-fixed", "perturbation", _seeded(FixedMaskKernelSHAP), pixel_level=True,
+        over_segments=True),
+    Row("kernelshap-fixed (slic)", "perturbation", _seeded(FixedMaskKernelSHAP), "slic",
+        over_segments=True),
+    Row("lime", "perturbation", _seeded(LIME), "quickshift", over_segments=True),
+    Row("lime (pixels)", "perturbation", _seeded(LIME), "pixels", pixel_level=True,
+        over_segments=True),
     # papers/002's generative baselines: a counterfactual from the data set's VAE
     Row("clue", "generative", _counterfactual(CLUE), pixel_level=True, generative=True),
     Row("delta-clue", "generative", _counterfactual(DeltaCLUE), pixel_level=True,
         generative=True),
-    Row(f"{ORACLE}optimization (slic + true patch)", "optimization", optimization, "slic"),
+    Row(f"{ORACLE}optimization (slic + true patch)", "optimization", optimization, "slic",
+        over_segments=True),
     Row(f"{ORACLE}kernelshap-fixed (slic + true patch)", "perturbation",
-        _seeded(FixedMaskKernelSHAP), "slic"),
+        _seeded(FixedMaskKernelSHAP), "slic", over_segments=True),
 )
 
 # The rows of the detection table, in its order.
@@ -197,6 +208,16 @@ def _build(row: Row, posterior: Posterior, settings: MethodSettings,
     if row.generative:
         return row.build(posterior, settings, vae)
     return row.build(posterior, settings)
+
+
+def registry_row(name: str) -> Row:
+    """The row of method ``name`` (not an oracle row); a ``ValueError`` that lists the
+    methods when there is none."""
+    row = next((r for r in ROWS if r.name == name and not r.oracle), None)
+    if row is None:
+        raise ValueError(f"method must be one of {[r.name for r in ROWS if not r.oracle]}, "
+                         f"got {name!r}")
+    return row
 
 
 def detection_methods(posterior: Posterior, settings: MethodSettings,

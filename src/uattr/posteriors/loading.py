@@ -33,11 +33,12 @@ from torch import nn
 
 from ..uq import OutputKind, Posterior, ProbabilityLikeLogitsWarning, as_posterior, check_probs
 
-__all__ = ["check_model", "load_factory", "load_model"]
+__all__ = ["check_model", "is_factory", "load_factory", "load_model"]
 
 
-def _is_factory(spec: str) -> bool:
-    """``module:function`` (no such file, and a colon that is not a Windows drive's)."""
+def is_factory(spec: str) -> bool:
+    """Whether a ``--model`` spec is a factory ``module:function`` (no such file, and a colon
+    that is not a Windows drive's) rather than a TorchScript file."""
     return ":" in spec and not Path(spec).exists() and not (len(spec) > 1 and spec[1] == ":"
                                                             and spec[2:3] in ("\\", "/"))
 
@@ -117,7 +118,7 @@ def load_model(specs: str | Sequence[str], *, output: OutputKind = "logits",
     specs = [specs] if isinstance(specs, str) else list(specs)
     if not specs:
         raise ValueError("--model needs at least one TorchScript file or a factory")
-    if any(_is_factory(spec) for spec in specs):
+    if any(is_factory(spec) for spec in specs):
         if len(specs) > 1:
             raise ValueError(f"--model: a factory is given alone, got {specs}")
         made = load_factory(specs[0])
