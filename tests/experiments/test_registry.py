@@ -194,3 +194,25 @@ def test_the_rows_that_say_they_hook_layers_are_those_whose_methods_need_them(tm
             assert "compile" in str(error), (row.name, error)
             refused.add(row.name)
     assert refused == {row.name for row in ROWS if row.hooks}
+
+
+def test_a_posterior_kind_added_to_the_registry_is_what_load_posterior_returns(monkeypatch):
+    import pytest
+
+    from tests._models import tiny_cnn_members
+    from uattr.experiments import job
+    from uattr.experiments.settings import PosteriorSettings, Settings
+    from uattr.uq import as_posterior
+
+    made = as_posterior(tiny_cnn_members(seed=6))
+    calls = []
+
+    def load(settings, retrain=False):
+        calls.append(retrain)
+        return made, {"description": "mine", "weights": {}}
+
+    monkeypatch.setitem(job.POSTERIOR_KINDS, "mine", job.PosteriorKind("mine", "a test", load))
+    posterior, info = job.load_posterior(Settings(posterior=PosteriorSettings(kind="mine")))
+    assert posterior is made and info["description"] == "mine" and calls == [False]
+    with pytest.raises(ValueError, match=r"posterior must be one of \('ensemble', "):
+        job.load_posterior(Settings(posterior=PosteriorSettings(kind="nope")))

@@ -24,12 +24,11 @@ from ..experiments.benchmarks import (
 )
 from ..experiments.benchmarks.mitigation import MitigationSettings
 from ..experiments.job import (
+    POSTERIOR_KINDS,
     Job,
     Section,
     choose_methods,
     command_line,
-    load_ensemble,
-    load_sampled,
     load_vae,
     open_job,
     write_report,
@@ -111,9 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = settings_from(args)
 
     def load(retrain: bool = False) -> tuple[object, dict]:
-        if args.kind == "ensemble":
-            return load_ensemble(settings, retrain=retrain)
-        return load_sampled(settings, args.kind, retrain=retrain)
+        return POSTERIOR_KINDS[args.kind].load(settings, retrain)
 
     _, info = load(args.retrain)
     if args.ship:  # then as a benchmark loads them: the shipped, rounded weights

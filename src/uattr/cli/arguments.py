@@ -9,6 +9,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 
+from ..experiments.job import POSTERIOR_KINDS
 from ..experiments.registry import ROWS
 from ..experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
 from ..zoo import data, models
@@ -16,7 +17,7 @@ from ..zoo import data, models
 # The defaults of the command line are the settings' (those of OptimizationUA and slic,
 # chosen on the validation split: docs/hyperparameters.md), written nowhere else.
 DEFAULT = Settings()
-POSTERIORS = ("ensemble", *models.SAMPLED_POSTERIORS)
+POSTERIORS = tuple(POSTERIOR_KINDS)
 # Every method of the tables (the oracle rows use the answer, so they explain nothing).
 EXPLAIN_METHODS = tuple(row.name for row in ROWS if not row.oracle)
 
@@ -72,8 +73,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                              "train_32x32.mat and test_32x32.mat of svhn")
     parser.add_argument("--posterior", dest="kind", default=DEFAULT.posterior.kind,
                         choices=POSTERIORS,
-                        help="ensemble (default), or one network with MC-Dropout, DropConnect "
-                             "or Flipout weights, trained on the data set and cached")
+                        help="the posterior uattr loads (its shipped weights) or trains on "
+                             "the data set: " + "; ".join(
+                                 f"{kind.name}: {kind.help}" for kind in POSTERIOR_KINDS.values())
+                             + " (default ensemble)")
     parser.add_argument("--arch", default=DEFAULT.posterior.arch, choices=models.ARCHITECTURES,
                         help="the ensemble members' network: small-cnn (papers/001's for MNIST "
                              "and SVHN; default) or resnet18 (its CIFAR-10 one)")

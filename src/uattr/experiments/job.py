@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,6 @@ from ..posteriors.loading import check_model, load_model
 from ..uq import Ensemble, Posterior
 from ..zoo import data
 from ..zoo.models import (
-    SAMPLED_POSTERIORS,
     TrainConfig,
     cache_dir,
     load_or_train_ensemble,
@@ -36,9 +36,9 @@ from .registry import needs_vae
 from .runs import RunFolder, markdown_table
 from .settings import Settings
 
-__all__ = ["Job", "Section", "choose_methods", "command_line", "evaluated_images", "load_ensemble",
-           "load_posterior", "load_sampled", "load_vae", "log", "open_job", "print_table",
-           "write_report"]
+__all__ = ["POSTERIOR_KINDS", "Job", "PosteriorKind", "Section", "choose_methods",
+           "command_line", "evaluated_images", "load_ensemble", "load_posterior",
+           "load_sampled", "load_vae", "log", "open_job", "print_table", "write_report"]
 
 
 def command_line() -> str:
@@ -152,6 +152,36 @@ def load_sampled(settings: Settings, kind: str,
     return posterior, info
 
 
+@dataclass(frozen=True)
+class PosteriorKind:
+    """A posterior uattr trains (or loads from its shipped weights) by name: ``--posterior
+    NAME`` on the command line. ``load(settings, retrain)`` returns ``(posterior,
+    info)``: ``info`` has its ``description``, its ``cache`` folder, a ``tag`` for the
+    files built from it and the SHA-256 of its ``weights`` (see
+    :func:`load_ensemble`)."""
+
+    name: str
+    help: str
+    load: Callable[[Settings, bool], tuple[nn.Module, dict]]
+
+
+def _sampled(kind: str) -> Callable[[Settings, bool], tuple[nn.Module, dict]]:
+    return lambda settings, retrain=False: load_sampled(settings, kind, retrain)
+
+
+# Every posterior uattr can train, by name. Adding one is a loader and a row here
+# (README, "Extending uattr").
+POSTERIOR_KINDS: dict[str, PosteriorKind] = {kind.name: kind for kind in (
+    PosteriorKind("ensemble", "a deep ensemble of --members networks", load_ensemble),
+    PosteriorKind("mc-dropout", "one network, its dropout on at inference",
+                  _sampled("mc-dropout")),
+    PosteriorKind("dropconnect", "one network trained with DropConnect on every weight",
+                  _sampled("dropconnect")),
+    PosteriorKind("flipout", "one network of Flipout layers, trained on the ELBO",
+                  _sampled("flipout")),
+)}
+
+
 def load_posterior(settings: Settings,
                    shape: tuple[int, ...] | None = None) -> tuple[Posterior, dict]:
     """The posterior the settings choose: the user's ``model`` when given, checked on
@@ -173,12 +203,10 @@ def load_posterior(settings: Settings,
                                           f"posterior samples)",
                            "cache": str(cache_dir(chosen.cache_dir) / f"model-{key}"),
                            "tag": "model"}
-    if chosen.kind == "ensemble":
-        return load_ensemble(settings)
-    if chosen.kind in SAMPLED_POSTERIORS:
-        return load_sampled(settings, chosen.kind)
-    raise ValueError(f"posterior must be 'ensemble' or one of {SAMPLED_POSTERIORS}, got "
-                     f"{chosen.kind!r}")
+    if chosen.kind not in POSTERIOR_KINDS:
+        raise ValueError(f"posterior must be one of {tuple(POSTERIOR_KINDS)}, got "
+                         f"{chosen.kind!r}")
+    return POSTERIOR_KINDS[chosen.kind].load(settings, False)
 
 
 def load_vae(settings: Settings, retrain: bool = False) -> tuple[VAE, dict]:

@@ -29,9 +29,8 @@ from ...explanation.distributions import ExplanationUncertainty, mean_cv
 from ...metrics import deletion_insertion
 from ...ops.rng import index_generators
 from ...zoo import data
-from ...zoo.models import SAMPLED_POSTERIORS
 from ..common import cached_cell, posterior_key
-from ..job import Job, Section, load_ensemble, load_sampled, log, print_table
+from ..job import POSTERIOR_KINDS, Job, Section, log, print_table
 from ..runs import RunFolder
 
 __all__ = ["YOUR_MODEL", "benchmark", "run_explanation_uncertainty"]
@@ -132,14 +131,13 @@ def benchmark(job: Job, n: int, posteriors: list[str] | None,
     where = settings.data
     chosen = settings.posterior
     if posteriors is None:
-        posteriors = [] if chosen.model else ["ensemble", *SAMPLED_POSTERIORS]
+        posteriors = [] if chosen.model else list(POSTERIOR_KINDS)
     loaded = {YOUR_MODEL: job.posterior} if chosen.model else {}
     for kind in posteriors:
         if kind == chosen.kind and not chosen.model:
             loaded[kind] = job.posterior  # the job's own, already loaded
         else:
-            loaded[kind], info = (load_ensemble(settings) if kind == "ensemble"
-                                  else load_sampled(settings, kind))
+            loaded[kind], info = POSTERIOR_KINDS[kind].load(settings, False)
             job.weights.update(info["weights"])
     split = data.load(where.dataset, where.split, root=where.data_dir)
     images, labels = split.images[:n], split.labels[:n]
