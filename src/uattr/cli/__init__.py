@@ -23,31 +23,27 @@ from ..experiments.benchmarks import (
     segmenters,
 )
 from ..experiments.benchmarks.mitigation import MitigationSettings
+from ..experiments.commands import BenchCommand
 from ..experiments.job import (
     POSTERIOR_KINDS,
     Job,
-    Section,
     choose_methods,
     command_line,
     load_vae,
     open_job,
     write_report,
 )
-from ..experiments.registry import DETECTION_ROWS, ORACLE, PIXEL_METHODS
+from ..experiments.registry import DETECTION_ROWS, ORACLE
 from ..experiments.runs import RunFolder, markdown_table
 from ..explanation.distributions import EXPLAINERS
 from ..zoo import data
 from .arguments import (
-    POSTERIORS,
-    add_blur_kind,
     add_common,
     add_method_options,
     add_parallel,
     add_posterior_options,
     add_results,
     arguments_record,
-    float_in,
-    non_negative_int,
     positive_int,
     settings_from,
 )
@@ -65,8 +61,6 @@ from .preflight import (
     write_folder_settings,
 )
 from .reproduce import add_reproduce_parser, add_spread_parser, check_reproduce, check_spread
-
-_MITIGATION = MitigationSettings()
 
 # The main job's sizes: every benchmark once, small enough that `make run` on a fresh
 # machine stays under 10 minutes on the slowest machine of this kind, which has run
@@ -202,10 +196,6 @@ def _train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
-def _names(args: argparse.Namespace) -> list[str] | None:
-    return None if args.methods == ["all"] else args.methods
-
-
 def _run_folder(args: argparse.Namespace) -> str:
     """``--out``, or the default folder of ``uattr run`` or ``uattr bench``."""
     if args.out:
@@ -244,59 +234,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# the benchmarks whose work is detection, faithfulness or blurring-test cells (method ×
-# images), which --workers / --address run on Ray; the others train networks or compare
-# posteriors in the one process
-ON_RAY = ("detection", "faithfulness", "blur-test", "ablation", "sensitivity", "convergence",
-          "segmenters")
-
-# `uattr bench <name>`: its help, and the job it runs from the parsed arguments
-BENCHMARKS: dict[str, tuple[str, Callable[[Job, argparse.Namespace], Section]]] = {
-    "detection": ("problematic-region detection and runtime, every method (papers/000 "
-                  "Tables 1 and 5, papers/001 Table 6)",
-                  lambda job, args: detection.benchmark(job, args.n, _names(args))),
-    "faithfulness": ("URR of refining each pixel-level map's top pixels (papers/000 Table 2)",
-                     lambda job, args: faithfulness.benchmark(job, args.n, _names(args))),
-    "blur-test": ("URR curves, MURR and AUC-URR of blurring in attribution order "
-                  "(papers/002 Table 1)",
-                  lambda job, args: blur_test.benchmark(job, args.n, args.blur_uncertainty,
-                                                   _names(args))),
-    "ablation": ("the optimization-based method's components, on detection and "
-                 "faithfulness (papers/000 Table 3, papers/001 Table 7)",
-                 lambda job, args: studies.ablation(job, args.n, tuple(args.parts))),
-    "sensitivity": ("detection over λ × τ (papers/000 Table 4)",
-                    lambda job, args: studies.sensitivity(job, args.n)),
-    "convergence": ("steps to converge, pixels vs segments (papers/001 Table 9)",
-                    lambda job, args: studies.convergence(job, args.n)),
-    "segmenters": ("the detection benchmark over each segmenter's segments, for the "
-                   "optimization-based method and KernelSHAP (papers/000 Table 1 with SAM)",
-                   lambda job, args: segmenters.benchmark(job, args.n, tuple(args.segmenters),
-                                                          _names(args), args.corruption)),
-    "mitigation": ("ACC and NLL of a network trained on a few images with each method's "
-                   "map as attention (papers/002 Table 2; --n: training images)",
-                   lambda job, args: mitigation.benchmark(job, _mitigation_settings(args),
-                                                          _names(args))),
-    "figures": ("papers/002 Figures 3-5: every method's epistemic maps, one method's "
-                "three kinds of maps, blurring sequences (--n: images, default 6)",
-                lambda job, args: figures.benchmark(job, args.n, _names(args))),
-    "explanation-uncertainty": ("mean / std / CV of explanations over posterior samples, "
-                                "with deletion and insertion AUCs (papers/004)",
-                                lambda job, args: explanation_uncertainty.benchmark(
-                                    job, args.n, args.posteriors, args.explainers)),
-}
-
-
-def _mitigation_settings(args: argparse.Namespace) -> MitigationSettings:
-    return MitigationSettings(train_images=args.n, test_images=args.test_images,
-                              runs=args.runs, alpha=args.alpha,
-                              input_space=tuple(args.input_space))
+# `uattr bench <name>`: each benchmark declares its command (help, options, run) in its
+# own module
+BENCHMARKS: dict[str, BenchCommand] = {command.name: command for command in (
+    detection.COMMAND, faithfulness.COMMAND, blur_test.COMMAND, *studies.COMMANDS,
+    segmenters.COMMAND, mitigation.COMMAND, figures.COMMAND, explanation_uncertainty.COMMAND)}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     job = open_job(settings_from(args), _run_folder(args))
     write_folder_settings(job.out.path, _run_settings(args))
-    _, run = BENCHMARKS[args.benchmark]
-    section = run(job, args)
+    section = BENCHMARKS[args.benchmark].run(job, args)
     report = write_report(job, [section], f"report-{args.benchmark}.md",
                                arguments=arguments_record(args))
     print(f"\nreport: {report}")
@@ -369,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "test on every method, with report.md")
     add_common(p)
     add_method_options(p)
-    add_blur_kind(p)
+    blur_test.BLUR_KIND.add_to(p)
     p.add_argument("--n-detection", type=positive_int, default=RUN_N_DETECTION,
                    help=f"images in the detection benchmark (default {RUN_N_DETECTION})")
     p.add_argument("--n-faithfulness", type=positive_int, default=RUN_N_FAITHFULNESS,
@@ -390,59 +338,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="the papers' benchmarks at any size").add_subparsers(
         dest="benchmark", required=True)
-    for name, (text, _) in BENCHMARKS.items():
-        p = bench.add_parser(name, help=text)
+    for command in BENCHMARKS.values():
+        p = bench.add_parser(command.name, help=command.help)
         add_common(p)
         add_method_options(p)
         add_posterior_options(p)
-        if name in ON_RAY:
+        if command.on_ray:
             add_parallel(p)
-        if name == "blur-test":
-            add_blur_kind(p)
         p.add_argument("--n", type=positive_int, default=500,
                        help="images (default 500, the papers')")
         p.add_argument("--split", default="test", choices=data.SPLITS)
-        if name == "segmenters":
-            p.add_argument("--segmenters", nargs="+", default=list(segmenters.DEFAULT_SEGMENTERS),
-                           choices=[s for s in segmenters.SEGMENTER_NAMES if s != "pixels"],
-                           help="segmenters to compare (default: "
-                           f"{' '.join(segmenters.DEFAULT_SEGMENTERS)})")
-            p.add_argument("--corruption", default="patch-swap", choices=data.CORRUPTIONS,
-                           help="the corruption of the detection images: patch-swap (the "
-                           "papers') or patch-rotate (a patch turned a quarter in place, "
-                           "which neither corruption detector saw)")
-        if name == "figures":
-            p.set_defaults(n=6)
-        if name == "mitigation":
-            p.set_defaults(n=_MITIGATION.train_images)
-            p.add_argument("--test-images", type=non_negative_int,
-                           default=_MITIGATION.test_images,
-                           help="images of the split evaluated, a fixed random subset (0: "
-                                f"all; default {_MITIGATION.test_images})")
-            p.add_argument("--runs", type=positive_int, default=_MITIGATION.runs,
-                           help=f"network seeds per row (default {_MITIGATION.runs})")
-            p.add_argument("--alpha", type=float_in(0.0), default=_MITIGATION.alpha,
-                           help=f"attention strength α (default {_MITIGATION.alpha:g}, "
-                                "chosen on the validation split)")
-            p.add_argument("--input-space", nargs="*", default=list(_MITIGATION.input_space),
-                           metavar="METHOD",
-                           help="methods whose attention is also tried on the input, the "
-                                "paper's ablation (default: "
-                                f"{' '.join(_MITIGATION.input_space)}; none: no ablation)")
-        if name in ("detection", "faithfulness", "blur-test", "segmenters", "mitigation",
-                    "figures"):
+        if command.methods is not None:
             p.add_argument("--methods", nargs="+", default=["all"],
                            help="method names (see the table), or 'all'")
-        if name == "ablation":
-            p.add_argument("--parts", nargs="+", default=list(studies.ABLATION_PARTS),
-                           choices=studies.ABLATION_PARTS,
-                           help="which halves to measure (default both)")
-        if name == "explanation-uncertainty":
-            p.add_argument("--posteriors", nargs="+", default=None, choices=POSTERIORS,
-                           help="posteriors uattr trains to compare (default: all of them; "
-                                "with --model, none: your model alone)")
-            p.add_argument("--explainers", nargs="+", default=list(EXPLAINERS),
-                           choices=EXPLAINERS, help="explanation methods (default all)")
+        for option in command.options:
+            option.add_to(p)
+        p.set_defaults(**command.defaults)
         p.add_argument("--out", default=None,
                        help="run folder (default runs/<dataset>-<split>-n<N>-seed<seed>)")
         add_results(p)
@@ -482,8 +393,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if getattr(args, "split", None) is not None and not getattr(args, "images", None):
         size = data.split_size(args.dataset, args.split, root=args.data_dir)
         where = f"the {size} {args.split} images of {args.dataset}"
-        # the mitigation's --n counts training images, checked below
-        counted = [] if getattr(args, "benchmark", None) == "mitigation" else ["n"]
+        # a benchmark's --n may count something else, which its own check checks
+        command = BENCHMARKS.get(getattr(args, "benchmark", None))
+        counted = [] if command and not command.n_counts_split_images else ["n"]
         for name in (*counted, "n_detection", "n_faithfulness", "n_blur_test",
                      "n_explanation", "most_uncertain"):
             value = getattr(args, name, None)
@@ -495,23 +407,13 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--indices must lie in [0, {size - 1}] ({where}), got {bad}")
         if getattr(args, "limit", None) is not None and args.limit > size:
             raise ValueError(f"--limit must be at most {size} ({where}), got {args.limit}")
-    if getattr(args, "benchmark", None) == "mitigation":
-        size = data.split_size(args.dataset, "train", root=args.data_dir)
-        if args.n > size:
-            raise ValueError(f"--n must be at most {size} (the training images of "
-                             f"{args.dataset}), got {args.n}")
-        unknown = sorted(set(args.input_space) - set(PIXEL_METHODS))
-        if unknown:
-            raise ValueError(f"--input-space: unknown methods {unknown}; choose from "
-                             f"{list(PIXEL_METHODS)}")
+    command = BENCHMARKS.get(getattr(args, "benchmark", None))
+    if command is not None and command.check is not None:
+        command.check(args)
     names = getattr(args, "methods", None)
-    if names is not None and names != ["all"]:
+    if command is not None and names is not None and names != ["all"]:
         # the job's own check, run before any data is loaded or model trained
-        if args.benchmark == "segmenters":
-            known = segmenters.row_names(args.segmenters)
-        else:
-            known = DETECTION_ROWS if args.benchmark == "detection" else PIXEL_METHODS
-        choose_methods(dict.fromkeys(known), names, args.benchmark)
+        choose_methods(dict.fromkeys(command.methods(args)), names, args.benchmark)
     explained = {getattr(args, "uncertainty", None), getattr(args, "blur_uncertainty", None)}
     if "epistemic" in explained and args.kind == "ensemble" and not args.model \
             and args.members < 2:

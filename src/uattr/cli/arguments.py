@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
-from collections.abc import Callable
 
+from ..experiments.commands import float_in, non_negative_int, positive_int
 from ..experiments.job import POSTERIOR_KINDS
 from ..experiments.registry import ROWS
 from ..experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
@@ -22,44 +21,7 @@ POSTERIORS = tuple(POSTERIOR_KINDS)
 EXPLAIN_METHODS = tuple(row.name for row in ROWS if not row.oracle)
 
 
-# ------------------------------------------------------------------ argument types
-# argparse calls these while parsing, so a bad value stops the command before any data is
-# loaded or any model trained, with a message that names the argument.
-def int_at_least(low: int, wanted: str) -> Callable[[str], int]:
-    """An argparse type: an int >= ``low``; ``wanted`` says so in the error."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
-        return value
-    return parse
-
-
-positive_int = int_at_least(1, "a positive integer")
-non_negative_int = int_at_least(0, "an integer >= 0")
-
-
-def float_in(low: float, high: float = math.inf, *, low_open: bool = False,
-              high_open: bool = True) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        above = value > low if low_open else value >= low
-        below = value < high if high_open else value <= high
-        if not (math.isfinite(value) and above and below):
-            interval = (f"{'(' if low_open else '['}{low:g}, "
-                        f"{high:g}{')' if high_open else ']'}")
-            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text!r}")
-        return value
-
-    return parse
-
-
+# argparse types (uattr.experiments.commands, where the benchmarks' own options use them)
 positive = float_in(0.0, low_open=True)
 non_negative = float_in(0.0)
 probability = float_in(0.0, 1.0)
@@ -144,13 +106,6 @@ def add_posterior_options(parser: argparse.ArgumentParser,
     parser.add_argument("--posterior-train", type=positive_int, default=train_images,
                         help="training images of a single-network posterior (default "
                              f"{train_images or 'all'})")
-
-
-def add_blur_kind(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--blur-uncertainty", default="epistemic",
-                        choices=("total", "aleatoric", "epistemic"),
-                        help="uncertainty explained in the blurring test (default epistemic, "
-                             "as papers/002)")
 
 
 def add_results(parser: argparse.ArgumentParser) -> None:

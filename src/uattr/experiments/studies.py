@@ -28,11 +28,13 @@ from .benchmarks.paper_numbers import (
     SENSITIVITY_C10,
     beside,
 )
+from .commands import BenchCommand, option
 from .common import MethodSpec
 from .job import Job, Section, evaluated_images, print_table
 from .registry import ORACLE, detection_methods, optimization, segmenter
 
-__all__ = ["ABLATION_PARTS", "LAMBDAS", "TAUS", "ablation", "convergence", "sensitivity"]
+__all__ = ["ABLATION_PARTS", "COMMANDS", "LAMBDAS", "TAUS", "ablation", "convergence",
+           "sensitivity"]
 
 LAMBDAS = (2.0, 2.5, 3.0)
 TAUS = (0.07, 0.1, 0.15)
@@ -211,3 +213,18 @@ def _trace_figure(job: Job, detection_set, shown: int = 4) -> str:
         x.cpu(), detection_set.boxes[:shown], segments.cpu(), vars(trace),
         stops=stopped.steps.cpu()))
     return "optimization_steps.png"
+
+
+COMMANDS = (
+    BenchCommand("ablation", "the optimization-based method's components, on detection and "
+                 "faithfulness (papers/000 Table 3, papers/001 Table 7)",
+                 lambda job, args: ablation(job, args.n, tuple(args.parts)),
+                 options=(option("--parts", nargs="+", default=list(ABLATION_PARTS),
+                                 choices=ABLATION_PARTS,
+                                 help="which halves to measure (default both)"),),
+                 on_ray=True),
+    BenchCommand("sensitivity", "detection over λ × τ (papers/000 Table 4)",
+                 lambda job, args: sensitivity(job, args.n), on_ray=True),
+    BenchCommand("convergence", "steps to converge, pixels vs segments (papers/001 Table 9)",
+                 lambda job, args: convergence(job, args.n), on_ray=True),
+)

@@ -24,6 +24,7 @@ from torch import Tensor
 from ... import viz
 from ...metrics import BLUR_CURVE_STEPS, blur_curves, curve_scores
 from ...uq import uncertainty
+from ..commands import BenchCommand, chosen_methods, option
 from ..common import (
     Cell,
     MethodSpec,
@@ -35,11 +36,11 @@ from ..common import (
     slice_size,
 )
 from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
-from ..registry import pixel_methods
+from ..registry import PIXEL_METHODS, pixel_methods
 from ..runs import RunFolder
 from .paper_numbers import BLUR_TEST_MNIST, beside
 
-__all__ = ["BLUR_TEST_BUDGETS", "benchmark", "run_blur_test"]
+__all__ = ["BLUR_TEST_BUDGETS", "COMMAND", "benchmark", "run_blur_test"]
 
 BLUR_TEST_BUDGETS = (0.02, 0.05)
 
@@ -151,3 +152,16 @@ def benchmark(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
             "over images. The paper's columns are MNIST (papers/002 Table 1, epistemic).")
     print_table(f"Blurring test: {text}", rows)
     return Section("Blurring test", text, [("blur_test", rows)], ["blur_test_curves.png"])
+
+
+# also an option of uattr run, whose blurring test it sets
+BLUR_KIND = option("--blur-uncertainty", default="epistemic",
+                   choices=("total", "aleatoric", "epistemic"),
+                   help="uncertainty explained in the blurring test (default epistemic, as "
+                        "papers/002)")
+
+COMMAND = BenchCommand(
+    "blur-test", "URR curves, MURR and AUC-URR of blurring in attribution order "
+    "(papers/002 Table 1)",
+    lambda job, args: benchmark(job, args.n, args.blur_uncertainty, chosen_methods(args)),
+    options=(BLUR_KIND,), methods=lambda args: PIXEL_METHODS, on_ray=True)

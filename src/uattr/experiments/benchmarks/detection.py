@@ -23,6 +23,7 @@ from ...uq import predict_probs, uncertainty
 from ...zoo import data
 from ...zoo.data import CORRUPTIONS, Split, default_patch_size, patch_rotate, patch_swap
 from ...zoo.models import load_cached, save_atomic, weights_tag
+from ..commands import BenchCommand, chosen_methods
 from ..common import (
     Cell,
     MethodSpec,
@@ -33,12 +34,12 @@ from ..common import (
     slice_size,
 )
 from ..job import Job, Section, choose_methods, log, print_table
-from ..registry import detection_methods, family_means
+from ..registry import DETECTION_ROWS, detection_methods, family_means
 from ..runs import RunFolder
 from ..spread import paired_differences
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
-__all__ = ["DetectionSet", "benchmark", "build_detection_set", "detection_images",
+__all__ = ["COMMAND", "DetectionSet", "benchmark", "build_detection_set", "detection_images",
            "run_detection", "run_for_job", "runtime_rows", "write_per_image"]
 
 
@@ -296,3 +297,10 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
                    [("detection", rows), ("mean of each family", families),
                     ("runtime: seconds and passes per image", runtime)],
                    ["detection_examples.png"])
+
+
+COMMAND = BenchCommand(
+    "detection", "problematic-region detection and runtime, every method (papers/000 "
+    "Tables 1 and 5, papers/001 Table 6)",
+    lambda job, args: benchmark(job, args.n, chosen_methods(args)),
+    methods=lambda args: DETECTION_ROWS, on_ray=True)

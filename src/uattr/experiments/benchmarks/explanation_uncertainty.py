@@ -25,15 +25,16 @@ from tqdm.auto import tqdm
 
 from ... import viz
 from ...attribution.base import constructor_settings
-from ...explanation.distributions import ExplanationUncertainty, mean_cv
+from ...explanation.distributions import EXPLAINERS, ExplanationUncertainty, mean_cv
 from ...metrics import deletion_insertion
 from ...ops.rng import index_generators
 from ...zoo import data
+from ..commands import BenchCommand, option
 from ..common import cached_cell, posterior_key
 from ..job import POSTERIOR_KINDS, Job, Section, log, print_table
 from ..runs import RunFolder
 
-__all__ = ["YOUR_MODEL", "benchmark", "run_explanation_uncertainty"]
+__all__ = ["COMMAND", "YOUR_MODEL", "benchmark", "run_explanation_uncertainty"]
 
 
 def run_explanation_uncertainty(
@@ -167,3 +168,16 @@ def benchmark(job: Job, n: int, posteriors: list[str] | None,
     return Section("Explanation uncertainty", text,
                    [("explanation uncertainty", rows), ("mean CV per class", per_class)],
                    ["explanation_uncertainty_maps.png"])
+
+
+COMMAND = BenchCommand(
+    "explanation-uncertainty", "mean / std / CV of explanations over posterior samples, with "
+    "deletion and insertion AUCs (papers/004)",
+    lambda job, args: benchmark(job, args.n, args.posteriors, args.explainers),
+    options=(
+        option("--posteriors", nargs="+", default=None, choices=tuple(POSTERIOR_KINDS),
+               help="posteriors uattr trains to compare (default: all of them; with --model, "
+                    "none: your model alone)"),
+        option("--explainers", nargs="+", default=list(EXPLAINERS), choices=EXPLAINERS,
+               help="explanation methods (default all)"),
+    ))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ... import viz
 from ...metrics import blur_top_pixels, top_pixel_mask, urr
 from ...uq import uncertainty
+from ..commands import BenchCommand, chosen_methods
 from ..common import (
     Cell,
     MethodSpec,
@@ -36,13 +37,20 @@ from ..common import (
     slice_size,
 )
 from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
-from ..registry import family_means, pixel_methods
+from ..registry import PIXEL_METHODS, family_means, pixel_methods
 from ..runs import RunFolder
 from .paper_numbers import FAITHFULNESS_C10, beside
 
-__all__ = ["BLUR_FRACTIONS", "GRADIENT_FRACTIONS", "RefinementResult", "benchmark",
-           "refine_by_gradient",
-           "run_faithfulness", "run_for_job"]
+__all__ = [
+    "BLUR_FRACTIONS",
+    "COMMAND",
+    "GRADIENT_FRACTIONS",
+    "RefinementResult",
+    "benchmark",
+    "refine_by_gradient",
+    "run_faithfulness",
+    "run_for_job",
+]
 
 GRADIENT_FRACTIONS = (0.005, 0.01)
 BLUR_FRACTIONS = (0.02, 0.05)
@@ -270,3 +278,9 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
     return Section("Faithfulness", text,
                    [("faithfulness", rows), ("mean of each family", families)],
                    ["faithfulness_maps.png"])
+
+
+COMMAND = BenchCommand(
+    "faithfulness", "URR of refining each pixel-level map's top pixels (papers/000 Table 2)",
+    lambda job, args: benchmark(job, args.n, chosen_methods(args)),
+    methods=lambda args: PIXEL_METHODS, on_ray=True)

@@ -16,11 +16,12 @@ import torch
 from ... import viz
 from ...metrics import blur_top_pixels
 from ...uq import uncertainty
+from ..commands import BenchCommand, chosen_methods
 from ..common import attribute_in_batches
 from ..job import Job, Section, choose_methods, evaluated_images, log
-from ..registry import pixel_methods
+from ..registry import PIXEL_METHODS, pixel_methods
 
-__all__ = ["FIGURE_METHODS", "SEQUENCE_FRACTIONS", "benchmark"]
+__all__ = ["COMMAND", "FIGURE_METHODS", "SEQUENCE_FRACTIONS", "benchmark"]
 
 # papers/002 Figure 3's methods, then the optimization-based method at the pixel level
 FIGURE_METHODS = ("ua-backprop", "grad", "smoothgrad", "fullgrad", "integrated gradients",
@@ -80,3 +81,10 @@ def benchmark(job: Job, n: int, names: list[str] | None = None,
     return Section("Figures of papers/002", text, [],
                    ["figure3_epistemic_maps.png", "figure4_uncertainty_kinds.png",
                     "figure5_blurring_sequences.png"])
+
+
+COMMAND = BenchCommand(
+    "figures", "papers/002 Figures 3-5: every method's epistemic maps, one method's three "
+    "kinds of maps, blurring sequences (--n: images, default 6)",
+    lambda job, args: benchmark(job, args.n, chosen_methods(args)),
+    methods=lambda args: PIXEL_METHODS, defaults={"n": 6})

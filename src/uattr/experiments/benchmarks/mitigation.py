@@ -15,6 +15,7 @@ one cell, computed once; each training run is a cell too.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import statistics
 from dataclasses import dataclass
@@ -29,12 +30,20 @@ from ...mitigation import ATTENTION_SPACES, AttentionCNN, attention, normalise_m
 from ...zoo import data
 from ...zoo.data import Split
 from ...zoo.models import TrainConfig, train_member
+from ..commands import (
+    BenchCommand,
+    chosen_methods,
+    float_in,
+    non_negative_int,
+    option,
+    positive_int,
+)
 from ..common import MethodSpec, attribute_counted, cached_cell, method_key
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import PIXEL_METHODS, pixel_methods
 from .paper_numbers import MITIGATION_MNIST
 
-__all__ = ["MITIGATION_METHODS", "NO_ATTENTION", "MitigationSettings", "benchmark",
+__all__ = ["COMMAND", "MITIGATION_METHODS", "NO_ATTENTION", "MitigationSettings", "benchmark",
            "evaluate", "subset", "train_with_attention"]
 
 # papers/002 Table 2's methods, and the optimization-based method at the pixel level
@@ -224,3 +233,47 @@ def attention_figure(images: Tensor, maps: dict[str, Tensor], temperature: float
     panels = {f"M: {first}": normalised[first],
               **{f"A: {name}": attention(m) for name, m in normalised.items()}}
     return viz.maps_grid(images, panels)
+
+
+_DEFAULT = MitigationSettings()
+
+
+def _settings(args: argparse.Namespace) -> MitigationSettings:
+    return MitigationSettings(train_images=args.n, test_images=args.test_images,
+                              runs=args.runs, alpha=args.alpha,
+                              input_space=tuple(args.input_space))
+
+
+def _check(args: argparse.Namespace) -> None:
+    """``--n`` counts training images; ``--input-space`` names pixel-level methods."""
+    size = data.split_size(args.dataset, "train", root=args.data_dir)
+    if args.n > size:
+        raise ValueError(f"--n must be at most {size} (the training images of "
+                         f"{args.dataset}), got {args.n}")
+    unknown = sorted(set(args.input_space) - set(PIXEL_METHODS))
+    if unknown:
+        raise ValueError(f"--input-space: unknown methods {unknown}; choose from "
+                         f"{list(PIXEL_METHODS)}")
+
+
+COMMAND = BenchCommand(
+    "mitigation", "ACC and NLL of a network trained on a few images with each method's map "
+    "as attention (papers/002 Table 2; --n: training images)",
+    lambda job, args: benchmark(job, _settings(args), chosen_methods(args)),
+    options=(
+        option("--test-images", type=non_negative_int, default=_DEFAULT.test_images,
+               help="images of the split evaluated, a fixed random subset (0: all; default "
+                    f"{_DEFAULT.test_images})"),
+        option("--runs", type=positive_int, default=_DEFAULT.runs,
+               help=f"network seeds per row (default {_DEFAULT.runs})"),
+        option("--alpha", type=float_in(0.0), default=_DEFAULT.alpha,
+               help=f"attention strength α (default {_DEFAULT.alpha:g}, chosen on the "
+                    "validation split)"),
+        option("--input-space", nargs="*", default=list(_DEFAULT.input_space),
+               metavar="METHOD",
+               help="methods whose attention is also tried on the input, the paper's "
+                    f"ablation (default: {' '.join(_DEFAULT.input_space)}; none: no "
+                    "ablation)"),
+    ),
+    methods=lambda args: PIXEL_METHODS, defaults={"n": _DEFAULT.train_images},
+    n_counts_split_images=False, check=_check)

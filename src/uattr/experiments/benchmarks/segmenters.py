@@ -29,6 +29,7 @@ from ...zoo.corruption import (
     load_or_train_corruption_net,
     tampered_loss,
 )
+from ..commands import BenchCommand, chosen_methods, option
 from ..common import MethodSpec, posterior_key
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import (
@@ -42,8 +43,8 @@ from ..registry import (
 from ..settings import Settings
 from .detection import detection_images, run_for_job, write_per_image
 
-__all__ = ["DEFAULT_SEGMENTERS", "DETECTORS", "DETECTOR_ONLY", "SEGMENTER_NAMES", "Detector",
-           "DetectorMap", "benchmark", "job_segmenter", "load_detector", "row_names",
+__all__ = ["COMMAND", "DEFAULT_SEGMENTERS", "DETECTORS", "DETECTOR_ONLY", "SEGMENTER_NAMES",
+           "Detector", "DetectorMap", "benchmark", "job_segmenter", "load_detector", "row_names",
            "segmenter_rows"]
 
 @dataclass(frozen=True)
@@ -269,3 +270,20 @@ def benchmark(job: Job, n: int, segmenters: tuple[str, ...] = DEFAULT_SEGMENTERS
             "not a method.")
     print_table(f"Segmenters: {text}", table)
     return Section("Segmenters", text, [(stem, table)], [f"{stem}.png"])
+
+
+COMMAND = BenchCommand(
+    "segmenters", "the detection benchmark over each segmenter's segments, for the "
+    "optimization-based method and fixed-mask KernelSHAP (papers/000 Table 1 with SAM)",
+    lambda job, args: benchmark(job, args.n, tuple(args.segmenters), chosen_methods(args),
+                                args.corruption),
+    options=(
+        option("--segmenters", nargs="+", default=list(DEFAULT_SEGMENTERS),
+               choices=[s for s in SEGMENTER_NAMES if s != "pixels"],
+               help=f"segmenters to compare (default: {' '.join(DEFAULT_SEGMENTERS)})"),
+        option("--corruption", default="patch-swap", choices=data.CORRUPTIONS,
+               help="the corruption of the detection images: patch-swap (the papers') or "
+                    "patch-rotate (a patch turned a quarter in place, which neither "
+                    "corruption detector saw)"),
+    ),
+    methods=lambda args: row_names(args.segmenters), on_ray=True)
