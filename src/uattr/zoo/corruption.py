@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from .data import Split
 from .models import cache_dir, restore_or_train
 from .tampering import FAMILIES, tamper
+from .training import fit
 
 __all__ = ["CorruptionConfig", "CorruptionNet", "choose_relative",
            "load_or_train_corruption_net", "tampered_loss", "train_corruption_net"]
@@ -117,33 +117,28 @@ def train_corruption_net(train: Split, config: CorruptionConfig | None = None,
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.peak_lr,
                                                    total_steps=steps)
     held_out = _validation_set(valid, config) if config.keep_best else None  # [N, ...]
-    best, best_loss = None, float("inf")
-    with tqdm(total=steps, desc=f"{config.family} detector", unit="batch") as bar:
-        for epoch in range(config.epochs):
-            order = torch.randperm(len(images), generator=generator)
-            total = 0.0
-            for i in range(0, len(images), config.batch_size):
-                tampered, mask = tamper(config.family, images[order[i:i + config.batch_size]],
-                                        images, generator)
-                loss = F.binary_cross_entropy_with_logits(net(tampered), mask)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * len(tampered)
-                bar.update()
-            line = (f"{config.family} detector: epoch {epoch + 1}/{config.epochs}, "
-                    f"loss {total / len(images):.4f}")
-            if held_out is not None:
-                with torch.no_grad():
-                    held = float(F.binary_cross_entropy_with_logits(net(held_out[0]),
-                                                                    held_out[1]))
-                line += f", validation loss {held:.4f}"
-                if held < best_loss:
-                    best_loss, best = held, copy.deepcopy(net.state_dict())
-            log(line)
-    if best is not None:
-        net.load_state_dict(best)
+    best: dict = {"loss": float("inf"), "weights": None}
+
+    def batch_loss(order: Tensor) -> Tensor:
+        # the tampering draws from the generator that ordered the batch, after it
+        tampered, mask = tamper(config.family, images[order], images, generator)
+        return F.binary_cross_entropy_with_logits(net(tampered), mask)
+
+    def epoch_end(epoch: int, loss: float) -> None:
+        line = f"{config.family} detector: epoch {epoch + 1}/{config.epochs}, loss {loss:.4f}"
+        if held_out is not None:
+            with torch.no_grad():
+                held = float(F.binary_cross_entropy_with_logits(net(held_out[0]), held_out[1]))
+            line += f", validation loss {held:.4f}"
+            if held < best["loss"]:
+                best.update(loss=held, weights=copy.deepcopy(net.state_dict()))
+        log(line)
+
+    fit(net, len(images), batch_loss, optimizer, epochs=config.epochs,
+        batch_size=config.batch_size, generator=generator, scheduler=schedule,
+        epoch_end=epoch_end, desc=f"{config.family} detector")
+    if best["weights"] is not None:
+        net.load_state_dict(best["weights"])
     return net.eval()
 
 

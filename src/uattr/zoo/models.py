@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .data import Split
+from .training import fit
 
 __all__ = [
     "ARCHITECTURES",
@@ -108,29 +108,19 @@ def train_member(
 
     ``penalty(model) / n`` is added to each batch's mean loss (a Flipout network's KL
     term: the ELBO over ``n`` training images)."""
-    gen = torch.Generator().manual_seed(seed)
     images, labels = train.images, train.labels
     if config.max_train is not None:
         images, labels = images[: config.max_train], labels[: config.max_train]
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model.to(device)
     n = images.shape[0]
-    steps = config.epochs * ((n + config.batch_size - 1) // config.batch_size)
-    with tqdm(total=steps, desc=desc, leave=False) as bar:
-        for _ in range(config.epochs):
-            order = torch.randperm(n, generator=gen)
-            for i in range(0, n, config.batch_size):
-                idx = order[i : i + config.batch_size]
-                loss = nn.functional.cross_entropy(
-                    model(images[idx].to(device)), labels[idx].to(device)
-                )
-                if penalty is not None:
-                    loss = loss + penalty(model) / n
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                bar.update()
-    return model.eval()
+
+    def batch_loss(idx: Tensor) -> Tensor:
+        loss = nn.functional.cross_entropy(model(images[idx].to(device)), labels[idx].to(device))
+        return loss + penalty(model) / n if penalty is not None else loss
+
+    return fit(model, n, batch_loss, torch.optim.Adam(model.parameters(), lr=config.lr),
+               epochs=config.epochs, batch_size=config.batch_size,
+               generator=torch.Generator().manual_seed(seed), desc=desc)
 
 
 @torch.no_grad()

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .training import fit
+
 __all__ = ["GaussianMLP", "TabularData", "load_diabetes", "train_gaussian_mlp"]
 
 
@@ -66,11 +68,11 @@ def train_gaussian_mlp(data: TabularData, *, seed: int = 0, epochs: int = 300,
     model = GaussianMLP(data.x.shape[1], hidden, dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = nn.GaussianNLLLoss()
-    model.train()
-    for _ in range(epochs):
-        out = model(data.x)
-        loss = loss_fn(out[:, 0], data.y, out[:, 1].exp())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+
+    def batch_loss(rows: Tensor) -> Tensor:
+        out = model(data.x[rows])
+        return loss_fn(out[:, 0], data.y[rows], out[:, 1].exp())
+
+    rows = len(data.x)  # one full batch, in order, per epoch
+    return fit(model, rows, batch_loss, optimizer, epochs=epochs, batch_size=rows,
+               generator=None, desc="tabular")

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from .data import Split
 from .models import _cached_scores, cache_dir, restore_or_train, weights_tag
+from .training import fit
 
 __all__ = ["VAE", "VAEConfig", "load_or_train_vae", "reconstruction_error", "train_vae"]
 
@@ -96,24 +96,14 @@ def train_vae(train: Split, config: VAEConfig | None = None,
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     vae = VAE(tuple(images.shape[1:]), config.latent, config.hidden)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
-    steps = config.epochs * math.ceil(len(images) / config.batch_size)
-    vae.train()
-    with tqdm(total=steps, desc="vae", unit="batch", leave=False) as bar:
-        for epoch in range(config.epochs):
-            order = torch.randperm(len(images), generator=generator)
-            total = 0.0
-            for i in range(0, len(images), config.batch_size):
-                x = images[order[i : i + config.batch_size]]
-                loss = _elbo_loss(vae, x)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(x)
-                bar.update()
-            log(f"vae: epoch {epoch + 1}/{config.epochs}, negative ELBO "
-                f"{total / len(images):.1f} nats per image")
-    return vae.eval()
+
+    def epoch_end(epoch: int, loss: float) -> None:
+        log(f"vae: epoch {epoch + 1}/{config.epochs}, negative ELBO {loss:.1f} nats per image")
+
+    return fit(vae, len(images), lambda order: _elbo_loss(vae, images[order]),
+               torch.optim.Adam(vae.parameters(), lr=config.lr), epochs=config.epochs,
+               batch_size=config.batch_size, generator=generator, epoch_end=epoch_end,
+               desc="vae")
 
 
 @torch.no_grad()
