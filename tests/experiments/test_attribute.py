@@ -151,3 +151,20 @@ def test_a_killed_driver_resumes_without_recomputing_a_finished_shard(settings, 
                                rtol=0, atol=0)  # the stored float32 values, through JSON
     assert json.loads((results / "run-attribute.json").read_text())["images"] == 12
     assert (results / "most_uncertain.png").is_file() and not list(results.glob("*.npz"))
+
+
+def test_most_uncertain_lists_the_highest_u_and_the_box_its_map_points_to():
+    from uattr.experiments.attribute import AttributedSet, most_uncertain
+
+    maps = torch.zeros(4, 28, 28)
+    for k, (top, left) in enumerate([(0, 0), (5, 7), (18, 18), (9, 2)]):
+        maps[k, top:top + 10, left:left + 10] = 1.0  # one 10×10 square per map
+    result = AttributedSet(maps, torch.tensor([3, 8, 20, 41]), torch.tensor([0.1, 0.9, 0.5, 0.7]),
+                           {}, [])
+    images = torch.rand(50, 1, 28, 28)
+    rows, figure = most_uncertain(result, images, "total", top=3)
+    assert [row["image"] for row in rows] == [8, 41, 20]  # by U, highest first
+    assert [row["U total"] for row in rows] == pytest.approx([0.9, 0.7, 0.5])
+    column = "box of highest mean attribution (10×10: top, left)"
+    assert [row[column] for row in rows] == ["5, 7", "9, 2", "18, 18"]
+    assert len(figure.axes) >= 3

@@ -10,14 +10,11 @@ import argparse
 import re
 from pathlib import Path
 
-from .. import viz
-from ..experiments.attribute import attribute_dataset
+from ..experiments.attribute import attribute_dataset, most_uncertain
 from ..experiments.healing import DAMAGED
 from ..experiments.job import command_line, log
 from ..experiments.runs import RunFolder, markdown_table
-from ..metrics import find_box
 from ..zoo import data
-from ..zoo.data import default_patch_size
 from .arguments import (
     add_common,
     add_method_options,
@@ -103,24 +100,14 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     result = attribute_dataset(settings, args.method, folder, limit=args.limit,
                                shard_size=args.shard_size, workers=args.workers,
                                address=args.address, log=log)
-    height, width = result.maps.shape[-2:]
-    size = default_patch_size(height, width)
-    top = result.u.argsort(descending=True, stable=True)[:TOP]
-    boxes = find_box(result.maps[top], size)  # [TOP, 4]
-    rows = [{"image": int(result.indices[i]), f"U {args.uncertainty}": float(result.u[i]),
-             f"box of highest mean attribution ({size}×{size}: top, left)":
-                 f"{int(box[0])}, {int(box[1])}"} for i, box in zip(top, boxes, strict=True)]
+    images = data.load(args.dataset, args.split, root=args.data_dir).images
+    rows, figure = most_uncertain(result, images, args.uncertainty, TOP)
     print(f"\nThe {len(rows)} most uncertain of the {len(result.indices)} images, and where "
           "their maps point:\n")
     print(markdown_table(rows))
     out = RunFolder(folder)
     out.write_table("most_uncertain", rows)
-    images = data.load(args.dataset, args.split, root=args.data_dir).images
-    picked = result.indices[top]
-    out.save_figure("most_uncertain.png", viz.explanation_grid(
-        images[picked], None, result.maps[top], boxes=boxes,
-        titles=[f"#{int(i)} U={float(result.u[j]):.2f}" for i, j in zip(picked, top,
-                                                                        strict=True)]))
+    out.save_figure("most_uncertain.png", figure)
     if result.timing:
         print(f"\nThe invocations that wrote {folder} (timing.json):\n")
         print(markdown_table(result.timing))

@@ -27,19 +27,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .. import viz
+from ..metrics import find_box
 from ..ops.rng import index_generators
 from ..uq import predict_probs, uncertainty
+from ..zoo.data import default_patch_size
 from .common import MethodSpec, attribute_in_batches, method_key
 from .healing import read_json_or_set_aside, read_npz_or_set_aside, set_aside
 from .runs import write_atomic
 from .settings import Settings
 
-__all__ = ["AttributedSet", "InvocationRecord", "ShardPlan", "ShardWorker", "attribute_dataset",
-           "attribute_shard", "cpu_model", "finished_shards", "load_maps", "open_folder",
-           "read_shard", "read_timing", "shard_name"]
+__all__ = [
+    "AttributedSet",
+    "InvocationRecord",
+    "ShardPlan",
+    "ShardWorker",
+    "attribute_dataset",
+    "attribute_shard",
+    "cpu_model",
+    "finished_shards",
+    "load_maps",
+    "most_uncertain",
+    "open_folder",
+    "read_shard",
+    "read_timing",
+    "shard_name",
+]
 
 MANIFEST = "manifest.json"
 TIMING = "timing.json"
@@ -204,6 +221,26 @@ def load_maps(folder: str | os.PathLike) -> AttributedSet:
     maps = torch.from_numpy(np.concatenate([p["maps"] for p in parts]))[order]
     u = torch.from_numpy(np.concatenate([p["u"] for p in parts]))[order]
     return AttributedSet(maps, indices[order], u, manifest, read_timing(folder))
+
+
+def most_uncertain(result: AttributedSet, images: Tensor, kind: str,
+                   top: int = 10) -> tuple[list[dict], Figure]:
+    """The ``top`` most uncertain images of ``result`` and where their maps point: one row
+    each (its index, its uncertainty ``U <kind>``, the top-left corner of the box of
+    highest mean attribution, of the detection benchmark's patch size) and a figure of
+    the images, maps and boxes. ``images``: the split the maps were made of."""
+    size = default_patch_size(*result.maps.shape[-2:])
+    chosen = result.u.argsort(descending=True, stable=True)[:top]
+    boxes = find_box(result.maps[chosen], size)  # [top, 4]
+    rows = [{"image": int(result.indices[i]), f"U {kind}": float(result.u[i]),
+             f"box of highest mean attribution ({size}×{size}: top, left)":
+                 f"{int(box[0])}, {int(box[1])}"} for i, box in zip(chosen, boxes, strict=True)]
+    picked = result.indices[chosen]
+    figure = viz.explanation_grid(
+        images[picked], None, result.maps[chosen], boxes=boxes,
+        titles=[f"#{int(i)} U={float(result.u[j]):.2f}" for i, j in zip(picked, chosen,
+                                                                        strict=True)])
+    return rows, figure
 
 
 def read_timing(folder: str | os.PathLike) -> list[dict]:
