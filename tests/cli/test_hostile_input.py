@@ -274,7 +274,10 @@ def test_a_hostile_invocation_is_refused_in_one_line_before_any_work(
     assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
     assert "Traceback" not in err
     assert message.replace("{w}", str(world)) in err
-    assert seconds < 1.0, f"refused after {seconds:.2f} s"
+    # the patched loaders show that no data was loaded and nothing trained; the bound
+    # catches a refusal that waits on something (a lock, a network call), with room for a
+    # machine 3-4× slower than this one under load (a refusal takes ~0.1-0.3 s here)
+    assert seconds < 5.0, f"refused after {seconds:.2f} s"
     assert _snapshot(world) == before, "the refusal changed a folder"
 
 
