@@ -91,3 +91,49 @@ def test_the_quickstarts_advice_is_that_of_the_file(rows):
             f"({rows['ua-backprop']['IoU']:.3f})") in page
     both = {f"{rows[f'optimization ({unit})']['IoU']:.3f}" for unit in ("pixels", "slic")}
     assert len(both) == 1  # "per pixel and on slic segments": one figure for both
+
+
+SPREAD = RESULTS / "mnist-test-n500-spread"
+ENSEMBLES = [TABLE, RESULTS / "mnist-test-n500-ensemble1-seed0",
+             RESULTS / "mnist-test-n500-ensemble2-seed0"]
+
+
+@pytest.mark.skipif(not (SPREAD / "spread.json").exists(), reason="no spread committed")
+def test_the_spread_sentences_are_those_of_the_three_ensembles_files():
+    from uattr.experiments.spread import detection_spread, paired_differences, read_per_image
+
+    tables = [read_per_image(folder) for folder in ENSEMBLES]
+    # the committed spread follows from the three per-image files
+    stored = {row["method"]: row for row in json.loads((SPREAD / "spread.json").read_text())}
+    for row in detection_spread(tables):
+        assert row == pytest.approx(stored[row["method"]])
+    page = _text(ROOT / "docs" / "reproduction.md")
+    shared = [m for m in tables[0] if all(m in t for t in tables)]
+    ranks = [sorted(shared, key=lambda m, t=t: -t[m].mean()) for t in tables]
+    assert all(order[:2] in (["delta-clue", "clue"], ["clue", "delta-clue"]) for order in ranks)
+    assert all(order[2] == "optimization (pixels)" for order in ranks)
+    dc, cl, px = stored["delta-clue"], stored["clue"], stored["optimization (pixels)"]
+    assert (f"δ-CLUE first on {dc['first in']}, CLUE on {cl['first in']}; "
+            f"{dc['IoU mean']:.3f} and {cl['IoU mean']:.3f} IoU on average") in page
+    assert (f"({px['IoU mean']:.3f} on average, {px['s.e. across ensembles']:.3f} standard error "
+            "across ensembles)") in page
+
+    def pair(table, a, b):
+        return next(p for p in paired_differences({m: table[m] for m in (a, b)})
+                    if p["method"] == a)
+
+    lead = [pair(t, "optimization (pixels)", "ua-backprop") for t in tables]
+    differences = ", ".join(f"{p['IoU difference']:+.3f}" for p in lead)
+    standard_errors = ", ".join(f"{p['in s.e.']:.1f}" for p in lead)
+    assert (f"per pixel {differences} on ensembles 0, 1 and 2 ({standard_errors} paired "
+            "standard errors across images)") in page
+    assert f"about {np.mean([p['IoU difference'] for p in lead]):.2f} IoU" in page
+    readme = _text(ROOT / "README.md")
+    assert (f"the method third every time, its lead over UA-Backprop {differences} on "
+            f"ensembles 0, 1 and 2 ({standard_errors} paired standard errors)") in readme
+    others = [m for m in shared if m not in ("clue", "delta-clue") and "optimization" not in m]
+    for k in (1, 2):  # Guided Backprop leads the other methods of papers/000 there
+        assert max(others, key=lambda m, t=tables[k]: t[m].mean()) == "guided backprop"
+    spreads = [r["s.e. across ensembles"] for r in stored.values()]
+    assert f"standard error across ensembles is {min(spreads):.3f}-{max(spreads):.3f} IoU" \
+        in page
