@@ -188,3 +188,14 @@ def test_every_figure_in_the_prose_is_a_value_of_a_table_its_section_links(page,
         return
     assert not unbacked, (f"{page}, section {heading!r}: figures {unbacked} are in no table "
                           f"of the results it links ({folders or 'none'})")
+
+
+def test_the_readme_picture_sentence_is_that_of_its_summary():
+    summary = json.loads((ROOT / "docs/results/explain-user-images/summary.json").read_text())
+    shares = [1 - row["U total, box blurred"] / row["U total"] for row in summary["images"]]
+    removed = sorted(share for share in shares if share > 0)
+    text = " ".join((ROOT / "README.md").read_text().split())
+    words = {4: "four", 5: "five", 6: "six"}
+    assert (f"On {words[len(removed)]} of the six, blurring the box found removes "
+            f"{100 * removed[0]:.0f}-{100 * removed[-1]:.0f}% of the total uncertainty; on the "
+            f"other two it removes none") in text

@@ -23,9 +23,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 # not yet re-measured, and each leaves this list when `uattr reproduce` regenerates it.
 NOT_YET_REMEASURED = {
     "attribute-mnist-test-optimization-slic/run-attribute.json",
-    "explain-user-images/summary.json",
     "fashion-mnist-test-n500-seed0/run-segmenters.json",
-    "mnist-test-figures/run-figures.json",
     "mnist-test-mitigation/run-mitigation.json",
     "mnist-test-n100-seed0/run-explanation-uncertainty.json",
     "mnist-test-n500-mc-dropout-cuda-seed0/run-detection.json",
