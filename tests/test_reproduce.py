@@ -7,6 +7,7 @@ tolerances of :mod:`uattr.experiments.reproduce`, when recomputed here.
 """
 
 import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -174,3 +175,36 @@ def test_a_record_naming_weights_that_do_not_ship_is_stale(tmp_path):
     assert stale_tables(tmp_path) == {
         "retrained/run-detection.json": f"weights not shipped: ['{name}/{file}']",
         "bare": "no run record"}
+
+
+def _check_agreement(folder: Path) -> None:
+    stored = np.load(folder / "detection_slice.npz")
+    per_image = json.loads((folder / "detection_per_image.json").read_text())["IoU"]
+    table = {row["method"]: row["IoU"]
+             for row in json.loads((folder / "detection.json").read_text())}
+    names = [str(n) for n in stored["rows"]]
+    assert set(names) == set(per_image) == set(table)
+    for k, name in enumerate(names):
+        first = stored[f"iou{k}"]
+        np.testing.assert_array_equal(first, np.asarray(per_image[name][:len(first)]))
+        assert np.mean(per_image[name]) == pytest.approx(table[name], rel=1e-12)
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in
+                                          RESULTS.glob("*/detection_slice.npz")))
+def test_a_detection_table_its_per_image_values_and_its_slice_agree(folder):
+    """The chain a committed detection value hangs on: the table's IoU is the mean of the
+    per-image IoUs, whose first images are the slice's, which the slice check recomputes
+    from the shipped weights; an edited value anywhere in it fails here or there."""
+    _check_agreement(RESULTS / folder)
+
+
+def test_an_edited_per_image_value_fails_the_agreement(tmp_path):
+    copy = tmp_path / "mnist-test-main-seed0"
+    shutil.copytree(RESULTS / "mnist-test-main-seed0", copy)
+    path = copy / "detection_per_image.json"
+    edited = json.loads(path.read_text())
+    edited["IoU"]["grad"][0] += 0.01
+    path.write_text(json.dumps(edited))
+    with pytest.raises(AssertionError):
+        _check_agreement(copy)
