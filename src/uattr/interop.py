@@ -91,8 +91,7 @@ def quantus_explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: Any 
             raise ValueError("model must be a uattr.interop.UncertaintyModel when method is a "
                              f"class or factory, got {type(model).__name__}")
         explainer = method(model.posterior, model.uncertainty, **method_kwargs)
-    x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, Tensor) else inputs,
-                        dtype=torch.float32, device=device)
+    x = torch.as_tensor(inputs, dtype=torch.float32, device=device)  # NumPy or torch
     segments = segmenter(x) if segmenter is not None else None
     maps = explainer.attribute(x, segments=segments).detach()  # [B, H, W]
     shaped = per_channel(maps, x) if channels else maps[:, None]

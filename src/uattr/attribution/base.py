@@ -56,12 +56,12 @@ class UncertaintyAttribution:
 
     def _check(self, x: Tensor) -> Tensor:
         x = check_images(x, "x")
-        if getattr(self, "_taken_shape", None) != tuple(x.shape[1:]):
-            # once per image shape: one pass of one image, then the same pass again for
-            # the randomness check on the first call
-            check_posterior_takes(self.posterior, x[:1],
-                                  repeat=not getattr(self, "_checked_repeatable", False))
-            self._taken_shape, self._checked_repeatable = tuple(x.shape[1:]), True
+        taken = getattr(self, "_taken_shape", None)
+        if taken != tuple(x.shape[1:]):
+            # once per image shape: one pass of one image, then, on the method's first
+            # call only, the same pass again for the randomness check
+            check_posterior_takes(self.posterior, x[:1], repeat=taken is None)
+            self._taken_shape = tuple(x.shape[1:])
         return x
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:  # pragma: no cover

@@ -390,11 +390,11 @@ def check_arguments(args: argparse.Namespace) -> None:
                          f"{args.device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: torch sees no CUDA GPU on this machine")
+    command = BENCHMARKS.get(getattr(args, "benchmark", None))  # None: not uattr bench
     if getattr(args, "split", None) is not None and not getattr(args, "images", None):
         size = data.split_size(args.dataset, args.split, root=args.data_dir)
         where = f"the {size} {args.split} images of {args.dataset}"
         # a benchmark's --n may count something else, which its own check checks
-        command = BENCHMARKS.get(getattr(args, "benchmark", None))
         counted = [] if command and not command.n_counts_split_images else ["n"]
         for name in (*counted, "n_detection", "n_faithfulness", "n_blur_test",
                      "n_explanation", "most_uncertain"):
@@ -407,7 +407,6 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--indices must lie in [0, {size - 1}] ({where}), got {bad}")
         if getattr(args, "limit", None) is not None and args.limit > size:
             raise ValueError(f"--limit must be at most {size} ({where}), got {args.limit}")
-    command = BENCHMARKS.get(getattr(args, "benchmark", None))
     if command is not None and command.check is not None:
         command.check(args)
     names = getattr(args, "methods", None)

@@ -105,7 +105,7 @@ def check_explain(args: argparse.Namespace) -> None:
     row = registry_row(args.method)
     for flag, value in (("--segmenter", args.segmenter), ("--segments", args.segments)):
         if value is not None and not row.over_segments:
-            able = sorted(m for m in EXPLAIN_METHODS if registry_row(m).over_segments)
+            able = sorted(r.name for r in ROWS if r.over_segments and not r.oracle)
             raise ValueError(f"{flag}: method {args.method!r} does not work on segments; those "
                              f"that do: {able}")
     if args.segmenter is not None and args.segments is not None:

@@ -24,17 +24,20 @@ def check_positive(*, allow_zero: bool = False, **values: float) -> None:
 
 
 def check_real(name: str, value: object, *, above: float | None = None,
-               at_least: float | None = None, at_most: float | None = None) -> None:
+               at_least: float | None = None, at_most: float | None = None,
+               below: float | None = None) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real number (not a
-    bool) ``> above``, ``>= at_least`` and ``<= at_most`` (each bound when given): a
-    segmenter setting such as a compactness of 0 would otherwise end in a division by
-    zero inside scikit-image, or a NaN in one segment for the whole image."""
+    bool) ``> above``, ``>= at_least``, ``<= at_most`` and ``< below`` (each bound when
+    given): a segmenter setting such as a compactness of 0 would otherwise end in a
+    division by zero inside scikit-image, or a NaN in one segment for the whole image."""
     bounds = [f"> {above}" if above is not None else None,
               f">= {at_least}" if at_least is not None else None,
-              f"<= {at_most}" if at_most is not None else None]
+              f"<= {at_most}" if at_most is not None else None,
+              f"< {below}" if below is not None else None]
     wanted = " and ".join(b for b in bounds if b) or "finite"
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
             or (above is not None and not value > above) \
             or (at_least is not None and not value >= at_least) \
-            or (at_most is not None and not value <= at_most):
+            or (at_most is not None and not value <= at_most) \
+            or (below is not None and not value < below):
         raise ValueError(f"{name} must be a finite number {wanted}, got {value!r}")

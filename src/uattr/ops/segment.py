@@ -362,9 +362,7 @@ class CorruptionSegmenter:
                  relative: float = 0.3) -> None:
         _check_count(n_segments)
         check_real("compactness", compactness, above=0)
-        check_real("relative", relative, above=0, at_most=1)
-        if relative == 1:
-            raise ValueError("relative must be in (0, 1), got 1")
+        check_real("relative", relative, above=0, below=1)
         self.net = net.eval()
         self.n_segments = n_segments
         self.compactness = compactness
