@@ -193,6 +193,8 @@ def _no_work(*args, **kwargs):
     (["bench", "sensitivity", "--tau", "0"], "argument --tau: must lie in (0, inf)"),
     (["bench", "detection", "--lam", "-1"], "argument --lam: must lie in [0, inf)"),
     (["bench", "detection", "--sigma-init", "nan"], "argument --sigma-init: must lie in"),
+    (["bench", "convergence", "--max-steps", "0"],
+     "argument --max-steps: must be a positive integer"),
     (["train", "--posterior", "dropconnect", "--dropconnect-p", "1.5"],
      "argument --dropconnect-p: must lie in [0, 1)"),
     (["train", "--members", "zero"], "argument --members: must be a positive integer"),
@@ -294,7 +296,8 @@ def test_bench_segmenters_shares_the_detection_cells_and_scores_each_segmenter(c
 
 def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, capsys):
     out = tmp_path / "studies"
-    common = [*COMMON, "--cache-dir", cache, "--n", "3", "--n-segments", "6", "--out", str(out)]
+    common = [*COMMON, "--cache-dir", cache, "--n", "3", "--n-segments", "6", "--out", str(out),
+              "--max-steps", "100"]
     assert main(["bench", "detection", *common, "--methods", "optimization (slic)"]) == 0
     assert main(["bench", "faithfulness", *common, "--methods", "optimization (pixels)"]) == 0
     capsys.readouterr()
@@ -331,7 +334,9 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     assert convergence[("slic", "full method")]["IoU"] == full["IoU"]
     assert convergence[("slic", "without Gumbel")]["IoU"] == \
         ablation["Eq. (3) + segments + LP"]["IoU"]
-    assert all(20 <= row["mean steps"] <= 500 for row in convergence.values())
+    # --max-steps reaches every optimisation of the studies: none runs past it
+    assert all(20 <= row["mean steps"] <= 100 for row in convergence.values())
+    assert max(row["mean steps"] for row in convergence.values()) == 100
     assert (out / "optimization_steps.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["bench", "sensitivity", *common]) == 0  # resumed: nothing recomputed
     assert "attributing" not in capsys.readouterr().err

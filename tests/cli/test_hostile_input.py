@@ -16,7 +16,7 @@ from uattr.cli import _run_settings as run_settings
 from uattr.cli import build_parser, main
 from uattr.cli.attribute import _NOT_RECORDED as ATTRIBUTE_NOT_RECORDED
 from uattr.cli.explain import _explain_settings as explain_settings
-from uattr.cli.preflight import folder_settings, write_folder_settings
+from uattr.cli.preflight import check_folder_settings, folder_settings, write_folder_settings
 
 D = ["--dataset", "digits"]  # 360 test images of 8×8
 N5 = [*D, "--n", "5"]  # the benchmarks' default, 500, is more than the digits have
@@ -319,3 +319,17 @@ def test_a_model_that_returns_logits_that_sum_to_one_is_taken_with_trust_output(
         check_model(posterior, (1, 8, 8))
     assert check_model(posterior, (1, 8, 8), trust_output=True) == 2
     assert torch.is_tensor(posterior(torch.zeros(1, 1, 8, 8)))
+
+
+def test_a_folder_recorded_before_an_option_existed_still_resumes(tmp_path):
+    """--max-steps came after folders were recorded: at its default it is not in the
+    record, so an older folder resumes; another value is refused."""
+    argv = ["explain", "--dataset", "digits", "--indices", "0"]
+    older = explain_settings(build_parser().parse_args(argv))
+    assert "max_steps" not in older
+    write_folder_settings(tmp_path, older)
+    check_folder_settings(tmp_path, explain_settings(build_parser().parse_args(argv)), "--out",
+                          remedy="choose another --out")
+    fewer = explain_settings(build_parser().parse_args([*argv, "--max-steps", "100"]))
+    with pytest.raises(ValueError, match="--max-steps None there, 100 now"):
+        check_folder_settings(tmp_path, fewer, "--out", remedy="choose another --out")

@@ -85,6 +85,10 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                         help="Gumbel temperature τ")
     parser.add_argument("--sigma-init", type=positive, default=DEFAULT.method.sigma_init,
                         help="initial blur width as a fraction of the image side")
+    parser.add_argument("--max-steps", type=positive_int, default=DEFAULT.method.max_steps,
+                        help="the optimization-based method's most Adam steps per image "
+                             f"(default {DEFAULT.method.max_steps}, the paper's); an image "
+                             "stops earlier when its stopping rule fires")
     parser.add_argument("--n-segments", type=positive_int, default=DEFAULT.method.n_segments,
                         help="slic segments per image")
     parser.add_argument("--compactness", type=positive, default=DEFAULT.method.compactness,

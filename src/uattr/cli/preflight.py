@@ -67,9 +67,16 @@ def check_output_folder(path: str | os.PathLike, flag: str) -> None:
                          f"({error.strerror or error})") from None
 
 
+#: options added after folders were first recorded, with their defaults: at its default such
+#: an option is left out of the record, so that a folder recorded before it still resumes
+ADDED_LATER = {"max_steps": Settings().method.max_steps}
+
+
 def folder_settings(args: argparse.Namespace, left_out: Iterable[str]) -> dict:
-    """The arguments that decide what a folder holds: every one but ``left_out``."""
+    """The arguments that decide what a folder holds: every one but ``left_out`` (and an
+    option of :data:`ADDED_LATER` at its default)."""
     skip = {"func", "_parser", *left_out}
+    skip |= {k for k, default in ADDED_LATER.items() if getattr(args, k, None) == default}
     return {"command": args.command,
             **({"benchmark": args.benchmark} if getattr(args, "benchmark", None) else {}),
             **{k: v for k, v in sorted(vars(args).items())
