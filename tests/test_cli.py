@@ -1,6 +1,8 @@
 """The command line end to end on scikit-learn's 8×8 digits (seconds, not minutes)."""
 
 import json
+import shlex
+import sys
 
 import numpy as np
 import pytest
@@ -56,7 +58,7 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     out = tmp_path / "run"
     args = ["run", *COMMON, "--cache-dir", cache, "--n-detection", "12",
             "--n-faithfulness", "4", "--n-blur-test", "4", "--out", str(out),
-            "--n-segments", "6"]
+            "--n-segments", "6", "--max-steps", "100"]
     assert main(args) == 0
     first = capsys.readouterr()
     rows = json.loads((out / "detection.json").read_text())
@@ -239,14 +241,21 @@ def test_a_damaged_cached_member_is_named_and_trained_again(tmp_path, capsys):
     assert second.out == first.out  # member 2 trained again from its seed: same accuracy
 
 
-def test_bench_detection_runs_the_chosen_methods_and_reuses_run_cells(cache, tmp_path, capsys):
+def test_bench_detection_runs_the_chosen_methods_and_reuses_run_cells(cache, tmp_path, capsys,
+                                                                     monkeypatch):
     out = tmp_path / "bench"
     common = [*COMMON, "--cache-dir", cache, "--n", "10", "--out", str(out)]
     assert main(["bench", "detection", *common, "--n-segments", "6", "--methods", "grad"]) == 0
     capsys.readouterr()
     methods = ["grad", "occlusion", "ua-backprop", "kernelshap-fixed (slic)"]
-    assert main(["bench", "detection", *common, "--n-segments", "6", "--methods", *methods]) == 0
+    argv = ["bench", "detection", *common, "--n-segments", "6", "--methods", *methods]
+    monkeypatch.setattr(sys, "argv", ["pytest", "tests"])  # not the command main runs
+    assert main(argv) == 0
     err = capsys.readouterr().err
+    # the record names the command main ran, quoted for a shell, however it was called
+    record = json.loads((out / "run-detection.json").read_text())
+    assert record["command"] == shlex.join(["uattr", *argv])
+    assert "'kernelshap-fixed (slic)'" in record["command"]
     assert "grad: loaded from" in err  # computed by the first command into the same folder
     rows = json.loads((out / "detection.json").read_text())
     assert [r["method"] for r in rows] == methods

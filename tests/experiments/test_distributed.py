@@ -94,7 +94,8 @@ def test_a_benchmarks_cells_on_ray_make_the_one_process_table(settings, local_ra
     from uattr.cli import main
 
     common = ["bench", *benchmark, "--dataset", "digits", "--members", "2", "--epochs", "8",
-              "--cache-dir", settings.posterior.cache_dir, "--n", "4"]
+              "--cache-dir", settings.posterior.cache_dir, "--n", "4",
+              "--max-steps", "100"]  # the plumbing is under test, not the optimum
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray task: the same float sums
     try:

@@ -31,6 +31,7 @@ from ..experiments.job import (
     command_line,
     load_vae,
     open_job,
+    running_command,
     write_report,
 )
 from ..experiments.registry import DETECTION_ROWS, ORACLE
@@ -426,10 +427,12 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parser.parse_args(argv)
         check_arguments(args)
-        return args.func(args)
+        with running_command(argv):  # what the records name, however main was called
+            return args.func(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"uattr: error: {one_line(error)}", file=sys.stderr)
         return 2

@@ -11,9 +11,11 @@ its tables, and returns a :class:`Section` of the run's ``report.md``
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,13 +40,30 @@ from .settings import Settings
 
 __all__ = ["POSTERIOR_KINDS", "Job", "PosteriorKind", "Section", "choose_methods",
            "command_line", "evaluated_images", "load_ensemble", "load_posterior",
-           "load_sampled", "load_vae", "log", "open_job", "print_table", "write_report"]
+           "load_sampled", "load_vae", "log", "open_job", "print_table", "running_command",
+           "write_report"]
+
+
+_running: list[str] | None = None  # the arguments of the command running in this process
+
+
+@contextmanager
+def running_command(argv: Sequence[str]) -> Iterator[None]:
+    """Within it, :func:`command_line` is ``uattr`` and ``argv``: the command that
+    :func:`uattr.cli.main` runs, also when it is called from Python or from
+    ``uattr reproduce`` rather than from the shell."""
+    global _running
+    previous, _running = _running, list(argv)
+    try:
+        yield
+    finally:
+        _running = previous
 
 
 def command_line() -> str:
-    """The command as a user types it: ``uattr`` and its arguments, however Python was
-    started."""
-    return " ".join(["uattr", *sys.argv[1:]])
+    """The command as a user types it (quoted for a shell): ``uattr`` and its arguments,
+    however Python was started."""
+    return shlex.join(["uattr", *(sys.argv[1:] if _running is None else _running)])
 
 
 def log(message: str) -> None:
