@@ -62,6 +62,9 @@ def test_paired_differences_are_hand_computed_means_and_paired_standard_errors()
     assert rows[("a", "b")]["in s.e."] == pytest.approx(3.5)
     assert rows[("b", "a")]["in s.e."] == pytest.approx(-3.5)
     assert rows[("a", "c")]["its s.e."] == 0 and rows[("a", "c")]["in s.e."] is None
+    # another column names its difference
+    murr = paired_differences(table, "MURR 2%")
+    assert murr[0]["MURR 2% difference"] == paired_differences(table)[0]["IoU difference"]
 
 
 PAIRS = sorted((Path(__file__).resolve().parents[2] / "docs/results").rglob("*_pairs.json"))
@@ -74,12 +77,19 @@ def test_a_committed_pairs_table_follows_from_the_per_image_values_beside_it(pat
     from uattr.experiments.spread import paired_differences
 
     stem = path.name[: -len("_pairs.json")]
-    expected = paired_differences(read_per_image(path.parent, stem))
+    if stem == "blur_test":  # one block of pairs per column: MURR and AUC-URR at 2% / 5%
+        values = json.loads((path.parent / "blur_test_per_image.json").read_text())["values"]
+        columns = list(next(iter(values.values())))
+        expected = [pair for column in columns for pair in paired_differences(
+            {row: np.array(v[column]) for row, v in values.items()}, column)]
+    else:
+        expected = paired_differences(read_per_image(path.parent, stem))
     stored = json.loads(path.read_text())
     assert [(r["method"], r["against"]) for r in stored] == \
         [(r["method"], r["against"]) for r in expected]
     for old, new in zip(stored, expected, strict=True):
-        for key in ("IoU difference", "its s.e.", "in s.e."):
+        difference = next(key for key in new if key.endswith(" difference"))
+        for key in (difference, "its s.e.", "in s.e."):
             assert (old[key] is None) == (new[key] is None)
             if new[key] is not None:
                 assert old[key] == pytest.approx(new[key], rel=1e-12, abs=1e-12)

@@ -39,11 +39,12 @@ def _se(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
-def paired_differences(table: dict[str, np.ndarray]) -> list[dict]:
-    """Every ordered pair of rows of one table (``{row: IoU [N]}``, the same N images):
-    the mean of ``IoU[row] − IoU[against]`` over the images, its standard error (paired:
-    std of the per-image differences / √N, ddof = 1), and the difference in those
-    standard errors. What a sentence "A leads B by d (k s.e.)" is checked against."""
+def paired_differences(table: dict[str, np.ndarray], column: str = "IoU") -> list[dict]:
+    """Every ordered pair of rows of one table (``{row: value [N]}``, the same N images, the
+    values of ``column``): the mean of ``value[row] − value[against]`` over the images, its
+    standard error (paired: std of the per-image differences / √N, ddof = 1), and the
+    difference in those standard errors. What a sentence "A leads B by d (k s.e.)" is
+    checked against."""
     out = []
     for row, values in table.items():
         for against, other in table.items():
@@ -52,7 +53,7 @@ def paired_differences(table: dict[str, np.ndarray]) -> list[dict]:
             difference = values - other  # [N]
             se = _se(difference)
             mean = float(difference.mean())
-            out.append({"method": row, "against": against, "IoU difference": mean,
+            out.append({"method": row, "against": against, f"{column} difference": mean,
                         "its s.e.": se, "in s.e.": mean / se if se > 0 else None})
     return out
 

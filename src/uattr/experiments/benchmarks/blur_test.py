@@ -38,6 +38,7 @@ from ..common import (
 from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
 from ..registry import PIXEL_METHODS, pixel_methods
 from ..runs import RunFolder
+from ..spread import paired_differences
 from .paper_numbers import BLUR_TEST_MNIST, beside
 
 __all__ = ["BLUR_TEST_BUDGETS", "COMMAND", "benchmark", "run_blur_test"]
@@ -107,16 +108,23 @@ def run_blur_test(
 
 def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, kind: str,
                     per_image: dict[str, dict], names: list[str]) -> None:
-    """``blur_test_per_image.json`` (every row's MURR and AUC-URR of every image) and
-    ``blur_test_slice.npz`` (the images :func:`~.common.slice_size` keeps and every row's values
-    on them), when every row has its per-image values."""
+    """``blur_test_per_image.json`` (every row's MURR and AUC-URR of every image),
+    ``blur_test_pairs.json`` (every pair of rows' paired difference in each column,
+    :func:`~uattr.experiments.spread.paired_differences`: the table reports medians, a
+    lead is judged on the images' paired differences) and ``blur_test_slice.npz`` (the
+    images :func:`~.common.slice_size` keeps and every row's values on them), when every
+    row has its per-image values."""
     if set(per_image) != set(names):
         log("blur test: cells stored before per-image values were kept; no slice written")
         return
     out.write_json("blur_test_per_image.json", {"indices": indices.tolist(), "kind": kind,
                                                 "values": per_image})
-    k = slice_size(len(images))
     columns = list(per_image[names[0]])
+    out.write_json("blur_test_pairs.json", [
+        pair for column in columns for pair in paired_differences(
+            {name: np.asarray(per_image[name][column], dtype=np.float64) for name in names},
+            column)])
+    k = slice_size(len(images))
     arrays = {"complete": np.array(k == len(images)), "draws_per_image": np.array(True),
               "images": images[:k].numpy(), "indices": indices[:k].numpy(),
               "rows": np.array(names), "columns": np.array(columns), "kind": np.array(kind)}
