@@ -77,11 +77,13 @@ def test_a_committed_pairs_table_follows_from_the_per_image_values_beside_it(pat
     from uattr.experiments.spread import paired_differences
 
     stem = path.name[: -len("_pairs.json")]
-    if stem == "blur_test":  # one block of pairs per column: MURR and AUC-URR at 2% / 5%
-        values = json.loads((path.parent / "blur_test_per_image.json").read_text())["values"]
+    if stem in ("blur_test", "faithfulness"):  # one block of pairs per column
+        stored = json.loads((path.parent / f"{stem}_per_image.json").read_text())
+        values, prefix = (stored["values"], "") if stem == "blur_test" else \
+            (stored["URR"], "URR ")
         columns = list(next(iter(values.values())))
         expected = [pair for column in columns for pair in paired_differences(
-            {row: np.array(v[column]) for row, v in values.items()}, column)]
+            {row: np.array(v[column]) for row, v in values.items()}, prefix + column)]
     else:
         expected = paired_differences(read_per_image(path.parent, stem))
     stored = json.loads(path.read_text())

@@ -39,6 +39,7 @@ from ..common import (
 from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
 from ..registry import PIXEL_METHODS, family_means, pixel_methods
 from ..runs import RunFolder
+from ..spread import paired_differences
 from .paper_numbers import FAITHFULNESS_C10, beside
 
 __all__ = [
@@ -227,14 +228,21 @@ def run_for_job(job: Job, images: Tensor, indices: Tensor, specs: list[MethodSpe
 
 def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, u: Tensor,
                     maps: dict[str, Tensor], per_image: dict[str, dict]) -> None:
-    """``faithfulness_per_image.json`` (every row's URR of every image in every column)
-    and ``faithfulness_slice.npz`` (the images :func:`~.common.slice_size` keeps, U, and every
-    row's maps and URRs on them), when every row has its per-image values."""
+    """``faithfulness_per_image.json`` (every row's URR of every image in every column),
+    ``faithfulness_pairs.json`` (every pair of rows' paired difference in each column,
+    :func:`~uattr.experiments.spread.paired_differences`) and ``faithfulness_slice.npz``
+    (the images :func:`~.common.slice_size` keeps, U, and every row's maps and URRs on
+    them), when every row has its per-image values."""
     if set(per_image) != set(maps):
         log("faithfulness: cells stored before per-image values were kept; no slice written")
         return
     out.write_json("faithfulness_per_image.json",
                    {"indices": indices.tolist(), "URR": per_image})
+    names = list(per_image)
+    out.write_json("faithfulness_pairs.json", [
+        pair for column in per_image[names[0]] for pair in paired_differences(
+            {name: np.asarray(per_image[name][column], dtype=np.float64) for name in names},
+            f"URR {column}")])
     k = slice_size(len(images))
     arrays = {"complete": np.array(k == len(images)), "draws_per_image": np.array(True),
               "images": images[:k].numpy(), "indices": indices[:k].numpy(),
