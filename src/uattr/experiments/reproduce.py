@@ -404,7 +404,7 @@ def _recompute_blur_test(stored, settings, posterior, rows: list[str] | None,
     explained = dataclasses.replace(settings.method, uncertainty=kind)
     specs = pixel_methods(posterior, explained, vae)
     chosen = _keep(chosen, specs, stored, skipped)
-    if not bool(stored["complete"]):
+    if not ("complete" in stored and bool(stored["complete"])):
         iterated = [name for name in chosen if _tolerance(specs[name]) == ITERATED_RTOL]
         chosen = [name for name in chosen if name not in iterated]
         if skipped is not None:
