@@ -1,6 +1,7 @@
 """The shipped weights: intact, loadable without pickle, and loaded instead of trained."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +28,8 @@ def test_every_shipped_file_matches_its_hash_and_loads_without_pickle():
             assert dtypes == {weights.DTYPES[entry["dtype"]]}, (path, dtypes)
             total += path.stat().st_size
     assert total < BUDGET_BYTES
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert f"{total / 1e6:.0f} MB in all" in readme  # the size the README states
 
 
 def test_every_shipped_folder_is_in_the_manifest():
