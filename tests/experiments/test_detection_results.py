@@ -98,7 +98,6 @@ ENSEMBLES = [TABLE, RESULTS / "mnist-test-n500-ensemble1-seed0",
              RESULTS / "mnist-test-n500-ensemble2-seed0"]
 
 
-@pytest.mark.skipif(not (SPREAD / "spread.json").exists(), reason="no spread committed")
 def test_the_spread_sentences_are_those_of_the_three_ensembles_files():
     from uattr.experiments.spread import detection_spread, paired_differences, read_per_image
 

@@ -50,7 +50,7 @@ def test_one_table_is_refused_and_per_image_files_are_read(tmp_path):
 
 
 def test_paired_differences_are_hand_computed_means_and_paired_standard_errors():
-    from uattr.experiments.spread import paired_differences
+    from uattr.experiments.spread import paired_differences, paired_differences_by_column
 
     table = {"a": np.array([0.5, 0.7, 0.9]), "b": np.array([0.4, 0.4, 0.6]),
              "c": np.array([0.5, 0.7, 0.9])}
@@ -65,6 +65,12 @@ def test_paired_differences_are_hand_computed_means_and_paired_standard_errors()
     # another column names its difference
     murr = paired_differences(table, "MURR 2%")
     assert murr[0]["MURR 2% difference"] == paired_differences(table)[0]["IoU difference"]
+    # a table stored per image and column: one block per column, in the columns' order
+    by_column = paired_differences_by_column(
+        {row: {"x": list(v), "y": list(2 * v)} for row, v in table.items()}, "URR ")
+    assert [next(k for k in p if k.endswith("difference")) for p in by_column] == \
+        ["URR x difference"] * 6 + ["URR y difference"] * 6
+    assert by_column[6]["URR y difference"] == pytest.approx(2 * 7 / 30)  # a − b, doubled
 
 
 PAIRS = sorted((Path(__file__).resolve().parents[2] / "docs/results").rglob("*_pairs.json"))
@@ -74,16 +80,13 @@ PAIRS = sorted((Path(__file__).resolve().parents[2] / "docs/results").rglob("*_p
 def test_a_committed_pairs_table_follows_from_the_per_image_values_beside_it(path):
     """The paired differences the pages quote are what paired_differences gives on the
     committed per-image IoU (float64 sums of at most 500 values: 1e-12 is ample)."""
-    from uattr.experiments.spread import paired_differences
+    from uattr.experiments.spread import paired_differences, paired_differences_by_column
 
     stem = path.name[: -len("_pairs.json")]
     if stem in ("blur_test", "faithfulness"):  # one block of pairs per column
         stored = json.loads((path.parent / f"{stem}_per_image.json").read_text())
-        values, prefix = (stored["values"], "") if stem == "blur_test" else \
-            (stored["URR"], "URR ")
-        columns = list(next(iter(values.values())))
-        expected = [pair for column in columns for pair in paired_differences(
-            {row: np.array(v[column]) for row, v in values.items()}, prefix + column)]
+        expected = paired_differences_by_column(stored["values"]) if stem == "blur_test" \
+            else paired_differences_by_column(stored["URR"], "URR ")
     else:
         expected = paired_differences(read_per_image(path.parent, stem))
     stored = json.loads(path.read_text())

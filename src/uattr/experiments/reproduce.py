@@ -152,9 +152,9 @@ class Mismatch:
 
 
 def _record(folder: Path, stem: str) -> dict:
-    """The run record beside a table: ``run-<benchmark>.json`` (``blur_test`` is the table
-    of ``blur-test``) or the main job's ``run.json``."""
-    for name in (f"run-{stem}.json", f"run-{stem.replace('_', '-')}.json", "run.json"):
+    """The run record beside a table: ``run-<benchmark>.json`` (the table ``blur_test`` is
+    the benchmark ``blur-test``'s) or the main job's ``run.json``."""
+    for name in (f"run-{stem.replace('_', '-')}.json", "run.json"):
         if (folder / name).is_file():
             return json.loads((folder / name).read_text())
     raise FileNotFoundError(f"{folder} has no run record for {stem}")
@@ -250,9 +250,19 @@ def _value_mismatches(name: str, old: np.ndarray, new: dict[str, list[float]],
             if abs(a - b) > URR_ATOL]
 
 
+def _iterated(spec) -> bool:
+    """Whether a row's map is an optimiser's (its rounding compounds over the steps)."""
+    return hasattr(spec.method, "max_steps")
+
+
 def _tolerance(spec) -> float:
     """The relative tolerance of a row's map: :data:`ITERATED_RTOL` for an optimiser's."""
-    return ITERATED_RTOL if hasattr(spec.method, "max_steps") else MAP_RTOL
+    return ITERATED_RTOL if _iterated(spec) else MAP_RTOL
+
+
+def _complete(stored) -> bool:
+    """Whether a slice holds every image of its table (older slices do not say: no)."""
+    return "complete" in stored and bool(stored["complete"])
 
 
 def _random(spec) -> bool:
@@ -269,7 +279,7 @@ def _keep(names: list[str], specs: dict, stored, skipped: list[str] | None) -> l
     an older table whose random rows drew from one generator per batch, those without
     random draws, and the others go to ``skipped``."""
     per_image = "draws_per_image" in stored and bool(stored["draws_per_image"])
-    if per_image or ("complete" in stored and bool(stored["complete"])):
+    if per_image or _complete(stored):
         return names
     kept = [name for name in names if not _random(specs[name])]
     if skipped is not None:
@@ -404,8 +414,8 @@ def _recompute_blur_test(stored, settings, posterior, rows: list[str] | None,
     explained = dataclasses.replace(settings.method, uncertainty=kind)
     specs = pixel_methods(posterior, explained, vae)
     chosen = _keep(chosen, specs, stored, skipped)
-    if not ("complete" in stored and bool(stored["complete"])):
-        iterated = [name for name in chosen if _tolerance(specs[name]) == ITERATED_RTOL]
+    if not _complete(stored):
+        iterated = [name for name in chosen if _iterated(specs[name])]
         chosen = [name for name in chosen if name not in iterated]
         if skipped is not None:
             skipped.extend(iterated)

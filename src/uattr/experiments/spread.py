@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ORACLE", "detection_spread", "paired_differences", "read_per_image"]
+__all__ = ["ORACLE", "detection_spread", "paired_differences", "paired_differences_by_column",
+           "read_per_image"]
 
 ORACLE = "oracle:"
 
@@ -56,6 +57,17 @@ def paired_differences(table: dict[str, np.ndarray], column: str = "IoU") -> lis
             out.append({"method": row, "against": against, f"{column} difference": mean,
                         "its s.e.": se, "in s.e.": mean / se if se > 0 else None})
     return out
+
+
+def paired_differences_by_column(values: dict[str, dict[str, Sequence[float]]],
+                                 prefix: str = "") -> list[dict]:
+    """:func:`paired_differences` of every column of a table stored per image as
+    ``{row: {column: [N]}}`` (the blurring test's and faithfulness's), one block of pairs
+    per column in the first row's column order, each named ``prefix + column``."""
+    columns = list(next(iter(values.values())))
+    return [pair for column in columns for pair in paired_differences(
+        {row: np.asarray(v[column], dtype=np.float64) for row, v in values.items()},
+        prefix + column)]
 
 
 def detection_spread(tables: Sequence[dict[str, np.ndarray]]) -> list[dict]:

@@ -38,7 +38,7 @@ from ..common import (
 from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
 from ..registry import PIXEL_METHODS, pixel_methods
 from ..runs import RunFolder
-from ..spread import paired_differences
+from ..spread import paired_differences_by_column
 from .paper_numbers import BLUR_TEST_MNIST, beside
 
 __all__ = ["BLUR_TEST_BUDGETS", "COMMAND", "benchmark", "run_blur_test"]
@@ -120,10 +120,8 @@ def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, kind: str,
     out.write_json("blur_test_per_image.json", {"indices": indices.tolist(), "kind": kind,
                                                 "values": per_image})
     columns = list(per_image[names[0]])
-    out.write_json("blur_test_pairs.json", [
-        pair for column in columns for pair in paired_differences(
-            {name: np.asarray(per_image[name][column], dtype=np.float64) for name in names},
-            column)])
+    out.write_json("blur_test_pairs.json",
+                   paired_differences_by_column({name: per_image[name] for name in names}))
     k = slice_size(len(images))
     arrays = {"complete": np.array(k == len(images)), "draws_per_image": np.array(True),
               "images": images[:k].numpy(), "indices": indices[:k].numpy(),

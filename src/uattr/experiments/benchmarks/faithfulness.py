@@ -39,7 +39,7 @@ from ..common import (
 from ..job import Job, Section, choose_methods, evaluated_images, log, print_table
 from ..registry import PIXEL_METHODS, family_means, pixel_methods
 from ..runs import RunFolder
-from ..spread import paired_differences
+from ..spread import paired_differences_by_column
 from .paper_numbers import FAITHFULNESS_C10, beside
 
 __all__ = [
@@ -238,11 +238,7 @@ def write_per_image(out: RunFolder, images: Tensor, indices: Tensor, u: Tensor,
         return
     out.write_json("faithfulness_per_image.json",
                    {"indices": indices.tolist(), "URR": per_image})
-    names = list(per_image)
-    out.write_json("faithfulness_pairs.json", [
-        pair for column in per_image[names[0]] for pair in paired_differences(
-            {name: np.asarray(per_image[name][column], dtype=np.float64) for name in names},
-            f"URR {column}")])
+    out.write_json("faithfulness_pairs.json", paired_differences_by_column(per_image, "URR "))
     k = slice_size(len(images))
     arrays = {"complete": np.array(k == len(images)), "draws_per_image": np.array(True),
               "images": images[:k].numpy(), "indices": indices[:k].numpy(),
