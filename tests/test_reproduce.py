@@ -26,7 +26,6 @@ NOT_YET_REMEASURED = {
     "attribute-mnist-test-optimization-slic/run-attribute.json",
     "fashion-mnist-test-n500-seed0/run-segmenters.json",
     "mnist-test-mitigation/run-mitigation.json",
-    "mnist-test-n500-mc-dropout-cuda-seed0/run-detection.json",
     "mnist-test-n500-seed0/run-ablation.json",
     "mnist-test-n500-seed0/run-convergence.json",
     "mnist-test-n500-seed0/run-faithfulness.json",

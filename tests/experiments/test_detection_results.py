@@ -69,15 +69,61 @@ def test_the_stated_leaders_and_their_leads_are_those_of_the_file(rows):
             f"({behind / pixels['its s.e.']:.1f})") in readme
 
 
-def test_the_stated_rank_correlations_with_other_tables_are_those_of_the_files(rows):
+MC_DROPOUT = RESULTS / "mnist-test-n500-mc-dropout-cuda-seed0"
+
+
+def test_the_mc_dropout_sentences_are_those_of_its_files(rows):
     page = _text(ROOT / "docs" / "reproduction.md")
-    mc = _rows(RESULTS / "mnist-test-n500-mc-dropout-cuda-seed0" / "detection.json")
+    mc = _rows(MC_DROPOUT / "detection.json")
+    per = json.loads((MC_DROPOUT / "detection_per_image.json").read_text())["IoU"]
+
+    def paired(a: str, b: str) -> tuple[float, float]:
+        difference = np.array(per[a]) - np.array(per[b])
+        return difference.mean(), difference.std(ddof=1) / len(difference) ** 0.5
+
     common = sorted(m for m in set(mc) & set(rows) if not m.startswith("oracle"))
     rho_iou = spearmanr([mc[m]["IoU"] for m in common], [rows[m]["IoU"] for m in common])
     rho_ada = spearmanr([mc[m]["ADA"] for m in common], [rows[m]["ADA"] for m in common])
     assert (f"Over the {len(common)} methods measured on both posteriors, the Spearman rank "
             f"correlation with the ensemble's table is {rho_iou.statistic:.2f} in IoU and "
             f"{rho_ada.statistic:.2f} in ADA") in page
+    ranked = sorted(common, key=lambda m: -mc[m]["IoU"])
+    assert ranked[:2] == ["clue", "optimization (slic)"]
+    assert ranked[-1] == "lime"
+    slic, pixels, ua = (mc[m]["IoU"] for m in ("optimization (slic)", "optimization (pixels)",
+                                                 "ua-backprop"))
+    # "above every baseline of papers/000": every row but CLUE, δ-CLUE and its own
+    baselines = [m for m in common if m not in ("clue", "delta-clue") and
+                 not m.startswith("optimization")]
+    assert max(mc[m]["IoU"] for m in baselines) == ua
+    lead, se = paired("optimization (slic)", "ua-backprop")
+    assert (f"({slic:.3f} against {ua:.3f} for UA-Backprop, {lead / se:.1f} paired standard "
+            "errors)") in page
+    lead, se = paired("optimization (pixels)", "ua-backprop")
+    assert lead / se < 2  # "within the noise"
+    assert (f"per pixel ({pixels:.3f}) it is {lead:.3f} above UA-Backprop, {lead / se:.1f} "
+            "paired standard errors: within the noise") in page
+    oracles = [mc[m]["IoU"] for m in mc if m.startswith("oracle")]
+    assert all(abs(iou - 0.8) < 0.05 for iou in oracles)  # "about 0.8"
+    from uattr.experiments.registry import FAMILIES
+
+    change = {m: mc[m]["IoU"] - rows[m]["IoU"] for m in common}
+    gradient = [m for m in common if m in FAMILIES["gradient"]]
+    others = [m for m in common
+              if m in (*FAMILIES["optimization"], *FAMILIES["perturbation"])]
+    losses = sorted(-change[m] for m in gradient)
+    assert losses[0] > 0 and max(gradient, key=lambda m: -change[m]) == "grad"
+    assert (f"The gradient methods lose {losses[0]:.3f}-{losses[-1]:.3f} IoU on MC-Dropout** "
+            "(Grad the most)") in page
+    assert (f"stay within {max(abs(change[m]) for m in others):.3f} of their values on the "
+            "ensemble") in page
+    over_slic, se_slic = paired("clue", "optimization (slic)")
+    over_delta, se_delta = paired("clue", "delta-clue")
+    assert over_slic / se_slic < 2  # "a tie"
+    assert (f"CLUE is first here** ({mc['clue']['IoU']:.3f} IoU), {over_slic:.3f} above the "
+            f"optimization-based method on slic segments ({over_slic / se_slic:.1f} paired "
+            f"standard errors: a tie) and {over_delta:.3f} above δ-CLUE "
+            f"({over_delta / se_delta:.1f})") in page
 
 
 def test_the_quickstarts_advice_is_that_of_the_file(rows):

@@ -39,7 +39,7 @@ from .runs import RunFolder, markdown_table
 from .settings import Settings
 
 __all__ = ["POSTERIOR_KINDS", "Job", "PosteriorKind", "Section", "choose_methods",
-           "command_line", "evaluated_images", "load_ensemble", "load_posterior",
+           "command_line", "evaluated_images", "full_float32", "load_ensemble", "load_posterior",
            "load_sampled", "load_vae", "log", "open_job", "print_table", "running_command",
            "write_report"]
 
@@ -243,10 +243,23 @@ def load_vae(settings: Settings, retrain: bool = False) -> tuple[VAE, dict]:
     return vae.to(settings.device), info
 
 
+def full_float32(device: str | torch.device) -> None:
+    """On a CUDA device, turn TensorFloat-32 off for convolutions and matrix products.
+
+    cuDNN's convolutions default to TF32, which keeps 10 bits of mantissa: a table made on
+    a GPU would then lie outside the float32 tolerances with which a CPU recomputes its
+    slice (:mod:`uattr.experiments.reproduce`). A CPU device leaves the flags alone.
+    """
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def open_job(settings: Settings, folder: str | Path) -> Job:
     """Load (or train) the settings' posterior and open the run folder ``folder``."""
     start = time.perf_counter()
     torch.manual_seed(settings.method.seed)
+    full_float32(settings.device)
     posterior, info = load_posterior(settings)
     return Job(settings, posterior, info, RunFolder(folder), start)
 

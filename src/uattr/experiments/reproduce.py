@@ -112,7 +112,7 @@ TABLES: tuple[Table, ...] = (
           "the corruption detectors as segmenters on Fashion-MNIST"),
     Table("mnist-test-n500-mc-dropout-cuda-seed0",
           ("uattr bench detection --posterior mc-dropout --n 500 --device cuda",), 190,
-          "detection at N = 500 on MC-Dropout (made on one GPU in 6 min; without --device "
+          "detection at N = 500 on MC-Dropout (made on one GPU in 4 min; without --device "
           "cuda it runs on the CPU)"),
     Table("mnist-test-n100-seed0", ("uattr bench explanation-uncertainty --n 100",), 15,
           "explanation uncertainty of every posterior (papers/004)"),
@@ -288,10 +288,12 @@ def _keep(names: list[str], specs: dict, stored, skipped: list[str] | None) -> l
 
 
 def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None, *,
-                    batch_size: int = 100, skipped: list[str] | None = None
-                    ) -> list[Mismatch]:
+                    batch_size: int = 100, skipped: list[str] | None = None,
+                    device: str = "cpu") -> list[Mismatch]:
     """Recompute the slice ``<stem>_slice.npz`` of a table folder (the ``rows`` of it,
-    default all) from the posterior its record names, and return what differs.
+    default all) from the posterior its record names, on ``device`` whatever device the
+    table was made on (a GPU computes a table in full float32, see
+    :func:`~uattr.experiments.job.full_float32`), and return what differs.
 
     A slice holds a table's first images (every image of a small one). A random row draws
     from one generator per image, seeded by its position, so its maps follow from the
@@ -313,7 +315,7 @@ def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None
 
     folder = Path(folder)
     stored = np.load(folder / f"{stem}_slice.npz", allow_pickle=False)
-    record = _record(folder, stem)
+    record = {**_record(folder, stem), "device": device}
     settings = _settings(record)
     posterior, info = load_posterior(settings)
     if stem == "faithfulness":
