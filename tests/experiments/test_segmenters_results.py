@@ -1,0 +1,107 @@
+"""The sentences of docs/reproduction.md and the README about the corruption detectors as
+segmenters are those of their files: every figure, gain and its paired standard errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT / "docs" / "results" / "mnist-test-n500-segmenters-cuda-seed0"
+PASTE, RETOUCH = "paste-detector", "retouch-detector"
+
+
+def _text(path: Path) -> str:
+    return " ".join(path.read_text().split())
+
+
+class Stem:
+    """One table of the folder (``segmenters`` or ``segmenters-patch-rotate``)."""
+
+    def __init__(self, stem: str) -> None:
+        self.rows = {row["method"]: row
+                     for row in json.loads((TABLE / f"{stem}.json").read_text())}
+        self.per = json.loads((TABLE / f"{stem}_per_image.json").read_text())["IoU"]
+
+    def iou(self, method: str) -> float:
+        return self.rows[method]["IoU"]
+
+    def paired(self, a: str, b: str) -> tuple[float, float]:
+        """``a`` − ``b`` over the same images, and that difference in paired s.e."""
+        difference = np.array(self.per[a]) - np.array(self.per[b])
+        return difference.mean(), difference.mean() / (difference.std(ddof=1)
+                                                       / len(difference) ** 0.5)
+
+
+@pytest.fixture(scope="module")
+def swap() -> Stem:
+    return Stem("segmenters")
+
+
+@pytest.fixture(scope="module")
+def rotate() -> Stem:
+    return Stem("segmenters-patch-rotate")
+
+
+def _opt(segmenter: str) -> str:
+    return f"optimization ({segmenter})"
+
+
+def _own(detector: str) -> str:
+    return f"detector only ({detector})"
+
+
+def test_the_patch_swap_sentences_are_those_of_the_file(swap):
+    page = _text(ROOT / "docs" / "reproduction.md")
+    gain, gain_se = swap.paired(_opt(PASTE), _opt("slic"))
+    ks_gain, ks_se = swap.paired(f"kernelshap-fixed ({PASTE})", "kernelshap-fixed (slic)")
+    assert (f"paste-detector's segments the method reaches {swap.iou(_opt(PASTE)):.3f} IoU / "
+            f"{swap.rows[_opt(PASTE)]['ADA']:.3f} ADA, {gain:.3f} above slic "
+            f"({gain_se:.1f} paired standard errors), and fixed-mask KernelSHAP "
+            f"{swap.iou(f'kernelshap-fixed ({PASTE})'):.3f} ({ks_gain:.3f} above slic, "
+            f"{ks_se:.1f})") in page
+    loss, loss_se = swap.paired(_opt(RETOUCH), _opt("slic"))
+    assert loss < 0 and abs(loss_se) < 2  # "below slic ... no gain"
+    assert (f"the method scores {swap.iou(_opt(RETOUCH)):.3f}, {-loss:.3f} below slic "
+            f"({-loss_se:.1f} paired standard errors: no gain)") in page
+    own, own_se = swap.paired(_own(PASTE), _opt(PASTE))
+    assert (f"own map scores {swap.iou(_own(PASTE)):.3f} IoU / "
+            f"{swap.rows[_own(PASTE)]['ADA']:.3f} ADA, {own:.3f} above the method on its "
+            f"segments ({own_se:.1f} paired standard errors)") in page
+    # "above every uncertainty attribution of the detection table"
+    detection = json.loads((ROOT / "docs/results/mnist-test-n500-seed0/detection.json")
+                           .read_text())
+    assert swap.iou(_own(PASTE)) > max(row["IoU"] for row in detection
+                                       if not row["method"].startswith("oracle"))
+    own, own_se = swap.paired(_own(RETOUCH), _opt(RETOUCH))
+    assert (f"detector's own map scores {swap.iou(_own(RETOUCH)):.3f}, {own:.3f} above the "
+            f"method on its segments ({own_se:.1f})") in page
+
+
+def test_the_patch_rotate_sentences_are_those_of_the_file(swap, rotate):
+    page = _text(ROOT / "docs" / "reproduction.md")
+    gain, gain_se = rotate.paired(_opt(PASTE), _opt("slic"))
+    own, own_se = rotate.paired(_own(PASTE), _opt(PASTE))
+    assert (f"On its segments the method reaches {rotate.iou(_opt(PASTE)):.3f} IoU, "
+            f"{gain:.3f} above slic ({gain_se:.1f} paired standard errors), and its own map "
+            f"{rotate.iou(_own(PASTE)):.3f}, {own:.3f} above the method ({own_se:.1f})") in page
+    retouch, retouch_se = rotate.paired(_opt(RETOUCH), _opt("slic"))
+    assert abs(retouch_se) < 2  # "none"
+    assert (f"The retouch detector lifts the method by {retouch:.3f} over slic "
+            f"({retouch_se:.1f}: none); its own map scores {rotate.iou(_own(RETOUCH)):.3f}"
+            ) in page
+    # "on both corruptions each detector's map alone scores at least the method's IoU on
+    # its segments"
+    for table in (swap, rotate):
+        for detector in (PASTE, RETOUCH):
+            assert table.iou(_own(detector)) >= table.iou(_opt(detector))
+
+
+def test_the_readme_sentence_is_that_of_the_file(swap):
+    readme = _text(ROOT / "README.md")
+    assert abs(swap.paired(_opt(RETOUCH), _opt("slic"))[1]) < 2  # "no gain over slic"
+    assert (f"lifts the method on its segments to {swap.iou(_opt(PASTE)):.2f}, but its own "
+            f"map, which never looks at the model, scores {swap.iou(_own(PASTE)):.2f}; one "
+            "trained only on retouches disjoint from patch swap (`retouch-detector`) gives "
+            f"the method {swap.iou(_opt(RETOUCH)):.2f}, no gain over slic") in readme
