@@ -28,7 +28,6 @@ NOT_YET_REMEASURED = {
     "mnist-test-mitigation/run-mitigation.json",
     "mnist-test-n500-seed0/run-ablation.json",
     "mnist-test-n500-seed0/run-convergence.json",
-    "mnist-test-n500-seed0/run-faithfulness.json",
     "mnist-test-n500-seed0/run-sensitivity.json",
     "mnist-valid-n100-seed0/run-convergence.json",
     "mnist-valid-n100-seed0/run-detection.json",
