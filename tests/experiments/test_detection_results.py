@@ -74,6 +74,11 @@ MC_DROPOUT = RESULTS / "mnist-test-n500-mc-dropout-cuda-seed0"
 
 def test_the_mc_dropout_sentences_are_those_of_its_files(rows):
     page = _text(ROOT / "docs" / "reproduction.md")
+    record = json.loads((MC_DROPOUT / "run-detection.json").read_text())["weights"]
+    ensemble = json.loads((TABLE / "run-detection.json").read_text())["weights"]
+    dropout = next(v for k, v in record.items() if "mc-dropout" in k)
+    assert dropout == next(v for k, v in ensemble.items() if k.endswith("/member0.pt"))
+    assert "Its weights are byte for byte those of the ensemble's member 0" in page
     mc = _rows(MC_DROPOUT / "detection.json")
     per = json.loads((MC_DROPOUT / "detection_per_image.json").read_text())["IoU"]
 
