@@ -52,6 +52,20 @@ def test_batch_gives_the_same_maps_as_one_image_at_a_time(ensemble):
                                    rtol=1e-4, atol=1e-7)
 
 
+def test_a_sweep_over_the_temperatures_reuses_one_relevance(ensemble):
+    """from_relevance with another method's τ1 and τ2 gives that method's own maps, and a
+    sharper τ2 concentrates each map: a sweep computes R once (tuning/ua_backprop.py)."""
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    relevance, probs = UABackprop(ensemble, "total").relevance(x)
+    peaks = []
+    for tau1, tau2 in ((0.3, 0.01), (1.0, 1.5), (3.0, 30.0)):
+        method = UABackprop(ensemble, "total", tau1=tau1, tau2=tau2)
+        swept = method.from_relevance(relevance, probs)
+        torch.testing.assert_close(swept.float(), method.attribute(x), rtol=1e-5, atol=1e-7)
+        peaks.append((swept.flatten(1).amax(1) / swept.flatten(1).sum(1)).mean())
+    assert peaks[0] > peaks[1] > peaks[2]
+
+
 def test_the_gradient_path_follows_the_only_pixel_that_matters():
     # two linear members reading only pixel (1, 2): every logit's gradient lives there,
     # so with a small tau2 all attribution goes to that pixel

@@ -146,11 +146,18 @@ class UABackprop(UncertaintyAttribution):
             require_layers(self.posterior, "UA-Backprop (path 'fullgrad')",
                            "biased nn.Conv2d and BatchNorm layers", nn.Conv2d)
         relevance, probs = self.relevance(x)
+        return self.from_relevance(relevance, probs).to(x.dtype)
+
+    def from_relevance(self, relevance: Tensor, probs: Tensor) -> Tensor:
+        """``M [B, H, W]`` (float64) from :meth:`relevance`'s ``R [B, S, C, H, W]`` and
+        ``probs [B, S, C]`` with this method's τ1 and τ2: eq. 11's weighted sum of ψ's
+        per-logit softmaxes over pixels. R does not depend on τ1 or τ2, so a sweep over
+        them computes it once (tuning/ua_backprop.py)."""
         batch, samples, _, height, width = relevance.shape
         per_logit = (relevance.flatten(3).double() / self.tau2).softmax(-1)  # [B, S, C, H·W]
         weights = logit_uncertainties(probs, self.uncertainty, self.tau1)  # [B, S, C]
         maps = torch.einsum("bsc,bscp->bp", weights, per_logit) / samples
-        return maps.view(batch, height, width).to(x.dtype)
+        return maps.view(batch, height, width)
 
 
 class _NoHooks:

@@ -44,16 +44,17 @@ __all__ = ["POSTERIOR_KINDS", "Job", "PosteriorKind", "Section", "choose_methods
            "write_report"]
 
 
-_running: list[str] | None = None  # the arguments of the command running in this process
+_running: list[str] | None = None  # the words of the command running in this process
 
 
 @contextmanager
-def running_command(argv: Sequence[str]) -> Iterator[None]:
-    """Within it, :func:`command_line` is ``uattr`` and ``argv``: the command that
+def running_command(argv: Sequence[str], program: str = "uattr") -> Iterator[None]:
+    """Within it, :func:`command_line` is ``program`` and ``argv``: the command that
     :func:`uattr.cli.main` runs, also when it is called from Python or from
-    ``uattr reproduce`` rather than from the shell."""
+    ``uattr reproduce`` rather than from the shell, or a script of the repository
+    (``program="python tuning/ua_backprop.py"``)."""
     global _running
-    previous, _running = _running, list(argv)
+    previous, _running = _running, [*shlex.split(program), *argv]
     try:
         yield
     finally:
@@ -63,7 +64,7 @@ def running_command(argv: Sequence[str]) -> Iterator[None]:
 def command_line() -> str:
     """The command as a user types it (quoted for a shell): ``uattr`` and its arguments,
     however Python was started."""
-    return shlex.join(["uattr", *(sys.argv[1:] if _running is None else _running)])
+    return shlex.join(["uattr", *sys.argv[1:]] if _running is None else _running)
 
 
 def log(message: str) -> None:
