@@ -156,7 +156,6 @@ def _shown_as(figure: str, values: list[float]) -> bool:
 PROSE_NOT_YET_BACKED = {
     ("docs/hyperparameters.md", "## slic segments"),
     ("docs/hyperparameters.md", "## Segmenters that look for the tampered region"),
-    ("docs/hyperparameters.md", "## CLUE and δ-CLUE"),
     ("docs/hyperparameters.md", "## Uncertainty mitigation with attention"),
     ("docs/hyperparameters.md", "## LIME's quickshift segments"),
 }

@@ -35,3 +35,31 @@ def test_ua_backprops_defaults_are_the_sweeps_choice_and_its_sentences_its_figur
     plain = rows[0]
     assert plain["path"].startswith("plain gradient")
     assert f"scores {plain['IoU']:.3f} / {plain['ADA']:.2f} on the same images" in page
+
+
+def test_clues_settings_sentences_are_those_of_the_sweep():
+    rows = {row["setting"]: row for row in json.loads(
+        (SWEEP.parent / "clue_tuning.json").read_text())}
+    page = _text(ROOT / "docs" / "hyperparameters.md")
+
+    def gap(setting: str, column: str) -> tuple[float, float]:
+        row = rows[setting]
+        return row[f"{column} − published, mean"], row[f"{column}: in s.e."]
+
+    small = [gap("δ-CLUE, δ = 1", c) for c in ("MURR 2%", "MURR 5%")]
+    assert all(s < -2 for _, s in small)  # "clearly worse"
+    assert (f"(−{-small[0][0]:.3f} / −{-small[1][0]:.3f} MURR against δ = 3, "
+            f"{-small[0][1]:.1f} / {-small[1][1]:.1f} paired standard errors)") in page
+    others = [abs(gap(s, c)[1]) for s in ("δ-CLUE, δ = 2", "δ-CLUE, δ = 5",
+                                          "δ-CLUE, δ = 3, λ_x = 0.1", "δ-CLUE, δ = 3, λ_x = 1")
+              for c in ("MURR 2%", "MURR 5%")]
+    assert f"lie within {max(others):.1f} standard errors of δ = 3, which is kept" in page
+    up, up_se = gap("CLUE, λ_x = 1", "MURR 2%")
+    level = gap("CLUE, λ_x = 1", "MURR 5%")
+    down, down_se = gap("CLUE, λ_x = 3", "MURR 5%")
+    assert abs(level[1]) < 2 and down_se < -2
+    assert (f"CLUE's λ_x = 1 is {up:.3f} above the published 0.01 at 2%** ({up_se:.1f} paired "
+            f"standard errors) and level at 5% ({level[0]:.3f}); λ_x = 3 falls behind at 5% "
+            f"(−{-down:.3f}, {-down_se:.1f})") in page
+    steps = rows["CLUE, λ_x = 0.01"]["forward/image"]
+    assert f"({steps:.1f} forward passes per image at λ_x = 0.01)" in page
