@@ -63,3 +63,22 @@ def test_clues_settings_sentences_are_those_of_the_sweep():
             f"(−{-down:.3f}, {-down_se:.1f})") in page
     steps = rows["CLUE, λ_x = 0.01"]["forward/image"]
     assert f"({steps:.1f} forward passes per image at λ_x = 0.01)" in page
+
+
+def test_lime_segments_sentences_are_those_of_the_file():
+    rows = json.loads((SWEEP.parent / "lime_segments.json").read_text())
+    default, earlier, imagenet = rows
+    assert default["quickshift"].startswith("uattr's default: (1, 5, 0.2)")
+    from uattr.ops.segment import quickshift
+
+    assert quickshift.__defaults__ == (1, 5, 0.2)
+    page = _text(ROOT / "docs" / "hyperparameters.md")
+    assert (f"{default['segments per image']:.1f} segments per image ({default['fewest']:.0f} "
+            f"to {default['most']:.0f}), where the `lime` package's ImageNet defaults "
+            f"`(4, 200, 0.2)` merge a digit into {imagenet['segments per image']:.2f} segments "
+            f"on average ({imagenet['fewest']:.0f} to {imagenet['most']:.0f})") in page
+    assert (f"LIME over uattr's segments reaches IoU {default['IoU']:.3f} "
+            f"({earlier['IoU']:.3f} with the earlier `(2, 10, 0.5)`, "
+            f"{earlier['segments per image']:.2f} segments per image; {imagenet['IoU']:.3f} "
+            "with the ImageNet defaults)") in page
+    assert default["IoU"] > earlier["IoU"] > imagenet["IoU"]

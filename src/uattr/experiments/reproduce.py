@@ -82,7 +82,8 @@ TABLES: tuple[Table, ...] = (
            "uattr bench segmenters --n 100 --split valid --segmenters slic texture "
            "paste-detector",
            "python tuning/ua_backprop.py --results docs/results/mnist-valid-n100-seed0",
-           "python tuning/clue.py --results docs/results/mnist-valid-n100-seed0"),
+           "python tuning/clue.py --results docs/results/mnist-valid-n100-seed0",
+           "python tuning/lime_segments.py --results docs/results/mnist-valid-n100-seed0"),
           120, "the validation runs that chose the settings (docs/hyperparameters.md)"),
     Table("mnist-test-n500-seed0",
           ("uattr bench detection --n 500",

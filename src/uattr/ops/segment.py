@@ -223,7 +223,8 @@ def quickshift(
     versions and dimmed copies at 28-224 px (unscaled, 600-800 at 224 px). The defaults
     (1, 5, 0.2) are those of the uncertainty-attribution implementation whose LIME
     papers/001 A.2 runs on its small images; they give about 14 segments on an MNIST
-    digit (10-19 on the validation split). The ``lime`` package's ImageNet defaults (4,
+    digit (9-23 on the validation split's detection images,
+    tuning/lime_segments.py). The ``lime`` package's ImageNet defaults (4,
     200, 0.2) merge a 28×28 digit into one or two segments."""
     from skimage.segmentation import quickshift as _quickshift
 
