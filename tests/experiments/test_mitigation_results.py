@@ -1,0 +1,55 @@
+"""The sentences of the README and of docs/reproduction.md about uncertainty mitigation
+with attention (papers/002 Table 2) are those of its file."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT / "docs" / "results" / "mnist-test-mitigation" / "mitigation.json"
+
+
+def _text(path: Path) -> str:
+    return " ".join(path.read_text().split())
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return {(row["method"], row["space"]): row for row in json.loads(TABLE.read_text())}
+
+
+def test_the_standard_errors_are_those_of_the_paired_seeds(rows):
+    for row in rows.values():
+        assert row["ΔACC s.e."] == pytest.approx(row["ΔACC sd"] / row["runs"] ** 0.5)
+
+
+def test_no_gain_is_two_standard_errors_and_the_largest_are_stated(rows):
+    gains = {key: row for key, row in rows.items() if row["ΔACC in s.e."] is not None}
+    assert max(row["ΔACC in s.e."] for row in gains.values()) < 2
+    ranked = sorted(gains, key=lambda key: -gains[key]["ΔACC"])
+    assert [m for m, _ in ranked[:3]] == ["grad", "fullgrad", "blur ig"]
+    page = _text(ROOT / "docs" / "reproduction.md")
+    grad, full, blur = (rows[m, "latent"] for m in ("grad", "fullgrad", "blur ig"))
+    ua, ua_input = rows["ua-backprop", "latent"], rows["ua-backprop", "input"]
+    assert (f"the largest gain is Grad's +{grad['ΔACC']:.2f} points "
+            f"({grad['ΔACC in s.e.']:.1f} standard errors), then FullGrad's "
+            f"+{full['ΔACC']:.2f} ({full['ΔACC in s.e.']:.1f}) and Blur IG's "
+            f"+{blur['ΔACC']:.2f} ({blur['ΔACC in s.e.']:.1f}); UA-Backprop is "
+            f"+{ua['ΔACC']:.2f} ({ua['ΔACC in s.e.']:.1f}), and its input-space ablation "
+            f"−{-ua_input['ΔACC']:.2f} (−{-ua_input['ΔACC in s.e.']:.1f})") in page
+    nll = [row["NLL"] for key, row in rows.items() if key[0] != "no attention"]
+    plain = rows["no attention", "–"]
+    assert (f"NLL ranges over {min(nll):.3f}-{max(nll):.3f} against {plain['NLL']:.3f} ± "
+            f"{plain['NLL sd']:.3f} without attention") in page
+    assert (f"on the shipped ensemble it gives +{full['ΔACC']:.2f} "
+            f"({full['ΔACC in s.e.']:.1f})") in page
+    assert (f"Our plain network is stronger than the paper's ({plain['ACC (%)']:.2f}% against "
+            f"{plain['ACC (paper)']:.2f}% on 500 images)") in page
+    paper_gain = ua["ACC (paper)"] - plain["ACC (paper)"]
+    readme = _text(ROOT / "README.md")
+    assert (f"(UA-Backprop {paper_gain:.2f} points there, {ua['ΔACC']:.2f} here); no row lies "
+            f"two standard errors above training without attention, Grad's "
+            f"+{grad['ΔACC']:.2f} points ({grad['ΔACC in s.e.']:.1f}) the largest") in readme
+    assert (f"papers/002 has UA-Backprop {paper_gain:.2f} points above no attention "
+            f"({ua['ACC (paper)']:.2f}% against {plain['ACC (paper)']:.2f}%)") in page
