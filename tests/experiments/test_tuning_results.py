@@ -82,3 +82,23 @@ def test_lime_segments_sentences_are_those_of_the_file():
             f"{earlier['segments per image']:.2f} segments per image; {imagenet['IoU']:.3f} "
             "with the ImageNet defaults)") in page
     assert default["IoU"] > earlier["IoU"] > imagenet["IoU"]
+
+
+def test_the_slic_sentences_are_those_of_the_sweep():
+    from uattr.experiments.settings import MethodSettings
+
+    rows = json.loads((SWEEP.parent / "slic.json").read_text())
+    default = MethodSettings()
+    name = f"{default.n_segments} segments, compactness {default.compactness:g}"
+    chosen = next(row for row in rows if row["slic"] == name)
+    others = [row for row in rows if row is not chosen]
+    ratios = [abs(row["IoU - default's"]) / row["its s.e."] for row in others]
+    page = _text(ROOT / "docs" / "hyperparameters.md")
+    differences = [row["IoU - default's"] for row in rows]
+    assert max(ratios) < 0.4
+    assert ("every setting lies within 0.4 standard errors of the default (paired IoU "
+            f"differences from −{-min(differences):.3f} to +{max(differences):.3f})") in page
+    assert chosen["ADA"] == min(row["ADA"] for row in rows)
+    ada = sorted(row["ADA"] for row in others)
+    assert (f"its ADA is the lowest of the six ({chosen['ADA']:.2f} against "
+            f"{ada[0]:.2f}-{ada[-1]:.2f})") in page
