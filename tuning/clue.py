@@ -15,25 +15,17 @@ test images are never read.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
+from sweeps import arguments, finish
 
 from uattr import uncertainty
 from uattr.attribution import CLUE, DeltaCLUE
 from uattr.experiments import DataSettings, Settings, open_job
 from uattr.experiments.benchmarks.blur_test import run_blur_test
 from uattr.experiments.common import MethodSpec
-from uattr.experiments.job import (
-    Section,
-    evaluated_images,
-    load_vae,
-    log,
-    running_command,
-    write_report,
-)
-from uattr.experiments.runs import markdown_table
+from uattr.experiments.job import evaluated_images, load_vae, log, running_command
 
 KIND = "epistemic"
 PUBLISHED = ("CLUE, λ_x = 0.01", "δ-CLUE, δ = 3")  # the papers' settings, uattr's defaults
@@ -47,12 +39,7 @@ GRID = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=100, help="validation images (default 100)")
-    parser.add_argument("--out", default="runs/tuning-clue", help="run folder (its cells)")
-    parser.add_argument("--results", help="also copy the table to this folder")
-    args = parser.parse_args()
+    args = arguments(__doc__, "runs/tuning-clue").parse_args()
     with running_command(sys.argv[1:], program="python tuning/clue.py"):
         settings = Settings(data=DataSettings("mnist", "valid"))
         job = open_job(settings, args.out)
@@ -75,21 +62,15 @@ def main() -> None:
                 row[f"{column} − published, mean"] = float(difference.mean())
                 row[f"{column}: its s.e."] = se
                 row[f"{column}: in s.e."] = float(difference.mean()) / se if se else None
-        job.out.write_table("clue_tuning", rows)
         text = (f"mnist valid, the {args.n} images of highest epistemic uncertainty under the "
                 "shipped ensemble, maps of the epistemic uncertainty: papers/002's blurring "
                 "test for each of CLUE's λ_x and δ-CLUE's δ (4 starts, start standard "
                 "deviation 0.15, λ_x = 0.01 unless said). MURR (higher is better) and AUC-URR "
                 "(lower is better) are medians over images.")
-        print(markdown_table([{k: v for k, v in r.items() if k != "n"} for r in rows]))
-        write_report(job, [Section("CLUE's and δ-CLUE's settings", text,
-                                   [("clue_tuning", rows)], [])],
-                     "report-tuning-clue.md",
-                     arguments={"n": args.n, "split": "valid", "uncertainty": KIND,
-                                "grid": [[label, method.__name__, options]
-                                         for label, method, options in GRID]})
-        if args.results:
-            job.out.publish(args.results)
+        finish(job, "clue_tuning", rows, "CLUE's and δ-CLUE's settings", text, "clue",
+               {"n": args.n, "split": "valid", "uncertainty": KIND,
+                "grid": [[label, method.__name__, options] for label, method, options in GRID]},
+               args.results)
 
 
 if __name__ == "__main__":

@@ -15,17 +15,15 @@ The test images are never read.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
+from sweeps import arguments, detection_scores, finish
 
 from uattr.attribution import Grad, UABackprop
 from uattr.experiments import DataSettings, Settings, open_job
 from uattr.experiments.benchmarks.detection import detection_images
-from uattr.experiments.job import Section, running_command, write_report
-from uattr.experiments.runs import markdown_table
-from uattr.metrics import ada, box_iou, find_box
+from uattr.experiments.job import running_command
 
 TAU1 = (0.1, 0.3, 1.0, 3.0)
 TAU2_FRACTIONS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -33,28 +31,16 @@ PATHS = ("fullgrad", "gradient")
 BATCH = 20  # images per relevance pass: [20, S, C, H, W] in memory at once
 
 
-def image_ious(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """``[N]``: each image's IoU between its map's best box and the true patch."""
-    return box_iou(find_box(maps, int(boxes[0, 2])), boxes)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=100, help="validation images (default 100)")
-    parser.add_argument("--out", default="runs/tuning-ua-backprop", help="run folder")
-    parser.add_argument("--results", help="also copy the table to this folder")
-    args = parser.parse_args()
+    args = arguments(__doc__, "runs/tuning-ua-backprop").parse_args()
     with running_command(sys.argv[1:], program="python tuning/ua_backprop.py"):
         job = open_job(Settings(data=DataSettings("mnist", "valid")), args.out)
         detection_set = detection_images(job, args.n)
         images, boxes = detection_set.images, detection_set.boxes
         rows = []
         grad = Grad(job.posterior, "total").attribute(images)
-        iou = image_ious(grad, boxes)
         rows.append({"path": "plain gradient |∂U/∂x|", "τ1": None, "τ2 / scale": None,
-                     "τ2": None, "IoU": float(iou.mean()),
-                     "IoU s.e.": float(iou.std() / len(iou) ** 0.5), "ADA": ada(iou)})
+                     "τ2": None, **detection_scores(grad, boxes)})
         for path in PATHS:
             parts = [UABackprop(job.posterior, "total", path=path).relevance(images[i:i + BATCH])
                      for i in range(0, len(images), BATCH)]
@@ -65,24 +51,16 @@ def main() -> None:
                 for fraction in TAU2_FRACTIONS:
                     method = UABackprop(job.posterior, "total", tau1=tau1,
                                         tau2=fraction * scale, path=path)
-                    iou = image_ious(method.from_relevance(relevance, probs).float(), boxes)
+                    maps = method.from_relevance(relevance, probs).float()
                     rows.append({"path": path, "τ1": tau1, "τ2 / scale": fraction,
-                                 "τ2": fraction * scale, "IoU": float(iou.mean()),
-                                 "IoU s.e.": float(iou.std() / len(iou) ** 0.5),
-                                 "ADA": ada(iou)})
-        job.out.write_table("ua_backprop_tuning", rows)
+                                 "τ2": fraction * scale, **detection_scores(maps, boxes)})
         text = (f"mnist valid, N = {args.n}, the detection set of the shipped ensemble: "
                 "UA-Backprop's total-uncertainty map for every τ1 and τ2 of the grid (τ2 as "
                 "a fraction of the path's mean per-logit largest relevance), beside the "
                 "plain gradient.")
-        print(markdown_table(rows))
-        write_report(job, [Section("UA-Backprop's temperatures", text,
-                                   [("ua_backprop_tuning", rows)], [])],
-                     "report-tuning-ua-backprop.md",
-                     arguments={"n": args.n, "split": "valid", "tau1": TAU1,
-                                "tau2_fractions": TAU2_FRACTIONS})
-        if args.results:
-            job.out.publish(args.results)
+        finish(job, "ua_backprop_tuning", rows, "UA-Backprop's temperatures", text,
+               "ua-backprop", {"n": args.n, "split": "valid", "tau1": TAU1,
+                               "tau2_fractions": TAU2_FRACTIONS}, args.results)
 
 
 if __name__ == "__main__":
