@@ -66,13 +66,19 @@ def record(args) -> None:
         if i % args.workers != args.worker:
             continue
         name = f"{kind}-lr{lr:g}-sigma{sigma_init:g}-gumbel{int(args.gumbel)}"
+        if args.init == "first-order":
+            name += f"-warm{args.init_scale:g}"
+        if args.check_every != CHECK_EVERY:
+            name += f"-every{args.check_every}"
         path = out / f"{name}.pt"
         if path.exists():
             continue
         print(f"recording {name}", file=sys.stderr, flush=True)
-        method = OptimizationUA(posterior, lr=lr, sigma_init=sigma_init, max_steps=MAX_STEPS,
-                                check_every=CHECK_EVERY, early_stop=False, gumbel=args.gumbel,
-                                seed=args.seed, progress=True)
+        method = OptimizationUA(posterior, lr=lr, sigma_init=sigma_init,
+                                max_steps=args.max_steps, check_every=args.check_every,
+                                check_draws=args.check_draws, early_stop=False,
+                                gumbel=args.gumbel, init=args.init,
+                                init_scale=args.init_scale, seed=args.seed, progress=True)
         segments = segments_of(kind, found.images, found.boxes)
         result = method.attribute_with_diagnostics(found.images, segments=segments, trace=True)
         tmp = path.with_suffix(".tmp")
@@ -171,6 +177,20 @@ def _first(quiet, patience):
     return stop
 
 
+def stop_index_mask(probs, counts, share, patience, every=1):
+    """First check where the binary mask ``p > 0.5`` changed on at most a share ``share``
+    of the image's segments since the previous check, ``patience`` checks in a row, the
+    checks being every ``every``-th record (``OptimizationUA(stop="mask")``): as an index
+    into the records. ``probs [T, B, K]``, ``counts [B]``."""
+    binary = probs[::every] > 0.5  # [T', B, K]
+    flipped = (binary[1:] != binary[:-1]).sum(-1) / counts  # [T'-1, B]
+    return _first(flipped <= share, patience) * every
+
+
+def segment_counts(segments):
+    return segments.flatten(1).max(1).values + 1
+
+
 def score(record_, index):
     """IoU [B], steps [B] and U(x') with the binary mask at the chosen records."""
     trace, segments = record_["trace"], record_["segments"]
@@ -183,12 +203,24 @@ def score(record_, index):
     return iou, steps.double(), u_after
 
 
-def rules(trace):
+def rules(trace, counts=None):
     loss, probs = trace["loss"], trace["probs"]
+    recorded = trace["steps"].tolist()
     last = loss.shape[0] - 1
-    yield "fixed", "500 steps", torch.full((loss.shape[1],), last)
-    for steps in (40, 60, 100, 200, 300):
-        yield "fixed", f"{steps} steps", torch.full((loss.shape[1],), steps // CHECK_EVERY)
+    yield "fixed", f"{recorded[-1]} steps", torch.full((loss.shape[1],), last)
+    for steps in (40, 60, 100, 150, 200, 300):
+        if steps in recorded[:-1]:
+            yield "fixed", f"{steps} steps", torch.full((loss.shape[1],), recorded.index(steps))
+    if counts is not None:
+        spacing = recorded[1] - recorded[0]
+        for every, share, patience in itertools.product((1, 2, 4), (0.0, 0.02, 0.05),
+                                                        (1, 2, 3, 4)):
+            if every * spacing <= 40:
+                yield "mask", (f"every {every * spacing}, flips ≤ {share:g}, patience "
+                               f"{patience}"), stop_index_mask(probs, counts, share,
+                                                               patience, every)
+    if len(recorded) != MAX_STEPS // CHECK_EVERY + 1 or recorded[-1] != MAX_STEPS:
+        return  # the loss rules below were scored on the paper's checks only
     for tol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2, 3)):
         yield "loss", f"abs {tol:g}, patience {patience}", stop_index_loss(loss, tol, patience)
     for rtol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2, 3)):
@@ -216,11 +248,15 @@ def evaluate(args) -> None:
     for path in sorted(out.glob("*-lr*-sigma*.pt")):
         record_ = torch.load(path)
         n = record_["segments"].shape[0]
-        for family, rule, index in rules(record_["trace"]):
+        counts = segment_counts(record_["segments"])
+        reference = None  # every image's IoU at the last recorded step
+        for family, rule, index in rules(record_["trace"], counts):
             iou, steps, u_after = score(record_, index)
+            reference = iou if reference is None else reference
             rows.append({"setting": path.stem, "family": family, "rule": rule,
                          "IoU": float(iou.mean()), "ADA": ada(iou),
                          "se": float(iou.std() / math.sqrt(n)),
+                         "paired se": float((iou - reference).std() / math.sqrt(n)),
                          "steps": float(steps.mean()),
                          "U before": float(record_["u_before"].mean()),
                          "U after": float(u_after.mean())})
@@ -278,6 +314,16 @@ def main() -> None:
     parser.add_argument("--lrs", nargs="+", type=float, default=list(LRS))
     parser.add_argument("--sigma-inits", nargs="+", type=float, default=list(SIGMA_INITS))
     parser.add_argument("--no-gumbel", dest="gumbel", action="store_false")
+    parser.add_argument("--init", choices=("zeros", "first-order"), default="zeros",
+                        help="record: where the mask starts (default zeros)")
+    parser.add_argument("--init-scale", type=float, default=1.0,
+                        help="record: the warm start's largest |logit| (default 1)")
+    parser.add_argument("--check-every", type=int, default=CHECK_EVERY,
+                        help=f"record: steps between records (default {CHECK_EVERY})")
+    parser.add_argument("--check-draws", type=int, default=20,
+                        help="record: draws of each record's expected loss (default 20)")
+    parser.add_argument("--max-steps", type=int, default=MAX_STEPS,
+                        help=f"record: steps per image (default {MAX_STEPS})")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--worker", type=int, default=0)

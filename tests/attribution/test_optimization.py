@@ -212,3 +212,120 @@ def test_epistemic_with_one_sample_is_rejected():
     method = OptimizationUA(as_posterior(tiny_cnn_members(members=1)), "epistemic")
     with pytest.raises(ValueError, match="S >= 2"):
         method.attribute(torch.rand(1, 1, 8, 8))
+
+
+def test_the_mask_rule_stops_once_the_binary_mask_has_settled():
+    # Without draws or a learnable blur every logit's gradient keeps its sign from the
+    # first step on (the spot's quadrant: U falls as a blur of 2.4 px dims the spot, by
+    # more than the quadrant's λ/4; the others: only the sparsity term), so Adam moves
+    # each logit the same way at every step and the binary mask 1[v > 0] is the final
+    # one from step 1. The first check
+    # (step c) sees it change from the all-zero start, the next `patience` checks see it
+    # unchanged: the rule stops at exactly (patience + 1) · c steps, with the mask that
+    # 500 steps reach.
+    x = _spot_image()
+    quadrants = segment.grid(x, cell=8)
+    settings = dict(lam=0.5, gumbel=False, learn_blur=False, sigma_init=0.15, seed=0)
+    free = OptimizationUA(SpotPosterior((4, 12)), early_stop=False, **settings)
+    final = free.attribute_with_diagnostics(x, segments=quadrants)
+    assert (final.probs[0] > 0.5).tolist() == [False, True, False, False]
+    for check_every, patience in ((20, 2), (10, 1), (7, 3)):
+        stopped = OptimizationUA(SpotPosterior((4, 12)), stop="mask", mask_every=check_every,
+                                 mask_patience=patience, **settings).attribute_with_diagnostics(
+            x, segments=quadrants)
+        assert stopped.steps.item() == (patience + 1) * check_every
+        assert stopped.converged.all()
+        assert torch.equal(stopped.probs > 0.5, final.probs > 0.5)
+    # the loss rule runs on: the loss still falls by more than 0.1% between checks
+    by_loss = OptimizationUA(SpotPosterior((4, 12)), **settings).attribute_with_diagnostics(
+        x, segments=quadrants)
+    assert by_loss.steps.item() > 100
+
+
+def test_the_mask_rule_tolerates_the_share_of_flips_it_is_given():
+    # Pixel mode on a tiny CNN ensemble with the Gumbel-sigmoid: some of the 64 pixels keep
+    # flipping; allowing more flips can only stop an image sooner, along the same path.
+    posterior = as_posterior(tiny_cnn_members())
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    steps = []
+    for share in (0.0, 0.1, 0.5):
+        result = OptimizationUA(posterior, lam=1.0, seed=1, stop="mask", mask_tol=share,
+                                mask_every=10, mask_patience=2).attribute_with_diagnostics(x)
+        steps.append(result.steps)
+    assert (steps[0] >= steps[1]).all() and (steps[1] >= steps[2]).all()
+    assert steps[2].tolist() == [20, 20]  # half the pixels may flip: quiet at once
+
+
+def _linear_uncertainty_posterior(weights):
+    """U(x) = 0.25 + <weights, x> exactly: a posterior whose first sample's first class
+    probability is that (the rest fills the simplex), read by an uncertainty callable."""
+    def posterior(x):
+        p0 = 0.25 + (x * weights).sum((1, 2, 3))  # [B]
+        p = torch.stack([p0, 1 - p0], -1)[:, None]  # [B, 1, 2]
+        return p.expand(-1, 2, -1)
+    return as_posterior(posterior, output="probs")
+
+
+def _first_sample_first_class(p):
+    return p[:, 0, 0]
+
+
+def test_the_first_order_blur_effect_is_exact_for_a_linear_uncertainty():
+    from uattr.attribution.optimization import first_order_blur_effect
+    from uattr.ops.perturb import gaussian_blur
+
+    gen = torch.Generator().manual_seed(5)
+    weights = 0.002 * torch.randn(1, 3, 10, 12, generator=gen)
+    posterior = _linear_uncertainty_posterior(weights)
+    method = OptimizationUA(posterior, _first_sample_first_class)
+    x = torch.rand(2, 3, 10, 12, generator=gen)
+    effect = first_order_blur_effect(method.uncertainty_of, x, 1.2)  # [B, H, W]
+    region = torch.zeros(10, 12, dtype=torch.bool)
+    region[2:6, 3:9] = True
+    blurred = torch.where(region, gaussian_blur(x, 1.2), x)
+    fall = method.uncertainty_of(x) - method.uncertainty_of(blurred)
+    # U is linear: its fall is the effect summed over the region, to float32 rounding of
+    # sums of ~100 terms of size ~1e-3 around U ~ 0.25 (ε·0.25·10 ≈ 3e-7)
+    torch.testing.assert_close(fall, effect[:, region].sum(1), rtol=0, atol=3e-6)
+
+
+LAM = 8e-4  # a quadrant's share λ/4 = 2e-4 is of the size of its first-order effects
+
+
+def test_the_warm_start_begins_at_the_one_pass_map():
+    from uattr.attribution.optimization import first_order_blur_effect
+
+    gen = torch.Generator().manual_seed(6)
+    weights = 0.001 * torch.rand(1, 1, 8, 8, generator=gen)
+    weights[..., :4, :] *= 10  # blurring the top half moves U more than the bottom
+    posterior = _linear_uncertainty_posterior(weights)
+    x = torch.rand(3, 1, 8, 8, generator=gen)
+    quadrants = segment.grid(x, cell=4)  # 4 segments of 16 pixels
+    method = OptimizationUA(posterior, _first_sample_first_class, lam=LAM, init="first-order",
+                            init_scale=2.0, early_stop=False, max_steps=20)
+    traced = method.attribute_with_diagnostics(x, segments=quadrants, trace=True)
+    effect = first_order_blur_effect(method.uncertainty_of, x, 0.05 * 8)  # σ0
+    per_segment = torch.stack([effect.flatten(1)[:, quadrants[0].flatten() == k].sum(1)
+                               for k in range(4)], 1)  # [B, 4]
+    cost = LAM / 4
+    logits = 2.0 * ((per_segment - cost) / cost).clamp(-1, 1)
+    assert (logits.abs() < 2.0).sum() >= 4 and (logits == 2.0).any() and (logits == -2.0).any()
+    torch.testing.assert_close(traced.trace.probs[0], torch.sigmoid(logits), rtol=0, atol=1e-6)
+    assert traced.trace.steps[0].item() == 0
+    # the cold start begins at p = 0.5 everywhere
+    cold = OptimizationUA(posterior, _first_sample_first_class, lam=LAM, early_stop=False,
+                          max_steps=20).attribute_with_diagnostics(x, segments=quadrants,
+                                                                   trace=True)
+    assert torch.equal(cold.trace.probs[0], torch.full((3, 4), 0.5))
+
+
+def test_stop_and_init_settings_are_checked():
+    posterior = SpotPosterior((4, 12))
+    with pytest.raises(ValueError, match="stop must be one of"):
+        OptimizationUA(posterior, stop="steps")
+    with pytest.raises(ValueError, match="init must be one of"):
+        OptimizationUA(posterior, init="random")
+    with pytest.raises(ValueError, match="mask_tol"):
+        OptimizationUA(posterior, mask_tol=1.0)
+    with pytest.raises(ValueError, match="init_scale"):
+        OptimizationUA(posterior, init_scale=0.0)

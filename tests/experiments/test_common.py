@@ -22,7 +22,12 @@ from uattr.uq import as_posterior
 # a valid other value for the settings whose default is None or a word
 _OTHER = {"n_perturbations": 50, "sigma_max": 3.0, "tau2": 0.5, "window": 4, "stride": 2,
           "path": "gradient", "uncertainty": "epistemic", "rule": "riemann_middle",
-          "delta": 2.0}
+          "delta": 2.0, "stop": "mask", "init": "first-order"}
+
+# settings that decide nothing while another has its default: the mask rule's while the
+# loss rule stops the optimisation, the warm start's scale while the start is cold
+_IDLE_UNLESS = {"mask_every": ("stop", "mask"), "mask_patience": ("stop", "mask"),
+                "mask_tol": ("stop", "mask"), "init_scale": ("init", "first-order")}
 
 
 def _other(name: str, value: object) -> object:
@@ -44,22 +49,36 @@ def _specs() -> dict[str, MethodSpec]:
 
 @pytest.mark.parametrize("row", list(_specs()))
 def test_every_constructor_argument_of_every_registered_method_changes_the_key(row):
-    """... but the progress bar: a run with one and a run without share their results."""
+    """... but the progress bar: a run with one and a run without share their results; and
+    a setting that decides nothing while another is at its default changes the key once
+    that one is not (the keys stored before the mask rule and the warm start stay)."""
     spec = _specs()[row]
     settings = spec.method.settings()
     assert settings, f"{row}: no settings read from the constructor"
-    key = method_key(spec)
-    for name, value in settings.items():
-        arguments = {**settings, name: _other(name, value) if name != "vae" else None}
-        if "vae" in settings:  # a generative row: the VAE itself, or another one
-            arguments["vae"] = tiny_vae(seed=1) if name == "vae" else spec.method.vae
-        changed = type(spec.method)(spec.method.posterior, **arguments)
-        assert changed.settings()[name] != value, name  # the method keeps what it is given
-        other = dataclasses.replace(spec, method=changed)
+
+    def build(arguments: dict) -> UncertaintyAttribution:
+        if "vae" in arguments and isinstance(arguments["vae"], str):  # its fingerprint
+            arguments = {**arguments, "vae": spec.method.vae}
+        return type(spec.method)(spec.method.posterior, **arguments)
+
+    def changes_the_key(base: dict, name: str) -> bool:
+        arguments = {**base, name: _other(name, base[name]) if name != "vae" else None}
+        if name == "vae":  # a generative row: another VAE
+            arguments["vae"] = tiny_vae(seed=1)
+        changed = build(arguments)
+        assert changed.settings()[name] != base[name], name  # it keeps what it is given
+        before = dataclasses.replace(spec, method=build(base))
+        return method_key(dataclasses.replace(spec, method=changed)) != method_key(before)
+
+    for name in settings:
         if name in NOT_IN_KEY:  # how the method reports its work, not its maps
-            assert method_key(other) == key, f"{row}: changing {name} changes the key"
+            assert not changes_the_key(settings, name), f"{row}: {name} changes the key"
+        elif name in _IDLE_UNLESS:
+            other, value = _IDLE_UNLESS[name]
+            assert not changes_the_key(settings, name), f"{row}: idle {name} changes the key"
+            assert changes_the_key({**settings, other: value}, name), f"{row}: {name}"
         else:
-            assert method_key(other) != key, f"{row}: changing {name} keeps the key"
+            assert changes_the_key(settings, name), f"{row}: changing {name} keeps the key"
 
 
 def test_the_segmenter_settings_and_the_posterior_change_the_key():
@@ -115,3 +134,10 @@ def test_a_cell_is_computed_once_and_again_when_a_setting_changes(tmp_path):
     record, array = cached_cell(folder, "cell", method_key(spec), compute_for(spec),
                                 log=lambda _: None)
     assert calls == [1.0, 2.0] and record == {"value": 2.0} and float(array.max()) == 2.0
+
+
+def test_the_optimization_rows_keep_the_keys_stored_before_the_mask_rule_and_warm_start():
+    key = method_key(_specs()["optimization (slic)"])["settings"]
+    assert not {"stop", "mask_every", "mask_patience", "mask_tol", "init",
+                "init_scale"} & set(key)
+    assert {"lam", "tau", "check_every", "patience", "max_steps"} <= set(key)

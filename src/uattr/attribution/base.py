@@ -80,6 +80,12 @@ class UncertaintyAttribution:
         subclass stores each argument under its own name and never writes them twice."""
         return constructor_settings(self)
 
+    def key_settings(self) -> dict[str, Any]:
+        """The settings that decide the maps, which key a stored result: :meth:`settings`
+        but those that have no effect as the others are (a subclass leaves them out, so
+        that adding a setting does not orphan what was computed before it)."""
+        return self.settings()
+
     def __repr__(self) -> str:
         listed = ", ".join(f"{name}={value!r}" for name, value in self.settings().items())
         return f"{type(self).__name__}({listed})"

@@ -15,7 +15,9 @@ together; each stops on its own (see :class:`OptimizationUA`).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,15 +30,23 @@ from ..ops.rng import GeneratorArg, draw_uniform, make_generators
 from ..ops.segment import check_segments, pixels, segment_slots
 from ..uq import PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution
+from .gradient import input_gradients
 
-__all__ = ["UNINFORMATIVE_BELOW", "OptimizationResult", "OptimizationTrace", "OptimizationUA",
-           "UninformativeMapWarning", "gumbel_sigmoid", "logistic_noise"]
+__all__ = ["INITS", "STOPS", "UNINFORMATIVE_BELOW", "OptimizationResult", "OptimizationTrace",
+           "OptimizationUA", "UninformativeMapWarning", "first_order_blur_effect",
+           "gumbel_sigmoid", "logistic_noise"]
 
 _EPS = 1e-6
 _CHECK_CHUNK = 256  # images of 28×28 per forward pass when estimating the expected loss
 #: below this share of U(x) removed by the found region, a map is reported as saying
 #: nothing about the cause of the uncertainty (:meth:`OptimizationResult.uninformative`)
 UNINFORMATIVE_BELOW = 0.05
+#: the stopping rules: ``loss`` (the expected loss stopped falling) and ``mask`` (the
+#: binary mask stopped changing), see :class:`OptimizationUA`
+STOPS = ("loss", "mask")
+#: where the mask starts: ``zeros`` (p = 0.5 everywhere, the paper's) and ``first-order``
+#: (each segment's first-order blur effect, :func:`first_order_blur_effect`)
+INITS = ("zeros", "first-order")
 
 
 class UninformativeMapWarning(UserWarning):
@@ -50,6 +60,20 @@ def logistic_noise(uniform: Tensor) -> Tensor:
     """``Logistic(0, 1)`` samples from uniform ones: ``log u - log(1 - u)``."""
     u = uniform.clamp(_EPS, 1 - _EPS)
     return torch.log(u) - torch.log1p(-u)
+
+
+def first_order_blur_effect(uncertainty_of: Callable[[Tensor], Tensor], x: Tensor,
+                            sigma: float) -> Tensor:
+    """``[B, H, W]``: how much blurring each pixel alone lowers U, to first order,
+
+        e = ∂U/∂x · (x - blur(x, σ))    summed over channels
+
+    (``U(x') ≈ U(x) - Σ_pixels e`` for ``x'`` = x with the pixels of a region blurred), from
+    one forward and one backward pass of the whole batch. Summed over a segment it is the
+    segment's first-order effect, which :class:`OptimizationUA` can start from."""
+    grad = input_gradients(uncertainty_of, x, _CHECK_CHUNK)  # [B, C, H, W]
+    with torch.no_grad():
+        return (grad * (x - gaussian_blur(x, sigma))).sum(1)
 
 
 def gumbel_sigmoid(logits: Tensor, noise: Tensor, tau: float) -> Tensor:
@@ -133,7 +157,16 @@ class OptimizationUA(UncertaintyAttribution):
             (every 20 steps, 20 draws, a fall under 0.1% twice in a row) were chosen with
             lr and σ0 on MNIST's validation split by detection IoU and ADA, on slic
             segments and on oracle segments (docs/hyperparameters.md).
+        stop: which stopping rule (below): ``"loss"`` (the expected loss stopped falling)
+            or ``"mask"`` (the binary mask stopped changing).
+        mask_every, mask_patience, mask_tol: the mask rule (below): checked every
+            ``mask_every`` steps, it ends an image after ``mask_patience`` checks in a row
+            at which at most a share ``mask_tol`` of its segments flipped (0: none).
         early_stop: apply the stopping rule; off, every image runs ``max_steps`` steps.
+        init: where the mask starts: ``"zeros"`` (``v = 0``, p = 0.5 everywhere, the
+            paper's) or ``"first-order"`` (a warm start from each segment's first-order
+            blur effect, below).
+        init_scale: with ``init="first-order"``, the largest starting logit ``|v|``.
         sigma_init: initial blur width as a fraction of the image side. The paper starts
             the width φ at 0, where a Gaussian blur is the identity and its gradient in
             the width vanishes, so nothing could be learned; here ``σ = σ0 · exp(φ)``
@@ -161,9 +194,24 @@ class OptimizationUA(UncertaintyAttribution):
     in a row, or at ``max_steps``. Without the Gumbel-sigmoid there are no draws and
     ``L̂`` is the loss itself; the rule is the same for every ablation variant.
 
+    With ``stop="mask"`` the check is every ``mask_every`` steps, draws nothing and runs no
+    forward pass: an image stops once its binary mask ``1[p_bk > 0.5]`` changed on at most
+    a share ``mask_tol`` of its segments since the previous check, at ``mask_patience``
+    checks in a row.
+
     The draws of the checks come from a stream of their own (seeded from the image's
     generator), so an image's path through the optimisation does not depend on when or
     how often it is checked: the stopping rule only chooses where along it to stop.
+
+    **Warm start.** ``init="first-order"`` starts each segment's logit from its
+    first-order effect ``e_bk`` (:func:`first_order_blur_effect` with the starting blur
+    σ0, summed over the segment) weighed against its share of the sparsity term::
+
+        v_bk = init_scale · clamp((e_bk - c_b) / c_b, -1, 1),     c_b = λ / K_b
+
+    so that a segment whose blurring lowers U by twice what it costs in the loss starts
+    at ``+init_scale``, one that lowers it by nothing at ``-init_scale``. This costs one
+    forward and one backward pass per image.
     """
 
     name = "optimization"
@@ -171,17 +219,30 @@ class OptimizationUA(UncertaintyAttribution):
     def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
                  lam: float = 3.0, tau: float = 0.1, lr: float = 0.01, max_steps: int = 500,
                  check_every: int = 20, check_draws: int = 20, tol: float = 1e-3, patience: int = 2,
-                 early_stop: bool = True, sigma_init: float = 0.05, learn_blur: bool = True,
-                 gumbel: bool = True, seed: int = 0, progress: bool = False) -> None:
+                 stop: str = "loss", mask_every: int = 10, mask_patience: int = 3,
+                 mask_tol: float = 0.0, early_stop: bool = True,
+                 init: str = "zeros", init_scale: float = 1.0, sigma_init: float = 0.05,
+                 learn_blur: bool = True, gumbel: bool = True, seed: int = 0,
+                 progress: bool = False) -> None:
         super().__init__(posterior, uncertainty)
-        check_positive(lam=lam, tol=tol, allow_zero=True)
-        check_positive(tau=tau, lr=lr, sigma_init=sigma_init)
+        check_positive(lam=lam, tol=tol, mask_tol=mask_tol, allow_zero=True)
+        check_positive(tau=tau, lr=lr, sigma_init=sigma_init, init_scale=init_scale)
         check_positive_ints(max_steps=max_steps, check_every=check_every,
-                            check_draws=check_draws, patience=patience)
+                            check_draws=check_draws, patience=patience, mask_every=mask_every,
+                            mask_patience=mask_patience)
+        if stop not in STOPS:
+            raise ValueError(f"stop must be one of {STOPS}, got {stop!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if mask_tol >= 1:
+            raise ValueError(f"mask_tol must be a share of the segments below 1, got {mask_tol}")
         self.lam, self.tau, self.lr = lam, tau, lr
         self.max_steps, self.check_every, self.check_draws, self.tol = (
             max_steps, check_every, check_draws, tol)
         self.patience, self.early_stop = patience, early_stop
+        self.stop, self.mask_every, self.mask_patience, self.mask_tol = (
+            stop, mask_every, mask_patience, mask_tol)
+        self.init, self.init_scale = init, init_scale
         self.sigma_init, self.learn_blur, self.gumbel = sigma_init, learn_blur, gumbel
         self.seed, self.progress = seed, progress
 
@@ -212,7 +273,10 @@ class OptimizationUA(UncertaintyAttribution):
         sigma0 = self.sigma_init * min(height, width)
         check_chunk = images_per_pass(_CHECK_CHUNK, height, width)
 
-        logits = torch.zeros(batch, k_max, device=x.device, requires_grad=True)  # v
+        logits = torch.zeros(batch, k_max, device=x.device)  # v
+        if self.init == "first-order":
+            logits = self._first_order_logits(x, flat_segments, counts, valid, sigma0)
+        logits.requires_grad_()
         log_scale = torch.zeros(batch, device=x.device, requires_grad=self.learn_blur)  # φ
         params = [logits, log_scale] if self.learn_blur else [logits]
         optimizer = torch.optim.Adam(params, lr=self.lr)
@@ -272,7 +336,10 @@ class OptimizationUA(UncertaintyAttribution):
         steps = torch.zeros(batch, dtype=torch.long, device=x.device)
         last_check = torch.zeros(batch, device=x.device)
         quiet = torch.zeros(batch, dtype=torch.long, device=x.device)  # checks in a row
-        if self.early_stop or trace:
+        by_loss = self.early_stop and self.stop == "loss"
+        by_mask = self.early_stop and self.stop == "mask"
+        last_binary = (logits.detach() > 0) & valid  # [B, K]
+        if by_loss or trace:
             u, sparsity = expected_parts(all_images)
             last_check = u + sparsity  # [B]
             if trace:
@@ -298,18 +365,27 @@ class OptimizationUA(UncertaintyAttribution):
                     param[~active] = old[~active]
             steps[idx] += 1
             bar.update()
-            if step % self.check_every == 0 and (self.early_stop or trace):
+            ended = None  # [n]: which of the active images a check ends, if one ran
+            if step % self.check_every == 0 and (by_loss or trace):
                 checked = all_images if trace else idx
                 u, sparsity = expected_parts(checked)
-                current = (u + sparsity)[idx] if trace else u + sparsity
                 if trace:
                     record(step, u, sparsity)
-                if self.early_stop:
+                if by_loss:  # the loss rule: the expected loss stopped falling
+                    current = (u + sparsity)[idx] if trace else u + sparsity
                     previous = last_check[idx]
                     fall = (previous - current) / previous.abs().clamp_min(_EPS)
                     quiet[idx] = torch.where(fall < self.tol, quiet[idx] + 1, 0)
                     last_check[idx] = current
-                    active[idx[quiet[idx] >= self.patience]] = False
+                    ended = quiet[idx] >= self.patience
+            if by_mask and step % self.mask_every == 0:  # the mask stopped changing
+                binary = (logits.detach()[idx] > 0) & valid[idx]  # [n, K]
+                flipped = (binary != last_binary[idx]).sum(1) / counts[idx]  # [n]
+                last_binary[idx] = binary
+                quiet[idx] = torch.where(flipped <= self.mask_tol, quiet[idx] + 1, 0)
+                ended = quiet[idx] >= self.mask_patience
+            if ended is not None:
+                active[idx[ended]] = False
                 bar.set_postfix(active=int(active.sum()))
                 if not active.any():
                     break
@@ -335,6 +411,28 @@ class OptimizationUA(UncertaintyAttribution):
                                     trace=history)
         _warn_uninformative(result)
         return result
+
+
+    def key_settings(self) -> dict[str, Any]:
+        """:meth:`settings` without those of a stopping rule or start not in use (results
+        stored before the mask rule and the warm start existed keep their keys)."""
+        unused = set()
+        if self.stop == "loss":
+            unused |= {"stop", "mask_every", "mask_patience", "mask_tol"}
+        if self.init == "zeros":
+            unused |= {"init", "init_scale"}
+        return {k: v for k, v in self.settings().items() if k not in unused}
+
+    def _first_order_logits(self, x: Tensor, flat_segments: Tensor, counts: Tensor,
+                            valid: Tensor, sigma0: float) -> Tensor:
+        """The warm start ``v [B, K]`` (class docstring): each segment's first-order blur
+        effect against its share ``λ / K_b`` of the sparsity term."""
+        effect = first_order_blur_effect(self.uncertainty_of, x, sigma0).flatten(1)  # [B, H·W]
+        per_segment = torch.zeros(valid.shape, dtype=effect.dtype, device=x.device)
+        per_segment.scatter_add_(1, flat_segments, effect)  # [B, K]
+        cost = (self.lam / counts).unsqueeze(1).clamp_min(_EPS)  # [B, 1]; λ = 0: no cost
+        scaled = ((per_segment - cost) / cost).clamp(-1, 1) * self.init_scale
+        return scaled * valid
 
 
 def _warn_uninformative(result: OptimizationResult) -> None:

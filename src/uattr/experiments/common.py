@@ -84,10 +84,10 @@ NOT_IN_KEY = ("progress",)
 
 
 def method_key(spec: MethodSpec) -> dict[str, Any]:
-    """What a row's maps depend on, for a cell's key: the method's class and settings
-    (but :data:`NOT_IN_KEY`), the segmenter's settings, whether the row is an oracle, and
-    the posterior."""
-    settings = {name: value for name, value in spec.method.settings().items()
+    """What a row's maps depend on, for a cell's key: the method's class and the settings
+    that decide its maps (``key_settings``, but :data:`NOT_IN_KEY`), the segmenter's
+    settings, whether the row is an oracle, and the posterior."""
+    settings = {name: value for name, value in spec.method.key_settings().items()
                 if name not in NOT_IN_KEY}
     key = {"method": spec.name, "class": type(spec.method).__name__,
            "settings": settings, "segments": spec.config,
