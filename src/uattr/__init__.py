@@ -10,6 +10,7 @@ from . import interop, metrics, viz
 from .attribution import (
     CLUE,
     LIME,
+    AmortizedUA,
     BlurIG,
     CLUEResult,
     DeltaCLUE,
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CLUE",
     "LIME",
+    "AmortizedUA",
     "BlurIG",
     "CLUEResult",
     "DeltaCLUE",

@@ -1,5 +1,6 @@
 """Uncertainty attribution methods: one class each, one ``attribute`` verb."""
 
+from .amortized import AmortizedUA
 from .base import UncertaintyAttribution
 from .clue import CLUE, CLUEResult, DeltaCLUE
 from .fullgrad import FullGrad
@@ -12,6 +13,7 @@ from .ua_backprop import UABackprop
 __all__ = [
     "CLUE",
     "LIME",
+    "AmortizedUA",
     "BlurIG",
     "CLUEResult",
     "DeltaCLUE",

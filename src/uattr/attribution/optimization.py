@@ -353,16 +353,19 @@ class OptimizationUA(UncertaintyAttribution):
             uniform = draw_uniform(generators, (batch, k_max), x.device, lengths=counts)
             u, sparsity = loss_parts(idx, sample_weights(idx, uniform[idx]))
             loss = (u + sparsity).sum()
-            before = [p.detach().clone() for p in params]
+            # a stopped image's values, which Adam's momentum would still move
+            frozen = ~active
+            before = [p.detach()[frozen] for p in params] if frozen.any() else None
             # Gradients for v and φ only: the posterior's weights get none (no side effect
             # on the user's model, and a third less work than loss.backward()).
             grads = torch.autograd.grad(loss, params, allow_unused=True)  # None: unused
             for param, grad in zip(params, grads, strict=True):
                 param.grad = torch.zeros_like(param) if grad is None else grad
             optimizer.step()
-            with torch.no_grad():  # Adam's momentum would still move stopped images
-                for param, old in zip(params, before, strict=True):
-                    param[~active] = old[~active]
+            if before is not None:
+                with torch.no_grad():
+                    for param, old in zip(params, before, strict=True):
+                        param[frozen] = old
             steps[idx] += 1
             bar.update()
             ended = None  # [n]: which of the active images a check ends, if one ran

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from ..attribution.optimization import INITS, STOPS
 from ..experiments.commands import float_in, non_negative_int, positive_int
 from ..experiments.job import POSTERIOR_KINDS
 from ..experiments.registry import ROWS
@@ -89,6 +90,15 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                         help="the optimization-based method's most Adam steps per image "
                              f"(default {DEFAULT.method.max_steps}, the paper's); an image "
                              "stops earlier when its stopping rule fires")
+    parser.add_argument("--stop", choices=STOPS, default=DEFAULT.method.stop,
+                        help="the optimization-based method's stopping rule: loss (the "
+                             "expected loss stopped falling, papers/001 A.2) or mask (the "
+                             "binary mask stopped changing; no forward pass per check) "
+                             f"(default {DEFAULT.method.stop})")
+    parser.add_argument("--init", choices=INITS, default=DEFAULT.method.init,
+                        help="where its mask starts: zeros (p = 0.5, the paper's) or "
+                             "first-order (each segment's first-order blur effect, one more "
+                             f"forward and backward pass) (default {DEFAULT.method.init})")
     parser.add_argument("--n-segments", type=positive_int, default=DEFAULT.method.n_segments,
                         help="slic segments per image")
     parser.add_argument("--compactness", type=positive, default=DEFAULT.method.compactness,

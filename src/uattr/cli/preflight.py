@@ -69,7 +69,8 @@ def check_output_folder(path: str | os.PathLike, flag: str) -> None:
 
 #: options added after folders were first recorded, with their defaults: at its default such
 #: an option is left out of the record, so that a folder recorded before it still resumes
-ADDED_LATER = {"max_steps": Settings().method.max_steps}
+ADDED_LATER = {"max_steps": Settings().method.max_steps, "stop": Settings().method.stop,
+               "init": Settings().method.init}
 
 
 def folder_settings(args: argparse.Namespace, left_out: Iterable[str]) -> dict:

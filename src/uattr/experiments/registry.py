@@ -87,10 +87,11 @@ class Row:
 
 def optimization(posterior: Posterior, settings: MethodSettings,
                  **overrides) -> OptimizationUA:
-    """The optimization-based method with the settings' λ, τ, σ0, most steps, seed and
-    uncertainty."""
+    """The optimization-based method with the settings' λ, τ, σ0, most steps, stopping
+    rule, start, seed and uncertainty."""
     chosen = {"uncertainty": settings.uncertainty, "lam": settings.lam, "tau": settings.tau,
               "sigma_init": settings.sigma_init, "max_steps": settings.max_steps,
+              "stop": settings.stop, "init": settings.init,
               "seed": settings.seed, "progress": True,
               **overrides}
     return OptimizationUA(posterior, **chosen)

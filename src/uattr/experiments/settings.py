@@ -69,14 +69,17 @@ class PosteriorSettings:
 @dataclass(frozen=True)
 class MethodSettings:
     """What the tables' methods explain (``uncertainty``: ``total | aleatoric |
-    epistemic``), the optimization-based method's λ, τ, σ0 and most Adam steps per image,
-    slic's segments and compactness, and the seed of every random method."""
+    epistemic``), the optimization-based method's λ, τ, σ0, most Adam steps per image,
+    stopping rule and start, slic's segments and compactness, and the seed of every
+    random method."""
 
     uncertainty: str = "total"
     lam: float = _METHOD["lam"]
     tau: float = _METHOD["tau"]
     sigma_init: float = _METHOD["sigma_init"]
     max_steps: int = _METHOD["max_steps"]
+    stop: str = _METHOD["stop"]
+    init: str = _METHOD["init"]
     n_segments: int = _SLIC["n_segments"]
     compactness: float = _SLIC["compactness"]
     seed: int = 0

@@ -9,6 +9,7 @@
 - **Convergence** (papers/001 Table 9): Adam steps until the early stop, per pixel and on
   segments, without the Gumbel-sigmoid as the paper measures them and for the full
   method, with a figure of the optimisation over steps.
+- **Stopping**: the mask rule and the first-order warm start against all steps.
 
 Each study reuses the benchmark machinery, so its cells are stored and reused like the
 tables' cells.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from .. import viz
+from ..metrics import box_iou, find_box
 from .benchmarks import detection, faithfulness
 from .benchmarks.detection import detection_images
 from .benchmarks.paper_numbers import (
@@ -34,7 +36,7 @@ from .job import Job, Section, evaluated_images, print_table
 from .registry import ORACLE, detection_methods, optimization, segmenter
 
 __all__ = ["ABLATION_PARTS", "COMMANDS", "LAMBDAS", "TAUS", "ablation", "convergence",
-           "sensitivity"]
+           "sensitivity", "stopping"]
 
 LAMBDAS = (2.0, 2.5, 3.0)
 TAUS = (0.07, 0.1, 0.15)
@@ -64,12 +66,13 @@ def _variant(job: Job, name: str, segments: bool, learn_blur: bool, gumbel: bool
     """The optimization-based method with some components or settings changed (``oracle``:
     on slic segments plus the true patch).
 
-    The complete method with the command's own λ and τ is the tables' row itself (same
+    The complete method with the command's own λ, τ, stop and start is the tables' row
+    itself (same
     name, same key), so a study reuses the cells of ``bench detection|faithfulness`` in
     the same folder instead of computing them again; its rows are relabelled by
     :func:`_relabel`."""
     method = job.settings.method
-    chosen = {"lam": method.lam, "tau": method.tau}
+    chosen = {"lam": method.lam, "tau": method.tau, "stop": method.stop, "init": method.init}
     if learn_blur and gumbel and all(chosen.get(k) == v for k, v in overrides.items()):
         table_row = ("optimization (slic)" if segments else "optimization (pixels)")
         if oracle:
@@ -215,6 +218,70 @@ def _trace_figure(job: Job, detection_set, shown: int = 4) -> str:
     return "optimization_steps.png"
 
 
+# (segments, start, stop) of the stopping study; the cold start with the loss rule is the
+# detection table's own row where the command keeps the defaults
+_STOPPING = (
+    ("slic", "cold", "loss rule"), ("slic", "cold", "mask rule"),
+    ("slic", "warm", "mask rule"),
+    ("pixels", "cold", "loss rule"), ("pixels", "cold", "mask rule"),
+    ("pixels", "warm", "mask rule"),
+)
+
+
+def stopping(job: Job, n: int) -> Section:
+    """The stop that stops and the warm start (DESIGN §3.1): detection with the mask rule
+    from the cold start (p = 0.5) and from the first-order warm start, against the cold
+    start with the loss rule, on slic segments and per pixel: steps and passes per image
+    beside papers/001 Table 9's steps, and each variant's IoU minus the loss rule's on
+    the same images with its paired standard error."""
+    settings, out = job.settings, job.out
+    where = settings.data
+    detection_set = detection_images(job, n)
+    specs = []
+    for mode, start, stop in _STOPPING:
+        changes = {"stop": stop.split()[0], "init": "first-order" if start == "warm" else "zeros"}
+        specs.append(_variant(job, f"{mode}, {start} start, {stop}", mode == "slic", True, True,
+                              **changes))
+    rows, maps = detection.run_for_job(job, detection_set, specs)
+    rows = _relabel(rows, specs)
+    ious = {row["method"]: box_iou(find_box(maps[spec.name], detection_set.patch_size),
+                                   detection_set.boxes).double().numpy()
+            for row, spec in zip(rows, specs, strict=True)}
+    table = []
+    for (mode, start, stop), row in zip(_STOPPING, rows, strict=True):
+        reference = ious[f"{mode}, cold start, loss rule"]
+        difference = ious[row["method"]] - reference
+        paper = CONVERGENCE.get((mode, "full method"))
+        table.append({
+            "segments": mode, "start": start, "stop": stop,
+            **{k: row[k] for k in ("mean steps", "median steps", "share at the limit",
+                                   "forward/image", "backward/image")},
+            "paper's steps: C10 / C100 / SVHN": (" / ".join(f"{v:g}" for v in paper)
+                                                 if paper else None),
+            "IoU": row["IoU"], "ADA": row["ADA"],
+            "IoU - loss rule": float(difference.mean()),
+            "its s.e.": float(difference.std(ddof=1) / len(difference) ** 0.5),
+            "s/image": row["s/image"]})
+    out.write_table("stopping", table)
+    out.write_json("stopping_per_image.json", {
+        "indices": detection_set.indices.tolist(),
+        "IoU": {name: values.tolist() for name, values in ious.items()}})
+    rule = optimization(job.posterior, settings.method)
+    text = (f"The optimization-based method's stop and start, N = {n} detection images of "
+            f"{where.dataset} {where.split}: the cold start (p = 0.5) with the loss rule "
+            f"(papers/001 A.2 with common draws; at most {rule.max_steps} steps, 'share at "
+            "the limit' says how many images it let run to the end), and the mask rule "
+            f"(stop once at most {rule.mask_tol:g} of an image's segments flipped between "
+            f"checks {rule.mask_every} steps apart, {rule.mask_patience} checks in a row) "
+            "from the cold start and from the first-order warm start (one more forward "
+            "and backward pass). 'IoU - loss rule': the row's IoU minus the cold start's "
+            "with the loss rule on the same images, with its paired standard error. The "
+            "paper's steps (papers/001 Table 9) are of its loss rule with SAM segments on "
+            "other data.")
+    print_table(f"Stopping: {text}", table)
+    return Section("Stop and start", text, [("stopping", table)])
+
+
 COMMANDS = (
     BenchCommand("ablation", "the optimization-based method's components, on detection and "
                  "faithfulness (papers/000 Table 3, papers/001 Table 7)",
@@ -227,4 +294,6 @@ COMMANDS = (
                  lambda job, args: sensitivity(job, args.n), on_ray=True),
     BenchCommand("convergence", "steps to converge, pixels vs segments (papers/001 Table 9)",
                  lambda job, args: convergence(job, args.n), on_ray=True),
+    BenchCommand("stopping", "the mask rule and the warm start against all steps, on slic "
+                 "and per pixel", lambda job, args: stopping(job, args.n), on_ray=True),
 )

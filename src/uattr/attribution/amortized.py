@@ -1,0 +1,165 @@
+"""An amortised explainer of the uncertainty: one forward pass of a small network gives the
+map that :class:`~uattr.attribution.OptimizationUA` would learn image by image
+(papers/000 §6 names amortisation as its future work; DESIGN §3.1).
+
+A mask network ``g_θ`` maps an image to one logit per pixel; it is trained on images of a
+training split, the posterior frozen, with the optimization-based method's own objective
+(no maps as targets)::
+
+    M_b   = σ((g_θ(x_b) + t_b) / τ)          Gumbel-sigmoid mask per pixel [H, W] (training)
+    x'_b  = (1 - M_b) ⊙ x_b + M_b ⊙ blur(x_b, σ0)
+    loss  = mean_b [ U(x'_b) + λ · mean_pixels M_b ]
+
+and its map is ``σ(g_θ(x))``, with no draws: an image's map is the same alone and in any
+batch. On segments (``segments=...``) the map is its mean over each segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ..ops.checks import check_positive, check_positive_ints
+from ..ops.perturb import gaussian_blur
+from ..ops.segment import check_segments, segment_slots
+from ..uq import PosteriorLike, UncertaintySpec
+from .base import UncertaintyAttribution
+from .optimization import gumbel_sigmoid, logistic_noise
+
+__all__ = ["AmortizedUA", "MaskNet"]
+
+
+class MaskNet(nn.Module):
+    """A small U-Net ``[B, C, H, W] -> [B, H, W]`` logits, any size: two 3×3 stages at full
+    resolution, one at half, upsampled back and joined with the full-resolution features.
+    About 10k parameters for 16 channels."""
+
+    def __init__(self, in_channels: int, width: int = 16) -> None:
+        super().__init__()
+        self.in_channels, self.width = in_channels, width
+        self.down = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.middle = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
+                                    nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU())
+        self.up = nn.Sequential(nn.Conv2d(3 * width, width, 3, padding=1), nn.ReLU(),
+                                nn.Conv2d(width, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        full = self.down(x)  # [B, w, H, W]
+        half = self.middle(F.max_pool2d(full, 2, ceil_mode=True))  # [B, 2w, ⌈H/2⌉, ⌈W/2⌉]
+        back = F.interpolate(half, size=full.shape[-2:], mode="bilinear", align_corners=False)
+        return self.up(torch.cat([full, back], 1)).squeeze(1)  # [B, H, W]
+
+
+class AmortizedUA(UncertaintyAttribution):
+    """A mask network trained to do what the optimization-based method does, then one
+    forward pass per batch (module docstring).
+
+    Args:
+        posterior, uncertainty: see :class:`~uattr.attribution.base.UncertaintyAttribution`.
+        network: the mask network (default: a :class:`MaskNet` for the images' channels,
+            made on the first :meth:`fit`).
+        lam, tau, sigma_init: the objective's λ, the Gumbel-sigmoid's τ during training and
+            the blur width σ0 as a fraction of the image side (as
+            :class:`~uattr.attribution.OptimizationUA`'s).
+        seed: seed of the network's initial weights, the batches' order and the draws.
+
+    :meth:`fit` trains the network on images (``[N, C, H, W]``) and returns the explainer;
+    :meth:`attribute` refuses to run before it has been trained or given one.
+    """
+
+    name = "amortized"
+
+    def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
+                 network: nn.Module | None = None, lam: float = 3.0, tau: float = 0.1,
+                 sigma_init: float = 0.05, seed: int = 0) -> None:
+        super().__init__(posterior, uncertainty)
+        check_positive(lam=lam, allow_zero=True)
+        check_positive(tau=tau, sigma_init=sigma_init)
+        self.network, self.lam, self.tau, self.sigma_init, self.seed = (
+            network, lam, tau, sigma_init, seed)
+        self.trained = network is not None
+
+    # ------------------------------------------------------------------ training
+    def objective(self, x: Tensor, logits: Tensor, noise: Tensor | None = None) -> Tensor:
+        """``[B]``: ``U(x') + λ · mean M`` of each image under its mask logits ``[B, H, W]``
+        (``noise``: logistic draws for a Gumbel-sigmoid mask; ``None``: ``M = σ(logits)``)."""
+        mask = torch.sigmoid(logits) if noise is None else gumbel_sigmoid(logits, noise,
+                                                                           self.tau)
+        blurred = gaussian_blur(x, self.sigma_init * min(x.shape[-2:]))
+        perturbed = (1 - mask[:, None]) * x + mask[:, None] * blurred
+        return self.uncertainty_of(perturbed) + self.lam * mask.flatten(1).mean(1)
+
+    def fit(self, images: Tensor, *, epochs: int = 1, batch_size: int = 64, lr: float = 1e-3,
+            progress: bool = False) -> AmortizedUA:
+        """Train the mask network on ``images`` ``[N, C, H, W]`` (a training split: never
+        the images it will be judged on) with Adam, the posterior frozen (it gets no
+        gradients). Returns ``self``."""
+        check_positive_ints(epochs=epochs, batch_size=batch_size)
+        check_positive(lr=lr)
+        images = self._check(images).detach()
+        generator = torch.Generator().manual_seed(self.seed)
+        if self.network is None:
+            torch.manual_seed(self.seed)  # the network's initial weights
+            self.network = MaskNet(images.shape[1])
+        self.network.to(images.device).train()
+        parameters = [p for p in self.network.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(parameters, lr=lr)
+        total = epochs * -(-len(images) // batch_size)
+        with tqdm(total=total, desc=f"{self.name}: training", disable=not progress,
+                  leave=False) as bar:
+            for batch in _batches(images, epochs, batch_size, generator):
+                uniform = torch.rand(batch.shape[0], *batch.shape[-2:], generator=generator)
+                noise = logistic_noise(uniform).to(batch.device)
+                loss = self.objective(batch, self.network(batch), noise).mean()
+                grads = torch.autograd.grad(loss, parameters)  # the network's only
+                for parameter, grad in zip(parameters, grads, strict=True):
+                    parameter.grad = grad
+                optimizer.step()
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+        self.network.eval()
+        self.trained = True
+        return self
+
+    # ------------------------------------------------------------------ the verb
+    def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
+        """Maps ``[B, H, W]``: ``σ(g_θ(x))`` per pixel, or its mean over each segment."""
+        if not self.trained or self.network is None:
+            raise ValueError("AmortizedUA: the mask network is not trained: call fit(images) "
+                             "on training images first, or pass network=")
+        x = self._check(x)
+        channels = getattr(self.network, "in_channels", x.shape[1])
+        if channels != x.shape[1]:
+            raise ValueError(f"x: the mask network takes {channels} channels, got images of "
+                             f"shape {list(x.shape[1:])}")
+        with torch.no_grad():
+            maps = torch.sigmoid(self.network(x.detach()))  # [B, H, W]
+        if segments is None:
+            return maps
+        segments = check_segments(segments, x)
+        _, valid = segment_slots(segments)  # [B, K]: which slots are segments
+        flat = segments.flatten(1)
+        sums = torch.zeros(valid.shape, dtype=maps.dtype, device=maps.device)
+        sums.scatter_add_(1, flat, maps.flatten(1))
+        sizes = torch.zeros_like(sums).scatter_add_(1, flat, torch.ones_like(maps.flatten(1)))
+        means = sums / sizes.clamp_min(1)
+        return means.gather(1, flat).view_as(maps)
+
+    def settings(self) -> dict:
+        from .base import fingerprint
+
+        return {**super().settings(), "network": fingerprint(self.network)}
+
+
+def _batches(images: Tensor, epochs: int, batch_size: int,
+             generator: torch.Generator) -> Iterator[Tensor]:
+    """``epochs`` passes over ``images`` in a seeded random order, ``batch_size`` at a time."""
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), batch_size):
+            yield images[order[start : start + batch_size].to(images.device)]

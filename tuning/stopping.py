@@ -1,0 +1,143 @@
+"""Choose the optimization-based method's mask rule and measure its warm start on MNIST's
+validation split (docs/hyperparameters.md), by the detection benchmark's IoU / ADA.
+
+    python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0
+
+On the detection set of the validation split (the 100 images whose uncertainty the patch
+swap raised most under the shipped ensemble), each start (cold: p = 0.5; warm: the
+first-order blur effect) and Adam setting runs without a stopping rule and records every
+image's probabilities and loss every 20 steps. The checks draw from a stream of their own,
+so a stopping rule only chooses *where along the recorded path* an image stops: the loss
+rule (the default: the loss with 20 fixed draws fell by less than 0.1% twice in a row),
+fixed budgets and every mask rule of the grid are scored exactly from the same traces,
+each against the cold start's loss rule on the same images (paired standard error). The
+table ``stopping_rules.{md,csv,json}`` lands in ``--out`` and, with ``--results``, there
+too. The test images are never read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import torch
+from sweeps import arguments, detection_scores, finish, image_ious
+
+from uattr.attribution import OptimizationUA
+from uattr.experiments import DataSettings, Settings, open_job
+from uattr.experiments.benchmarks.detection import detection_images
+from uattr.experiments.job import running_command
+from uattr.experiments.registry import segmenter
+
+CHECK_EVERY = 20  # the loss rule's spacing: its checks are the records
+# (name, start, lr, σ0, steps recorded): the defaults, their warm start, and the setting
+# of the learning-rate grid (tuning/optimization_steps.py) that peaks earliest
+SETTINGS = (("defaults", "zeros", 0.01, 0.05, 500),
+            ("defaults, warm start", "first-order", 0.01, 0.05, 300),
+            ("lr 0.03, σ0 0.1", "zeros", 0.03, 0.1, 300))
+BUDGETS = (100, 150, 200, 300, 500)
+MASK_EVERY = (20, 40, 60)
+MASK_TOL = (0.0, 0.02, 0.05)
+MASK_PATIENCE = (1, 2, 3, 4)
+
+
+def first_run(quiet: torch.Tensor, patience: int) -> torch.Tensor:
+    """``[B]``: the record at which each image's first run of ``patience`` quiet checks
+    ends (check t of ``quiet [T, B]`` compares records t and t + 1), or the last record
+    (the step limit) where there is none."""
+    run = torch.zeros(quiet.shape[1], dtype=torch.long)
+    stop = torch.full((quiet.shape[1],), quiet.shape[0], dtype=torch.long)
+    for t in range(quiet.shape[0]):
+        run = torch.where(quiet[t], run + 1, torch.zeros_like(run))
+        stop[(run >= patience) & (stop == quiet.shape[0])] = t + 1
+    return stop
+
+
+def loss_rule(loss: torch.Tensor, tol: float = 1e-3, patience: int = 2) -> torch.Tensor:
+    """Records where :class:`OptimizationUA`'s loss rule ends each image ``[B]``."""
+    fall = (loss[:-1] - loss[1:]) / loss[:-1].abs().clamp_min(1e-6)
+    return first_run(fall < tol, patience)
+
+
+def mask_rule(probs: torch.Tensor, counts: torch.Tensor, every: int, tol: float,
+              patience: int) -> torch.Tensor:
+    """Records where ``OptimizationUA(stop="mask")`` ends each image ``[B]``: checks every
+    ``every // CHECK_EVERY`` records, the binary mask ``p > 0.5`` compared with the last."""
+    stride = every // CHECK_EVERY
+    binary = probs[::stride] > 0.5  # [T', B, K]
+    flipped = (binary[1:] != binary[:-1]).sum(-1) / counts  # [T'-1, B]
+    return first_run(flipped <= tol, patience) * stride
+
+
+def record(job, detection_set, segments, start: str, lr: float, sigma_init: float,
+           steps: int, path: Path) -> dict:
+    """The traced run of one setting, stored at ``path`` (resumable: a stored one is
+    read back)."""
+    if path.exists():
+        return torch.load(path)
+    method = OptimizationUA(job.posterior, "total", lr=lr, sigma_init=sigma_init,
+                            max_steps=steps, check_every=CHECK_EVERY, early_stop=False,
+                            init=start, progress=True)
+    result = method.attribute_with_diagnostics(detection_set.images, segments=segments,
+                                               trace=True)
+    stored = {"probs": result.trace.probs, "loss": result.trace.loss,
+              "steps": result.trace.steps}
+    tmp = path.with_suffix(".tmp")
+    torch.save(stored, tmp)
+    os.replace(tmp, path)
+    return stored
+
+
+def main() -> None:
+    parser = arguments(__doc__, "runs/tuning-stopping")
+    args = parser.parse_args()
+    with running_command(sys.argv[1:], program="python tuning/stopping.py"):
+        job = open_job(Settings(data=DataSettings("mnist", "valid")), args.out)
+        detection_set = detection_images(job, args.n)
+        boxes = detection_set.boxes
+        segments = segmenter("slic", job.settings.method)(detection_set.images)
+        counts = segments.flatten(1).max(1).values + 1  # [N]
+        traces = Path(args.out) / "traces"
+        traces.mkdir(parents=True, exist_ok=True)
+        reference, rows = None, []
+        for name, start, lr, sigma_init, steps in SETTINGS:
+            trace = record(job, detection_set, segments, start, lr, sigma_init, steps,
+                           traces / f"{start}-lr{lr:g}-sigma{sigma_init:g}-{steps}.pt")
+            recorded = trace["steps"].tolist()
+            rules = [("loss rule (0.1%, twice)", loss_rule(trace["loss"]))]
+            rules += [(f"{budget} steps", torch.full((len(boxes),), recorded.index(budget)))
+                      for budget in BUDGETS if budget in recorded]
+            rules += [(f"mask: every {every}, flips ≤ {tol:g}, patience {patience}",
+                       mask_rule(trace["probs"], counts, every, tol, patience))
+                      for every, tol, patience in itertools.product(MASK_EVERY, MASK_TOL,
+                                                                    MASK_PATIENCE)]
+            for rule, index in rules:  # index [N]: the record where each image stops
+                chosen = trace["probs"][index, torch.arange(len(index))]  # [N, K]
+                maps = chosen.gather(1, segments.flatten(1)).view_as(segments).float()
+                iou = image_ious(maps, boxes).double()
+                reference = iou if reference is None else reference  # the defaults' loss rule
+                difference = iou - reference
+                taken = torch.tensor(recorded, dtype=torch.float64)[index]
+                warm = 1 if start == "first-order" else 0  # the warm start's own pass
+                rows.append({"setting": name, "rule": rule, "mean steps": float(taken.mean()),
+                             "backward/image": float(taken.mean()) + warm,
+                             **detection_scores(maps, boxes),
+                             "IoU - loss rule": float(difference.mean()),
+                             "its s.e.": float(difference.std() / len(iou) ** 0.5)})
+        text = (f"mnist valid, N = {args.n}, the detection set of the shipped ensemble, slic "
+                "segments: each setting's IoU / ADA and mean Adam steps under the loss rule, "
+                "fixed budgets and every mask rule of the grid, scored from one traced run "
+                "per setting; 'IoU - loss rule' is against the defaults' loss rule on the "
+                "same images, with its paired standard error. Backward passes per image "
+                "count the warm start's own.")
+        finish(job, "stopping_rules", rows, "Stopping rules and the warm start", text,
+               "stopping", {"n": args.n, "split": "valid",
+                            "settings": [list(s) for s in SETTINGS],
+                            "mask_every": MASK_EVERY, "mask_tol": MASK_TOL,
+                            "mask_patience": MASK_PATIENCE}, args.results)
+
+
+if __name__ == "__main__":
+    main()
