@@ -310,12 +310,12 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     assert main(["bench", "detection", *common, "--methods", "optimization (slic)"]) == 0
     assert main(["bench", "faithfulness", *common, "--methods", "optimization (pixels)"]) == 0
     capsys.readouterr()
-    for study in ("ablation", "sensitivity", "convergence"):
+    for study in ("ablation", "sensitivity", "convergence", "stopping"):
         assert main(["bench", study, *common]) == 0
     err = capsys.readouterr().err
     # the complete method is the tables' row: its cells are shared, not computed again
-    # ablation, sensitivity, convergence
-    assert err.count("optimization (slic): loaded from") == 3
+    # ablation, sensitivity, convergence, stopping
+    assert err.count("optimization (slic): loaded from") == 4
     assert err.count("optimization (pixels): loaded from") == 1  # ablation
     read = lambda name: {r.get("method", r.get("mode")): r  # noqa: E731
                          for r in json.loads((out / f"{name}.json").read_text())}
@@ -347,6 +347,19 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     assert all(20 <= row["mean steps"] <= 100 for row in convergence.values())
     assert max(row["mean steps"] for row in convergence.values()) == 100
     assert (out / "optimization_steps.png").read_bytes()[:4] == b"\x89PNG"
+    stopping = {(r["start"], r["stop"]): r
+                for r in json.loads((out / "stopping.json").read_text())}
+    loss_rule = stopping[("cold", "loss rule")]
+    assert loss_rule["IoU"] == full["IoU"] and loss_rule["IoU - loss rule"] == 0
+    per_image = json.loads((out / "stopping_per_image.json").read_text())["IoU"]
+    for (start, _), row in stopping.items():
+        assert row["IoU - loss rule"] == pytest.approx(row["IoU"] - full["IoU"])
+        assert row["mean steps"] <= 100
+        # the warm start costs one backward pass of its own; the mask rule none per check
+        assert row["backward/image"] - row["mean steps"] == (1 if start == "warm" else 0)
+    assert stopping[("cold", "mask rule")]["forward/image"] == \
+        stopping[("cold", "mask rule")]["mean steps"] + 2  # U(x) and U(x') at the end
+    assert len(per_image) == 3 and all(len(v) == 3 for v in per_image.values())
     assert main(["bench", "sensitivity", *common]) == 0  # resumed: nothing recomputed
     assert "attributing" not in capsys.readouterr().err
     # benchmarks sharing a folder keep one report each

@@ -71,6 +71,13 @@ def mask_rule(probs: torch.Tensor, counts: torch.Tensor, every: int, tol: float,
     return first_run(flipped <= tol, patience) * stride
 
 
+def paired(difference: torch.Tensor) -> dict[str, float | None]:
+    """A row's IoU minus the loss rule's, per image ``[N]``: mean, paired standard error
+    and the mean in those standard errors."""
+    mean, se = float(difference.mean()), float(difference.std() / len(difference) ** 0.5)
+    return {"IoU - loss rule": mean, "its s.e.": se, "in s.e.": mean / se if se > 0 else None}
+
+
 def record(job, detection_set, segments, start: str, lr: float, sigma_init: float,
            steps: int, path: Path) -> dict:
     """The traced run of one setting, stored at ``path`` (resumable: a stored one is
@@ -107,8 +114,9 @@ def main() -> None:
                            traces / f"{start}-lr{lr:g}-sigma{sigma_init:g}-{steps}.pt")
             recorded = trace["steps"].tolist()
             rules = [("loss rule (0.1%, twice)", loss_rule(trace["loss"]))]
+            budgets = ((0,) if start == "first-order" else ()) + BUDGETS  # 0: the start
             rules += [(f"{budget} steps", torch.full((len(boxes),), recorded.index(budget)))
-                      for budget in BUDGETS if budget in recorded]
+                      for budget in budgets if budget in recorded]
             rules += [(f"mask: every {every}, flips ≤ {tol:g}, patience {patience}",
                        mask_rule(trace["probs"], counts, every, tol, patience))
                       for every, tol, patience in itertools.product(MASK_EVERY, MASK_TOL,
@@ -124,14 +132,14 @@ def main() -> None:
                 rows.append({"setting": name, "rule": rule, "mean steps": float(taken.mean()),
                              "backward/image": float(taken.mean()) + warm,
                              **detection_scores(maps, boxes),
-                             "IoU - loss rule": float(difference.mean()),
-                             "its s.e.": float(difference.std() / len(iou) ** 0.5)})
+                             **paired(difference)})
         text = (f"mnist valid, N = {args.n}, the detection set of the shipped ensemble, slic "
                 "segments: each setting's IoU / ADA and mean Adam steps under the loss rule, "
                 "fixed budgets and every mask rule of the grid, scored from one traced run "
                 "per setting; 'IoU - loss rule' is against the defaults' loss rule on the "
                 "same images, with its paired standard error. Backward passes per image "
-                "count the warm start's own.")
+                "count the warm start's own; the warm start's '0 steps' row is its "
+                "starting map.")
         finish(job, "stopping_rules", rows, "Stopping rules and the warm start", text,
                "stopping", {"n": args.n, "split": "valid",
                             "settings": [list(s) for s in SETTINGS],
