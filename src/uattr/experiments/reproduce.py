@@ -416,10 +416,13 @@ def _recompute_blur_test(stored, settings, posterior, rows: list[str] | None,
     """The blurring test's slice: each row's MURR and AUC-URR of each image
     (:data:`URR_ATOL`), recomputed by the benchmark's own code.
 
-    An optimiser's map moves within :data:`ITERATED_RTOL` with the batch it was made in,
-    and a MURR jumps when that reorders two nearly equal pixels among the top ones; the
-    slice keeps values, not maps, so in a partial slice (a table's first images, made in a
-    larger batch) such rows cannot be checked and go to ``skipped``."""
+    An optimiser's map moves within :data:`ITERATED_RTOL` with the batch it was made in
+    and with the CPU (on an AMD EPYC machine the main job's pixel-mode AUC-URR 2% of one
+    image came out 0.668 where the committed slice holds 0.665), and a MURR jumps when that
+    reorders two nearly equal pixels among the top ones: no tolerance on the values
+    follows from float32 alone. The slice keeps values, not maps, so such rows cannot be
+    checked here and go to ``skipped``; their maps are checked in the detection and
+    faithfulness slices, which keep them."""
     import dataclasses
 
     from ..uq import uncertainty
@@ -436,11 +439,10 @@ def _recompute_blur_test(stored, settings, posterior, rows: list[str] | None,
     explained = dataclasses.replace(settings.method, uncertainty=kind)
     specs = pixel_methods(posterior, explained, vae)
     chosen = _keep(chosen, specs, stored, skipped)
-    if not _complete(stored):
-        iterated = [name for name in chosen if _iterated(specs[name])]
-        chosen = [name for name in chosen if name not in iterated]
-        if skipped is not None:
-            skipped.extend(iterated)
+    iterated = [name for name in chosen if _iterated(specs[name])]
+    chosen = [name for name in chosen if name not in iterated]
+    if skipped is not None:
+        skipped.extend(iterated)
     per_image: dict[str, dict] = {}
     run_blur_test(images, [specs[name] for name in chosen],
                   lambda x: uncertainty(posterior(x), kind), batch_size=settings.batch_size,

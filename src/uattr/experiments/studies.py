@@ -34,6 +34,7 @@ from .commands import BenchCommand, option
 from .common import MethodSpec
 from .job import Job, Section, evaluated_images, print_table
 from .registry import ORACLE, detection_methods, optimization, segmenter
+from .spread import paired_differences
 
 __all__ = ["ABLATION_PARTS", "COMMANDS", "LAMBDAS", "TAUS", "ablation", "convergence",
            "sensitivity", "stopping"]
@@ -114,10 +115,11 @@ def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Secti
     if "detection" in parts:
         detection_set = detection_images(job, n)
         specs = [_variant(job, *row) for row in _DETECTION_ABLATION]
-        detection_rows, _ = detection.run_for_job(job, detection_set, specs)
+        detection_rows, maps = detection.run_for_job(job, detection_set, specs)
         detection_rows = [{k: row[k] for k in ("method", "IoU", "ADA", "mean steps",
                                                "s/image")}
                           for row in _relabel(detection_rows, specs)]
+        _write_pairs(job, "ablation_detection", detection_set, maps, specs)
         detection_rows = beside(detection_rows, ABLATION_DETECTION_C10, ("IoU", "ADA"))
         out.write_table("ablation_detection", detection_rows)
         print_table(f"Ablation on detection: {text}", detection_rows)
@@ -134,6 +136,20 @@ def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Secti
         print_table("Ablation on faithfulness (pixel level)", faithful_rows)
         tables.append(("ablation on faithfulness", faithful_rows))
     return Section("Ablation", text, tables)
+
+
+def _write_pairs(job: Job, stem: str, detection_set, maps: dict, specs: list[MethodSpec]) -> None:
+    """Beside a study's detection table ``stem``: every row's IoU on every image
+    (``<stem>_per_image.json``) and every pair of rows' paired difference
+    (``<stem>_pairs.json``), under the study's own row names."""
+    labels = {spec.name: spec.label or spec.name for spec in specs}
+    ious = {labels[name]: box_iou(find_box(m, detection_set.patch_size),
+                                  detection_set.boxes).double().numpy()
+            for name, m in maps.items()}
+    job.out.write_json(f"{stem}_per_image.json", {
+        "indices": detection_set.indices.tolist(),
+        "IoU": {name: values.tolist() for name, values in ious.items()}})
+    job.out.write_json(f"{stem}_pairs.json", paired_differences(ious))
 
 
 def sensitivity(job: Job, n: int) -> Section:
@@ -218,11 +234,12 @@ def _trace_figure(job: Job, detection_set, shown: int = 4) -> str:
     return "optimization_steps.png"
 
 
-# (segments, start, stop) of the stopping study; the cold start with the loss rule is the
-# detection table's own row where the command keeps the defaults
+# (segments, start, stop) of the stopping study, in the order they are computed: the cold
+# start with the loss rule, last, is the detection table's own row where the command keeps
+# the defaults (often already stored by the detection table or the ablation)
 _STOPPING = (
-    ("slic", "cold", "loss rule"), ("slic", "cold", "mask rule"),
-    ("slic", "warm", "mask rule"),
+    ("slic", "cold", "mask rule"), ("slic", "warm", "mask rule"),
+    ("slic", "cold", "loss rule"),
 )
 
 
@@ -246,7 +263,8 @@ def stopping(job: Job, n: int) -> Section:
                                    detection_set.boxes).double().numpy()
             for row, spec in zip(rows, specs, strict=True)}
     table = []
-    for (mode, start, stop), row in zip(_STOPPING, rows, strict=True):
+    shown = sorted(zip(_STOPPING, rows, strict=True), key=lambda pair: pair[0][2] != "loss rule")
+    for (mode, start, stop), row in shown:  # the loss rule first: the others against it
         reference = ious[f"{mode}, cold start, loss rule"]
         difference = ious[row["method"]] - reference
         paper = CONVERGENCE.get((mode, "full method"))
@@ -261,9 +279,7 @@ def stopping(job: Job, n: int) -> Section:
             "its s.e.": float(difference.std(ddof=1) / len(difference) ** 0.5),
             "s/image": row["s/image"]})
     out.write_table("stopping", table)
-    out.write_json("stopping_per_image.json", {
-        "indices": detection_set.indices.tolist(),
-        "IoU": {name: values.tolist() for name, values in ious.items()}})
+    _write_pairs(job, "stopping", detection_set, maps, specs)
     rule = optimization(job.posterior, settings.method)
     text = (f"The optimization-based method's stop and start, N = {n} detection images of "
             f"{where.dataset} {where.split}: the cold start (p = 0.5) with the loss rule "
