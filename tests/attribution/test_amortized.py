@@ -1,5 +1,7 @@
 """The amortised explainer: trained with the method's own objective, then one pass."""
 
+import functools
+
 import pytest
 import torch
 
@@ -8,8 +10,9 @@ from uattr import as_posterior
 from uattr.attribution.amortized import AmortizedUA, MaskNet
 
 
-def _trained(size: int = 24, seed: int = 0) -> tuple[AmortizedUA, tuple[int, int, int]]:
-    images, region = bright_textured_square(size, batch=64, seed=seed)
+@functools.cache  # one training for the tests that only read the trained explainer
+def _trained(size: int = 16, seed: int = 0) -> tuple[AmortizedUA, tuple[int, int, int]]:
+    images, region = bright_textured_square(size, batch=32, seed=seed)
     posterior = as_posterior(colour_region_ensemble(size, region))
     explainer = AmortizedUA(posterior, lam=0.5, sigma_init=0.1, seed=0)
     return explainer.fit(images, epochs=8, batch_size=16, lr=3e-3), region
@@ -17,16 +20,16 @@ def _trained(size: int = 24, seed: int = 0) -> tuple[AmortizedUA, tuple[int, int
 
 def test_trained_on_a_posterior_unsure_about_one_region_it_puts_that_region_first():
     # U depends on the speckled square alone (blurring it averages the speckles and
-    # lowers U); after 32 Adam steps on 64 training images, every held-out image's map is
+    # lowers U); after 16 Adam steps on 32 training images, every held-out image's map is
     # highest inside the square.
     explainer, (top, left, side) = _trained()
-    held_out, _ = bright_textured_square(24, batch=8, seed=7)
-    maps = explainer.attribute(held_out)  # [8, 24, 24]
-    inside = torch.zeros(24, 24, dtype=torch.bool)
+    held_out, _ = bright_textured_square(16, batch=8, seed=7)
+    maps = explainer.attribute(held_out)  # [8, 16, 16]
+    inside = torch.zeros(16, 16, dtype=torch.bool)
     inside[top:top + side, left:left + side] = True
     assert (maps[:, inside].mean(1) > maps[:, ~inside].mean(1) + 0.3).all()
     best = maps.flatten(1).argmax(1)
-    rows, cols = best // 24, best % 24
+    rows, cols = best // 16, best % 16
     assert ((rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)).all()
     # and blurring what it found lowers U: the objective it was trained on falls
     logits = torch.logit(maps.clamp(1e-6, 1 - 1e-6))
@@ -36,7 +39,7 @@ def test_trained_on_a_posterior_unsure_about_one_region_it_puts_that_region_firs
 
 def test_an_image_has_the_same_map_alone_and_in_a_batch():
     explainer, _ = _trained()
-    images, _ = bright_textured_square(24, batch=5, seed=3)
+    images, _ = bright_textured_square(16, batch=5, seed=3)
     together = explainer.attribute(images)
     for b in range(5):
         torch.testing.assert_close(explainer.attribute(images[b:b + 1])[0], together[b],
@@ -45,13 +48,13 @@ def test_an_image_has_the_same_map_alone_and_in_a_batch():
 
 def test_on_segments_the_map_is_its_mean_over_each_segment():
     explainer, _ = _trained()
-    images, _ = bright_textured_square(24, batch=2, seed=4)
-    halves = torch.zeros(2, 24, 24, dtype=torch.long)
-    halves[:, :, 12:] = 1
+    images, _ = bright_textured_square(16, batch=2, seed=4)
+    halves = torch.zeros(2, 16, 16, dtype=torch.long)
+    halves[:, :, 8:] = 1
     pixels = explainer.attribute(images)
     on_halves = explainer.attribute(images, segments=halves)
-    torch.testing.assert_close(on_halves[:, 0, 0], pixels[:, :, :12].mean((1, 2)))
-    torch.testing.assert_close(on_halves[:, 5, 20], pixels[:, :, 12:].mean((1, 2)))
+    torch.testing.assert_close(on_halves[:, 0, 0], pixels[:, :, :8].mean((1, 2)))
+    torch.testing.assert_close(on_halves[:, 5, 12], pixels[:, :, 8:].mean((1, 2)))
 
 
 def test_training_leaves_the_posterior_untouched_and_is_seeded():
