@@ -12,14 +12,9 @@ lands in ``--out`` and, with ``--results``, there too. The test images are never
 
 from __future__ import annotations
 
-import sys
-
-from sweeps import arguments, detection_scores, finish
+from sweeps import arguments, detection_scores, finish, validation_detection
 
 from uattr.attribution import LIME
-from uattr.experiments import DataSettings, Settings, open_job
-from uattr.experiments.benchmarks.detection import detection_images
-from uattr.experiments.job import running_command
 from uattr.ops import segment
 
 # uattr's default (the uncertainty-attribution implementation's), an earlier choice, and
@@ -30,9 +25,7 @@ SETTINGS = {"uattr's default": (1, 5, 0.2), "earlier": (2, 10, 0.5),
 
 def main() -> None:
     args = arguments(__doc__, "runs/tuning-lime").parse_args()
-    with running_command(sys.argv[1:], program="python tuning/lime_segments.py"):
-        job = open_job(Settings(data=DataSettings("mnist", "valid")), args.out)
-        detection_set = detection_images(job, args.n)
+    with validation_detection(args, "lime_segments.py") as (job, detection_set):
         images, boxes = detection_set.images, detection_set.boxes
         rows = []
         for name, (kernel_size, max_dist, ratio) in SETTINGS.items():

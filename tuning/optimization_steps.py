@@ -143,28 +143,28 @@ DRAWS = 20
 def stop_index_loss(loss, tol, patience):
     """First check where the expected loss fell by less than ``tol`` (or rose) relative to
     the previous check, ``patience`` checks in a row. ``loss [T, B]`` -> index ``[B]``."""
-    return _first(loss[:-1] - loss[1:] < tol, patience)
+    return first_run(loss[:-1] - loss[1:] < tol, patience)
 
 
 def stop_index_relative(loss, rtol, patience):
     """As :func:`stop_index_loss`, the fall measured relative to the loss."""
     fall = (loss[:-1] - loss[1:]) / loss[:-1].abs().clamp_min(1e-12)
-    return _first(fall < rtol, patience)
+    return first_run(fall < rtol, patience)
 
 
 def stop_index_probs(probs, tol, patience):
     """First check where no probability moved by ``tol`` or more since the previous check,
     ``patience`` checks in a row. ``probs [T, B, K]``."""
     moved = (probs[1:] - probs[:-1]).abs().amax(-1)  # [T-1, B]
-    return _first(moved < tol, patience)
+    return first_run(moved < tol, patience)
 
 
 def stop_index_probs_mean(probs, tol, patience):
     moved = (probs[1:] - probs[:-1]).abs().mean(-1)
-    return _first(moved < tol, patience)
+    return first_run(moved < tol, patience)
 
 
-def _first(quiet, patience):
+def first_run(quiet, patience):
     """Index into the records (1..T-1) of the first run of ``patience`` True values in
     ``quiet [T-1, B]``; T-1 (the step limit) where there is none."""
     steps, batch = quiet.shape
@@ -184,11 +184,7 @@ def stop_index_mask(probs, counts, share, patience, every=1):
     into the records. ``probs [T, B, K]``, ``counts [B]``."""
     binary = probs[::every] > 0.5  # [T', B, K]
     flipped = (binary[1:] != binary[:-1]).sum(-1) / counts  # [T'-1, B]
-    return _first(flipped <= share, patience) * every
-
-
-def segment_counts(segments):
-    return segments.flatten(1).max(1).values + 1
+    return first_run(flipped <= share, patience) * every
 
 
 def score(record_, index):
@@ -248,7 +244,7 @@ def evaluate(args) -> None:
     for path in sorted(out.glob("*-lr*-sigma*.pt")):
         record_ = torch.load(path)
         n = record_["segments"].shape[0]
-        counts = segment_counts(record_["segments"])
+        counts = segment.num_segments(record_["segments"])
         reference = None  # every image's IoU at the last recorded step
         for family, rule, index in rules(record_["trace"], counts):
             iou, steps, u_after = score(record_, index)

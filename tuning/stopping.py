@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from pathlib import Path
 
 import torch
-from sweeps import arguments, detection_scores, finish, image_ious
+from optimization_steps import first_run, stop_index_mask
+from sweeps import arguments, detection_scores, finish, image_ious, validation_detection
 
 from uattr.attribution import OptimizationUA
-from uattr.experiments import DataSettings, Settings, open_job
-from uattr.experiments.benchmarks.detection import detection_images
-from uattr.experiments.job import running_command
 from uattr.experiments.registry import segmenter
+from uattr.ops import segment
 
 CHECK_EVERY = 20  # the loss rule's spacing: its checks are the records
 # (name, start, lr, σ0, steps recorded): the defaults, their warm start, and the setting
@@ -43,32 +41,11 @@ MASK_TOL = (0.0, 0.02, 0.05)
 MASK_PATIENCE = (1, 2, 3, 4)
 
 
-def first_run(quiet: torch.Tensor, patience: int) -> torch.Tensor:
-    """``[B]``: the record at which each image's first run of ``patience`` quiet checks
-    ends (check t of ``quiet [T, B]`` compares records t and t + 1), or the last record
-    (the step limit) where there is none."""
-    run = torch.zeros(quiet.shape[1], dtype=torch.long)
-    stop = torch.full((quiet.shape[1],), quiet.shape[0], dtype=torch.long)
-    for t in range(quiet.shape[0]):
-        run = torch.where(quiet[t], run + 1, torch.zeros_like(run))
-        stop[(run >= patience) & (stop == quiet.shape[0])] = t + 1
-    return stop
-
-
 def loss_rule(loss: torch.Tensor, tol: float = 1e-3, patience: int = 2) -> torch.Tensor:
-    """Records where :class:`OptimizationUA`'s loss rule ends each image ``[B]``."""
+    """Records where :class:`OptimizationUA`'s loss rule ends each image ``[B]`` (its
+    relative fall, floored at OptimizationUA's 1e-6)."""
     fall = (loss[:-1] - loss[1:]) / loss[:-1].abs().clamp_min(1e-6)
     return first_run(fall < tol, patience)
-
-
-def mask_rule(probs: torch.Tensor, counts: torch.Tensor, every: int, tol: float,
-              patience: int) -> torch.Tensor:
-    """Records where ``OptimizationUA(stop="mask")`` ends each image ``[B]``: checks every
-    ``every // CHECK_EVERY`` records, the binary mask ``p > 0.5`` compared with the last."""
-    stride = every // CHECK_EVERY
-    binary = probs[::stride] > 0.5  # [T', B, K]
-    flipped = (binary[1:] != binary[:-1]).sum(-1) / counts  # [T'-1, B]
-    return first_run(flipped <= tol, patience) * stride
 
 
 def paired(difference: torch.Tensor) -> dict[str, float | None]:
@@ -100,12 +77,10 @@ def record(job, detection_set, segments, start: str, lr: float, sigma_init: floa
 def main() -> None:
     parser = arguments(__doc__, "runs/tuning-stopping")
     args = parser.parse_args()
-    with running_command(sys.argv[1:], program="python tuning/stopping.py"):
-        job = open_job(Settings(data=DataSettings("mnist", "valid")), args.out)
-        detection_set = detection_images(job, args.n)
+    with validation_detection(args, "stopping.py") as (job, detection_set):
         boxes = detection_set.boxes
         segments = segmenter("slic", job.settings.method)(detection_set.images)
-        counts = segments.flatten(1).max(1).values + 1  # [N]
+        counts = segment.num_segments(segments)  # [N]
         traces = Path(args.out) / "traces"
         traces.mkdir(parents=True, exist_ok=True)
         reference, rows = None, []
@@ -118,7 +93,8 @@ def main() -> None:
             rules += [(f"{budget} steps", torch.full((len(boxes),), recorded.index(budget)))
                       for budget in budgets if budget in recorded]
             rules += [(f"mask: every {every}, flips ≤ {tol:g}, patience {patience}",
-                       mask_rule(trace["probs"], counts, every, tol, patience))
+                       stop_index_mask(trace["probs"], counts, tol, patience,
+                                       every // CHECK_EVERY))
                       for every, tol, patience in itertools.product(MASK_EVERY, MASK_TOL,
                                                                     MASK_PATIENCE)]
             for rule, index in rules:  # index [N]: the record where each image stops

@@ -1,13 +1,19 @@
-"""What the validation sweeps of ``tuning/`` share: their options, a map's detection
-scores, and the table they write with its report, run record and published copy."""
+"""What the validation sweeps of ``tuning/`` share: their options, the validation
+detection set under a run record, a map's detection scores, and the table they write with
+its report, run record and published copy."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
-from uattr.experiments.job import Job, Section, write_report
+from uattr.experiments import DataSettings, Settings, open_job
+from uattr.experiments.benchmarks.detection import DetectionSet, detection_images
+from uattr.experiments.job import Job, Section, running_command, write_report
 from uattr.experiments.runs import markdown_table
 from uattr.metrics import ada, box_iou, find_box
 
@@ -20,6 +26,16 @@ def arguments(doc: str, out: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", default=out, help="run folder")
     parser.add_argument("--results", help="also copy the table to this folder")
     return parser
+
+
+@contextmanager
+def validation_detection(args: argparse.Namespace,
+                         script: str) -> Iterator[tuple[Job, DetectionSet]]:
+    """The job of MNIST's validation split in ``args.out`` and its detection set of
+    ``args.n`` images, inside the run record of ``python tuning/<script>``."""
+    with running_command(sys.argv[1:], program=f"python tuning/{script}"):
+        job = open_job(Settings(data=DataSettings("mnist", "valid")), args.out)
+        yield job, detection_images(job, args.n)
 
 
 def image_ious(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

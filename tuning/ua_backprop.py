@@ -15,15 +15,10 @@ The test images are never read.
 
 from __future__ import annotations
 
-import sys
-
 import torch
-from sweeps import arguments, detection_scores, finish
+from sweeps import arguments, detection_scores, finish, validation_detection
 
 from uattr.attribution import Grad, UABackprop
-from uattr.experiments import DataSettings, Settings, open_job
-from uattr.experiments.benchmarks.detection import detection_images
-from uattr.experiments.job import running_command
 
 TAU1 = (0.1, 0.3, 1.0, 3.0)
 TAU2_FRACTIONS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -33,9 +28,7 @@ BATCH = 20  # images per relevance pass: [20, S, C, H, W] in memory at once
 
 def main() -> None:
     args = arguments(__doc__, "runs/tuning-ua-backprop").parse_args()
-    with running_command(sys.argv[1:], program="python tuning/ua_backprop.py"):
-        job = open_job(Settings(data=DataSettings("mnist", "valid")), args.out)
-        detection_set = detection_images(job, args.n)
+    with validation_detection(args, "ua_backprop.py") as (job, detection_set):
         images, boxes = detection_set.images, detection_set.boxes
         rows = []
         grad = Grad(job.posterior, "total").attribute(images)

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.perturb import gaussian_blur
-from ..ops.segment import check_segments, segment_slots
+from ..ops.segment import check_segments, segment_sums
 from ..uq import PosteriorLike, UncertaintySpec
-from .base import UncertaintyAttribution
+from .base import UncertaintyAttribution, fingerprint
 from .optimization import gumbel_sigmoid, logistic_noise
 
 __all__ = ["AmortizedUA", "MaskNet"]
@@ -142,17 +142,11 @@ class AmortizedUA(UncertaintyAttribution):
         if segments is None:
             return maps
         segments = check_segments(segments, x)
-        _, valid = segment_slots(segments)  # [B, K]: which slots are segments
-        flat = segments.flatten(1)
-        sums = torch.zeros(valid.shape, dtype=maps.dtype, device=maps.device)
-        sums.scatter_add_(1, flat, maps.flatten(1))
-        sizes = torch.zeros_like(sums).scatter_add_(1, flat, torch.ones_like(maps.flatten(1)))
-        means = sums / sizes.clamp_min(1)
-        return means.gather(1, flat).view_as(maps)
+        means = segment_sums(maps, segments) / segment_sums(torch.ones_like(maps),
+                                                            segments).clamp_min(1)  # [B, K]
+        return means.gather(1, segments.flatten(1)).view_as(maps)
 
     def settings(self) -> dict:
-        from .base import fingerprint
-
         return {**super().settings(), "network": fingerprint(self.network)}
 
 

@@ -27,7 +27,7 @@ from ..ops.checks import check_positive, check_positive_ints
 from ..ops.chunks import images_per_pass
 from ..ops.perturb import gaussian_blur
 from ..ops.rng import GeneratorArg, draw_uniform, make_generators
-from ..ops.segment import check_segments, pixels, segment_slots
+from ..ops.segment import check_segments, pixels, segment_slots, segment_sums
 from ..uq import PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution
 from .gradient import input_gradients
@@ -278,7 +278,7 @@ class OptimizationUA(UncertaintyAttribution):
 
         logits = torch.zeros(batch, k_max, device=x.device)  # v
         if self.init == "first-order":
-            logits = self._first_order_logits(x, flat_segments, counts, valid, sigma0)
+            logits = self._first_order_logits(x, segments, counts, valid, sigma0)
         logits.requires_grad_()
         log_scale = torch.zeros(batch, device=x.device, requires_grad=self.learn_blur)  # φ
         params = [logits, log_scale] if self.learn_blur else [logits]
@@ -429,13 +429,12 @@ class OptimizationUA(UncertaintyAttribution):
             unused |= {"init", "init_scale"}
         return {k: v for k, v in self.settings().items() if k not in unused}
 
-    def _first_order_logits(self, x: Tensor, flat_segments: Tensor, counts: Tensor,
+    def _first_order_logits(self, x: Tensor, segments: Tensor, counts: Tensor,
                             valid: Tensor, sigma0: float) -> Tensor:
         """The warm start ``v [B, K]`` (class docstring): each segment's first-order blur
         effect against its share ``λ / K_b`` of the sparsity term."""
-        effect = first_order_blur_effect(self.uncertainty_of, x, sigma0).flatten(1)  # [B, H·W]
-        per_segment = torch.zeros(valid.shape, dtype=effect.dtype, device=x.device)
-        per_segment.scatter_add_(1, flat_segments, effect)  # [B, K]
+        effect = first_order_blur_effect(self.uncertainty_of, x, sigma0)  # [B, H, W]
+        per_segment = segment_sums(effect, segments)  # [B, K]
         cost = (self.lam / counts).unsqueeze(1).clamp_min(_EPS)  # [B, 1]; λ = 0: no cost
         scaled = ((per_segment - cost) / cost).clamp(-1, 1) * self.init_scale
         return scaled * valid

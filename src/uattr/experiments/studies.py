@@ -138,10 +138,12 @@ def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Secti
     return Section("Ablation", text, tables)
 
 
-def _write_pairs(job: Job, stem: str, detection_set, maps: dict, specs: list[MethodSpec]) -> None:
+def _write_pairs(job: Job, stem: str, detection_set, maps: dict,
+                 specs: list[MethodSpec]) -> dict[tuple[str, str], dict]:
     """Beside a study's detection table ``stem``: every row's IoU on every image
     (``<stem>_per_image.json``) and every pair of rows' paired difference
-    (``<stem>_pairs.json``), under the study's own row names."""
+    (``<stem>_pairs.json``), under the study's own row names; returns the pairs by
+    ``(row, against)``."""
     labels = {spec.name: spec.label or spec.name for spec in specs}
     ious = {labels[name]: box_iou(find_box(m, detection_set.patch_size),
                                   detection_set.boxes).double().numpy()
@@ -149,7 +151,9 @@ def _write_pairs(job: Job, stem: str, detection_set, maps: dict, specs: list[Met
     job.out.write_json(f"{stem}_per_image.json", {
         "indices": detection_set.indices.tolist(),
         "IoU": {name: values.tolist() for name, values in ious.items()}})
-    job.out.write_json(f"{stem}_pairs.json", paired_differences(ious))
+    pairs = paired_differences(ious)
+    job.out.write_json(f"{stem}_pairs.json", pairs)
+    return {(pair["method"], pair["against"]): pair for pair in pairs}
 
 
 def sensitivity(job: Job, n: int) -> Section:
@@ -259,14 +263,12 @@ def stopping(job: Job, n: int) -> Section:
                               **changes))
     rows, maps = detection.run_for_job(job, detection_set, specs)
     rows = _relabel(rows, specs)
-    ious = {row["method"]: box_iou(find_box(maps[spec.name], detection_set.patch_size),
-                                   detection_set.boxes).double().numpy()
-            for row, spec in zip(rows, specs, strict=True)}
+    pairs = _write_pairs(job, "stopping", detection_set, maps, specs)
     table = []
     shown = sorted(zip(_STOPPING, rows, strict=True), key=lambda pair: pair[0][2] != "loss rule")
     for (mode, start, stop), row in shown:  # the loss rule first: the others against it
-        reference = ious[f"{mode}, cold start, loss rule"]
-        difference = ious[row["method"]] - reference
+        against = pairs.get((row["method"], f"{mode}, cold start, loss rule"),
+                            {"IoU difference": 0.0, "its s.e.": 0.0})  # itself
         paper = CONVERGENCE.get((mode, "full method"))
         table.append({
             "segments": mode, "start": start, "stop": stop,
@@ -275,11 +277,9 @@ def stopping(job: Job, n: int) -> Section:
             "paper's steps: C10 / C100 / SVHN": (" / ".join(f"{v:g}" for v in paper)
                                                  if paper else None),
             "IoU": row["IoU"], "ADA": row["ADA"],
-            "IoU - loss rule": float(difference.mean()),
-            "its s.e.": float(difference.std(ddof=1) / len(difference) ** 0.5),
+            "IoU - loss rule": against["IoU difference"], "its s.e.": against["its s.e."],
             "s/image": row["s/image"]})
     out.write_table("stopping", table)
-    _write_pairs(job, "stopping", detection_set, maps, specs)
     rule = optimization(job.posterior, settings.method)
     text = (f"The optimization-based method's stop and start, N = {n} detection images of "
             f"{where.dataset} {where.split}: the cold start (p = 0.5) with the loss rule "

@@ -90,6 +90,15 @@ def num_segments(segments: Tensor) -> Tensor:
     return segments.flatten(1).max(1).values + 1
 
 
+def segment_sums(values: Tensor, segments: Tensor) -> Tensor:
+    """``[B, K_max]``: ``values [B, H, W]`` summed over each segment of a relabelled map
+    ``[B, H, W]`` (0 in the slots past ``K_b``, as :func:`segment_slots` pads them)."""
+    flat = segments.flatten(1)  # [B, H·W]
+    sums = torch.zeros(len(flat), int(num_segments(segments).max()), dtype=values.dtype,
+                       device=values.device)
+    return sums.scatter_add_(1, flat, values.flatten(1))
+
+
 def segment_slots(segments: Tensor) -> tuple[Tensor, Tensor]:
     """``(K_b [B], valid [B, K_max])`` of a relabelled map: per-segment tensors are padded
     to ``K_max = max_b K_b`` slots, and ``valid`` marks the slots image b really has."""
