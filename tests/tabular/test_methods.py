@@ -1,0 +1,143 @@
+"""Attribution methods on rows: Shapley values of U (exact, sampled, against shap),
+occlusion, the optimization-based mask and CovGI, on scores whose answers are known."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.ensemble import RandomForestClassifier
+from torch import nn
+
+from uattr.ops.rng import index_generators
+from uattr.tabular import (
+    RowUncertainty,
+    attribute_rows,
+    covariance_gi,
+    occlusion,
+    optimized_mask,
+    row_uncertainty,
+    shapley_values,
+)
+
+A = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.5], dtype=torch.float64)
+
+
+def additive(x):  # u(x) = Σ_f a_f x_f²: every feature's effect is its own
+    return (x**2 * A).sum(1) + 3.0
+
+
+def interaction(x):  # u(x) = x0 · x1 + x2: the product splits evenly
+    return x[:, 0] * x[:, 1] + x[:, 2]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(
+        7, 5, generator=g, dtype=torch.float64)
+
+
+def test_shapley_of_an_additive_score_is_each_features_own_effect(rows):
+    x, background = rows
+    u = RowUncertainty(additive, 5)
+    expected = A * (x**2 - (background**2).mean(0))  # φ_f = a_f (x_f² − E_b b_f²)
+    torch.testing.assert_close(shapley_values(u, x, background), expected, rtol=0, atol=1e-12)
+    # every permutation credits an additive score exactly: sampling is exact here
+    torch.testing.assert_close(shapley_values(u, x, background, exact_max_features=2,
+                                              n_permutations=4), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(occlusion(u, x, background), expected, rtol=0, atol=1e-12)
+
+
+def test_an_interaction_is_split_evenly_and_the_values_sum_to_the_gap(rows):
+    x, background = rows
+    u = RowUncertainty(interaction, 5)
+    phi = shapley_values(u, x, background)
+    b0, b1 = background[:, 0], background[:, 1]
+    # v(∅) = E b0b1, v({0}) = x0 E b1, v({1}) = E b0 x1, v({0, 1}) = x0x1: feature 0 gets
+    # the mean of its two marginal gains
+    first = 0.5 * ((x[:, 0] * b1.mean() - (b0 * b1).mean())
+                   + (x[:, 0] * x[:, 1] - b0.mean() * x[:, 1]))
+    torch.testing.assert_close(phi[:, 0], first, atol=1e-12, rtol=0)
+    gap = interaction(x) - interaction(background).mean()
+    torch.testing.assert_close(phi.sum(1), gap, atol=1e-12, rtol=0)
+    sampled = shapley_values(u, x, background, exact_max_features=2, n_permutations=6)
+    torch.testing.assert_close(sampled.sum(1), gap, atol=1e-12, rtol=0)  # efficiency, exact
+    assert phi[:, 3:].abs().max() < 1e-12  # features the score never reads
+
+
+def test_exact_shapley_of_a_forest_equals_shaps_kernel_explainer():
+    shap = pytest.importorskip("shap")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    y = x[:, 0] + rng.normal(size=300) * (0.2 + np.abs(x[:, 1])) > 0
+    u = row_uncertainty(RandomForestClassifier(10, min_samples_leaf=5,
+                                               random_state=0).fit(x, y))
+    background = x[:8]
+    ours = shapley_values(u, x[8:11], background).numpy()
+    explainer = shap.KernelExplainer(lambda rows: u(torch.tensor(rows)).numpy(), background)
+    # 1000 samples ≥ 2^4 − 2 coalitions: shap enumerates them all and solves exactly, so the
+    # two agree to the float64 least squares (about 1e-12 relative), not to sampling error
+    reference = explainer.shap_values(x[8:11], nsamples=1000, silent=True)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-9)
+
+
+def test_sampled_shapley_is_batch_invariant_with_a_generator_per_row(rows):
+    x, background = rows
+    u = RowUncertainty(interaction, 5)
+
+    def sampled(indices):
+        return shapley_values(u, x[indices], background, exact_max_features=2,
+                              n_permutations=4, generator=index_generators(0, indices))
+    torch.testing.assert_close(sampled([3]), sampled([0, 1, 2, 3, 4])[3:4], rtol=0, atol=0)
+    assert not torch.equal(sampled([3]), sampled([2]))  # distinct rows, distinct values
+
+
+def test_the_optimized_mask_removes_only_the_feature_that_causes_the_uncertainty():
+    # u = 0.05 + x2² (differentiable); the background is 0: removing x2 takes U to 0.05
+    u = RowUncertainty(lambda x: 0.05 + x[:, 2] ** 2, 4, differentiable=True)
+    x = torch.tensor([[1.0, -2.0, 2.0, 0.5], [3.0, 1.0, -1.5, 2.0]], dtype=torch.float64)
+    mask = optimized_mask(u, x, torch.zeros(3, 4, dtype=torch.float64), lam=1.0, steps=150)
+    assert (mask[:, 2] > 0.9).all() and (mask[:, [0, 1, 3]] < 0.1).all(), mask
+    alone = optimized_mask(u, x[1:], torch.zeros(3, 4, dtype=torch.float64), lam=1.0,
+                           steps=150, generator=index_generators(0, [1]))
+    both = optimized_mask(u, x, torch.zeros(3, 4, dtype=torch.float64), lam=1.0, steps=150,
+                          generator=index_generators(0, [0, 1]))
+    torch.testing.assert_close(alone, both[1:], rtol=0, atol=1e-12)
+
+
+def _linear_members(weights):
+    members = []
+    for w in weights:
+        layer = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor([w, [0.0, 0.0, 0.0]]))
+        members.append(layer)
+    return members
+
+
+def test_covgi_sums_to_the_members_variance_and_credits_the_feature_they_disagree_on():
+    # bias-free linear members that differ only in their weight of feature 1
+    members = _linear_members([[1.0, 0.5, 2.0], [1.0, 1.5, 2.0], [1.0, -1.0, 2.0]])
+    u = row_uncertainty(members, output="logits")
+    x = torch.tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]], dtype=torch.float64)
+    phi = covariance_gi(u, x)
+    outputs = u.members(x)  # [B, S]: the logit of the predicted class
+    torch.testing.assert_close(phi.sum(1), outputs.var(1, correction=0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(phi[:, [0, 2]], torch.zeros(2, 2, dtype=torch.float64),
+                               atol=1e-6, rtol=0)
+
+
+def test_methods_refuse_what_they_cannot_do(rows):
+    x, background = rows
+    plain = RowUncertainty(additive, 5)
+    with pytest.raises(ValueError, match="differentiable"):
+        optimized_mask(plain, x, background)
+    with pytest.raises(ValueError, match="needs gradients"):
+        attribute_rows(plain, x, "covgi")
+    with pytest.raises(ValueError, match="background"):
+        attribute_rows(plain, x, "shapley")
+    with pytest.raises(ValueError, match="method must be one of"):
+        attribute_rows(plain, x, "lrp")
+    with pytest.raises(ValueError, match="5 features"):
+        shapley_values(plain, x[:, :4], background)
+    with pytest.raises(ValueError, match="one value per row"):
+        shapley_values(RowUncertainty(lambda r: r, 5), x, background)
