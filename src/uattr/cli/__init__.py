@@ -1,4 +1,5 @@
-"""The ``uattr`` command: ``train``, ``explain``, ``run`` (the main job) and ``bench``."""
+"""The ``uattr`` command: ``train``, ``explain``, ``run`` (the main job), ``bench`` and
+``tabular`` (rows of a CSV file)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ from .preflight import (
     write_folder_settings,
 )
 from .reproduce import add_reproduce_parser, add_spread_parser, check_reproduce, check_spread
+from .tabular import add_tabular_parsers, check_tabular
 
 # The main job's sizes: every benchmark once, small enough that `make run` on a fresh
 # machine stays under 10 minutes on the slowest machine of this kind, which has run
@@ -313,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_attribute_parser(sub)
     add_reproduce_parser(sub)
     add_spread_parser(sub)
+    add_tabular_parsers(sub)
 
     p = sub.add_parser("run", help="the main job: detection, faithfulness and the blurring "
                                    "test on every method, with report.md")
@@ -371,6 +374,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         return
     if args.command == "spread":
         check_spread(args)
+        return
+    if args.command in ("tabular", "tabular-bench"):
+        check_tabular(args)
         return
     if not hasattr(args, "device"):
         return  # uattr table: nothing to load or train

@@ -46,8 +46,9 @@ from .posteriors import RowUncertainty, check_rows
 __all__ = ["METHODS", "attribute_rows", "coalition_values", "covariance_gi", "occlusion",
            "optimized_mask", "shapley_values"]
 
-#: the most rows ``u`` sees in one call (``B · M · K`` rows are made per batch)
-CHUNK_ROWS = 200_000
+#: the most rows ``u`` sees in one call: a forest of 200 trees holds ``[rows, 200, C]``
+#: probabilities in float64 (120 MB for 3 classes)
+CHUNK_ROWS = 25_000
 
 
 def _check(u: RowUncertainty, x: object, background: object | None

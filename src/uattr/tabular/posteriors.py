@@ -176,9 +176,10 @@ def regressor_moments(model: object, x: Tensor) -> tuple[Tensor, Tensor | None]:
 
 
 def _is_classifier(model: object) -> bool:
+    from sklearn.base import is_classifier
+
     first = model[0] if isinstance(model, (list, tuple)) else model
-    return hasattr(first, "predict_proba") or getattr(first, "_estimator_type",
-                                                      None) == "classifier"
+    return hasattr(first, "predict_proba") or is_classifier(first)
 
 
 # ------------------------------------------------------------------ PyTorch networks
