@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["attribution_summary", "benchmark_figure"]
+__all__ = ["attribution_summary", "benchmark_figure", "deletion_figure"]
 
 #: the most features a panel shows (the rest are summed into one bar)
 SHOWN = 12
@@ -71,5 +71,22 @@ def benchmark_figure(rows: Sequence[dict]) -> Figure:
         axis.set_ylim(0, 1.05)
     axes[0].set_ylabel("rank score of the planted cause")
     axes[-1].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def deletion_figure(curves: dict[str, dict[str, Sequence[float]]]) -> Figure:
+    """Each data set's mean deletion curve per order (``{data: {order: [F + 1]}}``): the
+    uncertainty as the most attributed features are replaced by the background."""
+    figure = Figure(figsize=(4.2 * len(curves), 3.4))
+    axes = np.atleast_1d(figure.subplots(1, len(curves)))
+    for axis, (name, orders) in zip(axes, curves.items(), strict=True):
+        for order, curve in orders.items():
+            axis.plot(range(len(curve)), curve, label=order,
+                      ls=":" if order == "random order" else "-")
+        axis.set_title(name)
+        axis.set_xlabel("features removed, most attributed first")
+    axes[0].set_ylabel("mean uncertainty of the rows")
+    axes[-1].legend(fontsize=8)
     figure.tight_layout()
     return figure

@@ -17,7 +17,8 @@ uattr map.
 - :func:`occlusion`: ``φ_f = v_x(all) − v_x(all \\ {f})``, one feature removed at a time.
 - :func:`optimized_mask`: the optimization-based method (papers/000) over features: a
   Gumbel-sigmoid mask ``m [B, F]`` that moves features to the background,
-  minimising ``mean_k u((1 − m) ⊙ x + m ⊙ b_k) / u(x) + λ · mean_f m_f``; the map is
+  minimising ``mean_k u((1 − m) ⊙ x + m ⊙ b_k) / s + λ · mean_f m_f`` with
+  ``s = max(u(x), E_b[u(b)])``; the map is
   ``σ(θ)``, the learnt share of each feature to remove. Needs a differentiable score.
 - :func:`covariance_gi`: the second-order explanation CovGI (Bley, Lapuschkin, Samek and
   Montavon, Pattern Recognition 2025): the variance of an ensemble's members' outputs
@@ -152,9 +153,10 @@ def optimized_mask(u: RowUncertainty, x: object, background: object, *, lam: flo
     """The learnt mask ``σ(θ) [B, F]`` in [0, 1] of the optimization-based method over
     features (module docstring): Adam on ``θ`` (zeros at the start) for ``steps`` steps,
     a fresh Gumbel-sigmoid draw per row and step (``generator``: as
-    :func:`shapley_values`'s). ``u`` is divided by ``u(x)`` so that
+    :func:`shapley_values`'s). ``u`` is divided by ``max(u(x), E_b[u(b)])`` so that
     ``λ`` means the same for any score: removing feature ``f`` pays where it lowers the
-    uncertainty by more than ``λ / F`` of ``u(x)``."""
+    uncertainty by more than ``λ / F`` of ``u(x)`` (of the background's mean U for a row
+    less unsure than the background, whose own U may be near zero)."""
     x, background = _check(u, x, background)
     if not u.differentiable:
         raise ValueError("u: the optimization-based method needs a differentiable "
@@ -165,7 +167,9 @@ def optimized_mask(u: RowUncertainty, x: object, background: object, *, lam: flo
     check_positive_ints(steps=steps)
     batch, features = x.shape
     with torch.no_grad():
-        scale = u(x).clamp_min(torch.finfo(torch.float64).tiny)  # [B]
+        # u(x), or the background's mean U where the row is less unsure than the
+        # background: dividing by a row's near-zero U would blow its gradients up
+        scale = torch.maximum(u(x), u(background).mean()).clamp_min(1e-12)  # [B]
     logits = torch.zeros(batch, features, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=lr)
     generators = make_generators(generator, seed, batch, x.device)

@@ -58,6 +58,9 @@ class RowUncertainty:
         if u.shape != (x.shape[0],):
             raise ValueError(f"the uncertainty score must return one value per row, shape "
                              f"[{x.shape[0]}], got shape {tuple(u.shape)}")
+        if not torch.isfinite(u.detach()).all():
+            bad = (~torch.isfinite(u.detach())).nonzero()[:5, 0].tolist()
+            raise ValueError(f"the uncertainty score returned NaN or inf for rows {bad}")
         return u.to(torch.float64)
 
 
