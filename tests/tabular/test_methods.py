@@ -12,6 +12,7 @@ from uattr.tabular import (
     RowUncertainty,
     attribute_rows,
     covariance_gi,
+    covariance_lrp,
     occlusion,
     optimized_mask,
     row_uncertainty,
@@ -141,3 +142,16 @@ def test_methods_refuse_what_they_cannot_do(rows):
         shapley_values(plain, x[:, :4], background)
     with pytest.raises(ValueError, match="one value per row"):
         shapley_values(RowUncertainty(lambda r: r, 5), x, background)
+
+
+def test_covlrp_equals_covgi_on_bias_free_relu_members():
+    # LRP's ε-rule on bias-free ReLU layers is Gradient×Input (up to ε = 1e-9 and float32)
+    torch.manual_seed(0)
+    members = [nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(),
+                             nn.Linear(5, 2, bias=False)) for _ in range(4)]
+    u = row_uncertainty(members, output="logits")
+    x = torch.randn(6, 3, dtype=torch.float64)
+    gi, lrp = covariance_gi(u, x), covariance_lrp(u, x)
+    # float32 relevances of order 1: their products keep about 6 digits
+    torch.testing.assert_close(lrp, gi, atol=1e-5 * gi.abs().max().item(), rtol=0)
+    assert gi.abs().max() > 1e-3  # the members do disagree

@@ -134,6 +134,9 @@ TABLES: tuple[Table, ...] = (
           "uncertainty mitigation with attention (papers/002 Table 2): 45 trainings of about "
           "a minute and 2500 maps per method, 2.7 s per image of the eight together"),
     Table("mnist-test-figures", ("uattr bench figures",), 2, "papers/002 Figures 3-5"),
+    Table("tabular-synthetic-n500-seed0", ("uattr tabular-bench --n 500",), 20,
+          "tabular models: planted causes of uncertainty, and feature flipping on "
+          "scikit-learn's data sets"),
     Table("explain-user-images",
           ("uattr explain --most-uncertain 6 --method 'optimization (slic)'",), 1,
           "the README's picture"),

@@ -10,6 +10,7 @@ from .methods import (
     attribute_rows,
     coalition_values,
     covariance_gi,
+    covariance_lrp,
     occlusion,
     optimized_mask,
     shapley_values,
@@ -24,5 +25,6 @@ from .posteriors import (
 )
 
 __all__ = ["METHODS", "RowUncertainty", "attribute_rows", "check_rows", "classifier_probs",
-           "coalition_values", "covariance_gi", "occlusion", "optimized_mask",
+           "coalition_values", "covariance_gi",
+           "covariance_lrp", "occlusion", "optimized_mask",
            "regressor_moments", "row_uncertainty", "shapley_values", "variance_decomposition"]

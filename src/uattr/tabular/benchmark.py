@@ -30,15 +30,15 @@ from ..experiments.runs import RunFolder
 from .methods import attribute_rows
 from .models import MODELS, boosted_bootstrap, mlp_ensemble, random_forest
 from .posteriors import RowUncertainty, row_uncertainty
-from .synthetic import SETS, SyntheticSet, make_set
+from .synthetic import FEATURES, SETS, SyntheticSet, make_set
 
-__all__ = ["REAL", "REAL_TABLE", "TABLE", "cause_ranks", "real_set", "run_benchmark", "run_real",
-           "scores"]
+__all__ = ["REAL", "REAL_TABLE", "TABLE", "cause_ranks", "paired_differences", "real_set",
+           "run_benchmark", "run_real", "scores"]
 
 TABLE = "tabular_synthetic"
 #: the methods each model admits: trees are not differentiable
 TREE_METHODS = ("shapley", "occlusion")
-NETWORK_METHODS = ("shapley", "occlusion", "optimization", "covgi")
+NETWORK_METHODS = ("shapley", "occlusion", "optimization", "covgi", "covlrp")
 
 
 def cause_ranks(phi: np.ndarray, causes: np.ndarray) -> np.ndarray:
@@ -94,7 +94,31 @@ def run_benchmark(out: RunFolder, *, n: int = 500, background: int = 32, seed: i
                          "U test": test_u, "U train": train_u,
                          "s/row": seconds / len(phi), "n": len(phi)})
     out.write_json(f"{TABLE}_per_row.json", per_row)
+    out.write_table(f"{TABLE}_pairs", paired_differences(
+        {k: (FEATURES - np.asarray(v)) / (FEATURES - 1) for k, v in per_row.items()},
+        "rank score"))
     return rows, hashes
+
+
+def paired_differences(per_row: dict[str, np.ndarray], score: str) -> list[dict]:
+    """Every pair of methods on the same rows (keys ``"<group> | <method>"``, grouped by
+    all but the method): the mean difference of ``score``, its standard error over the
+    rows, and their ratio."""
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for key, values in per_row.items():
+        group, method = key.rsplit(" | ", 1)
+        groups.setdefault(group, {})[method] = np.asarray(values, dtype=float)
+    pairs = []
+    for group, methods in groups.items():
+        names = list(methods)
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                gap = methods[first] - methods[second]
+                error = float(gap.std(ddof=1) / len(gap) ** 0.5)
+                pairs.append({"rows": group, "first": first, "second": second,
+                              f"{score} difference": float(gap.mean()), "s.e.": error,
+                              "in s.e.": float(gap.mean() / error) if error > 0 else None})
+    return pairs
 
 
 def _cell(out: RunFolder, u: RowUncertainty, data: SyntheticSet, reference: np.ndarray,
@@ -112,7 +136,8 @@ def _attribute(u: RowUncertainty, x: np.ndarray, method: str, reference: np.ndar
     options = {"seed": seed} if method in ("optimization", "shapley") else {}
     if method == "shapley" and x.shape[1] > 12:
         options["n_permutations"] = REAL_PERMUTATIONS
-    return attribute_rows(u, x, method, background=None if method == "covgi" else reference,
+    needs_background = method not in ("covgi", "covlrp")
+    return attribute_rows(u, x, method, background=reference if needs_background else None,
                           **options).numpy()
 
 
@@ -203,5 +228,6 @@ def run_real(out: RunFolder, *, background: int = 32, seed: int = 0,
                          "paired s.e.": float(gap.std(ddof=1) / n**0.5),
                          "s/row": seconds / n, "n": n})
     out.write_json(f"{REAL_TABLE}_per_row.json", per_row)
+    out.write_table(f"{REAL_TABLE}_pairs", paired_differences(per_row, "flipping score"))
     out.write_json(f"{REAL_TABLE}_curves.json", mean_curves)
     return rows, mean_curves

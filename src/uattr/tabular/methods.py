@@ -24,7 +24,8 @@ uattr map.
   Montavon, Pattern Recognition 2025): the variance of an ensemble's members' outputs
   ``T_s`` explained as the covariance of their Gradient×Input explanations ``R_s``,
   ``φ_f = Cov_s(R_s,f, Σ_g R_s,g)``, which sums to ``Var_s Σ_g R_s,g`` (``= Var_s T_s``
-  where Gradient×Input is complete: bias-free ReLU networks).
+  where Gradient×Input is complete: bias-free ReLU networks); :func:`covariance_lrp`
+  (CovLRP) is the same with layer-wise relevance propagation in place of Gradient×Input.
 
 Written here rather than with shap or Captum because both explain one row at a time and
 shap's background value needs a Python loop per coalition; here the rows, coalitions and
@@ -44,8 +45,8 @@ from ..ops.checks import check_positive, check_positive_ints
 from ..ops.rng import GeneratorArg, draw_uniform, make_generators
 from .posteriors import RowUncertainty, check_rows
 
-__all__ = ["METHODS", "attribute_rows", "coalition_values", "covariance_gi", "occlusion",
-           "optimized_mask", "shapley_values"]
+__all__ = ["METHODS", "attribute_rows", "coalition_values", "covariance_gi", "covariance_lrp",
+           "occlusion", "optimized_mask", "shapley_values"]
 
 #: the most rows ``u`` sees in one call: a forest of 200 trees holds ``[rows, 200, C]``
 #: probabilities in float64 (120 MB for 3 classes)
@@ -200,10 +201,37 @@ def covariance_gi(u: RowUncertainty, x: object) -> Tensor:
     outputs = u.members(x)  # [B, S]
     grads = torch.stack([torch.autograd.grad(outputs[:, s].sum(), x, retain_graph=True)[0]
                          for s in range(outputs.shape[1])], 1)  # [B, S, F]: rows independent
-    relevance = (grads * x.detach()[:, None]).detach()  # [B, S, F]
+    return _covariance((grads * x.detach()[:, None]).detach())
+
+
+def covariance_lrp(u: RowUncertainty, x: object) -> Tensor:
+    """CovLRP ``φ [B, F]``: as :func:`covariance_gi` with each member's output explained by
+    layer-wise relevance propagation (Captum's ``LRP``: the ε-rule on linear layers, ReLUs
+    passed through), which needs networks built of the layers Captum's LRP knows."""
+    from captum.attr import LRP
+
+    x, _ = _check(u, x, None)
+    if u.networks is None or u.members is None:
+        raise ValueError("u: CovLRP explains the spread of an ensemble of PyTorch networks: "
+                         "build u with row_uncertainty(list of networks, output=...)")
+    dtype = next(u.networks[0].parameters()).dtype
+    with torch.no_grad():
+        if u.output == "logits":  # the class the ensemble predicts, the same for every member
+            probs = torch.stack([net(x.to(dtype)) for net in u.networks], 1).softmax(-1)
+            target = probs.mean(1).argmax(-1)  # [B]
+        else:
+            target = torch.zeros(len(x), dtype=torch.long)  # the mean of a Gaussian head
+    inputs = x.to(dtype).requires_grad_(True)
+    relevance = torch.stack([LRP(net).attribute(inputs, target=target).detach()
+                             for net in u.networks], 1)  # [B, S, F], one member at a time
+    return _covariance(relevance.to(torch.float64))
+
+
+def _covariance(relevance: Tensor) -> Tensor:
+    """``φ_f = Cov_s(R_s,f, Σ_g R_s,g)`` ``[B, F]`` of member explanations ``[B, S, F]``."""
     centred = relevance - relevance.mean(1, keepdim=True)
     total = centred.sum(2, keepdim=True)  # [B, S, 1]
-    return (centred * total).mean(1)  # [B, F]
+    return (centred * total).mean(1)
 
 
 #: name -> (function, needs a background, needs a differentiable score)
@@ -212,6 +240,7 @@ METHODS: dict[str, tuple[Callable[..., Tensor], bool, bool]] = {
     "occlusion": (occlusion, True, False),
     "optimization": (optimized_mask, True, True),
     "covgi": (covariance_gi, False, True),
+    "covlrp": (covariance_lrp, False, True),
 }
 
 

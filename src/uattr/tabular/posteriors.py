@@ -43,6 +43,8 @@ class RowUncertainty:
         kind: which uncertainty (``total``, ``aleatoric``, ``epistemic`` or ``score``).
         members: for ensembles of PyTorch networks, each member's scalar output
             ``x -> [B, S]`` (the second-order methods explain its variance), else None.
+        networks, output: the PyTorch networks themselves and what they return
+            (``logits`` or ``gaussian``), for CovLRP; else None.
     """
 
     score: Callable[[Tensor], Tensor]
@@ -50,6 +52,8 @@ class RowUncertainty:
     differentiable: bool = False
     kind: str = "score"
     members: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
+    networks: list[nn.Module] | None = field(default=None, repr=False)
+    output: str | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
         u = self.score(x)
@@ -292,4 +296,5 @@ def _torch_uncertainty(networks: list[nn.Module], uncertainty: str, output: str 
 
         def members(x: Tensor) -> Tensor:
             return outputs(x)[..., 0]
-    return RowUncertainty(score, int(n_features), True, uncertainty, members)
+    return RowUncertainty(score, int(n_features), True, uncertainty, members, networks,
+                          output)
