@@ -199,7 +199,8 @@ def convergence(job: Job, n: int) -> Section:
     for mode, segments, gumbel, name in _CONVERGENCE:
         specs.append(_variant(job, name, segments, True, gumbel))
         labels.append((mode, "full method" if gumbel else "without Gumbel"))
-    detected, _ = detection.run_for_job(job, detection_set, specs)
+    detected, maps = detection.run_for_job(job, detection_set, specs)
+    _write_pairs(job, "convergence", detection_set, maps, specs)
     rows = []
     for (mode, variant), row in zip(labels, detected, strict=True):
         paper = CONVERGENCE.get((mode, variant))
