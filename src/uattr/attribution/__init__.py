@@ -7,6 +7,7 @@ from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA, UninformativeMapWarning
 from .perturbation import LIME, FixedMaskKernelSHAP, Occlusion
+from .second_order import CovGI
 from .shapley import KernelSHAP
 from .ua_backprop import UABackprop
 
@@ -16,6 +17,7 @@ __all__ = [
     "AmortizedUA",
     "BlurIG",
     "CLUEResult",
+    "CovGI",
     "DeltaCLUE",
     "FixedMaskKernelSHAP",
     "FullGrad",
