@@ -155,3 +155,14 @@ def test_covlrp_equals_covgi_on_bias_free_relu_members():
     # float32 relevances of order 1: their products keep about 6 digits
     torch.testing.assert_close(lrp, gi, atol=1e-5 * gi.abs().max().item(), rtol=0)
     assert gi.abs().max() > 1e-3  # the members do disagree
+
+
+def test_a_dataframe_keeps_its_feature_names_and_index(rows):
+    pd = pytest.importorskip("pandas")
+    x, background = rows
+    frame = pd.DataFrame(x.numpy(), columns=list("abcde"), index=[10, 11, 12, 13, 14, 15])
+    phi = attribute_rows(RowUncertainty(additive, 5), frame, "occlusion",
+                         background=pd.DataFrame(background.numpy(), columns=list("abcde")))
+    assert list(phi.columns) == list("abcde") and list(phi.index) == list(range(10, 16))
+    np.testing.assert_allclose(phi.to_numpy(), (A * (x**2 - (background**2).mean(0))).numpy(),
+                               atol=1e-12)

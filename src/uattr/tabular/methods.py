@@ -245,8 +245,20 @@ METHODS: dict[str, tuple[Callable[..., Tensor], bool, bool]] = {
 
 
 def attribute_rows(u: RowUncertainty, x: object, method: str = "shapley", *,
-                   background: object | None = None, **options: object) -> Tensor:
-    """``φ [B, F]`` of ``method`` (one of :data:`METHODS`) with its ``options``."""
+                   background: object | None = None, **options: object) -> object:
+    """``φ [B, F]`` of ``method`` (one of :data:`METHODS`) with its ``options``: a float64
+    tensor, or, where ``x`` is a pandas DataFrame, a DataFrame with its index and column
+    names (the feature names carried through)."""
+    phi = _attribute_rows(u, x, method, background, options)
+    if hasattr(x, "columns") and hasattr(x, "index"):  # pandas
+        import pandas as pd
+
+        return pd.DataFrame(phi.numpy(), index=x.index, columns=x.columns)
+    return phi
+
+
+def _attribute_rows(u: RowUncertainty, x: object, method: str, background: object | None,
+                    options: dict) -> Tensor:
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     function, needs_background, needs_gradient = METHODS[method]

@@ -76,7 +76,7 @@ def check_rows(x: object, n_features: int | None = None, name: str = "x") -> Ten
         rows = values.detach().to(torch.float64)
     else:
         try:
-            rows = torch.as_tensor(np.asarray(values, dtype=np.float64))
+            rows = torch.tensor(np.asarray(values, dtype=np.float64))  # a copy: ours to own
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name} must be numeric rows [B, F] (encode categorical "
                              f"columns first): {error}") from None
