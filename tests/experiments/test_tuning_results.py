@@ -153,3 +153,25 @@ def test_the_stopping_sentences_are_those_of_the_sweep_and_the_mask_rule_its_cho
     assert (f"the mask rule stops after about {best['mean steps']:.0f} steps, "
             f"{-best['IoU - loss rule']:.2f} IoU lower; the warm start is lower still") in readme
     assert stopped["IoU"] < best["IoU"]  # "lower still"
+
+
+def test_the_amortized_sentences_are_those_of_the_diagnostic():
+    rows = json.loads((ROOT / "docs/results/mnist-valid-n100-seed0/amortized_signal.json")
+                      .read_text())
+    clean, retouched, detection, trained = rows
+    page = " ".join((ROOT / "docs/hyperparameters.md").read_text().split())
+    pays = "share where blurring the region pays"
+    assert clean["U, region blurred"] > clean["U"]  # blurring raises U on training images
+    assert retouched["U, region blurred"] > retouched["U"]
+    assert detection["U, region blurred"] < detection["U"]
+    assert (f"({clean['region share']:.3f} of the image on average) raises U "
+            f"({clean['U']:.3f} → {clean['U, region blurred']:.3f}) and pays on "
+            f"{clean[pays]:.3f} of them") in page
+    assert (f"hardly more uncertain ({retouched['U']:.3f}), and blurring the retouched shape "
+            f"again raises U ({retouched['U, region blurred']:.3f}) and pays on "
+            f"{retouched[pays]:.3f}") in page
+    assert (f"lowers U ({detection['U']:.3f} → {detection['U, region blurred']:.3f}) and "
+            f"pays on {detection[pays]:.3f} of them") in page
+    assert trained["map mean"] < 1e-5
+    assert (f"(mean below 1e-5; IoU {trained['IoU']:.3f} on the validation "
+            "detection images)") in page

@@ -86,7 +86,8 @@ TABLES: tuple[Table, ...] = (
            "python tuning/lime_segments.py --results docs/results/mnist-valid-n100-seed0",
            "python tuning/slic_segments.py --dataset mnist --grid 40:0.1 40:0.3 60:0.1 "
            "60:0.3 80:0.1 80:0.3 --results docs/results/mnist-valid-n100-seed0",
-           "python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0"),
+           "python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0",
+           "python tuning/amortized_signal.py --results docs/results/mnist-valid-n100-seed0"),
           135, "the validation runs that chose the settings (docs/hyperparameters.md)"),
     Table("mnist-test-n500-seed0",
           ("uattr bench detection --n 500",
