@@ -28,17 +28,20 @@ from tqdm.auto import tqdm
 
 from ..experiments.runs import RunFolder
 from .methods import attribute_rows
-from .models import MODELS, boosted_bootstrap, mlp_ensemble, random_forest
+from .models import MODELS, boosted_bootstrap, mlp_ensemble, random_forest, row_vae
 from .posteriors import RowUncertainty, row_uncertainty
 from .synthetic import FEATURES, SETS, SyntheticSet, make_set
 
-__all__ = ["REAL", "REAL_TABLE", "TABLE", "cause_ranks", "paired_differences", "real_set",
-           "run_benchmark", "run_real", "scores"]
+__all__ = ["CLUE_TABLE", "REAL", "REAL_TABLE", "TABLE", "cause_ranks", "choose_clue_lambda",
+           "paired_differences", "real_set", "run_benchmark", "run_real", "scores"]
 
 TABLE = "tabular_synthetic"
 #: the methods each model admits: trees are not differentiable
 TREE_METHODS = ("shapley", "occlusion")
-NETWORK_METHODS = ("shapley", "occlusion", "optimization", "covgi", "covlrp")
+NETWORK_METHODS = ("shapley", "occlusion", "optimization", "covgi", "covlrp", "clue")
+#: CLUE's λ_x, chosen on validation draws of the sets (seed + 1) by the mean rank score
+CLUE_LAMBDAS = (0.1, 1.0, 10.0)
+CLUE_TABLE = "tabular_clue_validation"
 
 
 def cause_ranks(phi: np.ndarray, causes: np.ndarray) -> np.ndarray:
@@ -70,6 +73,8 @@ def run_benchmark(out: RunFolder, *, n: int = 500, background: int = 32, seed: i
     """Every cell of the benchmark into ``out`` (resuming finished ones); returns the rows
     of the table and the hashes of the shipped weights the MLPs were loaded from."""
     rows, hashes, per_row = [], {}, {}
+    lam_x, validation = choose_clue_lambda(seed, background, progress)
+    out.write_table(CLUE_TABLE, validation)
     cells = [(s, m) for s in SETS for m in MODELS]
     for set_name, model_name in tqdm(cells, desc="tabular benchmark", disable=not progress):
         data = make_set(set_name, n_test=n, seed=seed)
@@ -82,11 +87,17 @@ def run_benchmark(out: RunFolder, *, n: int = 500, background: int = 32, seed: i
             hashes.update(named)
         u = row_uncertainty(model, data.kind, output=output)
         methods = NETWORK_METHODS if u.differentiable else TREE_METHODS
+        clue = {}
+        if u.differentiable:  # CLUE searches the set's VAE (shipped like the MLPs)
+            vae, named = row_vae(data, seed, ship=ship)
+            hashes.update(named)
+            clue = {"vae": vae, "lam_x": lam_x}
         with torch.no_grad():
             test_u = float(u(torch.tensor(data.x_test)).mean())
             train_u = float(u(torch.tensor(data.x_train[:n])).mean())
         for method in methods:
-            phi, seconds = _cell(out, u, data, reference, model_name, method, seed, n)
+            phi, seconds = _cell(out, u, data, reference, model_name, method, seed, n,
+                                 clue if method == "clue" else {})
             ranks = cause_ranks(phi, data.causes)
             per_row[f"{set_name} | {model_name} | {method}"] = ranks.tolist()
             rows.append({"set": set_name, "uncertainty": data.kind, "model": model_name,
@@ -122,23 +133,52 @@ def paired_differences(per_row: dict[str, np.ndarray], score: str) -> list[dict]
 
 
 def _cell(out: RunFolder, u: RowUncertainty, data: SyntheticSet, reference: np.ndarray,
-          model_name: str, method: str, seed: int, n: int) -> tuple[np.ndarray, float]:
-    """``(phi [n, F], seconds)`` of one cell, from the run folder when it is there."""
+          model_name: str, method: str, seed: int, n: int,
+          options: dict) -> tuple[np.ndarray, float]:
+    """``(phi [n, F], seconds)`` of one cell, from the run folder when it is there
+    (``options``: the method's, keyed by all but the VAE, which the set names)."""
     name = f"{TABLE}-{data.name}-{model_name}-{method}".replace(" ", "_").replace("×", "x")
     config = {"set": data.name, "model": model_name, "method": method, "seed": seed, "n": n,
-              "background": len(reference)}
+              "background": len(reference),
+              **{k: v for k, v in options.items() if k != "vae"}}
     return _cached(out, name, config, partial(_attribute, u, data.x_test, method, reference,
-                                              seed))
+                                              seed, options))
 
 
 def _attribute(u: RowUncertainty, x: np.ndarray, method: str, reference: np.ndarray,
-               seed: int) -> np.ndarray:
-    options = {"seed": seed} if method in ("optimization", "shapley") else {}
+               seed: int, options: dict | None = None) -> np.ndarray:
+    options = {**({"seed": seed} if method in ("optimization", "shapley") else {}),
+               **(options or {})}
     if method == "shapley" and x.shape[1] > 12:
         options["n_permutations"] = REAL_PERMUTATIONS
     needs_background = method not in ("covgi", "covlrp")
     return attribute_rows(u, x, method, background=reference if needs_background else None,
                           **options).numpy()
+
+
+def choose_clue_lambda(seed: int, background: int, progress: bool = False
+                       ) -> tuple[float, list[dict]]:
+    """CLUE's ``λ_x`` among :data:`CLUE_LAMBDAS`, by the mean rank score of the cause over
+    the three sets drawn from ``seed + 1`` (100 test rows each; their MLPs and VAEs trained
+    here, never the test draws'); returns it and the validation table."""
+    rows, mean = [], dict.fromkeys(CLUE_LAMBDAS, 0.0)
+    for name in tqdm(SETS, desc="CLUE's λ_x on validation draws", disable=not progress):
+        data = make_set(name, n_test=100, seed=seed + 1)
+        networks, _ = mlp_ensemble(data, seed + 1)
+        vae, _ = row_vae(data, seed + 1)
+        u = row_uncertainty(networks, data.kind, output="logits")
+        rng = np.random.default_rng([seed + 1, 2])
+        reference = data.x_train[rng.choice(len(data.x_train), background, replace=False)]
+        for lam_x in CLUE_LAMBDAS:
+            phi = attribute_rows(u, data.x_test, "clue", background=reference, vae=vae,
+                                 lam_x=lam_x).numpy()
+            result = scores(cause_ranks(phi, data.causes), phi.shape[1])
+            mean[lam_x] += result["rank score"] / len(SETS)
+            rows.append({"set": name, "λ_x": lam_x, **result})
+    chosen = max(CLUE_LAMBDAS, key=mean.__getitem__)
+    rows += [{"set": "mean of the three", "λ_x": lam_x, "rank score": value,
+              "chosen": lam_x == chosen} for lam_x, value in mean.items()]
+    return chosen, rows
 
 
 def _cached(out: RunFolder, name: str, config: dict, compute: Callable[[], np.ndarray]

@@ -26,6 +26,8 @@ uattr map.
   ``φ_f = Cov_s(R_s,f, Σ_g R_s,g)``, which sums to ``Var_s Σ_g R_s,g`` (``= Var_s T_s``
   where Gradient×Input is complete: bias-free ReLU networks); :func:`covariance_lrp`
   (CovLRP) is the same with layer-wise relevance propagation in place of Gradient×Input.
+- ``clue`` (:mod:`uattr.tabular.clue`): how far each feature moves to the nearest row a
+  VAE of the data can make on which the model is sure.
 
 Written here rather than with shap or Captum because both explain one row at a time and
 shap's background value needs a Python loop per coalition; here the rows, coalitions and
@@ -43,6 +45,7 @@ from tqdm.auto import tqdm
 
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.rng import GeneratorArg, draw_uniform, make_generators
+from .clue import clue_map
 from .posteriors import RowUncertainty, check_rows
 
 __all__ = ["METHODS", "attribute_rows", "coalition_values", "covariance_gi", "covariance_lrp",
@@ -241,6 +244,7 @@ METHODS: dict[str, tuple[Callable[..., Tensor], bool, bool]] = {
     "optimization": (optimized_mask, True, True),
     "covgi": (covariance_gi, False, True),
     "covlrp": (covariance_lrp, False, True),
+    "clue": (clue_map, True, True),
 }
 
 

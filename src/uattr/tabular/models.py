@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -18,9 +19,11 @@ from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from torch import nn
 
 from ..zoo import weights
+from .clue import RowVAE, train_row_vae
 from .synthetic import SyntheticSet
 
-__all__ = ["MODELS", "boosted_bootstrap", "mlp_ensemble", "mlp_scores", "random_forest"]
+__all__ = ["MODELS", "boosted_bootstrap", "mlp_ensemble", "mlp_scores", "random_forest",
+           "row_vae"]
 
 MODELS = ("random forest", "boosted trees ×10", "MLP ensemble ×5")
 
@@ -54,10 +57,37 @@ def _mlp(features: int, hidden: int = 32) -> nn.Module:
 MLP_SPEC = {"hidden": 32, "epochs": 400, "lr": 0.01, "weight_decay": 1e-4, "members": 5}
 
 
-def _name(data: SyntheticSet, seed: int) -> str:
-    spec = json.dumps({**MLP_SPEC, "set": data.name, "seed": seed,
-                       "n_train": len(data.x_train)}, sort_keys=True)
-    return f"tabular-{data.name}-mlp-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+def _name(kind: str, spec: dict, data: SyntheticSet, seed: int) -> str:
+    """The cache name of a model of ``kind`` trained with ``spec`` on ``data``'s rows."""
+    text = json.dumps({**spec, "set": data.name, "seed": seed, "n_train": len(data.x_train)},
+                      sort_keys=True)
+    return f"tabular-{data.name}-{kind}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def _load_or_train(name: str, modules: dict[str, nn.Module], train: Callable[[], None], *,
+                   kind: str, spec: dict, retrain: bool, ship: bool,
+                   scores: Callable[[], dict] | None = None) -> dict[str, str]:
+    """Load ``modules`` (``{file: module}``) from the shipped weights of ``name``, or, when
+    uattr ships none (or ``retrain``), ``train()`` them, and store them as shipped weights
+    if ``ship``. Returns the hashes of the shipped files they hold (none if trained and not
+    shipped): what a run records."""
+    states = dict.fromkeys(modules) if retrain else {
+        file: weights.load_shipped(name, file) for file in modules}
+    if all(state is not None for state in states.values()):
+        for module, state in zip(modules.values(), states.values(), strict=True):
+            module.load_state_dict(state)
+    else:
+        train()
+        if ship:
+            weights.ship(name, kind, spec, {f: m.state_dict() for f, m in modules.items()},
+                         dtype="float32", command="uattr tabular-bench --ship",
+                         scores=scores)
+            for file, module in modules.items():  # what the tables use: the stored weights
+                module.load_state_dict(weights.load_shipped(name, file))
+    for module in modules.values():
+        module.eval()
+    return {f"{name}/{file}": digest for file, digest in
+            (weights.shipped_entry(name) or {}).get("files", {}).items()}
 
 
 def mlp_ensemble(data: SyntheticSet, seed: int = 0, *, retrain: bool = False,
@@ -65,18 +95,13 @@ def mlp_ensemble(data: SyntheticSet, seed: int = 0, *, retrain: bool = False,
     """``(networks, weight hashes)``: five MLPs (two ReLU layers of 32), each trained from
     its own initialisation with full-batch Adam on the cross-entropy; the shipped weights
     when uattr has them (and not ``retrain``), else trained here (and shipped if ``ship``)."""
-    name = _name(data, seed)
-    files = {f"member{m}.pt": None for m in range(MLP_SPEC["members"])}
-    networks = [_mlp(data.x_train.shape[1], MLP_SPEC["hidden"]) for _ in files]
-    states = {file: weights.load_shipped(name, file) for file in files} if not retrain \
-        else dict.fromkeys(files)
-    if all(state is not None for state in states.values()):
-        for network, state in zip(networks, states.values(), strict=True):
-            network.load_state_dict(state)
-    else:
+    networks = {f"member{m}.pt": _mlp(data.x_train.shape[1], MLP_SPEC["hidden"])
+                for m in range(MLP_SPEC["members"])}
+
+    def train() -> None:
         x = torch.tensor(data.x_train, dtype=torch.float32)
         y = torch.tensor(data.y_train)
-        for member, network in enumerate(networks):
+        for member, network in enumerate(networks.values()):
             torch.manual_seed(seed * 100 + member)
             network.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear)
                           else None)
@@ -87,20 +112,36 @@ def mlp_ensemble(data: SyntheticSet, seed: int = 0, *, retrain: bool = False,
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-        if ship:
-            weights.ship(name, "tabular-mlp-ensemble", {**MLP_SPEC, "set": data.name,
-                                                        "seed": seed},
-                         {file: net.state_dict() for file, net in
-                          zip(files, networks, strict=True)}, dtype="float32",
-                         command="uattr tabular-bench --ship",
-                         scores=lambda: mlp_scores(data, networks, seed))
-            for network, file in zip(networks, files, strict=True):
-                network.load_state_dict(weights.load_shipped(name, file))
-    for network in networks:
-        network.eval()
-    hashes = {f"{name}/{file}": digest for file, digest in
-              (weights.shipped_entry(name) or {}).get("files", {}).items()}
-    return networks, hashes
+
+    members = list(networks.values())
+    hashes = _load_or_train(_name("mlp", MLP_SPEC, data, seed), networks, train,
+                            kind="tabular-mlp-ensemble",
+                            spec={**MLP_SPEC, "set": data.name, "seed": seed},
+                            retrain=retrain, ship=ship,
+                            scores=lambda: mlp_scores(data, members, seed))
+    return members, hashes
+
+
+VAE_SPEC = {"hidden": 64, "epochs": 500, "lr": 0.01, "noise_std": 0.3}
+
+
+def row_vae(data: SyntheticSet, seed: int = 0, *, retrain: bool = False,
+            ship: bool = False) -> tuple[RowVAE, dict[str, str]]:
+    """``(vae, weight hashes)``: the :class:`~uattr.tabular.clue.RowVAE` of the set's
+    training rows that CLUE searches, shipped like the MLPs."""
+    vae = RowVAE(data.x_train.shape[1], data.x_train.shape[1], VAE_SPEC["hidden"])
+
+    def train() -> None:
+        vae.load_state_dict(train_row_vae(data.x_train, hidden=VAE_SPEC["hidden"],
+                                          epochs=VAE_SPEC["epochs"], lr=VAE_SPEC["lr"],
+                                          noise_std=VAE_SPEC["noise_std"],
+                                          seed=seed).state_dict())
+
+    hashes = _load_or_train(_name("vae", VAE_SPEC, data, seed), {"vae.pt": vae}, train,
+                            kind="tabular-vae", spec={**VAE_SPEC, "set": data.name,
+                                                      "seed": seed},
+                            retrain=retrain, ship=ship)
+    return vae, hashes
 
 
 def mlp_scores(data: SyntheticSet, networks: list[nn.Module], seed: int) -> dict:
