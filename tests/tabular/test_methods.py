@@ -166,3 +166,28 @@ def test_a_dataframe_keeps_its_feature_names_and_index(rows):
     assert list(phi.columns) == list("abcde") and list(phi.index) == list(range(10, 16))
     np.testing.assert_allclose(phi.to_numpy(), (A * (x**2 - (background**2).mean(0))).numpy(),
                                atol=1e-12)
+
+
+def test_mc_dropout_rows_give_the_sampled_variance_and_covgi_by_hand():
+    from uattr import MCDropout
+    from uattr.tabular import variance_decomposition
+    from uattr.zoo.tabular import GaussianMLP
+
+    torch.manual_seed(0)
+    posterior = MCDropout(GaussianMLP(3, hidden=16, dropout=0.3), samples=6, seed=1)
+    u = row_uncertainty(posterior, "total", output="gaussian")
+    x = torch.randn(4, 3, dtype=torch.float64)
+    out = posterior.logits(x.float()).double()  # [B, S, 2], the frozen samples
+    torch.testing.assert_close(u(x), variance_decomposition(out[..., 0], out[..., 1].exp())[
+        "total"], rtol=1e-6, atol=0)
+    phi = covariance_gi(u, x)
+    # by hand: each sample's Gradient×Input of its mean, then the covariance of its sum
+    sums = []
+    for s in range(6):
+        leaf = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(posterior.logits(leaf.float())[:, s, 0].sum(), leaf)
+        sums.append((grad * x).sum(1))
+    sums = torch.stack(sums, 1)  # [B, S]
+    torch.testing.assert_close(phi.sum(1), sums.var(1, correction=0), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="use 'covgi'"):
+        covariance_lrp(u, x)

@@ -215,8 +215,9 @@ def covariance_lrp(u: RowUncertainty, x: object) -> Tensor:
 
     x, _ = _check(u, x, None)
     if u.networks is None or u.members is None:
-        raise ValueError("u: CovLRP explains the spread of an ensemble of PyTorch networks: "
-                         "build u with row_uncertainty(list of networks, output=...)")
+        raise ValueError("u: CovLRP needs the members' networks themselves: build u with "
+                         "row_uncertainty(list of networks, output=...); the samples of one "
+                         "network with dropout share it, so use 'covgi' for them")
     dtype = next(u.networks[0].parameters()).dtype
     with torch.no_grad():
         if u.output == "logits":  # the class the ensemble predicts, the same for every member

@@ -210,8 +210,10 @@ def row_uncertainty(model: object, uncertainty: str = "total", *, output: str | 
         model: a fitted scikit-learn ensemble (``RandomForest*``, ``ExtraTrees*``,
             ``Bagging*``, gradient boosting is one model: bag it or pass a list), a list of
             fitted scikit-learn models, a list of PyTorch networks (``output`` says what
-            they return), or a callable ``X -> u [B]`` (a conformal interval's width, a
-            Gaussian process's predictive std, ...), then ``n_features`` is required.
+            they return), a sampled posterior of one network (``uattr.MCDropout(net,
+            samples=S)`` and its kin, masks frozen: each sample a member), or a callable
+            ``X -> u [B]`` (a conformal interval's width, a Gaussian process's predictive
+            std, ...), then ``n_features`` is required.
         uncertainty: ``total``, ``aleatoric`` or ``epistemic`` (ignored for a callable).
         output: for PyTorch networks: ``logits`` (``[B, C]`` each) or ``gaussian``
             (``[B, 2]``: mean and log-variance each).
@@ -221,6 +223,10 @@ def row_uncertainty(model: object, uncertainty: str = "total", *, output: str | 
     if uncertainty not in UNCERTAINTY_KINDS:
         raise ValueError(f"uncertainty must be one of {UNCERTAINTY_KINDS}, got "
                          f"{uncertainty!r}")
+    from ..posteriors.sampled import SampledPosterior
+
+    if isinstance(model, SampledPosterior):  # MC-Dropout, DropConnect, ... of one network
+        return _sampled_uncertainty(model, uncertainty, output, n_features)
     if isinstance(model, nn.Module):
         model = [model]
     if isinstance(model, (list, tuple)) and model and all(isinstance(m, nn.Module)
@@ -298,3 +304,38 @@ def _torch_uncertainty(networks: list[nn.Module], uncertainty: str, output: str 
             return outputs(x)[..., 0]
     return RowUncertainty(score, int(n_features), True, uncertainty, members, networks,
                           output)
+
+
+def _sampled_uncertainty(posterior: nn.Module, uncertainty: str, output: str | None,
+                         n_features: int | None) -> RowUncertainty:
+    """A sampled posterior's samples as members (``posterior.logits(x) -> [B, S, C]``)."""
+    if output not in ("logits", "gaussian"):
+        raise ValueError(f"output: say what the network returns, 'logits' [B, C] or "
+                         f"'gaussian' [B, 2] (mean, log-variance), got {output!r}")
+    first_linear = next((m for m in posterior.modules() if isinstance(m, nn.Linear)), None)
+    n_features = n_features or (first_linear.in_features if first_linear else None)
+    if n_features is None:
+        raise ValueError("n_features: cannot read the number of features off the network; "
+                         "pass n_features=")
+    dtype = next(posterior.parameters()).dtype
+
+    def outputs(x: Tensor) -> Tensor:  # [B, S, C] or [B, S, 2], float64
+        return posterior.logits(x.to(dtype)).to(torch.float64)
+
+    if output == "logits":
+        def score(x: Tensor) -> Tensor:
+            return decompose(outputs(x).softmax(-1))[uncertainty]
+
+        def members(x: Tensor) -> Tensor:  # each sample's logit of the predicted class
+            logits = outputs(x)
+            predicted = logits.softmax(-1).mean(1).argmax(-1)
+            return logits.gather(2, predicted[:, None, None].expand(-1, logits.shape[1],
+                                                                     1))[..., 0]
+    else:
+        def score(x: Tensor) -> Tensor:
+            out = outputs(x)
+            return variance_decomposition(out[..., 0], out[..., 1].exp())[uncertainty]
+
+        def members(x: Tensor) -> Tensor:
+            return outputs(x)[..., 0]
+    return RowUncertainty(score, int(n_features), True, uncertainty, members, None, output)
