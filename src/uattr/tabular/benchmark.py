@@ -27,13 +27,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..experiments.runs import RunFolder
+from ..experiments.spread import paired_differences
 from .methods import attribute_rows
 from .models import MODELS, boosted_bootstrap, mlp_ensemble, random_forest, row_vae
 from .posteriors import RowUncertainty, row_uncertainty
 from .synthetic import FEATURES, SETS, SyntheticSet, make_set
 
 __all__ = ["CLUE_TABLE", "REAL", "REAL_TABLE", "TABLE", "cause_ranks", "choose_clue_lambda",
-           "paired_differences", "real_set", "run_benchmark", "run_real", "scores"]
+           "paired_by_group", "real_set", "run_benchmark", "run_real", "scores"]
 
 TABLE = "tabular_synthetic"
 #: the methods each model admits: trees are not differentiable
@@ -105,31 +106,22 @@ def run_benchmark(out: RunFolder, *, n: int = 500, background: int = 32, seed: i
                          "U test": test_u, "U train": train_u,
                          "s/row": seconds / len(phi), "n": len(phi)})
     out.write_json(f"{TABLE}_per_row.json", per_row)
-    out.write_table(f"{TABLE}_pairs", paired_differences(
+    out.write_table(f"{TABLE}_paired", paired_by_group(
         {k: (FEATURES - np.asarray(v)) / (FEATURES - 1) for k, v in per_row.items()},
         "rank score"))
     return rows, hashes
 
 
-def paired_differences(per_row: dict[str, np.ndarray], score: str) -> list[dict]:
-    """Every pair of methods on the same rows (keys ``"<group> | <method>"``, grouped by
-    all but the method): the mean difference of ``score``, its standard error over the
-    rows, and their ratio."""
+def paired_by_group(per_row: dict[str, np.ndarray], score: str) -> list[dict]:
+    """:func:`uattr.experiments.spread.paired_differences` of the methods on the same rows
+    (keys ``"<group> | <method>"``), group by group (a set and a model, or a data set),
+    each pair tagged with its ``rows`` group."""
     groups: dict[str, dict[str, np.ndarray]] = {}
     for key, values in per_row.items():
         group, method = key.rsplit(" | ", 1)
-        groups.setdefault(group, {})[method] = np.asarray(values, dtype=float)
-    pairs = []
-    for group, methods in groups.items():
-        names = list(methods)
-        for i, first in enumerate(names):
-            for second in names[i + 1:]:
-                gap = methods[first] - methods[second]
-                error = float(gap.std(ddof=1) / len(gap) ** 0.5)
-                pairs.append({"rows": group, "first": first, "second": second,
-                              f"{score} difference": float(gap.mean()), "s.e.": error,
-                              "in s.e.": float(gap.mean() / error) if error > 0 else None})
-    return pairs
+        groups.setdefault(group, {})[method] = np.asarray(values, dtype=np.float64)
+    return [{"rows": group, **pair} for group, methods in groups.items()
+            for pair in paired_differences(methods, score)]
 
 
 def _cell(out: RunFolder, u: RowUncertainty, data: SyntheticSet, reference: np.ndarray,
@@ -268,6 +260,6 @@ def run_real(out: RunFolder, *, background: int = 32, seed: int = 0,
                          "paired s.e.": float(gap.std(ddof=1) / n**0.5),
                          "s/row": seconds / n, "n": n})
     out.write_json(f"{REAL_TABLE}_per_row.json", per_row)
-    out.write_table(f"{REAL_TABLE}_pairs", paired_differences(per_row, "flipping score"))
+    out.write_table(f"{REAL_TABLE}_paired", paired_by_group(per_row, "flipping score"))
     out.write_json(f"{REAL_TABLE}_curves.json", mean_curves)
     return rows, mean_curves
