@@ -162,7 +162,8 @@ def sensitivity(job: Job, n: int) -> Section:
     detection_set = detection_images(job, n)
     specs = [_variant(job, f"λ = {lam:g}, τ = {tau:g}", True, True, True, lam=lam, tau=tau)
              for lam in LAMBDAS for tau in TAUS]
-    rows, _ = detection.run_for_job(job, detection_set, specs)
+    rows, maps = detection.run_for_job(job, detection_set, specs)
+    _write_pairs(job, "sensitivity", detection_set, maps, specs)
     rows = [{k: row[k] for k in ("method", "IoU", "ADA", "s/image")}
             for row in _relabel(rows, specs)]
     rows = beside(rows, SENSITIVITY_C10, ("IoU", "ADA"))
