@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..ops.checks import check_positive, check_positive_ints
-from .posteriors import RowUncertainty, check_rows
+from .posteriors import RowUncertainty, check_rows, uncertainty_scale
 
 __all__ = ["RowVAE", "clue_map", "row_clue", "train_row_vae"]
 
@@ -95,8 +95,8 @@ def row_clue(u: RowUncertainty, vae: RowVAE, x: object, background: object, *,
     check_positive(lr=lr)
     check_positive_ints(steps=steps)
     std = vae.std.to(torch.float64)
+    scale = uncertainty_scale(u, x, background)  # [B]
     with torch.no_grad():
-        scale = torch.maximum(u(x), u(background).mean()).clamp_min(1e-12)  # [B]
         z = vae.encode(x)[0].detach().clone()
     z.requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)

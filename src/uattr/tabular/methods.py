@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.rng import GeneratorArg, draw_uniform, make_generators
 from .clue import clue_map
-from .posteriors import RowUncertainty, check_rows
+from .posteriors import RowUncertainty, check_rows, uncertainty_scale
 
 __all__ = ["METHODS", "attribute_rows", "coalition_values", "covariance_gi", "covariance_lrp",
            "occlusion", "optimized_mask", "shapley_values"]
@@ -170,10 +170,7 @@ def optimized_mask(u: RowUncertainty, x: object, background: object, *, lam: flo
     check_positive(tau=tau, lr=lr)
     check_positive_ints(steps=steps)
     batch, features = x.shape
-    with torch.no_grad():
-        # u(x), or the background's mean U where the row is less unsure than the
-        # background: dividing by a row's near-zero U would blow its gradients up
-        scale = torch.maximum(u(x), u(background).mean()).clamp_min(1e-12)  # [B]
+    scale = uncertainty_scale(u, x, background)  # [B]
     logits = torch.zeros(batch, features, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=lr)
     generators = make_generators(generator, seed, batch, x.device)

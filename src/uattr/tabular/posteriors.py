@@ -17,7 +17,7 @@ the methods of :mod:`uattr.tabular` explain.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..uq import UNCERTAINTY_KINDS, decompose
 
 __all__ = ["RowUncertainty", "check_rows", "classifier_probs", "regressor_moments",
-           "row_uncertainty", "variance_decomposition"]
+           "row_uncertainty", "uncertainty_scale", "variance_decomposition"]
 
 
 @dataclass
@@ -190,17 +190,6 @@ def _is_classifier(model: object) -> bool:
 
 
 # ------------------------------------------------------------------ PyTorch networks
-def _torch_members(networks: Sequence[nn.Module], output: str) -> Callable[[Tensor], Tensor]:
-    """``x [B, F] -> [B, S, C]`` (classifiers) or ``[B, S, 2]`` (Gaussian heads), float64."""
-    def outputs(x: Tensor) -> Tensor:
-        dtype = next(networks[0].parameters()).dtype
-        stacked = torch.stack([net(x.to(dtype)) for net in networks], 1).to(torch.float64)
-        if output == "logits":
-            return stacked.softmax(-1)
-        return stacked
-    return outputs
-
-
 def row_uncertainty(model: object, uncertainty: str = "total", *, output: str | None = None,
                     n_features: int | None = None,
                     differentiable: bool = False) -> RowUncertainty:
@@ -276,66 +265,63 @@ def _sklearn_uncertainty(model: object, uncertainty: str) -> RowUncertainty:
 
 def _torch_uncertainty(networks: list[nn.Module], uncertainty: str, output: str | None,
                        n_features: int | None) -> RowUncertainty:
-    if output not in ("logits", "gaussian"):
-        raise ValueError(f"output: say what the PyTorch networks return, 'logits' [B, C] or "
-                         f"'gaussian' [B, 2] (mean, log-variance), got {output!r}")
-    first_linear = next((m for m in networks[0].modules() if isinstance(m, nn.Linear)), None)
-    n_features = n_features or (first_linear.in_features if first_linear else None)
-    if n_features is None:
-        raise ValueError("n_features: cannot read the number of features off the networks; "
-                         "pass n_features=")
-    outputs = _torch_members(networks, output)
-    if output == "logits":
-        def score(x: Tensor) -> Tensor:
-            return decompose(outputs(x))[uncertainty]
+    """An ensemble of networks, each ``x -> [B, C]`` (or ``[B, 2]``), as members."""
+    dtype = next(networks[0].parameters()).dtype
 
-        def members(x: Tensor) -> Tensor:  # the logit of the class the ensemble predicts
-            logits = torch.stack([net(x.to(next(net.parameters()).dtype))
-                                  for net in networks], 1).to(torch.float64)  # [B, S, C]
-            predicted = logits.softmax(-1).mean(1).argmax(-1)  # [B]
-            return logits.gather(2, predicted[:, None, None].expand(-1, len(networks), 1))[
-                ..., 0]
-    else:
-        def score(x: Tensor) -> Tensor:
-            out = outputs(x)  # [B, S, 2]
-            return variance_decomposition(out[..., 0], out[..., 1].exp())[uncertainty]
+    def raw(x: Tensor) -> Tensor:  # [B, S, C], float64
+        return torch.stack([net(x.to(dtype)) for net in networks], 1).to(torch.float64)
 
-        def members(x: Tensor) -> Tensor:
-            return outputs(x)[..., 0]
-    return RowUncertainty(score, int(n_features), True, uncertainty, members, networks,
-                          output)
+    return _from_samples(raw, networks[0], uncertainty, output, n_features, networks)
 
 
 def _sampled_uncertainty(posterior: nn.Module, uncertainty: str, output: str | None,
                          n_features: int | None) -> RowUncertainty:
     """A sampled posterior's samples as members (``posterior.logits(x) -> [B, S, C]``)."""
-    if output not in ("logits", "gaussian"):
-        raise ValueError(f"output: say what the network returns, 'logits' [B, C] or "
-                         f"'gaussian' [B, 2] (mean, log-variance), got {output!r}")
-    first_linear = next((m for m in posterior.modules() if isinstance(m, nn.Linear)), None)
-    n_features = n_features or (first_linear.in_features if first_linear else None)
-    if n_features is None:
-        raise ValueError("n_features: cannot read the number of features off the network; "
-                         "pass n_features=")
     dtype = next(posterior.parameters()).dtype
 
-    def outputs(x: Tensor) -> Tensor:  # [B, S, C] or [B, S, 2], float64
+    def raw(x: Tensor) -> Tensor:
         return posterior.logits(x.to(dtype)).to(torch.float64)
 
+    return _from_samples(raw, posterior, uncertainty, output, n_features, None)
+
+
+def _from_samples(raw: Callable[[Tensor], Tensor], network: nn.Module, uncertainty: str,
+                  output: str | None, n_features: int | None,
+                  networks: list[nn.Module] | None) -> RowUncertainty:
+    """The :class:`RowUncertainty` of samples' raw outputs ``raw(x) [B, S, C]``: logits
+    (entropy decomposition; a member's output is its logit of the predicted class) or
+    Gaussian heads (variance decomposition; a member's output is its mean)."""
+    if output not in ("logits", "gaussian"):
+        raise ValueError(f"output: say what the networks return, 'logits' [B, C] or "
+                         f"'gaussian' [B, 2] (mean, log-variance), got {output!r}")
+    first_linear = next((m for m in network.modules() if isinstance(m, nn.Linear)), None)
+    n_features = n_features or (first_linear.in_features if first_linear else None)
+    if n_features is None:
+        raise ValueError("n_features: cannot read the number of features off the networks; "
+                         "pass n_features=")
     if output == "logits":
         def score(x: Tensor) -> Tensor:
-            return decompose(outputs(x).softmax(-1))[uncertainty]
+            return decompose(raw(x).softmax(-1))[uncertainty]
 
-        def members(x: Tensor) -> Tensor:  # each sample's logit of the predicted class
-            logits = outputs(x)
-            predicted = logits.softmax(-1).mean(1).argmax(-1)
+        def members(x: Tensor) -> Tensor:  # [B, S]
+            logits = raw(x)
+            predicted = logits.softmax(-1).mean(1).argmax(-1)  # [B]
             return logits.gather(2, predicted[:, None, None].expand(-1, logits.shape[1],
                                                                      1))[..., 0]
     else:
         def score(x: Tensor) -> Tensor:
-            out = outputs(x)
+            out = raw(x)  # [B, S, 2]
             return variance_decomposition(out[..., 0], out[..., 1].exp())[uncertainty]
 
         def members(x: Tensor) -> Tensor:
-            return outputs(x)[..., 0]
-    return RowUncertainty(score, int(n_features), True, uncertainty, members, None, output)
+            return raw(x)[..., 0]
+    return RowUncertainty(score, int(n_features), True, uncertainty, members, networks,
+                          output)
+
+
+def uncertainty_scale(u: RowUncertainty, x: Tensor, background: Tensor) -> Tensor:
+    """``max(u(x), E_b[u(b)]) [B]``, no gradient: what the optimization mask and CLUE
+    divide U by, so that their λ means the same for any score (a row's own U alone may be
+    near zero, which would blow its gradients up)."""
+    with torch.no_grad():
+        return torch.maximum(u(x), u(background).mean()).clamp_min(1e-12)
