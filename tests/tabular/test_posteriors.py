@@ -50,12 +50,13 @@ def test_a_bagged_member_that_missed_a_class_gives_it_zero(data):
 
 def test_a_list_of_classifiers_is_aligned_on_the_union_of_their_labels(data):
     x, y = data
-    names = np.array(["no", "yes"])
-    first = LogisticRegression().fit(x, names[y])
-    second = LogisticRegression().fit(x[:, :4], np.where(y == 1, "yes", "no"))
-    probs = classifier_probs([first, second], torch.tensor(x[:5])).numpy()
-    np.testing.assert_allclose(probs[:, 1], second.predict_proba(x[:5]), atol=1e-12)
-    assert list(first.classes_) == ["no", "yes"]
+    # the first never saw "maybe", the second never saw "no": columns maybe / no / yes
+    first = LogisticRegression().fit(x, np.array(["no", "yes"])[y])
+    second = LogisticRegression().fit(x, np.array(["maybe", "yes"])[y])
+    probs = classifier_probs([first, second], torch.tensor(x[:5])).numpy()  # [5, 2, 3]
+    np.testing.assert_allclose(probs[:, 0, 1:], first.predict_proba(x[:5]), atol=1e-12)
+    np.testing.assert_allclose(probs[:, 1, [0, 2]], second.predict_proba(x[:5]), atol=1e-12)
+    assert (probs[:, 0, 0] == 0).all() and (probs[:, 1, 1] == 0).all()
 
 
 def test_a_torch_ensemble_gives_the_hand_computed_entropies():
