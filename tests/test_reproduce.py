@@ -26,8 +26,6 @@ NOT_YET_REMEASURED = {
     "attribute-mnist-test-optimization-slic/run-attribute.json",
     "fashion-mnist-test-n500-seed0/run-segmenters.json",
     "mnist-valid-n100-seed0/run-segmenters.json",
-    "mnist-valid-n100-seed0/run-sensitivity.json",
-    "photo-mnist-valid-n100-seed0",
     "scaling-cpu/run-scaling.json",
     "throughput-mnist/run-throughput.json",
     "tuning-optimization",

@@ -136,3 +136,19 @@ def test_the_readmes_sentences_on_size_are_those_of_the_scaling_files():
     assert ("1.5 s per image at 28 px becomes 79 s at 224 px with the small CNN and 21 min "
             "with ResNet-18") in text
     assert f"A step costs at most {most:.3f} forward+backward passes at every size" in text
+
+
+def test_the_photo_mnist_slic_sentences_are_those_of_the_validation_sweep():
+    rows = {row["slic"]: row for row in _read(TUNING / "slic.json")}
+    chosen = rows["60 segments, compactness 0.1"]
+    page = " ".join((RESULTS.parent / "hyperparameters.md").read_text().split())
+    assert chosen["IoU - default's"] > 2 * chosen["its s.e."]  # "more than twice it"
+    gain = chosen["IoU - default's"]
+    assert (f"is {gain:.3f} IoU above MNIST's default, with a paired "
+            f"standard error of {chosen['its s.e.']:.3f} (more than twice it)") in page
+    square = rows["60 segments, compactness 1"]["IoU - default's"]
+    assert f"they are near-squares, {-square:.3f} below" in page
+    more = rows["100 segments, compactness 0.3"]
+    moved = more["IoU - default's"]
+    assert abs(moved) < more["its s.e."]  # "moves nothing within a standard error"
+    assert f"({-moved:.3f} below at 100)" in page
