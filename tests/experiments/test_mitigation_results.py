@@ -53,3 +53,30 @@ def test_no_gain_is_two_standard_errors_and_the_largest_are_stated(rows):
             f"+{grad['ΔACC']:.2f} points ({grad['ΔACC in s.e.']:.1f}) the largest") in readme
     assert (f"papers/002 has UA-Backprop {paper_gain:.2f} points above no attention "
             f"({ua['ACC (paper)']:.2f}% against {plain['ACC (paper)']:.2f}%)") in page
+
+
+def test_the_validation_alpha_sentences_are_those_of_the_sweep_and_alpha_its_choice():
+    from uattr.experiments.benchmarks.mitigation import MitigationSettings
+
+    sweep = json.loads((ROOT / "docs/results/mnist-valid-mitigation/mitigation_alpha.json")
+                       .read_text())
+    plain = next(row for row in sweep if row["α"] == 0)
+    rows = [row for row in sweep if row["α"] != 0]
+    for row in rows:  # the standard errors are those of the paired seeds
+        assert row["ΔACC in s.e."] == pytest.approx(row["ΔACC"] / row["ΔACC s.e."])
+    page = _text(ROOT / "docs" / "hyperparameters.md")
+    gains = [row["ΔACC"] for row in rows]
+    farthest = max(abs(row["ΔACC in s.e."]) for row in rows)
+    assert farthest < 2  # "no α moves the accuracy two standard errors"
+    assert (f"without attention ({plain['ACC (%)']:.3f} ± {plain['ACC sd']:.3f}%): the paired "
+            f"differences lie between −{-min(gains):.3f} and +{max(gains):.3f} points, at "
+            f"most {farthest:.1f} standard errors") in page
+    latent = [row for row in rows if row["space"] == "latent"]
+    best = max(latent, key=lambda row: row["ACC (%)"])
+    lowest_nll = min(latent, key=lambda row: row["NLL"])
+    assert best["α"] == MitigationSettings().alpha  # the default is the sweep's choice
+    assert best["NLL"] - lowest_nll["NLL"] < best["NLL sd"]  # "within one standard deviation"
+    assert (f"latent-space accuracy ({best['ACC (%)']:.3f}%, +{best['ΔACC']:.3f} ± "
+            f"{best['ΔACC s.e.']:.3f}, {best['ΔACC in s.e.']:.1f} standard errors), and its NLL "
+            f"({best['NLL']:.3f}) is within one standard deviation of the best, "
+            f"α = {lowest_nll['α']:g}'s {lowest_nll['NLL']:.3f}") in page

@@ -89,6 +89,9 @@ TABLES: tuple[Table, ...] = (
            "python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0",
            "python tuning/amortized_signal.py --results docs/results/mnist-valid-n100-seed0"),
           135, "the validation runs that chose the settings (docs/hyperparameters.md)"),
+    Table("mnist-valid-mitigation", ("python tuning/mitigation_alpha.py",), 13,
+          "the attention's strength α of the mitigation benchmark, validation split (33 "
+          "trainings of 15 s and 1500 UA-Backprop maps; 13 min on one thread here)"),
     Table("mnist-test-n500-seed0",
           ("uattr bench detection --n 500",
            "uattr bench faithfulness --n 500",

@@ -140,7 +140,8 @@ def _runs(job: Job, name: str, space: str, maps: tuple[Tensor, Tensor] | None,
             model = train_with_attention(train, train_a, space, alpha, seed, config)
             return evaluate(model, test, test_a), np.zeros(0)
 
-        record, _ = cached_cell(job.out, f"mitigation-run-{name}-{space}-{seed}",
+        # α in the name: one folder keeps the runs of several α (tuning/mitigation_alpha.py)
+        record, _ = cached_cell(job.out, f"mitigation-run-{name}-{space}-a{alpha:g}-{seed}",
                                 {**key, "row": name, "space": space, "alpha": alpha,
                                  "seed": seed}, compute, log, f"{name}, {space}, seed {seed}")
         scores.append(record)
@@ -171,8 +172,10 @@ def _row(name: str, space: str, scores: list[dict], baseline: list[dict],
 
 # ------------------------------------------------------------ the job of uattr bench/run
 def benchmark(job: Job, settings: MitigationSettings,
-              names: list[str] | None = None) -> Section:
-    """papers/002 Table 2: ACC and NLL of training with each method's attention."""
+              names: list[str] | None = None, stem: str = "mitigation",
+              figure: bool = True) -> Section:
+    """papers/002 Table 2: ACC and NLL of training with each method's attention, written
+    as ``<stem>.{md,csv,json}`` and (with ``figure``) ``<stem>_attention.png``."""
     where = job.settings.data
     if settings.kind not in ("total", "aleatoric", "epistemic"):
         raise ValueError(f"kind must be total, aleatoric or epistemic, got {settings.kind!r}")
@@ -207,12 +210,12 @@ def benchmark(job: Job, settings: MitigationSettings,
             scores = _runs(job, spec.name, space, (train_maps, test_maps), train, test,
                            settings, {**train_key, "maps": method_key(spec)})
             rows.append(_row(spec.name, space, scores, baseline, seconds))
-    job.out.write_table("mitigation", rows)
+    job.out.write_table(stem, rows)
     figures = []
-    if shown:
-        job.out.save_figure("mitigation_attention.png",
+    if shown and figure:
+        job.out.save_figure(f"{stem}_attention.png",
                             attention_figure(test.images[:6], shown, settings.temperature))
-        figures.append("mitigation_attention.png")
+        figures.append(f"{stem}_attention.png")
     whole = "the whole" if len(test) == len(full_test) else f"a fixed random {len(test)} of the"
     text = (f"{len(train)} random {where.dataset} training images, each with its "
             f"{settings.kind} map from the ensemble turned into A = (1 - M) ⊙ M (M: the map "
@@ -224,7 +227,7 @@ def benchmark(job: Job, settings: MitigationSettings,
             "attention (the same seed starts from the same weights). The paper's columns are "
             "papers/002 Table 2, MNIST (latent space).")
     print_table(f"Mitigation: {text}", rows)
-    return Section("Uncertainty mitigation with attention", text, [("mitigation", rows)],
+    return Section("Uncertainty mitigation with attention", text, [(stem, rows)],
                    figures)
 
 
