@@ -11,8 +11,8 @@ shares one run folder (its maps and the runs without attention are computed once
 training run is a cell, so a rerun reuses every finished one). The table
 ``mitigation_alpha.{md,csv,json}`` has one row per α and space, with the paired
 difference from no attention (each α's own table beside it, ``mitigation-alpha-<α>.*``,
-and the attention maps in ``mitigation-alpha-0.5_attention.png``); they land in ``--out`` and, with ``--results``, there too.
-The test images are never read.
+and the attention maps in ``mitigation-alpha-0.5_attention.png``); they land in
+``--out`` and, with ``--results``, there too. The test images are never read.
 """
 
 from __future__ import annotations
