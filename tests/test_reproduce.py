@@ -25,7 +25,6 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 NOT_YET_REMEASURED = {
     "attribute-mnist-test-optimization-slic/run-attribute.json",
     "fashion-mnist-test-n500-seed0/run-segmenters.json",
-    "mnist-valid-n100-seed0/run-segmenters.json",
     "scaling-cpu/run-scaling.json",
     "throughput-mnist/run-throughput.json",
     "tuning-optimization",

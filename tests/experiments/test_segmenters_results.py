@@ -105,3 +105,31 @@ def test_the_readme_sentence_is_that_of_the_file(swap):
             f"map, which never looks at the model, scores {swap.iou(_own(PASTE)):.2f}; one "
             "trained only on retouches disjoint from patch swap (`retouch-detector`) gives "
             f"the method {swap.iou(_opt(RETOUCH)):.2f}, no gain over slic") in readme
+
+
+def test_the_validation_segmenter_sentences_are_those_of_the_table():
+    folder = ROOT / "docs" / "results" / "mnist-valid-n100-seed0"
+    rows = {row["method"]: row for row in json.loads((folder / "segmenters.json").read_text())}
+    pairs = {(p["method"], p["against"]): p
+             for p in json.loads((folder / "segmenters_pairs.json").read_text())}
+    page = _text(ROOT / "docs" / "hyperparameters.md")
+    slic, pasted = rows["optimization (slic)"], rows[f"optimization ({PASTE})"]
+    alone = rows[f"detector only ({PASTE})"]
+    lift = pairs[f"optimization ({PASTE})", "optimization (slic)"]
+    above = pairs[f"detector only ({PASTE})", f"optimization ({PASTE})"]
+    assert lift["in s.e."] > 2 and above["in s.e."] > 2  # "lifts", "higher still"
+    assert (f"lifts the method from {slic['IoU']:.3f} on slic to {pasted['IoU']:.3f} "
+            f"(+{lift['IoU difference']:.3f} ± {lift['its s.e.']:.3f}, "
+            f"{lift['in s.e.']:.1f} paired standard errors)") in page
+    assert alone["IoU"] > pasted["IoU"]
+    assert (f"({above['IoU difference']:.3f} ± {above['its s.e.']:.3f} above the method that "
+            f"uses it, {above['in s.e.']:.1f} standard errors)") in page
+    texture = rows["optimization (texture)"]
+    assert (f"gives {texture['segments/image']:.3f} segments per image and "
+            f"{texture['IoU']:.3f} IoU") in page
+    oracles = [rows[f"oracle: {m} (slic + true patch)"]["IoU"]
+               for m in ("optimization", "kernelshap-fixed")]
+    assert f"what any segmenter could give the two methods: {oracles[0]:.3f} and " \
+           f"{oracles[1]:.3f}" in page
+    assert min(oracles) > max(row["IoU"] for name, row in rows.items()
+                              if not name.startswith("oracle"))
