@@ -118,8 +118,9 @@ TABLES: tuple[Table, ...] = (
     Table("mnist-test-n500-spread", (f"uattr spread {_SPREAD}",), 0.1,
           "detection's spread across the three ensembles"),
     Table("photo-mnist-test-n500-seed0",
-          ("uattr bench detection --dataset photo-mnist --n 500 --compactness 0.1",), 110,
-          "detection on colour images at N = 500"),
+          ("uattr bench detection --dataset photo-mnist --n 500 --compactness 0.1",
+           "uattr bench stopping --dataset photo-mnist --n 500 --compactness 0.1"), 150,
+          "detection, and the mask rule and warm start, on colour images at N = 500"),
     Table("fashion-mnist-test-n500-seed0",
           ("uattr bench segmenters --dataset fashion-mnist --n 500 --segmenters slic "
            "paste-detector retouch-detector --methods 'optimization (slic)' "
