@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     threads = torch.get_num_threads()
-    posterior, _ = load_posterior(settings)
+    posterior, info = load_posterior(settings)
     specs = detection_methods(posterior, settings.method)
     unknown = [name for name in args.methods if name != METHOD and (
         name not in specs or any(r.name == name and r.generative for r in ROWS))]
@@ -73,7 +73,8 @@ def main() -> None:
     shards = ShardPlan(index, args.shard_size).count
     out.write_json("run-throughput.json", {
         "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(), "threads": threads,
-        "images": args.n, "shard size": args.shard_size, "shards": shards})
+        "images": args.n, "shard size": args.shard_size, "shards": shards,
+        "weights": dict(sorted(info.get("weights", {}).items()))})
 
     import ray
 

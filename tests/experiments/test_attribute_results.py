@@ -122,3 +122,18 @@ def test_the_committed_throughput_tables_agree_and_ray_costs_under_a_tenth_of_a_
     assert overhead["per shard (s)"] == pytest.approx(extra / run["shards"], rel=1e-12)
     # the bar for sharding through Ray at the default shard size
     assert overhead["ratio"] < 1.10
+
+
+@pytest.mark.skipif(not (THROUGHPUT / "overhead.json").exists(),
+                    reason="no committed throughput tables")
+def test_the_readme_throughput_sentences_are_those_of_the_tables():
+    rows = {row["run"]: row for row in json.loads((THROUGHPUT / "ray.json").read_text())}
+    (overhead,) = json.loads((THROUGHPUT / "overhead.json").read_text())
+    readme = " ".join((FOLDER.parents[2] / "README.md").read_text().split())
+    # "within the run-to-run spread": Ray's own cost is not seen at this shard size
+    assert abs(overhead["ratio"] - 1) < 0.02
+    assert (f"(Ray's run took {overhead['ratio']:.3f} of one process's time, "
+            f"{overhead['per shard (s)']:.1f} s per shard of 200 images:") in readme
+    two = rows["Ray, 2 workers"]
+    assert (f"a cluster of k machines like this one attributes about k × "
+            f"{two['images/s']:.1f} images/s with this method") in readme
