@@ -52,8 +52,9 @@ def main() -> None:
             table = benchmark(job, settings, [METHOD], stem=f"mitigation-alpha-{alpha:g}",
                               figure=alpha == ALPHAS[0]).tables[0][1]
             if not rows:  # no attention: the same runs for every α
+                plain = next(row for row in table if row["method"] == NO_ATTENTION)
                 rows.append({"attention": NO_ATTENTION, "α": 0.0, "space": "–",
-                             **{c: table[0][c] for c in COLUMNS}})
+                             **{c: plain[c] for c in COLUMNS}})
             rows += [{"attention": f"α = {alpha:g}, {row['space']}", "α": alpha,
                       "space": row["space"], **{c: row[c] for c in COLUMNS}}
                      for row in table if row["method"] == METHOD]

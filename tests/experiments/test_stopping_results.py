@@ -5,23 +5,36 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDER = ROOT / "docs" / "results" / "mnist-test-n500-seed0"
+RESULTS = ROOT / "docs" / "results"
+FOLDER = RESULTS / "mnist-test-n500-seed0"
+
+
+def _stopping(folder: Path) -> tuple[dict, dict, dict, dict, dict, dict]:
+    """The rows (cold start, loss rule), (cold, mask rule) and (warm, mask rule) of a
+    folder's stopping table, and the paired differences mask − loss, warm − loss and
+    warm − cold (both with the mask rule)."""
+    rows = {(r["start"], r["stop"]): r
+            for r in json.loads((folder / "stopping.json").read_text())}
+    pairs = {(p["method"], p["against"]): p
+             for p in json.loads((folder / "stopping_pairs.json").read_text())}
+
+    def pair(row: str, against: str) -> dict:
+        return pairs[f"slic, {row}", f"slic, {against}"]
+
+    return (rows["cold", "loss rule"], rows["cold", "mask rule"], rows["warm", "mask rule"],
+            pair("cold start, mask rule", "cold start, loss rule"),
+            pair("warm start, mask rule", "cold start, loss rule"),
+            pair("warm start, mask rule", "cold start, mask rule"))
+
+
+def _page(name: str) -> str:
+    """A page of the repository with its whitespace collapsed (sentences wrap)."""
+    return " ".join((ROOT / name).read_text().split())
 
 
 def test_the_stopping_sentences_are_those_of_the_table():
-    rows = {(r["start"], r["stop"]): r for r in json.loads((FOLDER / "stopping.json").read_text())}
-    pairs = json.loads((FOLDER / "stopping_pairs.json").read_text())
-    page = " ".join((ROOT / "docs" / "reproduction.md").read_text().split())
-
-    def pair(row: str, against: str) -> dict:
-        return next(p for p in pairs if p["method"] == f"slic, {row}"
-                    and p["against"] == f"slic, {against}")
-
-    loss, mask, warm = rows["cold", "loss rule"], rows["cold", "mask rule"], \
-        rows["warm", "mask rule"]
-    m = pair("cold start, mask rule", "cold start, loss rule")
-    w = pair("warm start, mask rule", "cold start, loss rule")
-    wc = pair("warm start, mask rule", "cold start, mask rule")
+    loss, mask, warm, m, w, wc = _stopping(FOLDER)
+    page = _page("docs/reproduction.md")
     # the loss rule runs every image to the limit; the mask rule ends every one
     assert loss["share at the limit"] == 1 and mask["share at the limit"] == 0
     assert mask["mean steps"] <= 150  # the paper's order of steps
@@ -43,16 +56,9 @@ def test_the_stopping_sentences_are_those_of_the_table():
 
 
 def test_the_colour_stopping_sentences_are_those_of_the_table():
-    folder = ROOT / "docs" / "results" / "photo-mnist-test-n500-seed0"
-    rows = {(r["start"], r["stop"]): r for r in json.loads((folder / "stopping.json").read_text())}
-    pairs = {(p["method"], p["against"]): p
-             for p in json.loads((folder / "stopping_pairs.json").read_text())}
-    page = " ".join((ROOT / "docs" / "reproduction.md").read_text().split())
-    loss, mask, warm = rows["cold", "loss rule"], rows["cold", "mask rule"], \
-        rows["warm", "mask rule"]
-    m = pairs["slic, cold start, mask rule", "slic, cold start, loss rule"]
-    w = pairs["slic, warm start, mask rule", "slic, cold start, loss rule"]
-    wc = pairs["slic, warm start, mask rule", "slic, cold start, mask rule"]
+    folder = RESULTS / "photo-mnist-test-n500-seed0"
+    loss, mask, warm, m, w, wc = _stopping(folder)
+    page = _page("docs/reproduction.md")
     assert loss["share at the limit"] == 1
     assert m["in s.e."] < -2 and w["in s.e."] < -2 and wc["in s.e."] < -2
     # "neither data set reaches 150 steps within 0.01 IoU of the loss rule"
@@ -74,13 +80,10 @@ def test_the_colour_stopping_sentences_are_those_of_the_table():
 
 
 def test_the_readme_sentence_on_stopping_is_that_of_both_tables():
-    def mask_row(folder: str) -> dict:
-        rows = json.loads((ROOT / "docs" / "results" / folder / "stopping.json").read_text())
-        return next(r for r in rows if (r["start"], r["stop"]) == ("cold", "mask rule"))
-
-    mnist, colour = mask_row("mnist-test-n500-seed0"), mask_row("photo-mnist-test-n500-seed0")
+    mnist = _stopping(FOLDER)[1]
+    colour = _stopping(RESULTS / "photo-mnist-test-n500-seed0")[1]
     cost = f"{-mnist['IoU - loss rule']:.3f}"
     assert cost == f"{-colour['IoU - loss rule']:.3f}"  # "alike"
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = _page("README.md")
     assert (f"the mask rule costs {cost} IoU on MNIST and on colour photo-mnist alike, after "
             f"{mnist['mean steps']:.0f} and {colour['mean steps']:.0f} steps") in readme
