@@ -1,5 +1,6 @@
-"""CovGI on images: the covariance over members of their Gradient×Input maps, checked
-against the derivative written by hand for members that are linear in the image."""
+"""CovGI and CovLRP on images: the covariance over members of their Gradient×Input (or
+LRP) maps, checked against the derivative written by hand for members that are linear in
+the image, and LRP-0 against Gradient×Input where the two must agree."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ from torch import nn
 
 from tests._models import tiny_cnn_members
 from uattr import as_posterior
-from uattr.attribution import CovGI
+from uattr.attribution import CovGI, CovLRP
 
 
 class LinearMember(nn.Module):
@@ -74,3 +75,82 @@ def test_covgi_on_colour_images_of_several_sizes_is_not_flat(size):
     assert (maps.flatten(1).std(1) > 0).all()
     # the map sums to the variance of the members' summed relevance, never negative
     assert (maps.sum((1, 2)) >= 0).all()
+
+
+# ------------------------------------------------------------------------------ CovLRP
+def _bias_free_cnns(members: int, seed: int) -> list[nn.Module]:
+    """ReLU CNNs without biases, with a max-pool and a flatten, on 1×8×8 images."""
+    torch.manual_seed(seed)
+    return [nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(36, 3, bias=False)).eval()
+            for _ in range(members)]
+
+
+def test_covlrp_with_lrp0_is_the_covariance_of_gradient_times_input_of_the_logit():
+    # LRP-0 passes relevance in proportion to each input's contribution a_i w_ij, which on
+    # bias-free ReLU layers and max-pools is Gradient×Input; it also checks that the
+    # relevance passes the flatten back to the image's shape
+    members = _bias_free_cnns(4, seed=0)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    maps = CovLRP(as_posterior(members), gamma=0, conv_gamma=0).attribute(x)
+    with torch.no_grad():
+        predicted = torch.stack([m(x) for m in members], 1).softmax(-1).mean(1).argmax(-1)
+    relevance, logits = [], []
+    for member in members:
+        leaf = x.clone().requires_grad_(True)
+        logit = member(leaf).gather(1, predicted[:, None])[:, 0]  # [B]
+        (grad,) = torch.autograd.grad(logit.sum(), leaf)
+        relevance.append((grad * x)[:, 0])
+        logits.append(logit.detach())
+    relevance = torch.stack(relevance, 1)  # [B, S, H, W]
+    centred = relevance - relevance.mean(1, keepdim=True)
+    expected = (centred * centred.sum((2, 3), keepdim=True)).mean(1)
+    scale = expected.abs().max().item()
+    # float32 sums of ~100 products: relative rounding well under 1e-5 of the largest value
+    torch.testing.assert_close(maps, expected, atol=1e-5 * scale, rtol=0)
+    # complete: the map sums to the variance of the members' logits
+    torch.testing.assert_close(maps.sum((1, 2)), torch.stack(logits, 1).var(1, correction=0),
+                               atol=1e-5 * scale * 64, rtol=1e-4)
+
+
+def test_covlrps_gamma_rule_changes_the_map_and_leaves_the_members_alone():
+    members = _bias_free_cnns(3, seed=2)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in members]
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    posterior = as_posterior(members)
+    plain = CovLRP(posterior, gamma=0, conv_gamma=0).attribute(x)
+    gamma = CovLRP(posterior).attribute(x)  # γ = 0.1 on linear layers, 0.2 on convolutions
+    assert (gamma - plain).abs().max() > 1e-3 * plain.abs().max()
+    for member, state in zip(members, before, strict=True):
+        assert not any(hasattr(m, "rule") for m in member.modules())
+        assert isinstance(member[3], nn.Flatten)
+        assert all(torch.equal(member.state_dict()[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize("size", [(9, 9), (16, 12), (32, 32)])
+def test_covlrp_on_colour_images_of_several_sizes_is_not_flat_and_batch_invariant(size):
+    posterior = as_posterior(tiny_cnn_members(in_channels=3, members=3, seed=4))
+    x = torch.rand(3, 3, *size, generator=torch.Generator().manual_seed(5))
+    method = CovLRP(posterior)
+    maps = method.attribute(x)
+    assert maps.shape == (3, *size)
+    assert (maps.flatten(1).std(1) > 0).all()
+    torch.testing.assert_close(method.attribute(x[1:2]), maps[1:2],
+                               atol=1e-6 * maps.abs().max().item(), rtol=1e-5)
+
+
+def test_covlrp_refuses_what_it_cannot_explain():
+    from tests._models import tiny_dropout_cnn
+    from uattr import MCDropout
+
+    with pytest.raises(ValueError, match="use CovGI"):
+        CovLRP(MCDropout(tiny_dropout_cnn(), samples=4))
+    with pytest.raises(ValueError, match="at least 2"):
+        CovLRP(as_posterior(tiny_cnn_members(members=1)))
+    with pytest.raises(ValueError, match="gamma"):
+        CovLRP(as_posterior(tiny_cnn_members(members=2)), gamma=-0.1)
+    torch.manual_seed(0)
+    gelu = [nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.GELU(), nn.Linear(8, 3))
+            for _ in range(2)]
+    with pytest.raises(ValueError, match="Captum's LRP"):
+        CovLRP(as_posterior(gelu)).attribute(torch.rand(1, 1, 8, 8))

@@ -144,17 +144,56 @@ def test_methods_refuse_what_they_cannot_do(rows):
         shapley_values(RowUncertainty(lambda r: r, 5), x, background)
 
 
-def test_covlrp_equals_covgi_on_bias_free_relu_members():
-    # LRP's ε-rule on bias-free ReLU layers is Gradient×Input (up to ε = 1e-9 and float32)
+def test_covlrp_with_gamma_zero_equals_covgi_on_bias_free_relu_members():
+    # LRP-0 on bias-free ReLU layers is Gradient×Input (up to ε = 1e-9 and float32)
     torch.manual_seed(0)
     members = [nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(),
                              nn.Linear(5, 2, bias=False)) for _ in range(4)]
     u = row_uncertainty(members, output="logits")
     x = torch.randn(6, 3, dtype=torch.float64)
-    gi, lrp = covariance_gi(u, x), covariance_lrp(u, x)
+    gi, lrp = covariance_gi(u, x), covariance_lrp(u, x, gamma=0)
     # float32 relevances of order 1: their products keep about 6 digits
     torch.testing.assert_close(lrp, gi, atol=1e-5 * gi.abs().max().item(), rtol=0)
     assert gi.abs().max() > 1e-3  # the members do disagree
+
+
+def _lrp_gamma_by_hand(net: nn.Sequential, x: torch.Tensor, target: torch.Tensor,
+                       gamma: float) -> torch.Tensor:
+    """LRP of a Linear-ReLU-Linear network's output ``target`` ``[B, F]``: LRP-0 on the last
+    layer, ``R_j = a_j w_cj`` (its relevance ``f_c`` over ``z_c = f_c``), the γ-rule on the
+    first, ``R_i = x_i Σ_j w⁺γ_ji R_j / (w⁺γ_j · x + b_j)``."""
+    w1, b1 = net[0].weight.double(), net[0].bias.double()
+    w2 = net[2].weight.double()
+    hidden = torch.relu(x @ w1.T + b1)  # [B, H]
+    r_hidden = hidden * w2[target]  # [B, H]
+    w_gamma = w1 + gamma * w1.clamp(min=0)  # [H, F]
+    z = x @ w_gamma.T + b1  # [B, H]
+    return x * ((r_hidden / z) @ w_gamma)
+
+
+def test_covlrp_is_the_covariance_of_lrp_gamma_by_hand_and_leaves_the_members_alone():
+    torch.manual_seed(1)
+    members = [nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 2)) for _ in range(4)]
+    before = [{k: v.clone() for k, v in net.state_dict().items()} for net in members]
+    u = row_uncertainty(members, output="logits")
+    x = torch.randn(5, 3, dtype=torch.float64)
+    phi = covariance_lrp(u, x, gamma=0.2)
+    with torch.no_grad():
+        logits = torch.stack([net(x.float()) for net in members], 1).double()  # [B, S, C]
+    target = logits.softmax(-1).mean(1).argmax(-1)
+    relevance = torch.stack([_lrp_gamma_by_hand(net, x, target, 0.2) for net in members], 1)
+    centred = relevance - relevance.mean(1, keepdim=True)  # [B, S, F]
+    by_hand = (centred * centred.sum(2, keepdim=True)).mean(1)
+    torch.testing.assert_close(phi, by_hand, atol=1e-5 * by_hand.abs().max().item(), rtol=0)
+    # the γ-rule is not Gradient×Input: CovLRP and CovGI differ on these members
+    gi = covariance_gi(u, x)
+    assert (phi - gi).abs().max() > 100 * 1e-5 * by_hand.abs().max()
+    # Captum's rules and weight changes went to copies
+    for net, state in zip(members, before, strict=True):
+        assert not any(hasattr(m, "rule") for m in net.modules())
+        assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
+    with pytest.raises(ValueError, match="gamma"):
+        covariance_lrp(u, x, gamma=-1)
 
 
 def test_a_dataframe_keeps_its_feature_names_and_index(rows):

@@ -7,7 +7,7 @@ from .fullgrad import FullGrad
 from .gradient import BlurIG, Grad, GuidedBackprop, IntegratedGradients, SmoothGrad
 from .optimization import OptimizationResult, OptimizationUA, UninformativeMapWarning
 from .perturbation import LIME, FixedMaskKernelSHAP, Occlusion
-from .second_order import CovGI
+from .second_order import CovGI, CovLRP
 from .shapley import KernelSHAP
 from .ua_backprop import UABackprop
 
@@ -18,6 +18,7 @@ __all__ = [
     "BlurIG",
     "CLUEResult",
     "CovGI",
+    "CovLRP",
     "DeltaCLUE",
     "FixedMaskKernelSHAP",
     "FullGrad",

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..experiments.runs import RunFolder
 from ..experiments.spread import paired_differences
-from .methods import attribute_rows
+from .methods import LRP_GAMMA, attribute_rows
 from .models import MODELS, boosted_bootstrap, mlp_ensemble, random_forest, row_vae
 from .posteriors import RowUncertainty, row_uncertainty
 from .synthetic import FEATURES, SETS, SyntheticSet, make_set
@@ -133,6 +133,8 @@ def _cell(out: RunFolder, u: RowUncertainty, data: SyntheticSet, reference: np.n
     config = {"set": data.name, "model": model_name, "method": method, "seed": seed, "n": n,
               "background": len(reference),
               **{k: v for k, v in options.items() if k != "vae"}}
+    if method == "covlrp":  # a cell of the ε-rule (before LRP-γ) is not this one
+        config["lrp gamma"] = LRP_GAMMA
     return _cached(out, name, config, partial(_attribute, u, data.x_test, method, reference,
                                               seed, options))
 

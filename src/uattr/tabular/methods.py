@@ -25,7 +25,8 @@ uattr map.
   ``T_s`` explained as the covariance of their Gradient×Input explanations ``R_s``,
   ``φ_f = Cov_s(R_s,f, Σ_g R_s,g)``, which sums to ``Var_s Σ_g R_s,g`` (``= Var_s T_s``
   where Gradient×Input is complete: bias-free ReLU networks); :func:`covariance_lrp`
-  (CovLRP) is the same with layer-wise relevance propagation in place of Gradient×Input.
+  (CovLRP) is the same with layer-wise relevance propagation (LRP-γ, γ = 0.2, on the
+  hidden layers, as the authors' experiments set it) in place of Gradient×Input.
 - ``clue`` (:mod:`uattr.tabular.clue`): how far each feature moves to the nearest row a
   VAE of the data can make on which the model is sure.
 
@@ -44,6 +45,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..ops.checks import check_positive, check_positive_ints
+from ..ops.lrp import lrp_relevance
 from ..ops.rng import GeneratorArg, draw_uniform, make_generators
 from .clue import clue_map
 from .posteriors import RowUncertainty, check_rows, uncertainty_scale
@@ -204,12 +206,17 @@ def covariance_gi(u: RowUncertainty, x: object) -> Tensor:
     return _covariance((grads * x.detach()[:, None]).detach())
 
 
-def covariance_lrp(u: RowUncertainty, x: object) -> Tensor:
-    """CovLRP ``φ [B, F]``: as :func:`covariance_gi` with each member's output explained by
-    layer-wise relevance propagation (Captum's ``LRP``: the ε-rule on linear layers, ReLUs
-    passed through), which needs networks built of the layers Captum's LRP knows."""
-    from captum.attr import LRP
+#: LRP-γ of the hidden layers, as Bley et al.'s feature-flipping experiments set it for
+#: MLPs (γ = 0.2 on the hidden linear layers, LRP-0 on the output)
+LRP_GAMMA = 0.2
 
+
+def covariance_lrp(u: RowUncertainty, x: object, gamma: float = LRP_GAMMA) -> Tensor:
+    """CovLRP ``φ [B, F]``: as :func:`covariance_gi` with each member's output explained by
+    layer-wise relevance propagation (:func:`uattr.ops.lrp.lrp_relevance`: the γ-rule on
+    every linear layer but the last, LRP-0 on the last, activations and dropout passed).
+    With ``gamma=0`` every layer is LRP-0, which on ReLU networks without biases is
+    Gradient×Input (CovGI). Needs networks built of the layers Captum's LRP knows."""
     x, _ = _check(u, x, None)
     if u.networks is None or u.members is None:
         raise ValueError("u: CovLRP needs the members' networks themselves: build u with "
@@ -222,8 +229,8 @@ def covariance_lrp(u: RowUncertainty, x: object) -> Tensor:
             target = probs.mean(1).argmax(-1)  # [B]
         else:
             target = torch.zeros(len(x), dtype=torch.long)  # the mean of a Gaussian head
-    inputs = x.to(dtype).requires_grad_(True)
-    relevance = torch.stack([LRP(net).attribute(inputs, target=target).detach()
+    relevance = torch.stack([lrp_relevance(net, x.to(dtype), target, gamma=gamma,
+                                           conv_gamma=2 * gamma)
                              for net in u.networks], 1)  # [B, S, F], one member at a time
     return _covariance(relevance.to(torch.float64))
 
