@@ -26,7 +26,6 @@ NOT_YET_REMEASURED = {
     "attribute-mnist-test-optimization-slic/run-attribute.json",
     "fashion-mnist-test-n500-seed0/run-segmenters.json",
     "scaling-cpu/run-scaling.json",
-    "tuning-optimization",
 }
 
 

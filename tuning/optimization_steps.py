@@ -2,20 +2,25 @@
 MNIST's validation split (docs/hyperparameters.md).
 
     python tuning/optimization_steps.py record        # a 500-step trace per setting (resumable)
-    python tuning/optimization_steps.py common-draws  # each check's loss with fixed draws
-    python tuning/optimization_steps.py evaluate      # IoU / ADA of every stopping rule
-    python tuning/optimization_steps.py summary       # the table of docs/hyperparameters.md
+    python tuning/optimization_steps.py fresh-draws   # each check's loss with fresh draws
+    python tuning/optimization_steps.py evaluate      # every stopping rule; the table
 
-``evaluate`` writes ``<out>/evaluation.json``; docs/results/tuning-optimization/ holds the
-copy that docs/hyperparameters.md quotes.
+``evaluate`` checks that every trace was recorded with the shipped ensemble (each image's
+U before the method, recomputed) and writes ``<out>/evaluation.json`` (every rule of every
+setting), the table ``settings.{md,csv,json}`` that docs/hyperparameters.md quotes, and
+the report and run record naming the weights; ``--results`` copies them, as
+``uattr reproduce tuning-optimization`` does to docs/results/tuning-optimization/.
 
 ``record`` runs the method without early stopping on the validation detection set
-(N = 100, seed 0, the cached 5-member ensemble, the same images as
+(N = 100, seed 0, the shipped 5-member ensemble, the same images as
 ``uattr run --split valid``) for every (segments, lr, σ0) and keeps each image's
-probabilities, U and blur width at every check. The checks draw from a stream of their
+probabilities, expected loss (20 draws, the same at every check, as OptimizationUA's
+rule has them), U and blur width at every check. The checks draw from a stream of their
 own, so an image's path does not depend on when it is checked or stopped: a stopping rule
 only chooses where along the recorded path each image stops, and ``evaluate`` scores
-every rule from the traces exactly, without running the method again.
+every rule from the traces exactly, without running the method again. ``fresh-draws``
+adds the loss as papers/001 A.2 estimates it, with new draws at every check, on which
+the paper's rule is scored.
 """
 
 from __future__ import annotations
@@ -29,10 +34,14 @@ import sys
 from pathlib import Path
 
 import torch
+from sweeps import finish
 
 from uattr import Ensemble, OptimizationUA, data, segment
-from uattr.experiments.benchmarks.detection import build_detection_set
+from uattr.experiments import DataSettings, Settings, open_job
+from uattr.experiments.benchmarks.detection import build_detection_set, detection_images
+from uattr.experiments.job import running_command
 from uattr.metrics import ada, box_iou, find_box
+from uattr.uq import uncertainty
 from uattr.zoo.models import load_or_train_ensemble
 
 SEGMENTATIONS = ("slic", "oracle", "pixels")
@@ -87,13 +96,13 @@ def record(args) -> None:
         os.replace(tmp, path)
 
 
-def common_draws(args) -> None:
-    """Add to each trace the expected loss at every check estimated with the *same* draws
-    (``check_draws`` logistic draws per image, fixed for the whole path): the change
-    between two checks then measures the optimisation, not the Monte-Carlo noise."""
+def fresh_draws(args) -> None:
+    """Add to each trace the expected loss at every check estimated with *fresh* draws
+    (``DRAWS`` logistic draws per image, new at every check), as papers/001 A.2 has it:
+    the paper's rule is scored on it. The trace's own ``loss`` is OptimizationUA's, with
+    the same draws at every check."""
     from uattr.attribution.optimization import gumbel_sigmoid, logistic_noise
     from uattr.ops.perturb import gaussian_blur
-    from uattr.uq import uncertainty
 
     torch.set_num_threads(args.threads)
     posterior, found = detection_set(args.n, args.seed)
@@ -105,32 +114,30 @@ def common_draws(args) -> None:
         if i % args.workers != args.worker:
             continue
         stored = torch.load(path)
-        if "crn_loss" in stored["trace"] or "gumbel1" not in path.name:
+        if "fresh_loss" in stored["trace"]:
             continue
-        print(f"common draws: {path.name}", file=sys.stderr, flush=True)
+        print(f"fresh draws: {path.name}", file=sys.stderr, flush=True)
         trace, segments = stored["trace"], stored["segments"]
         flat = segments.flatten(1)
-        counts = flat.max(1).values + 1
+        counts = segment.num_segments(segments)
         k_max = trace["probs"].shape[-1]
         valid = torch.arange(k_max)[None, :] < counts[:, None]
-        gen = torch.Generator().manual_seed(1234)
-        noise = logistic_noise(torch.rand(x.shape[0], DRAWS, k_max, generator=gen))
-        losses, us = [], []
+        losses = []
         with torch.no_grad():
             for t in range(len(trace["steps"])):
+                gen = torch.Generator().manual_seed(1234 + t)  # a new stream per check
+                noise = logistic_noise(torch.rand(x.shape[0], DRAWS, k_max, generator=gen))
                 p = trace["probs"][t].clamp(1e-6, 1 - 1e-6)
                 v = torch.log(p) - torch.log1p(-p)  # [B, K]
                 weights = gumbel_sigmoid(v[:, None], noise, 0.1) * valid[:, None]  # [B, D, K]
-                loss_t, u_t = [], []
                 blurred = gaussian_blur(x, trace["sigma"][t])
+                loss_t = []
                 for d in range(DRAWS):
                     mask = weights[:, d].gather(1, flat).view_as(segments)[:, None]
                     u = uncertainty(posterior((1 - mask) * x + mask * blurred), "total")
-                    u_t.append(u)
                     loss_t.append(u + 3.0 * weights[:, d].sum(1) / counts)
                 losses.append(torch.stack(loss_t).mean(0))
-                us.append(torch.stack(u_t).mean(0))
-        trace["crn_loss"], trace["crn_uncertainty"] = torch.stack(losses), torch.stack(us)
+        trace["fresh_loss"] = torch.stack(losses)  # [T, B]
         tmp = path.with_suffix(".tmp")
         torch.save(stored, tmp)
         os.replace(tmp, path)
@@ -228,81 +235,120 @@ def rules(trace, counts=None):
     for tol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2)):
         yield "probs-mean", f"mean Δp {tol:g}, patience {patience}", stop_index_probs_mean(
             probs, tol, patience)
-    if "crn_loss" in trace:
-        crn = trace["crn_loss"]
-        for rtol, patience in itertools.product((1e-3, 3e-3, 1e-2, 3e-2), (1, 2, 3)):
-            yield "crn-relative", f"rel {rtol:g}, patience {patience}", stop_index_relative(
-                crn, rtol, patience)
-        for tol, patience in itertools.product((1e-3, 1e-2), (1, 2)):
-            yield "crn-abs", f"abs {tol:g}, patience {patience}", stop_index_loss(
-                crn, tol, patience)
+    if "fresh_loss" in trace:  # the paper's estimate: fresh draws at every check
+        fresh = trace["fresh_loss"]
+        for tol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2, 3)):
+            yield "fresh", f"abs {tol:g}, patience {patience}", stop_index_loss(
+                fresh, tol, patience)
+        for rtol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2, 3)):
+            yield "fresh-relative", f"rel {rtol:g}, patience {patience}", \
+                stop_index_relative(fresh, rtol, patience)
 
 
 def evaluate(args) -> None:
-    out = Path(args.out)
-    rows = []
-    for path in sorted(out.glob("*-lr*-sigma*.pt")):
-        record_ = torch.load(path)
-        n = record_["segments"].shape[0]
-        counts = segment.num_segments(record_["segments"])
-        reference = None  # every image's IoU at the last recorded step
-        for family, rule, index in rules(record_["trace"], counts):
-            iou, steps, u_after = score(record_, index)
-            reference = iou if reference is None else reference
-            rows.append({"setting": path.stem, "family": family, "rule": rule,
-                         "IoU": float(iou.mean()), "ADA": ada(iou),
-                         "se": float(iou.std() / math.sqrt(n)),
-                         "paired se": float((iou - reference).std() / math.sqrt(n)),
-                         "steps": float(steps.mean()),
-                         "U before": float(record_["u_before"].mean()),
-                         "U after": float(u_after.mean())})
-    rounded = [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
-               for row in rows]
-    (out / "evaluation.json").write_text(json.dumps(rounded, separators=(",", ":")))
-    keys = ("setting", "family", "rule", "IoU", "ADA", "se", "steps", "U before", "U after")
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        print("| " + " | ".join(f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k])
-                                for k in keys) + " |")
+    with running_command(sys.argv[1:], program="python tuning/optimization_steps.py"):
+        job = open_job(Settings(data=DataSettings("mnist", "valid")), args.out)
+        found = detection_images(job, args.n)
+        with torch.no_grad():
+            u_before = uncertainty(job.posterior(found.images), "total")  # [N]
+        rows, chosen = [], {}  # chosen: each setting's IoU per image under uattr's rule
+        for path in sorted(Path(args.out).glob("*-lr*-sigma*.pt")):
+            record_ = torch.load(path)
+            # a trace of another ensemble (or detection set) would not give these U
+            if not (torch.equal(record_["boxes"], found.boxes)
+                    and torch.allclose(record_["u_before"], u_before, rtol=1e-4, atol=1e-5)):
+                raise ValueError(f"{path} was not recorded on the detection set of the "
+                                 f"weights {sorted(job.weights)}: record it again")
+            rows += evaluated_rules(path.stem, record_)
+            chosen[path.stem] = score(record_, stop_index_relative(
+                record_["trace"]["loss"], *UATTRS_RULE))[0].double()  # [N]
+        rounded = [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
+                   for row in rows]
+        job.out.write_text("evaluation.json", json.dumps(rounded, separators=(",", ":")))
+        text = (f"mnist valid, N = {args.n}, seed {args.seed}, the detection set of the "
+                "shipped ensemble, λ = 3, τ = 0.1: IoU / ADA of each setting after 100, "
+                "200 and 500 steps, under the paper's rule (the expected loss with 20 "
+                "fresh draws every 20 steps, stop when it rose or fell by less than 0.001) "
+                "and under uattr's (the same 20 draws at every check, stop when it fell by "
+                "less than 0.1% twice in a row), mean steps in brackets; 'IoU - defaults': "
+                "uattr's rule against the same segments at lr 0.01, σ0 0.05 with the "
+                "Gumbel-sigmoid, on the same images, with its paired standard error. Every "
+                "rule of every setting: evaluation.json.")
+        finish(job, "settings", summary_rows(rounded, chosen),
+               "Learning rate, initial blur and stopping rule", text, "optimization",
+               {"n": args.n, "seed": args.seed, "split": "valid", "max_steps": MAX_STEPS,
+                "check_every": CHECK_EVERY, "segmentations": list(SEGMENTATIONS),
+                "lrs": list(LRS), "sigma_inits": list(SIGMA_INITS)}, args.results)
 
 
-def summary(args) -> None:
-    """The tables of docs/hyperparameters.md, from ``evaluation.json``: IoU / ADA of every
-    setting after 100, 200 and 500 steps, under the paper's rule (fresh draws at each
-    check) and under uattr's (common draws, a relative fall under 0.1% twice in a row)."""
-    rows = json.loads((Path(args.out) / "evaluation.json").read_text())
-    columns = (("fixed", "100 steps"), ("fixed", "200 steps"), ("fixed", "500 steps"),
-               ("loss", "abs 0.001, patience 1"), ("crn-relative", "rel 0.001, patience 2"))
-    print("| segments | lr | σ0 | Gumbel | 100 steps | 200 steps | 500 steps | paper's rule "
-          "(steps) | uattr's rule (steps) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+def evaluated_rules(setting: str, record_: dict) -> list[dict]:
+    """One row per stopping rule of a trace: its IoU / ADA, standard errors (the paired one
+    against the last recorded step), mean steps and U before and after. The families
+    ``loss``, ``relative``, ``probs``, ``probs-mean`` and ``mask`` read the trace's own
+    checks, whose loss has the same draws at every check; ``fresh`` and
+    ``fresh-relative`` the loss with fresh draws."""
+    n = record_["segments"].shape[0]
+    counts = segment.num_segments(record_["segments"])
+    reference, rows = None, []  # every image's IoU at the last recorded step
+    for family, rule, index in rules(record_["trace"], counts):
+        iou, steps, u_after = score(record_, index)
+        reference = iou if reference is None else reference
+        rows.append({"setting": setting, "family": family, "rule": rule,
+                     "IoU": float(iou.mean()), "ADA": ada(iou),
+                     "se": float(iou.std() / math.sqrt(n)),
+                     "paired se": float((iou - reference).std() / math.sqrt(n)),
+                     "steps": float(steps.mean()),
+                     "U before": float(record_["u_before"].mean()),
+                     "U after": float(u_after.mean())})
+    return rows
+
+
+#: OptimizationUA's default rule: a relative fall under 0.1%, twice in a row
+UATTRS_RULE = (1e-3, 2)
+#: the columns of the settings table: (column, family, rule of evaluation.json)
+SUMMARY_COLUMNS = (("100 steps", "fixed", "100 steps"), ("200 steps", "fixed", "200 steps"),
+                   ("500 steps", "fixed", "500 steps"),
+                   ("paper's rule (steps)", "fresh", "abs 0.001, patience 1"),
+                   ("uattr's rule (steps)", "relative", "rel 0.001, patience 2"))
+
+
+def summary_rows(rows: list[dict], chosen: dict[str, torch.Tensor]) -> list[dict]:
+    """The table of docs/hyperparameters.md from the rows of ``evaluation.json``: one row
+    per setting, each cell 'IoU / ADA' (and the mean steps of a stopping rule), and the
+    paired difference of uattr's rule from the defaults on the same segments (``chosen``:
+    each setting's IoU per image under that rule)."""
     settings = sorted({row["setting"] for row in rows},
                       key=lambda name: (SEGMENTATIONS.index(name.split("-")[0]), name))
+    table = []
     for setting in settings:
         kind, lr, sigma, gumbel = setting.split("-")
-        cells = []
-        for family, rule in columns:
+        line = {"setting": setting, "segments": kind, "lr": lr[2:], "σ0": sigma[5:],
+                "Gumbel": "yes" if gumbel == "gumbel1" else "no"}
+        for column, family, rule in SUMMARY_COLUMNS:
             found = [r for r in rows if r["setting"] == setting and r["rule"] == rule
                      and r["family"] == family]
-            if not found and family == "crn-relative" and gumbel == "gumbel0":
+            if not found and family == "fresh" and gumbel == "gumbel0":
                 # without the Gumbel-sigmoid there are no draws: the loss is exact
                 found = [r for r in rows if r["setting"] == setting
-                         and r["rule"] == rule and r["family"] == "relative"]
+                         and r["rule"] == rule and r["family"] == "loss"]
             if not found:
-                cells.append("–")
+                line[column] = "–"
                 continue
-            row = found[0]
-            text = f"{row['IoU']:.3f} / {row['ADA']:.2f}"
-            cells.append(text if family == "fixed" else f"{text} ({row['steps']:.0f})")
-        print(f"| {kind} | {lr[2:]} | {sigma[5:]} | {'yes' if gumbel == 'gumbel1' else 'no'} | "
-              + " | ".join(cells) + " |")
+            text = f"{found[0]['IoU']:.3f} / {found[0]['ADA']:.2f}"
+            line[column] = text if family == "fixed" else f"{text} ({found[0]['steps']:.0f})"
+        defaults = chosen.get(f"{kind}-lr{LRS[0]:g}-sigma{SIGMA_INITS[0]:g}-gumbel1")
+        if defaults is not None:
+            difference = chosen[setting] - defaults
+            line["IoU - defaults"] = round(float(difference.mean()), 6)
+            line["its s.e."] = round(float(difference.std() / len(difference) ** 0.5), 6)
+        table.append(line)
+    return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("record", "common-draws", "evaluate", "summary"))
+    parser.add_argument("action", choices=("record", "fresh-draws", "evaluate"))
     parser.add_argument("--out", default="runs/tuning-optimization")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -323,9 +369,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--worker", type=int, default=0)
+    parser.add_argument("--results", help="evaluate: also copy the tables to this folder")
     args = parser.parse_args()
-    {"record": record, "common-draws": common_draws, "evaluate": evaluate,
-     "summary": summary}[args.action](args)
+    {"record": record, "fresh-draws": fresh_draws, "evaluate": evaluate}[args.action](args)
 
 
 if __name__ == "__main__":

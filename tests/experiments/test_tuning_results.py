@@ -199,3 +199,106 @@ def test_the_validation_detection_sentences_are_those_of_the_table():
     shap = rows["oracle: kernelshap-fixed (slic + true patch)"]
     assert (f"reaches {oracle['IoU']:.3f} / {oracle['ADA']:.2f}, and fixed-mask KernelSHAP "
             f"over the same segments {shap['IoU']:.3f} / {shap['ADA']:.2f}") in page
+
+
+def test_the_learning_rate_and_stopping_sentences_are_those_of_the_sweep():
+    """docs/hyperparameters.md's sweep of lr, σ0 and stopping rules
+    (``python tuning/optimization_steps.py``): its sentences are the file's figures and
+    the defaults are its choice."""
+    from uattr.attribution import OptimizationUA
+
+    folder = ROOT / "docs/results/tuning-optimization"
+    table = {row["setting"]: row for row in json.loads((folder / "settings.json").read_text())}
+    scored = json.loads((folder / "evaluation.json").read_text())
+    page = _text(ROOT / "docs" / "hyperparameters.md")
+
+    def rule(setting: str, family: str, name: str) -> dict:
+        [row] = [r for r in scored if (r["setting"], r["family"], r["rule"]) == (
+            setting, family, name)]
+        return row
+
+    def name(kind: str, lr: str = "0.01", sigma: str = "0.05", gumbel: int = 1) -> str:
+        return f"{kind}-lr{lr}-sigma{sigma}-gumbel{gumbel}"
+
+    def ratio(setting: str) -> float:
+        return table[setting]["IoU - defaults"] / table[setting]["its s.e."]
+
+    sigmas, lrs = ("0.05", "0.1", "0.15"), ("0.01", "0.03", "0.1")
+    method = OptimizationUA(lambda x: x)
+    assert (method.lr, method.sigma_init, method.tol, method.patience) == (0.01, 0.05, 1e-3, 2)
+    # the paper's rule stops early at lr 0.01 on segments; uattr's runs every image on
+    steps = [rule(name(k, "0.01", s), "fresh", "abs 0.001, patience 1")["steps"]
+             for k in ("slic", "oracle") for s in sigmas]
+    assert f"after {min(steps):.0f}-{max(steps):.0f} steps on average at lr 0.01" in page
+    paper = rule(name("slic"), "fresh", "abs 0.001, patience 1")
+    oracle = rule(name("oracle"), "fresh", "abs 0.001, patience 1")
+    last = rule(name("slic"), "fixed", "500 steps")
+    assert (f"{paper['U after']:.3f} of {paper['U before']:.3f} on slic, against "
+            f"{last['U after']:.3f} after 500 steps") in page
+    assert f"slic reaches {paper['IoU']:.3f} IoU and the oracle {oracle['IoU']:.3f}" in page
+    for kind in ("slic", "oracle", "pixels"):  # "nearly every image... every one with
+        for sigma in sigmas:                       # the defaults"
+            ran = rule(name(kind, "0.01", sigma), "relative", "rel 0.001, patience 2")["steps"]
+            assert ran == 500 if sigma == "0.05" else ran >= 499
+    # the maps keep improving at lr 0.01
+    fixed = {(k, n): rule(name(k), "fixed", f"{n} steps") for k in ("slic", "oracle")
+             for n in (100, 500)}
+    assert fixed["slic", 100]["IoU"] < fixed["slic", 500]["IoU"]
+    assert fixed["oracle", 100]["IoU"] < fixed["oracle", 500]["IoU"]
+    assert (f"on slic ({fixed['slic', 100]['IoU']:.3f} at 100 steps, "
+            f"{fixed['slic', 500]['IoU']:.3f} / {fixed['slic', 500]['ADA']:.2f} at 500) and "
+            f"on oracle segments ({fixed['oracle', 100]['IoU']:.3f}, then "
+            f"{fixed['oracle', 500]['IoU']:.3f} / {fixed['oracle', 500]['ADA']:.2f})") in page
+    # larger learning rates
+    early = [rule(name("oracle", "0.1"), "fixed", f"{n} steps")["IoU"] for n in (100, 500)]
+    assert early[0] > early[1]
+    assert f"lr 0.1 falls from {early[0]:.3f} at 100 steps to {early[1]:.3f} at 500" in page
+    for lr, words in (("0.1", "lr 0.1 loses"), ("0.03", "lr 0.03 loses")):
+        losses = {k: sorted(-table[name(k, lr, s)]["IoU - defaults"] for s in sigmas)
+                  for k in ("slic", "oracle")}
+        assert (f"{words} {losses['slic'][0]:.3f}-{losses['slic'][-1]:.3f} IoU on slic and "
+                f"{losses['oracle'][0]:.3f}-{losses['oracle'][-1]:.3f} on the oracle"
+                if lr == "0.1" else
+                f"{words} {losses['slic'][0]:.3f}-{losses['slic'][-1]:.3f} on slic and "
+                f"{losses['oracle'][0]:.3f}-{losses['oracle'][-1]:.3f} on the oracle") in page
+    assert min(-ratio(name(k, "0.1", s)) for k in ("slic", "oracle") for s in sigmas) >= 1.8
+    assert max(-ratio(name(k, "0.03", s)) for k in ("slic", "oracle") for s in sigmas) < 1.9
+    for kind in ("slic", "oracle"):  # lr 0.01 the best at every σ0
+        for sigma in sigmas:
+            ious = [rule(name(kind, lr, sigma), "relative", "rel 0.001, patience 2")["IoU"]
+                    for lr in lrs]
+            assert ious[0] == max(ious), (kind, sigma)
+    # σ0
+    gains = {(k, s): table[name(k, "0.01", s)]["IoU - defaults"]
+             for k in ("slic", "oracle", "pixels") for s in ("0.1", "0.15")}
+    assert (f"0.1 of the image side gains {gains['slic', '0.1']:.3f} IoU on slic and loses "
+            f"{-gains['oracle', '0.1']:.3f} on the oracle, 0.15 loses on both "
+            f"({-gains['slic', '0.15']:.3f} and {-gains['oracle', '0.15']:.3f})") in page
+    assert max(abs(ratio(name(k, "0.01", s))) for k in ("slic", "oracle")
+               for s in ("0.1", "0.15")) < 1.1
+    assert (f"both larger σ0 lose ({-gains['pixels', '0.1']:.3f} and "
+            f"{-gains['pixels', '0.15']:.3f})") in page
+    # rules on the mask's probabilities
+    assert rule(name("slic"), "probs", "max Δp 0.01, patience 1")["steps"] == 500
+    quick = [rule(name("slic"), "probs", f"max Δp 0.05, patience {n}") for n in (1, 2, 3)]
+    ious = sorted(r["IoU"] for r in quick)
+    assert (f"stops slic after {quick[0]['steps']:.0f}-{quick[-1]['steps']:.0f} steps "
+            f"({ious[0]:.3f}-{ious[-1]:.3f} IoU)") in page
+    mean_slic = rule(name("slic"), "probs-mean", "mean Δp 0.01, patience 1")
+    mean_oracle = rule(name("oracle"), "probs-mean", "mean Δp 0.01, patience 1")
+    gain = mean_slic["IoU"] - fixed["slic", 500]["IoU"]
+    assert abs(gain) < 2 * mean_slic["paired se"]  # "without losing IoU"
+    assert (f"it stops slic after {mean_slic['steps']:.0f} steps at {mean_slic['IoU']:.3f} "
+            f"(+{gain:.3f} ± {mean_slic['paired se']:.3f} against uattr's rule) and the "
+            f"oracle after {mean_oracle['steps']:.0f} at {mean_oracle['IoU']:.3f}") in page
+    # without the Gumbel-sigmoid
+    plain = {k: table[name(k, gumbel=0)] for k in ("slic", "oracle", "pixels")}
+    for kind, row in plain.items():
+        last = rule(name(kind, gumbel=0), "fixed", "500 steps")
+        assert rule(name(kind, gumbel=0), "relative", "rel 0.001, patience 2")["steps"] == 500
+        difference, se = row["IoU - defaults"], row["its s.e."]
+        words = "above" if difference > 0 else "below"
+        text = (f"{last['IoU']:.3f} / {last['ADA']:.2f} ({abs(difference):.3f} {words}"
+                + (" the defaults" if kind == "slic" else "") + f", {abs(difference) / se:.1f}"
+                " s.e.)")
+        assert text in page, text

@@ -73,7 +73,9 @@ _SPREAD_METHODS = ("ua-backprop grad 'guided backprop' fullgrad 'integrated grad
 TABLES: tuple[Table, ...] = (
     Table("mnist-test-main-seed0", ("uattr run",), 2.5,
           "the main job: every benchmark at small sizes", measured=True),
-    Table("photo-mnist-valid-n100-seed0", ("python tuning/slic_segments.py",), 30,
+    Table("photo-mnist-valid-n100-seed0",
+          ("python tuning/slic_segments.py --dataset photo-mnist "
+           "--results docs/results/photo-mnist-valid-n100-seed0",), 30,
           "slic's compactness on photo-mnist's validation split"),
     Table("mnist-valid-n100-seed0",
           ("uattr bench detection --n 100 --split valid",
@@ -89,7 +91,9 @@ TABLES: tuple[Table, ...] = (
            "python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0",
            "python tuning/amortized_signal.py --results docs/results/mnist-valid-n100-seed0"),
           135, "the validation runs that chose the settings (docs/hyperparameters.md)"),
-    Table("mnist-valid-mitigation", ("python tuning/mitigation_alpha.py",), 13,
+    Table("mnist-valid-mitigation",
+          ("python tuning/mitigation_alpha.py --results docs/results/mnist-valid-mitigation",),
+          13,
           "the attention's strength α of the mitigation benchmark, validation split (33 "
           "trainings of 15 s and 1500 UA-Backprop maps; 13 min on one thread here)"),
     Table("mnist-test-n500-seed0",
@@ -149,13 +153,17 @@ TABLES: tuple[Table, ...] = (
           ("uattr attribute --dataset mnist --split test --method 'optimization (slic)' "
            "--workers 2",), 195, "the method on the whole MNIST test split", measured=True),
     Table("throughput-mnist",
-          ("python benchmarks/throughput.py --n 400 --shard-size 200",), 45,
+          ("python benchmarks/throughput.py --n 400 --shard-size 200 "
+           "--results docs/results/throughput-mnist",), 45,
           "images per second in one process and on Ray", measured=True),
-    Table("scaling-cpu", ("python benchmarks/scaling.py",), 150,
+    Table("scaling-cpu", ("python benchmarks/scaling.py --results docs/results/scaling-cpu",),
+          150,
           "what image size costs, every method at 28-224 px"),
     Table("tuning-optimization",
           tuple(f"python tuning/optimization_steps.py {step}"
-                for step in ("record", "common-draws", "evaluate")), 60,
+                for step in ("record", "record --no-gumbel --lrs 0.01 --sigma-inits 0.05",
+                             "fresh-draws",
+                             "evaluate --results docs/results/tuning-optimization")), 130,
           "the optimization-based method's settings on the validation split"),
 )
 
