@@ -88,8 +88,9 @@ def _bias_free_cnns(members: int, seed: int) -> list[nn.Module]:
 
 def test_covlrp_with_lrp0_is_the_covariance_of_gradient_times_input_of_the_logit():
     # LRP-0 passes relevance in proportion to each input's contribution a_i w_ij, which on
-    # bias-free ReLU layers and max-pools is Gradient×Input; it also checks that the
-    # relevance passes the flatten back to the image's shape
+    # ReLU layers and max-pools is Gradient×Input; without biases the relevance is also
+    # complete (below); it also checks that the relevance passes the flatten back to the
+    # image's shape
     members = _bias_free_cnns(4, seed=0)
     x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     maps = CovLRP(as_posterior(members), gamma=0, conv_gamma=0).attribute(x)
@@ -154,3 +155,29 @@ def test_covlrp_refuses_what_it_cannot_explain():
             for _ in range(2)]
     with pytest.raises(ValueError, match="Captum's LRP"):
         CovLRP(as_posterior(gelu)).attribute(torch.rand(1, 1, 8, 8))
+
+
+def test_covlrp_passes_an_adaptive_max_pool_and_dropout_as_lrp0_gradient_times_input():
+    # the zoo's CNN for images of any size: biases, dropout (off in eval mode) and an
+    # adaptive max-pool, which Captum has no rule for and uattr gives a fixed max-pool's
+    from uattr.zoo.models import SmallCNN
+
+    torch.manual_seed(6)
+    members = [SmallCNN(in_channels=3, num_classes=4, pool_to=3).eval() for _ in range(3)]
+    x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(7))
+    maps = CovLRP(as_posterior(members), gamma=0, conv_gamma=0).attribute(x)
+    with torch.no_grad():
+        predicted = torch.stack([m(x) for m in members], 1).softmax(-1).mean(1).argmax(-1)
+    relevance = []
+    for member in members:
+        leaf = x.clone().requires_grad_(True)
+        logit = member(leaf).gather(1, predicted[:, None]).sum()
+        (grad,) = torch.autograd.grad(logit, leaf)
+        relevance.append((grad * x).sum(1))  # [B, H, W]
+    relevance = torch.stack(relevance, 1)
+    centred = relevance - relevance.mean(1, keepdim=True)
+    expected = (centred * centred.sum((2, 3), keepdim=True)).mean(1)
+    # LRP-0 on ReLU layers is Gradient×Input, biases or not: each active unit's relevance
+    # over its pre-activation is the gradient that reaches it
+    torch.testing.assert_close(maps, expected, atol=1e-5 * expected.abs().max().item(), rtol=0)
+    assert maps.shape == (2, 20, 24) and (maps.flatten(1).std(1) > 0).all()

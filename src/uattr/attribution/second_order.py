@@ -75,7 +75,7 @@ class CovLRP(UncertaintyAttribution):
     ``posterior`` must be an :class:`~uattr.uq.Ensemble` of at least 2 networks returning
     logits, built of layers Captum's LRP has rules for; ``gamma`` and ``conv_gamma`` are
     the γ of the hidden linear layers and of the convolutions (0 and 0: LRP-0 everywhere,
-    Gradient×Input of the logit on ReLU networks without biases). ``uncertainty`` is kept
+    Gradient×Input of the logit on ReLU networks). ``uncertainty`` is kept
     for the common interface, as CovGI's; ``segments`` is ignored.
     """
 

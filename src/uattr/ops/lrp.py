@@ -9,7 +9,7 @@ propagates a layer's relevance ``R_j`` to its inputs ``a_i`` as
     R_i = Σ_j a_i w⁺γ_ij R_j / (Σ_i' a_i' w⁺γ_i'j + b_j),      w⁺γ = w + γ · max(w, 0)
 
 which favours the evidence for the output; with γ = 0 it is LRP-0, which on ReLU
-networks without biases is Gradient×Input.
+networks (with max-pools, biases or not) is Gradient×Input.
 
 Captum keeps the rules it is given on the layers and changes weights while it runs, so
 the rules go on a copy of the network; and it cannot pass relevance through a reshaping

@@ -215,8 +215,8 @@ def covariance_lrp(u: RowUncertainty, x: object, gamma: float = LRP_GAMMA) -> Te
     """CovLRP ``φ [B, F]``: as :func:`covariance_gi` with each member's output explained by
     layer-wise relevance propagation (:func:`uattr.ops.lrp.lrp_relevance`: the γ-rule on
     every linear layer but the last, LRP-0 on the last, activations and dropout passed).
-    With ``gamma=0`` every layer is LRP-0, which on ReLU networks without biases is
-    Gradient×Input (CovGI). Needs networks built of the layers Captum's LRP knows."""
+    With ``gamma=0`` every layer is LRP-0, which on ReLU networks is Gradient×Input
+    (CovGI). Needs networks built of the layers Captum's LRP knows."""
     x, _ = _check(u, x, None)
     if u.networks is None or u.members is None:
         raise ValueError("u: CovLRP needs the members' networks themselves: build u with "
