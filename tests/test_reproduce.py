@@ -24,7 +24,6 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 # not yet re-measured, and each leaves this list when `uattr reproduce` regenerates it.
 NOT_YET_REMEASURED = {
     "attribute-mnist-test-optimization-slic/run-attribute.json",
-    "fashion-mnist-test-n500-seed0/run-segmenters.json",
     "scaling-cpu/run-scaling.json",
 }
 
