@@ -129,7 +129,7 @@ TABLES: tuple[Table, ...] = (
           ("uattr bench segmenters --dataset fashion-mnist --n 500 --segmenters slic "
            "paste-detector retouch-detector --methods 'optimization (slic)' "
            "'optimization (paste-detector)' 'optimization (retouch-detector)' "
-           "'detector only (paste-detector)' 'detector only (retouch-detector)'",), 35,
+           "'detector only (paste-detector)' 'detector only (retouch-detector)'",), 30,
           "the corruption detectors as segmenters on Fashion-MNIST", measured=True),
     Table("mnist-test-n500-mc-dropout-cuda-seed0",
           ("uattr bench detection --posterior mc-dropout --n 500 --device cuda",), 190,
