@@ -29,11 +29,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..ops.checks import check_real
 from ..ops.lrp import lrp_relevance
 from ..uq import Ensemble, PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution
 
-__all__ = ["CovGI", "CovLRP"]
+__all__ = ["CovGI", "CovLRP", "member_covariance"]
 
 
 class CovGI(UncertaintyAttribution):
@@ -59,14 +60,16 @@ class CovGI(UncertaintyAttribution):
         grads = torch.stack([  # one backward pass per sample; images are independent
             torch.autograd.grad(log_p[:, s].sum(), x, retain_graph=s < samples - 1)[0]
             for s in range(samples)], 1)  # [B, S, C, H, W]
-        return _covariance_map((grads * x.detach()[:, None]).sum(2))  # [B, S, H, W] summed
+        return member_covariance((grads * x.detach()[:, None]).sum(2))  # [B, S, H, W] summed
 
 
-def _covariance_map(relevance: Tensor) -> Tensor:
-    """``φ_p = Cov_s(R_s,p, Σ_q R_s,q)`` ``[B, H, W]`` of relevances ``[B, S, H, W]``."""
+def member_covariance(relevance: Tensor) -> Tensor:
+    """``φ_p = Cov_s(R_s,p, Σ_q R_s,q)`` (population covariance over the samples) of
+    relevances ``[B, S, *F]`` (pixels ``[H, W]`` or features ``[F]``) -> ``[B, *F]``; it
+    sums to ``Var_s Σ_q R_s,q``."""
     centred = relevance - relevance.mean(1, keepdim=True)
-    total = centred.flatten(2).sum(2)[..., None, None]  # [B, S, 1, 1]
-    return (centred * total).mean(1)
+    total = centred.flatten(2).sum(2)  # [B, S]
+    return (centred * total.view(*total.shape, *[1] * (relevance.ndim - 2))).mean(1)
 
 
 class CovLRP(UncertaintyAttribution):
@@ -92,9 +95,8 @@ class CovLRP(UncertaintyAttribution):
         if self.posterior.num_samples < 2:
             raise ValueError("CovLRP explains the disagreement of an ensemble's members and "
                              f"needs at least 2, got {self.posterior.num_samples}")
-        for name, value in (("gamma", gamma), ("conv_gamma", conv_gamma)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        check_real("gamma", gamma, at_least=0)
+        check_real("conv_gamma", conv_gamma, at_least=0)
         self.gamma, self.conv_gamma = gamma, conv_gamma
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
@@ -105,4 +107,4 @@ class CovLRP(UncertaintyAttribution):
         relevance = torch.stack([
             lrp_relevance(member, x, predicted, gamma=self.gamma, conv_gamma=self.conv_gamma)
             for member in self.posterior.members], 1)  # [B, S, C, H, W]
-        return _covariance_map(relevance.sum(2))
+        return member_covariance(relevance.sum(2))

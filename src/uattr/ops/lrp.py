@@ -23,6 +23,8 @@ import copy
 
 from torch import Tensor, nn
 
+from .checks import check_real
+
 __all__ = ["lrp_relevance"]
 
 
@@ -72,9 +74,8 @@ def lrp_relevance(net: nn.Module, x: Tensor, target: Tensor, *, gamma: float,
     """
     from captum.attr import LRP
 
-    for name, value in (("gamma", gamma), ("conv_gamma", conv_gamma)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    check_real("gamma", gamma, at_least=0)
+    check_real("conv_gamma", conv_gamma, at_least=0)
     explained = _with_rules(net, gamma, conv_gamma)
     try:
         relevance = LRP(explained).attribute(x.detach().clone().requires_grad_(True),

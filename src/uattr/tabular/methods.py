@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..attribution.second_order import member_covariance
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.lrp import lrp_relevance
 from ..ops.rng import GeneratorArg, draw_uniform, make_generators
@@ -203,7 +204,7 @@ def covariance_gi(u: RowUncertainty, x: object) -> Tensor:
     outputs = u.members(x)  # [B, S]
     grads = torch.stack([torch.autograd.grad(outputs[:, s].sum(), x, retain_graph=True)[0]
                          for s in range(outputs.shape[1])], 1)  # [B, S, F]: rows independent
-    return _covariance((grads * x.detach()[:, None]).detach())
+    return member_covariance((grads * x.detach()[:, None]).detach())
 
 
 #: LRP-γ of the hidden layers, as Bley et al.'s feature-flipping experiments set it for
@@ -232,14 +233,7 @@ def covariance_lrp(u: RowUncertainty, x: object, gamma: float = LRP_GAMMA) -> Te
     relevance = torch.stack([lrp_relevance(net, x.to(dtype), target, gamma=gamma,
                                            conv_gamma=2 * gamma)
                              for net in u.networks], 1)  # [B, S, F], one member at a time
-    return _covariance(relevance.to(torch.float64))
-
-
-def _covariance(relevance: Tensor) -> Tensor:
-    """``φ_f = Cov_s(R_s,f, Σ_g R_s,g)`` ``[B, F]`` of member explanations ``[B, S, F]``."""
-    centred = relevance - relevance.mean(1, keepdim=True)
-    total = centred.sum(2, keepdim=True)  # [B, S, 1]
-    return (centred * total).mean(1)
+    return member_covariance(relevance.to(torch.float64))
 
 
 #: name -> (function, needs a background, needs a differentiable score)
