@@ -130,13 +130,12 @@ def fresh_draws(args) -> None:
                 p = trace["probs"][t].clamp(1e-6, 1 - 1e-6)
                 v = torch.log(p) - torch.log1p(-p)  # [B, K]
                 weights = gumbel_sigmoid(v[:, None], noise, 0.1) * valid[:, None]  # [B, D, K]
-                blurred = gaussian_blur(x, trace["sigma"][t])
-                loss_t = []
-                for d in range(DRAWS):
-                    mask = weights[:, d].gather(1, flat).view_as(segments)[:, None]
-                    u = uncertainty(posterior((1 - mask) * x + mask * blurred), "total")
-                    loss_t.append(u + 3.0 * weights[:, d].sum(1) / counts)
-                losses.append(torch.stack(loss_t).mean(0))
+                blurred = gaussian_blur(x, trace["sigma"][t])[:, None]  # [B, 1, C, H, W]
+                masks = weights.gather(2, flat[:, None].expand(-1, DRAWS, -1)).view(
+                    x.shape[0], DRAWS, 1, *x.shape[2:])  # [B, D, 1, H, W]
+                perturbed = (1 - masks) * x[:, None] + masks * blurred  # every draw at once
+                u = uncertainty(posterior(perturbed.flatten(0, 1)), "total").view(-1, DRAWS)
+                losses.append((u + 3.0 * weights.sum(2) / counts[:, None]).mean(1))  # [B]
         trace["fresh_loss"] = torch.stack(losses)  # [T, B]
         tmp = path.with_suffix(".tmp")
         torch.save(stored, tmp)
