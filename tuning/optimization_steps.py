@@ -165,8 +165,11 @@ def stop_index_probs(probs, tol, patience):
     return first_run(moved < tol, patience)
 
 
-def stop_index_probs_mean(probs, tol, patience):
-    moved = (probs[1:] - probs[:-1]).abs().mean(-1)
+def stop_index_probs_mean(probs, counts, tol, patience):
+    """First check where the probabilities moved by less than ``tol`` on average over the
+    image's own ``counts [B]`` segments (OptimizationUA's ``stop="movement"``),
+    ``patience`` checks in a row."""
+    moved = (probs[1:] - probs[:-1]).abs().sum(-1) / counts  # [T-1, B]
     return first_run(moved < tol, patience)
 
 
@@ -231,9 +234,10 @@ def rules(trace, counts=None):
     for tol, patience in itertools.product((0.01, 0.02, 0.05), (1, 2, 3)):
         yield "probs", f"max Δp {tol:g}, patience {patience}", stop_index_probs(
             probs, tol, patience)
-    for tol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2)):
-        yield "probs-mean", f"mean Δp {tol:g}, patience {patience}", stop_index_probs_mean(
-            probs, tol, patience)
+    for tol, patience in itertools.product((1e-3, 3e-3, 1e-2, 1.5e-2, 2e-2), (1, 2)):
+        if counts is not None:
+            yield "probs-mean", f"mean Δp {tol:g}, patience {patience}", \
+                stop_index_probs_mean(probs, counts, tol, patience)
     if "fresh_loss" in trace:  # the paper's estimate: fresh draws at every check
         fresh = trace["fresh_loss"]
         for tol, patience in itertools.product((1e-3, 3e-3, 1e-2), (1, 2, 3)):

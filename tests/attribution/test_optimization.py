@@ -274,6 +274,67 @@ def test_the_mask_rule_stops_where_its_definition_says_along_the_recorded_path()
     assert (steps[0] > steps[2]).all()  # the flips were there to be tolerated
 
 
+def test_the_movement_rule_stops_within_its_bound_with_the_optimal_mask():
+    # The toy of the mask rule's test: without draws or a learnable blur each logit moves
+    # one way from the first step (asserted below on the free run), so each p_k is
+    # monotone and the movements between checks add up to at most |p_k(end) - p_k(0)|
+    # <= 0.5 per segment. Their mean over the segments is then at least `tol` at no more
+    # than 0.5 / tol checks: with patience 1 the rule stops by check floor(0.5 / tol) + 1,
+    # i.e. within c · (floor(0.5 / tol) + 1) steps, and since the binary mask is final
+    # from step 1 it stops on the optimum (the spot's quadrant alone).
+    x = _spot_image()
+    quadrants = segment.grid(x, cell=8)
+    settings = dict(lam=0.5, gumbel=False, learn_blur=False, sigma_init=0.15, seed=0,
+                    lr=0.1, max_steps=400)
+    free = OptimizationUA(SpotPosterior((4, 12)), early_stop=False, check_every=10,
+                          **settings).attribute_with_diagnostics(x, segments=quadrants,
+                                                                 trace=True)
+    steps_of_p = free.trace.probs[:, 0].diff(dim=0)  # [T-1, 4]
+    assert ((steps_of_p >= 0).all(0) | (steps_of_p <= 0).all(0)).all()  # monotone
+    for tol, every in ((0.05, 10), (0.02, 10), (0.05, 7)):
+        stopped = OptimizationUA(SpotPosterior((4, 12)), stop="movement", move_tol=tol,
+                                 mask_every=every, **settings).attribute_with_diagnostics(
+            x, segments=quadrants)
+        assert stopped.converged.all()
+        assert stopped.steps.item() <= every * (math.floor(0.5 / tol) + 1)
+        assert (stopped.probs[0] > 0.5).tolist() == [False, True, False, False]
+
+
+def test_the_movement_rule_stops_where_its_definition_says_along_the_recorded_path():
+    # With the Gumbel-sigmoid the probabilities wander; the checks draw nothing, so the
+    # stopped run is the free run cut short. It must stop at the first check (every 10
+    # steps) ending `move_patience` checks in a row at which the image's probabilities
+    # moved by less than `move_tol` on average over its own segments, read off the free
+    # run's record: image 0 has 64 one-pixel segments, image 1 four quadrants, so a mean
+    # over the batch's 64 slots would stop image 1 far too early.
+    torch.manual_seed(0)
+    members = [nn.Sequential(nn.Flatten(), nn.Linear(64, 3)) for _ in range(3)]
+    with torch.no_grad():
+        for member in members:
+            member[1].weight.mul_(20)
+    posterior = as_posterior(members)
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    segments = torch.stack([segment.pixels(x[:1])[0], segment.grid(x[1:], cell=4)[0]])
+    counts = torch.tensor([64.0, 4.0])
+    settings = dict(lam=0.1, lr=0.03, seed=1, max_steps=150)
+    free = OptimizationUA(posterior, early_stop=False, check_every=10, **settings)
+    probs = free.attribute_with_diagnostics(x, segments=segments, trace=True).trace.probs
+    moved = (probs[1:] - probs[:-1]).abs().sum(-1) / counts  # [T-1, B]: steps 10, 20, ...
+    stops = []
+    for tol, patience in ((0.01, 1), (0.02, 1), (0.02, 2), (0.05, 1)):
+        stopped = OptimizationUA(posterior, stop="movement", move_tol=tol, mask_every=10,
+                                 move_patience=patience, **settings)
+        steps = stopped.attribute_with_diagnostics(x, segments=segments).steps
+        for b in range(2):
+            quiet = (moved[:, b] < tol).tolist()
+            ends = [10 * (t + 1) for t in range(patience - 1, len(quiet))
+                    if all(quiet[t - patience + 1 : t + 1])]
+            assert steps[b].item() == (ends[0] if ends else 150)
+        stops.append(steps)
+    assert (stops[0] >= stops[1]).all() and (stops[2] >= stops[1]).all()
+    assert (stops[0] > stops[3]).any()  # the movement was there to be tolerated
+
+
 def _linear_uncertainty_posterior(weights):
     """U(x) = 0.25 + <weights, x> exactly: a posterior whose first sample's first class
     probability is that (the rest fills the simplex), read by an uncertainty callable."""

@@ -87,3 +87,72 @@ def test_the_readme_sentence_on_stopping_is_that_of_both_tables():
     readme = _page("README.md")
     assert (f"the mask rule costs {cost} IoU on MNIST and on colour photo-mnist alike, after "
             f"{mnist['mean steps']:.0f} and {colour['mean steps']:.0f} steps") in readme
+
+
+def test_the_movement_rule_sentences_are_those_of_the_tables():
+    rows = {(r["start"], r["stop"]): r
+            for r in json.loads((FOLDER / "stopping.json").read_text())}
+    pairs = {(p["method"], p["against"]): p
+             for p in json.loads((FOLDER / "stopping_pairs.json").read_text())}
+    loss, moving = rows["cold", "loss rule"], rows["cold", "movement rule"]
+    by_loss = pairs["slic, cold start, movement rule", "slic, cold start, loss rule"]
+    by_mask = pairs["slic, cold start, movement rule", "slic, cold start, mask rule"]
+    page = _page("docs/reproduction.md")
+    assert moving["share at the limit"] == 0  # "ends every image"
+    assert abs(by_loss["in s.e."]) < 2  # "keeps the IoU"
+    assert (f"ends every image after {moving['mean steps']:.0f} steps on average, with "
+            f"{moving['forward/image']:.0f} forward passes per image against the loss "
+            f"rule's {loss['forward/image']:.0f}, at {moving['IoU']:.3f} IoU: "
+            f"{by_loss['IoU difference']:.3f} above the loss rule ({by_loss['in s.e.']:.1f} "
+            f"paired standard errors), and {by_mask['IoU difference']:.3f} above the mask "
+            f"rule ({by_mask['in s.e.']:.1f} s.e.)") in page
+    assert 3 * moving["forward/image"] < loss["forward/image"] * 1.1  # "a third"
+    # the validation sweep's thresholds of the same rule that stop within 150 steps
+    sweep = json.loads((RESULTS / "tuning-optimization" / "evaluation.json").read_text())
+    slic = [r for r in sweep if r["setting"] == "slic-lr0.01-sigma0.05-gumbel1"]
+    [full] = [r for r in slic if (r["family"], r["rule"]) == ("fixed", "500 steps")]
+    quick = [full["IoU"] - r["IoU"] for r in slic
+             if r["family"] == "probs-mean" and r["steps"] <= 150]
+    assert quick and f"150 steps lose {min(quick):.3f} IoU or more" in page
+
+
+def test_the_colour_movement_rule_sentence_is_that_of_the_table():
+    folder = RESULTS / "photo-mnist-test-n500-seed0"
+    rows = {(r["start"], r["stop"]): r
+            for r in json.loads((folder / "stopping.json").read_text())}
+    pairs = {(p["method"], p["against"]): p
+             for p in json.loads((folder / "stopping_pairs.json").read_text())}
+    moving, mask = rows["cold", "movement rule"], rows["cold", "mask rule"]
+    by_loss = pairs["slic, cold start, movement rule", "slic, cold start, loss rule"]
+    by_mask = pairs["slic, cold start, movement rule", "slic, cold start, mask rule"]
+    assert moving["share at the limit"] == 0 and by_loss["in s.e."] < -2
+    assert 1.8 < moving["mean steps"] / mask["mean steps"] < 2.2  # "in half the steps"
+    assert (f"it ends every image after {moving['mean steps']:.0f} steps on average "
+            f"({moving['forward/image']:.0f} forward passes per image) at "
+            f"{moving['IoU']:.3f} IoU, {-by_loss['IoU difference']:.3f} below the loss rule "
+            f"({-by_loss['in s.e.']:.1f} paired standard errors) and "
+            f"{by_mask['IoU difference']:.3f} above the mask rule ({by_mask['in s.e.']:.1f} "
+            "s.e.)") in _page("docs/reproduction.md")
+    # "neither data set reaches 150 steps within 0.01 IoU of the loss rule", any rule
+    for table in (FOLDER, folder):
+        for row in json.loads((table / "stopping.json").read_text()):
+            assert row["mean steps"] > 150 or row["IoU - loss rule"] < -0.01, row
+
+
+def test_the_readme_sentence_on_the_movement_rule_is_that_of_both_tables():
+    found = []
+    for folder in (FOLDER, RESULTS / "photo-mnist-test-n500-seed0"):
+        rows = {(r["start"], r["stop"]): r
+                for r in json.loads((folder / "stopping.json").read_text())}
+        pairs = {(p["method"], p["against"]): p
+                 for p in json.loads((folder / "stopping_pairs.json").read_text())}
+        found.append((rows["cold", "movement rule"], rows["cold", "loss rule"],
+                      pairs["slic, cold start, movement rule", "slic, cold start, loss rule"]))
+    (mnist, loss, gain), (colour, _, cost) = found
+    assert abs(gain["in s.e."]) < 1 and cost["in s.e."] < -2  # keeps it / costs
+    assert (f"on MNIST it keeps the default's IoU (+{gain['IoU difference']:.3f}, "
+            f"{gain['in s.e.']:.1f} paired standard errors) with "
+            f"{mnist['forward/image']:.0f} forward passes per image instead of "
+            f"{loss['forward/image']:.0f}; on colour it costs {-cost['IoU difference']:.3f} "
+            f"({-cost['in s.e.']:.1f} s.e.) after {colour['mean steps']:.0f} steps"
+            ) in _page("README.md")

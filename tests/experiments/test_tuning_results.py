@@ -226,6 +226,8 @@ def test_the_learning_rate_and_stopping_sentences_are_those_of_the_sweep():
     sigmas, lrs = ("0.05", "0.1", "0.15"), ("0.01", "0.03", "0.1")
     method = OptimizationUA(lambda x: x)
     assert (method.lr, method.sigma_init, method.tol, method.patience) == (0.01, 0.05, 1e-3, 2)
+    # "its defaults are these": the movement rule's threshold and patience of the sweep
+    assert (method.move_tol, method.move_patience, method.mask_every) == (0.01, 1, 20)
     # the paper's rule stops early at lr 0.01 on segments; uattr's runs every image on
     steps = [rule(name(k, "0.01", s), "fresh", "abs 0.001, patience 1")["steps"]
              for k in ("slic", "oracle") for s in sigmas]
@@ -291,6 +293,16 @@ def test_the_learning_rate_and_stopping_sentences_are_those_of_the_sweep():
     assert (f"it stops slic after {mean_slic['steps']:.0f} steps at {mean_slic['IoU']:.3f} "
             f"(+{gain:.3f} ± {mean_slic['paired se']:.3f} against uattr's rule) and the "
             f"oracle after {mean_oracle['steps']:.0f} at {mean_oracle['IoU']:.3f}") in page
+    # the cliff: a looser threshold stops sooner and loses more than 0.01
+    cliff = [rule(name("slic"), "probs-mean", f"mean Δp {tol}, patience 1")
+             for tol in ("0.015", "0.02")]
+    assert (f"under 0.015 it stops slic after {cliff[0]['steps']:.0f} steps at "
+            f"{cliff[0]['IoU']:.3f}, under 0.02 after {cliff[1]['steps']:.0f} at "
+            f"{cliff[1]['IoU']:.3f}") in page
+    reference = fixed["slic", 500]["IoU"]
+    for found in scored:  # "no threshold of this rule stops within 150 steps without losing"
+        if found["setting"] == name("slic") and found["family"] == "probs-mean":
+            assert found["steps"] > 150 or found["IoU"] < reference - 0.01, found
     # without the Gumbel-sigmoid
     plain = {k: table[name(k, gumbel=0)] for k in ("slic", "oracle", "pixels")}
     for kind, row in plain.items():

@@ -124,7 +124,8 @@ TABLES: tuple[Table, ...] = (
     Table("photo-mnist-test-n500-seed0",
           ("uattr bench detection --dataset photo-mnist --n 500 --compactness 0.1",
            "uattr bench stopping --dataset photo-mnist --n 500 --compactness 0.1"), 150,
-          "detection, and the mask rule and warm start, on colour images at N = 500"),
+          "detection, and the mask and movement rules and the warm start, on colour images "
+          "at N = 500"),
     Table("fashion-mnist-test-n500-seed0",
           ("uattr bench segmenters --dataset fashion-mnist --n 500 --segmenters slic "
            "paste-detector retouch-detector --methods 'optimization (slic)' "
