@@ -357,9 +357,10 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
         assert row["mean steps"] <= 100
         # the warm start costs one backward pass of its own; the mask rule none per check
         assert row["backward/image"] - row["mean steps"] == (1 if start == "warm" else 0)
-    assert stopping[("cold", "mask rule")]["forward/image"] == \
-        stopping[("cold", "mask rule")]["mean steps"] + 2  # U(x) and U(x') at the end
-    assert len(per_image) == 3 and all(len(v) == 3 for v in per_image.values())
+    for rule in ("mask rule", "movement rule"):  # checks with no pass of their own
+        assert stopping[("cold", rule)]["forward/image"] == \
+            stopping[("cold", rule)]["mean steps"] + 2  # U(x) and U(x') at the end
+    assert len(per_image) == 4 and all(len(v) == 3 for v in per_image.values())
     assert main(["bench", "sensitivity", *common]) == 0  # resumed: nothing recomputed
     assert "attributing" not in capsys.readouterr().err
     # benchmarks sharing a folder keep one report each
