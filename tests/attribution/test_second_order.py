@@ -181,3 +181,18 @@ def test_covlrp_passes_an_adaptive_max_pool_and_dropout_as_lrp0_gradient_times_i
     # over its pre-activation is the gradient that reaches it
     torch.testing.assert_close(maps, expected, atol=1e-5 * expected.abs().max().item(), rtol=0)
     assert maps.shape == (2, 20, 24) and (maps.flatten(1).std(1) > 0).all()
+
+
+def test_the_passes_of_covgi_and_covlrp_are_counted_where_hooks_cannot_see_them():
+    # CovGI: one forward pass, then one backward pass per member (each autograd call
+    # sends zeros back through the other members too). CovLRP: one forward pass for the
+    # predicted class, then LRP through a copy of each member, forward and back, which
+    # the posterior's hooks never see: declared as one pass each way.
+    from uattr.posteriors.passes import PassCounter
+
+    posterior = as_posterior(tiny_cnn_members(members=3))
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    for method, forward, backward in ((CovGI(posterior), 1, 3), (CovLRP(posterior), 2, 1)):
+        with PassCounter(posterior) as count:
+            method.attribute(x)
+        assert (count.forward / len(x), count.backward / len(x)) == (forward, backward)

@@ -13,6 +13,8 @@ from uattr import (
     CLUE,
     LIME,
     BlurIG,
+    CovGI,
+    CovLRP,
     DeltaCLUE,
     FixedMaskKernelSHAP,
     FullGrad,
@@ -65,6 +67,8 @@ def _expected(posterior, vae):
         "fullgrad": (FullGrad(posterior), None),
         "guided backprop": (GuidedBackprop(posterior), None),
         "ua-backprop": (UABackprop(posterior), None),
+        "covgi": (CovGI(posterior), None),
+        "covlrp": (CovLRP(posterior), None),
         "occlusion": (Occlusion(posterior), None),
         "kernelshap-fixed": (FixedMaskKernelSHAP(posterior, seed=0), None),
         "kernelshap-fixed (slic)": (FixedMaskKernelSHAP(posterior, seed=0), _slic),
@@ -102,7 +106,7 @@ def user(tmp_path_factory):
 
 # Methods that hook the network's layers: a TorchScript model hides them.
 # the rows whose method hooks the network's layers (the registry says so: hooks=True)
-HOOKING = {"fullgrad", "guided backprop", "ua-backprop"}
+HOOKING = {"fullgrad", "guided backprop", "ua-backprop", "covlrp"}
 
 
 def _explain(user, out, *extra, models=None):

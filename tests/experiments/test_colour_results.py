@@ -17,7 +17,7 @@ DETECTION = RESULTS / "photo-mnist-test-n500-seed0"
 TUNING = RESULTS / "photo-mnist-valid-n100-seed0"
 SCALING = RESULTS / "scaling-cpu"
 # rows of the detection table whose cells were not finished when it was committed
-NOT_YET_MEASURED: set[str] = set()
+NOT_YET_MEASURED: set[str] = {"covgi", "covlrp"}
 
 
 def _read(path: Path):

@@ -27,7 +27,8 @@ _OTHER = {"n_perturbations": 50, "sigma_max": 3.0, "tau2": 0.5, "window": 4, "st
 # settings that decide nothing while another has its default: the mask rule's while the
 # loss rule stops the optimisation, the warm start's scale while the start is cold
 _IDLE_UNLESS = {"mask_every": ("stop", "mask"), "mask_patience": ("stop", "mask"),
-                "mask_tol": ("stop", "mask"), "init_scale": ("init", "first-order")}
+                "mask_tol": ("stop", "mask"), "init_scale": ("init", "first-order"),
+                "move_tol": ("stop", "movement"), "move_patience": ("stop", "movement")}
 
 
 def _other(name: str, value: object) -> object:

@@ -187,3 +187,25 @@ def test_the_spread_sentences_are_those_of_the_three_ensembles_files():
     spreads = [r["s.e. across ensembles"] for r in stored.values()]
     assert f"standard error across ensembles is {min(spreads):.3f}-{max(spreads):.3f} IoU" \
         in page
+
+
+def test_the_second_order_sentence_is_that_of_the_file(rows):
+    page = _text(ROOT / "docs" / "reproduction.md")
+    lrp, gi = rows["covlrp"], rows["covgi"]
+    gaps = {(m, ref): _paired(ref, m) for m in ("covlrp", "covgi")
+            for ref in ("grad", "ua-backprop")}
+    assert all(gap > 0 and gap / se > 3 for gap, se in gaps.values())  # "less often"
+    ahead, se = _paired("covlrp", "covgi")
+    assert (f"CovLRP {lrp['IoU']:.3f} and CovGI {gi['IoU']:.3f} IoU, "
+            f"{gaps['covlrp', 'grad'][0]:.3f} and {gaps['covgi', 'grad'][0]:.3f} below Grad "
+            f"({gaps['covlrp', 'grad'][0] / gaps['covlrp', 'grad'][1]:.1f} and "
+            f"{gaps['covgi', 'grad'][0] / gaps['covgi', 'grad'][1]:.1f} paired standard "
+            f"errors) and {gaps['covlrp', 'ua-backprop'][0]:.3f} and "
+            f"{gaps['covgi', 'ua-backprop'][0]:.3f} below UA-Backprop "
+            f"({gaps['covlrp', 'ua-backprop'][0] / gaps['covlrp', 'ua-backprop'][1]:.1f} and "
+            f"{gaps['covgi', 'ua-backprop'][0] / gaps['covgi', 'ua-backprop'][1]:.1f})") in page
+    assert (f"CovLRP's γ-rule is {ahead:.3f} ahead of CovGI's Gradient×Input "
+            f"({ahead / se:.1f} s.e.)") in page
+    # the passes: CovGI one backward per member, CovLRP one LRP pass through each copy
+    assert (gi["forward/image"], gi["backward/image"]) == (1, 5)
+    assert (lrp["forward/image"], lrp["backward/image"]) == (2, 1)

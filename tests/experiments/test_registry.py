@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests._models import SpotPosterior, tiny_vae
+from tests._models import SpotPosterior, tiny_cnn_members, tiny_vae
 from uattr import segment
 from uattr.attribution.base import UncertaintyAttribution
 from uattr.experiments.common import MethodSpec, attribute_in_batches
@@ -12,6 +12,7 @@ from uattr.experiments.registry import (
     FAMILIES,
     GENERATIVE,
     ORACLE,
+    PARTIAL,
     PIXEL_METHODS,
     detection_methods,
     family_means,
@@ -36,12 +37,20 @@ def test_every_pixel_method_belongs_to_exactly_one_family():
 
 
 def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracles():
-    specs = detection_methods(SpotPosterior((1, 1)), MethodSettings(), tiny_vae())
+    from uattr import as_posterior
+
+    # a deep ensemble of networks returning logits runs every row
+    ensemble = as_posterior(tiny_cnn_members())
+    specs = detection_methods(ensemble, MethodSettings(), tiny_vae())
     assert tuple(specs) == DETECTION_ROWS
-    # without a VAE the generative rows are left out, the others keep their order
-    assert GENERATIVE == ("clue", "delta-clue")
+    # a posterior with no member networks leaves out CovLRP alone, and without a VAE the
+    # generative rows are left out too; the others keep their order
+    assert PARTIAL == ("covlrp",) and GENERATIVE == ("clue", "delta-clue")
+    spot = detection_methods(SpotPosterior((1, 1)), MethodSettings(), tiny_vae())
+    assert tuple(spot) == tuple(n for n in DETECTION_ROWS if n not in PARTIAL)
     plain = detection_methods(SpotPosterior((1, 1)), MethodSettings())
-    assert tuple(plain) == tuple(n for n in DETECTION_ROWS if n not in GENERATIVE)
+    assert tuple(plain) == tuple(n for n in DETECTION_ROWS
+                                 if n not in GENERATIVE and n not in PARTIAL)
     oracles = [name for name in DETECTION_ROWS if name.startswith(ORACLE)]
     assert oracles == [f"{ORACLE}optimization (slic + true patch)",
                        f"{ORACLE}kernelshap-fixed (slic + true patch)"]

@@ -27,12 +27,13 @@ ensemble (:class:`~uattr.uq.Ensemble` of networks returning logits).
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..ops.checks import check_real
 from ..ops.lrp import lrp_relevance
+from ..posteriors.passes import declare_passes
 from ..uq import Ensemble, PosteriorLike, UncertaintySpec
-from .base import UncertaintyAttribution
+from .base import UncertaintyAttribution, require_layers
 
 __all__ = ["CovGI", "CovLRP", "member_covariance"]
 
@@ -84,10 +85,17 @@ class CovLRP(UncertaintyAttribution):
 
     name = "covlrp"
 
+    @staticmethod
+    def accepts(posterior: object) -> bool:
+        """Whether CovLRP can explain ``posterior``: a deep ensemble of networks returning
+        logits, whose members it can reach (an MC-Dropout or Bayesian-layer posterior is
+        one network: its samples have no network of their own to propagate through)."""
+        return isinstance(posterior, Ensemble) and posterior.output == "logits"
+
     def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
                  gamma: float = 0.1, conv_gamma: float = 0.2) -> None:
         super().__init__(posterior, uncertainty)
-        if not isinstance(self.posterior, Ensemble) or self.posterior.output != "logits":
+        if not self.accepts(self.posterior):
             raise ValueError("posterior: CovLRP explains each member network's logit and "
                              "needs a deep ensemble of networks returning logits "
                              "(uattr.Ensemble(members) or a list of modules); for "
@@ -102,9 +110,14 @@ class CovLRP(UncertaintyAttribution):
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``φ [B, H, W]``."""
         x = self._check(x).detach()
+        # Captum's LRP hooks every layer: a compiled member would have none to hook
+        require_layers(self.posterior, "CovLRP", "linear and convolution layers", nn.Linear)
         with torch.no_grad():
             predicted = self.posterior(x).mean(1).argmax(-1)  # [B]
         relevance = torch.stack([
             lrp_relevance(member, x, predicted, gamma=self.gamma, conv_gamma=self.conv_gamma)
             for member in self.posterior.members], 1)  # [B, S, C, H, W]
+        # LRP ran each member's copy forward and back once: one pass of the posterior
+        # each way, which the posterior's own hooks did not see
+        declare_passes(forward=len(x), backward=len(x))
         return member_covariance(relevance.sum(2))

@@ -277,8 +277,8 @@ def choose_methods(available: dict, names: list[str] | None, what: str) -> list:
     """The methods ``names`` of ``available`` (all when ``None``), in their order."""
     unknown = sorted(set(names or []) - set(available))
     if unknown:
-        raise ValueError(f"--methods: unknown {unknown} for {what}; choose from "
-                         f"{sorted(available)}")
+        raise ValueError(f"--methods: unknown {unknown} for {what} on this posterior "
+                         f"(CovLRP needs a deep ensemble); choose from {sorted(available)}")
     return [available[name] for name in (names or available)]
 
 

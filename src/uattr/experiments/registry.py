@@ -15,6 +15,8 @@ from ..attribution import (
     CLUE,
     LIME,
     BlurIG,
+    CovGI,
+    CovLRP,
     DeltaCLUE,
     FixedMaskKernelSHAP,
     FullGrad,
@@ -38,6 +40,7 @@ __all__ = [
     "FAMILIES",
     "GENERATIVE",
     "ORACLE",
+    "PARTIAL",
     "PIXEL_METHODS",
     "ROWS",
     "Row",
@@ -69,7 +72,8 @@ class Row:
     of its name: a ``generative`` row searches the latent space of the data set's VAE
     (``build(posterior, settings, vae)``); ``over_segments``: its method attributes any
     segments it is given (``uattr explain --segmenter/--segments``); ``hooks``: it hooks
-    the network's layers, which a TorchScript model compiles away."""
+    the network's layers, which a TorchScript model compiles away; ``accepts``: which
+    posteriors it can explain (``None``: every one), the others leave the row out."""
 
     name: str
     family: str
@@ -79,6 +83,7 @@ class Row:
     generative: bool = False
     over_segments: bool = False
     hooks: bool = False
+    accepts: Callable[[Posterior], bool] | None = None
 
     @property
     def oracle(self) -> bool:
@@ -128,6 +133,11 @@ ROWS = (
     Row("guided backprop", "gradient", _plain(GuidedBackprop), pixel_level=True, hooks=True),
     # UA-Backprop propagates gradients, so it counts with the gradient-based methods
     Row("ua-backprop", "gradient", _plain(UABackprop), pixel_level=True, hooks=True),
+    # the second-order explanations of Bley et al. (2025): the variance of the samples
+    # explained as the covariance of their Gradient×Input or LRP explanations
+    Row("covgi", "second-order", _plain(CovGI), pixel_level=True),
+    Row("covlrp", "second-order", _plain(CovLRP), pixel_level=True, hooks=True,
+        accepts=CovLRP.accepts),
     Row("occlusion", "perturbation", _plain(Occlusion), pixel_level=True),
     Row("kernelshap-fixed", "perturbation", _seeded(FixedMaskKernelSHAP), pixel_level=True,
         over_segments=True),
@@ -153,11 +163,14 @@ DETECTION_ROWS = tuple(row.name for row in ROWS)
 # (papers/001 A.3: the optimization-based method and LIME in their pixel versions).
 PIXEL_METHODS = tuple(row.name for row in ROWS if row.pixel_level)
 
+# The rows that some posteriors cannot run (left out of their tables).
+PARTIAL = tuple(row.name for row in ROWS if row.accepts is not None)
+
 # The rows that need the data set's VAE.
 GENERATIVE = tuple(row.name for row in ROWS if row.generative)
 
 # The papers' grouping of the methods (papers/000 §4.1; papers/002's CLUE and δ-CLUE as
-# a fourth family).
+# a fourth family, Bley et al.'s CovGI and CovLRP as a fifth).
 FAMILIES = {family: tuple(row.name for row in ROWS if row.family == family and not row.oracle)
             for family in dict.fromkeys(row.family for row in ROWS)}
 
@@ -226,11 +239,13 @@ def registry_row(name: str) -> Row:
 def detection_methods(posterior: Posterior, settings: MethodSettings,
                       vae: nn.Module | None = None) -> dict[str, MethodSpec]:
     """Every method of the detection table, configured by ``settings``; the generative
-    rows (CLUE, δ-CLUE) only with the data set's ``vae``."""
+    rows (CLUE, δ-CLUE) only with the data set's ``vae``, and a row that cannot explain
+    ``posterior`` (CovLRP on one network's samples) not at all."""
     specs = [MethodSpec(row.name, _build(row, posterior, settings, vae),
                         _row_segmenter(row, settings), segments_config(row.segments, settings),
                         oracle=row.oracle)
-             for row in ROWS if vae is not None or not row.generative]
+             for row in ROWS if (vae is not None or not row.generative)
+             and (row.accepts is None or row.accepts(posterior))]
     return {spec.name: spec for spec in specs}
 
 

@@ -8,7 +8,9 @@ call over a batch of B images is B backward passes; a call with K batched cotang
 with :func:`batched_cotangents` because autograd hooks see one call either way.
 
 The counts come from hooks on the posterior's networks, so they cover what Captum does
-inside its classes as well as this project's own loops.
+inside its classes as well as this project's own loops; a method that runs copies of the
+networks, which no hook sees (CovLRP's LRP), declares those passes with
+:func:`declare_passes`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from torch import Tensor, nn
 
 from .sampled import SampledPosterior
 
-__all__ = ["PassCounter", "batched_cotangents", "uncounted"]
+__all__ = ["PassCounter", "batched_cotangents", "declare_passes", "uncounted"]
 
 _COTANGENTS: list[int] = [1]  # a stack: the innermost batched_cotangents wins
 _UNCOUNTED: list[bool] = [False]
+_OPEN: list[PassCounter] = []  # the counters open now, which declared passes reach
 
 
 @contextmanager
@@ -46,6 +49,18 @@ def batched_cotangents(k: int) -> Iterator[None]:
         yield
     finally:
         _COTANGENTS.pop()
+
+
+def declare_passes(forward: float, backward: float) -> None:
+    """Add ``forward`` and ``backward`` passes (images through the whole posterior) to
+    every open counter: the work a method does on copies of the posterior's networks,
+    which the counters' hooks cannot see."""
+    if _UNCOUNTED[-1]:
+        return
+    for counter in _OPEN:
+        if counter.available:
+            counter.forward += forward
+            counter.backward += backward
 
 
 def _networks(posterior: object) -> tuple[list[nn.Module], int]:
@@ -108,9 +123,11 @@ class PassCounter:
 
     def __enter__(self) -> PassCounter:
         self._handles = [net.register_forward_hook(self._hook) for net in self.networks]
+        _OPEN.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        _OPEN.remove(self)
