@@ -244,19 +244,25 @@ def test_the_mask_rule_stops_once_the_binary_mask_has_settled():
     assert by_loss.steps.item() == 50 and not by_loss.converged.any()
 
 
+def _steep_linear_ensemble():
+    """Three seeded linear members over 8×8 images with weights ×20 (their Gumbel-sigmoid
+    masks keep moving for a while) and two seeded images."""
+    torch.manual_seed(0)
+    members = [nn.Sequential(nn.Flatten(), nn.Linear(64, 3)) for _ in range(3)]
+    with torch.no_grad():
+        for member in members:
+            member[1].weight.mul_(20)
+    return as_posterior(members), torch.rand(2, 1, 8, 8,
+                                             generator=torch.Generator().manual_seed(4))
+
+
 def test_the_mask_rule_stops_where_its_definition_says_along_the_recorded_path():
     # A steep linear ensemble over 64 pixels with the Gumbel-sigmoid: its binary mask keeps
     # flipping for a while. The checks draw nothing, so the stopped run is the free run cut
     # short: it must stop at the first check (every 10 steps) that ends `mask_patience`
     # checks in a row at which at most `mask_tol` of the pixels flipped, read off the free
     # run's recorded probabilities; and allowing more flips can only stop it sooner.
-    torch.manual_seed(0)
-    members = [nn.Sequential(nn.Flatten(), nn.Linear(64, 3)) for _ in range(3)]
-    with torch.no_grad():
-        for member in members:
-            member[1].weight.mul_(20)
-    posterior = as_posterior(members)
-    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    posterior, x = _steep_linear_ensemble()
     settings = dict(lam=0.1, lr=0.03, seed=1, max_steps=150)
     free = OptimizationUA(posterior, early_stop=False, check_every=10, **settings)
     binary = free.attribute_with_diagnostics(x, trace=True).trace.probs > 0.5  # [T, B, 64]
@@ -307,13 +313,7 @@ def test_the_movement_rule_stops_where_its_definition_says_along_the_recorded_pa
     # moved by less than `move_tol` on average over its own segments, read off the free
     # run's record: image 0 has 64 one-pixel segments, image 1 four quadrants, so a mean
     # over the batch's 64 slots would stop image 1 far too early.
-    torch.manual_seed(0)
-    members = [nn.Sequential(nn.Flatten(), nn.Linear(64, 3)) for _ in range(3)]
-    with torch.no_grad():
-        for member in members:
-            member[1].weight.mul_(20)
-    posterior = as_posterior(members)
-    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    posterior, x = _steep_linear_ensemble()
     segments = torch.stack([segment.pixels(x[:1])[0], segment.grid(x[1:], cell=4)[0]])
     counts = torch.tensor([64.0, 4.0])
     settings = dict(lam=0.1, lr=0.03, seed=1, max_steps=150)

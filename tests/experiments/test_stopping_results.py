@@ -27,6 +27,19 @@ def _stopping(folder: Path) -> tuple[dict, dict, dict, dict, dict, dict]:
             pair("warm start, mask rule", "cold start, mask rule"))
 
 
+def _movement(folder: Path) -> tuple[dict, dict, dict, dict, dict]:
+    """The rows (cold start) movement rule, loss rule and mask rule of a folder's stopping
+    table, and the paired differences movement − loss and movement − mask."""
+    rows = {(r["start"], r["stop"]): r
+            for r in json.loads((folder / "stopping.json").read_text())}
+    pairs = {(p["method"], p["against"]): p
+             for p in json.loads((folder / "stopping_pairs.json").read_text())}
+    moving = "slic, cold start, movement rule"
+    return (rows["cold", "movement rule"], rows["cold", "loss rule"],
+            rows["cold", "mask rule"], pairs[moving, "slic, cold start, loss rule"],
+            pairs[moving, "slic, cold start, mask rule"])
+
+
 def _page(name: str) -> str:
     """A page of the repository with its whitespace collapsed (sentences wrap)."""
     return " ".join((ROOT / name).read_text().split())
@@ -90,13 +103,7 @@ def test_the_readme_sentence_on_stopping_is_that_of_both_tables():
 
 
 def test_the_movement_rule_sentences_are_those_of_the_tables():
-    rows = {(r["start"], r["stop"]): r
-            for r in json.loads((FOLDER / "stopping.json").read_text())}
-    pairs = {(p["method"], p["against"]): p
-             for p in json.loads((FOLDER / "stopping_pairs.json").read_text())}
-    loss, moving = rows["cold", "loss rule"], rows["cold", "movement rule"]
-    by_loss = pairs["slic, cold start, movement rule", "slic, cold start, loss rule"]
-    by_mask = pairs["slic, cold start, movement rule", "slic, cold start, mask rule"]
+    moving, loss, _, by_loss, by_mask = _movement(FOLDER)
     page = _page("docs/reproduction.md")
     assert moving["share at the limit"] == 0  # "ends every image"
     assert abs(by_loss["in s.e."]) < 2  # "keeps the IoU"
@@ -118,13 +125,7 @@ def test_the_movement_rule_sentences_are_those_of_the_tables():
 
 def test_the_colour_movement_rule_sentence_is_that_of_the_table():
     folder = RESULTS / "photo-mnist-test-n500-seed0"
-    rows = {(r["start"], r["stop"]): r
-            for r in json.loads((folder / "stopping.json").read_text())}
-    pairs = {(p["method"], p["against"]): p
-             for p in json.loads((folder / "stopping_pairs.json").read_text())}
-    moving, mask = rows["cold", "movement rule"], rows["cold", "mask rule"]
-    by_loss = pairs["slic, cold start, movement rule", "slic, cold start, loss rule"]
-    by_mask = pairs["slic, cold start, movement rule", "slic, cold start, mask rule"]
+    moving, _, mask, by_loss, by_mask = _movement(folder)
     assert moving["share at the limit"] == 0 and by_loss["in s.e."] < -2
     assert 1.8 < moving["mean steps"] / mask["mean steps"] < 2.2  # "in half the steps"
     assert (f"it ends every image after {moving['mean steps']:.0f} steps on average "
@@ -140,15 +141,8 @@ def test_the_colour_movement_rule_sentence_is_that_of_the_table():
 
 
 def test_the_readme_sentence_on_the_movement_rule_is_that_of_both_tables():
-    found = []
-    for folder in (FOLDER, RESULTS / "photo-mnist-test-n500-seed0"):
-        rows = {(r["start"], r["stop"]): r
-                for r in json.loads((folder / "stopping.json").read_text())}
-        pairs = {(p["method"], p["against"]): p
-                 for p in json.loads((folder / "stopping_pairs.json").read_text())}
-        found.append((rows["cold", "movement rule"], rows["cold", "loss rule"],
-                      pairs["slic, cold start, movement rule", "slic, cold start, loss rule"]))
-    (mnist, loss, gain), (colour, _, cost) = found
+    mnist, loss, _, gain, _ = _movement(FOLDER)
+    colour, _, _, cost, _ = _movement(RESULTS / "photo-mnist-test-n500-seed0")
     assert abs(gain["in s.e."]) < 1 and cost["in s.e."] < -2  # keeps it / costs
     assert (f"on MNIST it keeps the default's IoU (+{gain['IoU difference']:.3f}, "
             f"{gain['in s.e.']:.1f} paired standard errors) with "
