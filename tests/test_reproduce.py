@@ -108,7 +108,7 @@ def _fresh(folder: str, stem: str) -> bool:
 # keeps values only, which move with the CPU (see _recompute_blur_test).
 # `uattr reproduce --check` recomputes every row.
 DETERMINISTIC = ["grad", "integrated gradients", "blur ig", "fullgrad", "guided backprop",
-                 "ua-backprop", "occlusion"]
+                 "ua-backprop", "covgi", "covlrp", "occlusion"]
 DETECTORS_ALONE = ["detector only (paste-detector)", "detector only (retouch-detector)"]
 IN_CI = {"detection": DETERMINISTIC, "faithfulness": ["grad"],
          "blur_test": DETERMINISTIC, "segmenters": DETECTORS_ALONE,
