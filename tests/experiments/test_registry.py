@@ -225,3 +225,15 @@ def test_a_posterior_kind_added_to_the_registry_is_what_load_posterior_returns(m
     assert posterior is made and info["description"] == "mine" and calls == [False]
     with pytest.raises(ValueError, match=r"posterior must be one of \('ensemble', "):
         job.load_posterior(Settings(posterior=PosteriorSettings(kind="nope")))
+
+
+def test_a_row_the_posterior_cannot_run_is_named_as_such_not_as_unknown():
+    from uattr.experiments.job import choose_methods
+
+    available = detection_methods(SpotPosterior((1, 1)), MethodSettings())  # no covlrp
+    with pytest.raises(ValueError, match=r"\['covlrp'\] cannot explain this kind of posterior"):
+        choose_methods(available, ["grad", "covlrp"], "detection")
+    with pytest.raises(ValueError, match=r"unknown \['sam'\] for detection"):
+        choose_methods(available, ["grad", "sam"], "detection")
+    assert [spec.name for spec in choose_methods(available, ["covgi", "grad"], "x")] == [
+        "covgi", "grad"]  # in the order asked

@@ -34,7 +34,7 @@ from ..zoo.models import (
 )
 from ..zoo.vae import VAE, load_or_train_vae
 from .common import Parallel, most_uncertain
-from .registry import needs_vae
+from .registry import PARTIAL, needs_vae
 from .runs import RunFolder, markdown_table
 from .settings import Settings
 
@@ -274,11 +274,18 @@ def evaluated_images(job: Job, n: int, kind: str) -> tuple[Tensor, Tensor, Tenso
 
 
 def choose_methods(available: dict, names: list[str] | None, what: str) -> list:
-    """The methods ``names`` of ``available`` (all when ``None``), in their order."""
-    unknown = sorted(set(names or []) - set(available))
-    if unknown:
-        raise ValueError(f"--methods: unknown {unknown} for {what} on this posterior "
-                         f"(CovLRP needs a deep ensemble); choose from {sorted(available)}")
+    """The methods ``names`` of ``available`` (all when ``None``), in their order; a
+    ``ValueError`` for a name that is no method, or a row the job's posterior cannot run
+    (:data:`~uattr.experiments.registry.PARTIAL`, left out of ``available``)."""
+    missing = sorted(set(names or []) - set(available))
+    refused = [name for name in missing if name in PARTIAL]
+    if refused:
+        raise ValueError(f"--methods: {refused} cannot explain this kind of posterior (see "
+                         f"the method's documentation) for {what}; choose from "
+                         f"{sorted(available)}")
+    if missing:
+        raise ValueError(f"--methods: unknown {missing} for {what}; choose from "
+                         f"{sorted(available)}")
     return [available[name] for name in (names or available)]
 
 
