@@ -403,18 +403,17 @@ class OptimizationUA(UncertaintyAttribution):
                     quiet[idx] = torch.where(fall < self.tol, quiet[idx] + 1, 0)
                     last_check[idx] = current
                     ended = quiet[idx] >= self.patience
-            if by_mask and step % self.mask_every == 0:  # the mask stopped changing
-                binary = (logits.detach()[idx] > 0) & valid[idx]  # [n, K]
-                flipped = (binary != last_binary[idx]).sum(1) / counts[idx]  # [n]
-                last_binary[idx] = binary
-                quiet[idx] = torch.where(flipped <= self.mask_tol, quiet[idx] + 1, 0)
-                ended = quiet[idx] >= self.mask_patience
-            if by_movement and step % self.mask_every == 0:  # the probabilities settled
-                probs = torch.sigmoid(logits.detach()[idx]) * valid[idx]  # [n, K]
-                moved = (probs - last_probs[idx]).abs().sum(1) / counts[idx]  # [n]
-                last_probs[idx] = probs
-                quiet[idx] = torch.where(moved < self.move_tol, quiet[idx] + 1, 0)
-                ended = quiet[idx] >= self.move_patience
+            if (by_mask or by_movement) and step % self.mask_every == 0:
+                if by_mask:  # the binary mask stopped changing
+                    binary = (logits.detach()[idx] > 0) & valid[idx]  # [n, K]
+                    settled = (binary != last_binary[idx]).sum(1) / counts[idx] <= self.mask_tol
+                    last_binary[idx] = binary
+                else:  # the probabilities stopped moving
+                    probs = torch.sigmoid(logits.detach()[idx]) * valid[idx]  # [n, K]
+                    settled = (probs - last_probs[idx]).abs().sum(1) / counts[idx] < self.move_tol
+                    last_probs[idx] = probs
+                quiet[idx] = torch.where(settled, quiet[idx] + 1, 0)
+                ended = quiet[idx] >= (self.mask_patience if by_mask else self.move_patience)
             if ended is not None:
                 active[idx[ended]] = False
                 bar.set_postfix(active=int(active.sum()))
