@@ -60,6 +60,31 @@ def test_covgi_of_an_image_is_the_same_alone_and_in_a_batch():
                                atol=1e-7, rtol=1e-5)
 
 
+def test_covgi_runs_each_sample_back_once_and_gives_the_map_of_one_call_per_sample():
+    # An ensemble's members and a frozen MC-Dropout's samples run alone (sample_probs):
+    # one backward call for all. The same posterior seen as an opaque callable takes one
+    # backward call per sample through the shared graph; the maps must agree to float32
+    # rounding (the same products, summed in another order).
+    from uattr import MCDropout
+    from uattr.posteriors.passes import PassCounter
+
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(0)
+    dropout = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(),
+                            nn.Linear(144, 3))
+    for posterior in (as_posterior(tiny_cnn_members(members=3, seed=1)),
+                      MCDropout(dropout, samples=4)):
+        opaque = as_posterior(lambda images, p=posterior: p(images), output="probs",
+                              num_samples=posterior.num_samples)
+        assert not hasattr(opaque, "sample_probs")
+        alone = CovGI(posterior).attribute(x)
+        torch.testing.assert_close(alone, CovGI(opaque).attribute(x), atol=1e-7, rtol=1e-5)
+        assert alone.abs().amax() > 1e-4  # members that differ: a map that is not zero
+        with PassCounter(posterior) as count:
+            CovGI(posterior).attribute(x)
+        assert (count.forward / len(x), count.backward / len(x)) == (1, 1)
+
+
 def test_covgi_needs_two_samples():
     posterior = as_posterior(tiny_cnn_members(members=1, seed=1))
     with pytest.raises(ValueError, match="at least 2"):
@@ -184,15 +209,15 @@ def test_covlrp_passes_an_adaptive_max_pool_and_dropout_as_lrp0_gradient_times_i
 
 
 def test_the_passes_of_covgi_and_covlrp_are_counted_where_hooks_cannot_see_them():
-    # CovGI: one forward pass, then one backward pass per member (each autograd call
-    # sends zeros back through the other members too). CovLRP: one forward pass for the
+    # CovGI: one forward pass and one backward pass (each member runs on its own copy of
+    # the images, so one backward call separates their gradients). CovLRP: one forward pass for the
     # predicted class, then LRP through a copy of each member, forward and back, which
     # the posterior's hooks never see: declared as one pass each way.
     from uattr.posteriors.passes import PassCounter
 
     posterior = as_posterior(tiny_cnn_members(members=3))
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
-    for method, forward, backward in ((CovGI(posterior), 1, 3), (CovLRP(posterior), 2, 1)):
+    for method, forward, backward in ((CovGI(posterior), 1, 1), (CovLRP(posterior), 2, 1)):
         with PassCounter(posterior) as count:
             method.attribute(x)
         assert (count.forward / len(x), count.backward / len(x)) == (forward, backward)

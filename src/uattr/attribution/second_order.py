@@ -39,7 +39,9 @@ __all__ = ["CovGI", "CovLRP", "member_covariance"]
 
 
 class CovGI(UncertaintyAttribution):
-    """CovGI over pixels (module docstring): ``S`` backward passes for the whole batch.
+    """CovGI over pixels (module docstring): one forward and one backward pass for the whole
+    batch where the posterior's samples run alone (an ensemble's members, a sampled
+    posterior with frozen noise: ``sample_probs``), else one backward pass per sample.
 
     ``uncertainty`` is kept for the common interface; the map explains the members'
     disagreement (an epistemic quantity) whichever is given. ``segments`` is ignored.
@@ -49,19 +51,40 @@ class CovGI(UncertaintyAttribution):
 
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
         """``φ [B, H, W]``; a ``ValueError`` for a posterior of one sample."""
-        x = self._check(x).detach().requires_grad_(True)
-        probs = self.posterior(x)  # [B, S, C]
-        samples = probs.shape[1]
-        if samples < 2:
-            raise ValueError("CovGI explains the disagreement of a posterior's samples and "
-                             f"needs at least 2, got a posterior of {samples}")
-        predicted = probs.detach().mean(1).argmax(-1)  # [B]
-        chosen = probs.gather(2, predicted[:, None, None].expand(-1, samples, 1))[..., 0]
-        log_p = chosen.clamp_min(torch.finfo(probs.dtype).tiny).log()  # [B, S]
-        grads = torch.stack([  # one backward pass per sample; images are independent
-            torch.autograd.grad(log_p[:, s].sum(), x, retain_graph=s < samples - 1)[0]
-            for s in range(samples)], 1)  # [B, S, C, H, W]
-        return member_covariance((grads * x.detach()[:, None]).sum(2))  # [B, S, H, W] summed
+        x = self._check(x).detach()
+        alone = getattr(self.posterior, "sample_probs", None)
+        samples = getattr(self.posterior, "num_samples", -1)
+        # a sample runs alone only while its noise is frozen: else each call draws afresh
+        if alone is not None and samples >= 2 and getattr(self.posterior, "freeze", True):
+            # each sample reads its own copy of the images, so that one backward call
+            # gives every sample's gradient apart: each network is run back once
+            copies = x[:, None].repeat(1, samples, *[1] * (x.ndim - 1)).requires_grad_()
+            probs = torch.stack([alone(copies[:, s], s) for s in range(samples)], 1)
+            grads = torch.autograd.grad(_predicted_log_p(probs).sum(), copies)[0]
+        else:
+            leaf = x.clone().requires_grad_()
+            probs = self.posterior(leaf)  # [B, S, C]
+            samples = probs.shape[1]
+            _need_two(samples)
+            log_p = _predicted_log_p(probs)  # [B, S]
+            # one backward call per sample: an opaque posterior's samples share one graph
+            grads = torch.stack([
+                torch.autograd.grad(log_p[:, s].sum(), leaf, retain_graph=s < samples - 1)[0]
+                for s in range(samples)], 1)  # [B, S, C, H, W]
+        return member_covariance((grads * x[:, None]).sum(2))  # [B, S, H, W] summed
+
+
+def _need_two(samples: int) -> None:
+    if samples < 2:
+        raise ValueError("CovGI explains the disagreement of a posterior's samples and "
+                         f"needs at least 2, got a posterior of {samples}")
+
+
+def _predicted_log_p(probs: Tensor) -> Tensor:
+    """``log P_s,c [B, S]`` of the class ``c`` the posterior predicts (``argmax_c mean_s``)."""
+    predicted = probs.detach().mean(1).argmax(-1)  # [B]
+    chosen = probs.gather(2, predicted[:, None, None].expand(-1, probs.shape[1], 1))[..., 0]
+    return chosen.clamp_min(torch.finfo(probs.dtype).tiny).log()
 
 
 def member_covariance(relevance: Tensor) -> Tensor:
