@@ -2,6 +2,7 @@
 of the committed table (``uattr bench stopping --n 500``) and its paired differences."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -9,18 +10,20 @@ RESULTS = ROOT / "docs" / "results"
 FOLDER = RESULTS / "mnist-test-n500-seed0"
 
 
-def _stopping(folder: Path) -> tuple[dict, dict, dict, dict, dict, dict]:
-    """The rows (cold start, loss rule), (cold, mask rule) and (warm, mask rule) of a
-    folder's stopping table, and the paired differences mask − loss, warm − loss and
-    warm − cold (both with the mask rule)."""
+def _table(folder: Path) -> tuple[dict, Callable[[str, str], dict]]:
+    """A folder's stopping table by ``(start, stop)``, and its paired difference of one row
+    against another (``pair("cold start, mask rule", "cold start, loss rule")``)."""
     rows = {(r["start"], r["stop"]): r
             for r in json.loads((folder / "stopping.json").read_text())}
     pairs = {(p["method"], p["against"]): p
              for p in json.loads((folder / "stopping_pairs.json").read_text())}
+    return rows, lambda row, against: pairs[f"slic, {row}", f"slic, {against}"]
 
-    def pair(row: str, against: str) -> dict:
-        return pairs[f"slic, {row}", f"slic, {against}"]
 
+def _stopping(folder: Path) -> tuple[dict, dict, dict, dict, dict, dict]:
+    """The rows (cold start, loss rule), (cold, mask rule) and (warm, mask rule), and the
+    paired differences mask − loss, warm − loss and warm − cold (both with the mask rule)."""
+    rows, pair = _table(folder)
     return (rows["cold", "loss rule"], rows["cold", "mask rule"], rows["warm", "mask rule"],
             pair("cold start, mask rule", "cold start, loss rule"),
             pair("warm start, mask rule", "cold start, loss rule"),
@@ -28,16 +31,13 @@ def _stopping(folder: Path) -> tuple[dict, dict, dict, dict, dict, dict]:
 
 
 def _movement(folder: Path) -> tuple[dict, dict, dict, dict, dict]:
-    """The rows (cold start) movement rule, loss rule and mask rule of a folder's stopping
-    table, and the paired differences movement − loss and movement − mask."""
-    rows = {(r["start"], r["stop"]): r
-            for r in json.loads((folder / "stopping.json").read_text())}
-    pairs = {(p["method"], p["against"]): p
-             for p in json.loads((folder / "stopping_pairs.json").read_text())}
-    moving = "slic, cold start, movement rule"
+    """The rows (cold start) movement rule, loss rule and mask rule, and the paired
+    differences movement − loss and movement − mask."""
+    rows, pair = _table(folder)
     return (rows["cold", "movement rule"], rows["cold", "loss rule"],
-            rows["cold", "mask rule"], pairs[moving, "slic, cold start, loss rule"],
-            pairs[moving, "slic, cold start, mask rule"])
+            rows["cold", "mask rule"],
+            pair("cold start, movement rule", "cold start, loss rule"),
+            pair("cold start, movement rule", "cold start, mask rule"))
 
 
 def _page(name: str) -> str:
