@@ -158,7 +158,7 @@ def test_the_stopping_sentences_are_those_of_the_sweep_and_the_mask_rule_its_cho
 def test_the_amortized_sentences_are_those_of_the_diagnostic():
     rows = json.loads((ROOT / "docs/results/mnist-valid-n100-seed0/amortized_signal.json")
                       .read_text())
-    clean, retouched, detection, trained = rows
+    clean, retouched, detection, trained, swapped, oracle = rows
     page = " ".join((ROOT / "docs/hyperparameters.md").read_text().split())
     pays = "share where blurring the region pays"
     assert clean["U, region blurred"] > clean["U"]  # blurring raises U on training images
@@ -175,6 +175,12 @@ def test_the_amortized_sentences_are_those_of_the_diagnostic():
     assert trained["map mean"] < 1e-5
     assert (f"(mean below 1e-5; IoU {trained['IoU']:.3f} on the validation "
             "detection images)") in page
+    # the oracle: the signal is there, and the explainer still collapses
+    assert swapped["U, region blurred"] < swapped["U"] and swapped[pays] > 0.4
+    assert (f"lowers U ({swapped['U']:.3f} → {swapped['U, region blurred']:.3f}) and "
+            f"pays on {swapped[pays]:.3f} of them, as on the validation detection") in page
+    assert oracle["map mean"] < 1e-5
+    assert f"collapses too (mean below 1e-5; IoU {oracle['IoU']:.3f})" in page
 
 
 def test_the_validation_detection_sentences_are_those_of_the_table():
