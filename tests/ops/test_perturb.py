@@ -1,5 +1,11 @@
-import torch
+import math
 
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from uattr.ops import perturb
 from uattr.ops.perturb import gaussian_blur, gaussian_kernel1d
 
 
@@ -42,3 +48,41 @@ def test_blur_is_differentiable_in_sigma():
     sigma = torch.tensor([1.0], requires_grad=True)
     gaussian_blur(x, sigma)[0, 0, 7, 7].backward()
     assert sigma.grad.item() < 0  # a wider blur lowers the peak
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 14), (1, 1, 28, 28), (3, 3, 32, 20)])
+@pytest.mark.parametrize("path", ["matrix", "convolution"])
+def test_each_path_is_scipys_mirror_correlation_with_the_same_kernel(monkeypatch, shape, path):
+    # The blur is two 1-d correlations with reflect ("mirror": the edge pixel is not
+    # repeated) borders; SciPy's correlate1d is an independent implementation of both.
+    monkeypatch.setattr(perturb, "_MATRIX_FROM", 0.0 if path == "matrix" else math.inf)
+    generator = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand(shape, generator=generator, dtype=torch.float64)
+    sigma = torch.linspace(0.7, 2.4, shape[0], dtype=torch.float64)
+    radius = min(6, shape[2] - 1, shape[3] - 1)
+    kernel = gaussian_kernel1d(sigma, radius).numpy()
+    expected = np.stack([
+        ndimage.correlate1d(ndimage.correlate1d(x[b].numpy(), kernel[b], axis=2,
+                                                mode="mirror"), kernel[b], axis=1,
+                            mode="mirror") for b in range(shape[0])])
+    blurred = gaussian_blur(x, sigma, radius=radius).numpy()
+    np.testing.assert_allclose(blurred, expected, rtol=0, atol=1e-12)  # float64
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 14), (4, 3, 28, 28)])
+def test_both_paths_give_the_same_gradients(monkeypatch, shape):
+    # the same values and the same derivatives in x and σ, to float32 rounding: a sum of
+    # at most (2·radius + 1)² products of numbers of order 1 per pixel
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(shape, generator=generator)
+    cotangent = torch.randn(shape, generator=generator)
+    results = []
+    for threshold in (0.0, math.inf):
+        monkeypatch.setattr(perturb, "_MATRIX_FROM", threshold)
+        leaf = x.clone().requires_grad_()
+        sigma = torch.linspace(0.8, 2.0, shape[0]).requires_grad_()
+        blurred = gaussian_blur(leaf, sigma)
+        results.append((blurred, *torch.autograd.grad((blurred * cotangent).sum(),
+                                                      (leaf, sigma))))
+    for matrix, convolution in zip(*results, strict=True):
+        torch.testing.assert_close(matrix, convolution, rtol=1e-5, atol=1e-5)
