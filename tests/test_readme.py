@@ -192,3 +192,15 @@ def test_the_readme_picture_sentence_is_that_of_its_summary():
     assert (f"On {words[len(removed)]} of the six, blurring the box found removes "
             f"{100 * removed[0]:.0f}-{100 * removed[-1]:.0f}% of the total uncertainty; on the "
             f"other two it removes none") in text
+
+
+def test_the_first_run_sentence_is_that_of_its_record():
+    record = json.loads((ROOT / "docs/results/first-run/run-first-run.json").read_text())
+    assert record["command"] == "make run" and record["pip cache"] is False
+    assert record["every weight shipped"]  # "trained nothing"
+    total, main = record["seconds"], record["main job seconds"]
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"on a fresh clone `make run` took {total:.0f} s on two cores, {total - main:.0f} s "
+            f"of installs (without pip's cache) and the main job's {main:.0f} s, and trained "
+            "nothing") in text
+    assert f"the main job would take about {3.5 * main / 60:.0f} minutes" in text

@@ -153,6 +153,10 @@ TABLES: tuple[Table, ...] = (
     Table("attribute-mnist-test-optimization-slic",
           ("uattr attribute --dataset mnist --split test --method 'optimization (slic)' "
            "--workers 2",), 195, "the method on the whole MNIST test split", measured=True),
+    Table("first-run",
+          ("python benchmarks/first_run.py --results docs/results/first-run",), 3,
+          "how long a fresh clone's make run takes, installs included (without pip's cache)",
+          measured=True),
     Table("throughput-mnist",
           ("python benchmarks/throughput.py --n 400 --shard-size 200 "
            "--results docs/results/throughput-mnist",), 45,
