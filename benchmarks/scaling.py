@@ -201,7 +201,9 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(),
         "threads": torch.get_num_threads(), "device": args.device,
         "methods": methods, "resnet methods": [] if args.no_resnet else resnet_methods,
-        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None})
+        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        # what is timed needs no trained weights: nothing to ship, the same on any machine
+        "untrained networks": "member s initialised after torch.manual_seed(s)"})
     jobs = []
     for size in args.sizes:
         n = args.images if size <= 96 else args.images_large

@@ -190,9 +190,14 @@ def test_a_record_naming_weights_that_do_not_ship_is_stale(tmp_path):
     (tmp_path / "retrained" / "run-detection.json").write_text(
         json.dumps({"weights": {f"{name}/{file}": "0" * 64}}))
     (tmp_path / "bare").mkdir()
+    (tmp_path / "timings").mkdir()  # seeded, untrained networks: nothing to ship
+    (tmp_path / "timings" / "run-scaling.json").write_text(
+        json.dumps({"untrained networks": "member s initialised after torch.manual_seed(s)"}))
+    (tmp_path / "unnamed").mkdir()
+    (tmp_path / "unnamed" / "run-scaling.json").write_text(json.dumps({"cpu": "x"}))
     assert stale_tables(tmp_path) == {
         "retrained/run-detection.json": f"weights not shipped: ['{name}/{file}']",
-        "bare": "no run record"}
+        "bare": "no run record", "unnamed/run-scaling.json": "names no weights"}
 
 
 def _check_agreement(folder: Path) -> None:
