@@ -4,6 +4,8 @@ method's step against one bare forward+backward of the same posterior.
 
     .venv/bin/python benchmarks/scaling.py --out runs/scaling --results docs/results/scaling-cpu
     .venv/bin/python benchmarks/scaling.py --device cuda --out runs/scaling-cuda
+    .venv/bin/python benchmarks/scaling.py --steps-only --no-resnet --out runs/step-cost \
+        --results docs/results/step-cost-cpu
 
 The images are crops of the colour photographs that ship with scikit-image and
 scikit-learn (:data:`uattr.zoo.photo_mnist.PHOTOS`). The posterior is a 5-member ensemble
@@ -24,7 +26,8 @@ JSON) go to ``--out``:
    backward/image, peak MiB;
 2. ``optimization_step``: per size and network, one step of the method against one bare
    batched forward+backward of the posterior (U(x) and its gradient) on the same images,
-   each timed as the median of repeats after a warm-up, and their ratio.
+   each timed as the median of repeats after a warm-up, and their ratio (alone, with
+   ``--steps-only``: a few minutes, where the whole run takes hours).
 """
 
 from __future__ import annotations
@@ -139,9 +142,13 @@ def _median_seconds(run, device: str, repeats: int = STEP_REPEATS) -> float:
     return float(np.median(times))
 
 
-def step_cell(size: int, arch: str, n: int, device: str, steps: int = 20) -> dict:
+def step_cell(size: int, arch: str, n: int, device: str) -> dict:
     """One row of ``optimization_step``: a step of the method (its cost over ``steps`` more
-    steps, so that the set-up is not counted) against a bare forward+backward."""
+    steps, so that the set-up is not counted) against a bare forward+backward. A step of
+    the small CNN lasts milliseconds, so it is timed over 100 steps and the bare pass over
+    20 repeats (a ratio of two short timings is noisy); ResNet-18's 2.6 s passes keep 20
+    steps and 5 repeats."""
+    steps, bare_repeats = (20, STEP_REPEATS) if arch == "resnet18" else (100, 20)
     from uattr import OptimizationUA, uncertainty
 
     _quiet()
@@ -156,7 +163,7 @@ def step_cell(size: int, arch: str, n: int, device: str, steps: int = 20) -> dic
         method = OptimizationUA(posterior, max_steps=k, early_stop=False)
         return lambda: method.attribute(x)
 
-    forward_backward = _median_seconds(bare, device)
+    forward_backward = _median_seconds(bare, device, bare_repeats)
     step = (_median_seconds(run(1 + steps), device) - _median_seconds(run(1), device)) / steps
     return {"size": size, "network": arch, "images": n,
             "step (s)": step, "forward+backward (s)": forward_backward,
@@ -182,6 +189,8 @@ def main() -> None:
                         help="rows to measure on ResNet-18 (default: those of --methods); on "
                              "2 CPU cores one forward+backward of its 5 members on one 224 px "
                              "image takes ~2.6 s, so each 1000-pass row takes ~15 min")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="measure the optimization_step table only")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/scaling", help="folder of the tables")
     parser.add_argument("--results", help="also copy the tables to this folder")
@@ -200,7 +209,8 @@ def main() -> None:
     out.write_json("run-scaling.json", {
         "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(),
         "threads": torch.get_num_threads(), "device": args.device,
-        "methods": methods, "resnet methods": [] if args.no_resnet else resnet_methods,
+        "methods": [] if args.steps_only else methods,
+        "resnet methods": [] if args.no_resnet or args.steps_only else resnet_methods,
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         # what is timed needs no trained weights: nothing to ship, the same on any machine
         "untrained networks": "member s initialised after torch.manual_seed(s)"})
@@ -211,6 +221,8 @@ def main() -> None:
         for arch in networks:
             jobs.append((cells / _cell_name("step", size, arch), step_cell,
                          (size, arch, n, args.device)))
+            if args.steps_only:
+                continue
             rows = resnet_methods if arch == "resnet18" else methods
             jobs += [(cells / _cell_name(size, arch, name), method_cell,
                       (size, arch, name, n, args.device)) for name in rows]
@@ -228,7 +240,8 @@ def main() -> None:
             for row in (read_json_or_set_aside(path) for path, _, _ in jobs)]
     steps = [row for row in rows if "ratio" in row]
     scaling = [row for row in rows if "ratio" not in row]
-    out.write_table("scaling", scaling)
+    if scaling:
+        out.write_table("scaling", scaling)
     out.write_table("optimization_step", steps)
     print(f"\n{markdown_table(scaling)}\n\n{markdown_table(steps)}")
     if args.results:
