@@ -27,15 +27,9 @@ import torch
 
 from uattr.experiments.attribute import cpu_model
 from uattr.experiments.runs import RunFolder, write_atomic
-from uattr.zoo.weights import manifest
+from uattr.zoo.weights import shipped_digests
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def shipped_files() -> dict[str, str]:
-    """Every shipped weight file, ``name/file``: its SHA-256."""
-    return {f"{name}/{file}": digest for name, entry in manifest().items()
-            for file, digest in entry["files"].items()}
 
 
 def main() -> None:
@@ -65,7 +59,7 @@ def main() -> None:
                      f"{out.path / 'make-run.log'}")
         [record_path] = list((clone / "runs").glob("**/run.json"))
         record = json.loads(record_path.read_text())
-    shipped = shipped_files()
+    shipped = shipped_digests()
     weights = record.get("weights") or {}
     out.write_json("run-first-run.json", {
         "command": "make run", "commit": commit, "cpu": cpu_model(),

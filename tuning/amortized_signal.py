@@ -60,9 +60,10 @@ def probe(posterior, images: torch.Tensor, region: torch.Tensor, name: str) -> d
             float(gain.mean())}
 
 
-def box_region(boxes: torch.Tensor, side: int) -> torch.Tensor:
-    """``[N, 1, side, side]``: 1 inside each image's box ``(top, left, height, width)``."""
-    return box_mask(boxes, side, side).float()[:, None]
+def box_region(boxes: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """``[N, 1, H, W]`` of ``images [N, C, H, W]``: 1 inside each image's box ``(top, left,
+    height, width)``."""
+    return box_mask(boxes, *images.shape[-2:]).to(images.dtype)[:, None]
 
 
 def main() -> None:
@@ -75,7 +76,7 @@ def main() -> None:
         shapes = random_shapes(len(images), *images.shape[-2:], generator).to(images.dtype)
         retouched, _ = retouch(images, generator, clean=0.0)
         boxes = detection_set.boxes
-        patch = box_region(boxes, 28)
+        patch = box_region(boxes, detection_set.images)
         rows = [probe(job.posterior, images, shapes, "training images, a random shape"),
                 probe(job.posterior, retouched, shapes,
                       "training images retouched in that shape"),
@@ -94,7 +95,8 @@ def main() -> None:
         # training split too), the pasted patch as the region
         pool = data.Split(train.images[:N_POOL], train.labels[:N_POOL])
         swapped = build_detection_set(job.posterior, pool, train, n=N_ORACLE, seed=7)
-        rows.append(probe(job.posterior, swapped.images, box_region(swapped.boxes, 28),
+        pasted = box_region(swapped.boxes, swapped.images)
+        rows.append(probe(job.posterior, swapped.images, pasted,
                           "training images patch-swapped (oracle), the pasted patch"))
         oracle = AmortizedUA(job.posterior, lam=LAM, sigma_init=SIGMA_INIT, seed=0).fit(
             swapped.images, epochs=ORACLE_EPOCHS, batch_size=64, lr=1e-3, progress=True)

@@ -210,9 +210,9 @@ def test_covlrp_passes_an_adaptive_max_pool_and_dropout_as_lrp0_gradient_times_i
 
 def test_the_passes_of_covgi_and_covlrp_are_counted_where_hooks_cannot_see_them():
     # CovGI: one forward pass and one backward pass (each member runs on its own copy of
-    # the images, so one backward call separates their gradients). CovLRP: one forward pass for the
-    # predicted class, then LRP through a copy of each member, forward and back, which
-    # the posterior's hooks never see: declared as one pass each way.
+    # the images, so one backward call separates their gradients). CovLRP: one forward
+    # pass for the predicted class, then LRP through a copy of each member, forward and
+    # back, which the posterior's hooks never see: declared as one pass each way.
     from uattr.posteriors.passes import PassCounter
 
     posterior = as_posterior(tiny_cnn_members(members=3))

@@ -224,10 +224,9 @@ def stale_tables(results: str | Path) -> dict[str, str]:
     none) that name no weights (unless they say their networks are seeded and untrained),
     or weights that uattr does not ship: ``{record: why}``. A
     table is regenerable anywhere only when none of its records is here."""
-    from ..zoo.weights import manifest
+    from ..zoo.weights import shipped_digests
 
-    shipped = {f"{name}/{file}": digest for name, entry in manifest().items()
-               for file, digest in entry["files"].items()}
+    shipped = shipped_digests()
     stale = {}
     for folder in sorted(p for p in Path(results).iterdir() if p.is_dir()):
         records = _records(folder)

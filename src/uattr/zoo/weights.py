@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["MANIFEST", "SHIPPED", "file_hashes", "load_shipped", "manifest", "sha256",
-           "ship", "shipped_entry"]
+           "ship", "shipped_digests", "shipped_entry"]
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = SHIPPED / "manifest.json"
@@ -59,6 +59,12 @@ def manifest() -> dict:
     if not MANIFEST.exists():
         return {}
     return _read_manifest(MANIFEST, MANIFEST.stat().st_mtime)
+
+
+def shipped_digests() -> dict[str, str]:
+    """Every shipped file as a run record names it, ``name/file``: its SHA-256."""
+    return {f"{name}/{file}": digest for name, entry in manifest().items()
+            for file, digest in entry["files"].items()}
 
 
 def shipped_entry(name: str) -> dict | None:
