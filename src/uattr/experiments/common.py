@@ -30,11 +30,13 @@ from ..ops.segment import with_boxes
 from ..posteriors.passes import PassCounter
 from ..uq import predict_probs, uncertainty
 from ..zoo.data import Split
-from .runs import RunFolder
+from .batch_store import BatchStore, FinishedBatch, open_batch_store, storing_batches
+from .runs import RunFolder, config_key
 
 __all__ = ["NOT_IN_KEY", "AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
-           "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "method_rows",
-           "most_uncertain", "posterior_key", "slice_size", "takes_generator"]
+           "attribute_in_batches", "cached_cell", "cached_cells", "compute_and_store_cell",
+           "method_key", "method_rows", "most_uncertain", "posterior_key", "slice_size",
+           "takes_generator"]
 
 # The images of a table whose values are stored beside it, for a test to recompute a slice
 # of every row from the shipped weights (tests/test_reproduce.py): a random method's draws
@@ -107,9 +109,22 @@ def cached_cell(folder: RunFolder | None, name: str, config: dict[str, Any],
     if cached is not None:
         log(f"{label or name}: loaded from {folder.path / 'cells'}")
         return cached
-    record, array = compute()
-    if folder is not None:
-        folder.save_cell(name, config, record, array)
+    if folder is None:
+        return compute()
+    return compute_and_store_cell(folder, name, config, compute)
+
+
+def compute_and_store_cell(folder: RunFolder, name: str, config: dict[str, Any],
+                           compute: Callable[[], tuple[dict, np.ndarray]]
+                           ) -> tuple[dict, np.ndarray]:
+    """``compute()`` cell ``name`` and store it in ``folder``; while it runs, the batches
+    it finishes are kept in ``cells/<name>.parts`` (:mod:`.batch_store`), so that a cell
+    stopped part way resumes from its last finished batch."""
+    store = BatchStore(folder.path / "cells" / f"{name}.parts", config_key(config))
+    with storing_batches(store):
+        record, array = compute()
+    folder.save_cell(name, config, record, array)
+    store.clear()
     return record, array
 
 
@@ -234,17 +249,56 @@ def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
                       results: list | None = None,
                       log: Log = print) -> AttributedMaps:
     """:func:`attribute_in_batches`, timed, with the posterior's passes counted
-    (:mod:`uattr.posteriors.passes`)."""
+    (:mod:`uattr.posteriors.passes`), batch by batch. Inside a cell being computed
+    (:func:`compute_and_store_cell`) each finished batch is stored, and a batch stored
+    before is loaded instead of computed: its seconds and passes are those it took then,
+    so a resumed cell reports the work of an uninterrupted one."""
     log(f"{spec.name}: attributing {len(images)} images")
-    start = time.perf_counter()
+    store = open_batch_store()
+    random = takes_generator(spec.method)
+    n = len(images)
+    maps, seconds, forward, backward = [], 0.0, 0.0, 0.0
+    counted = True
+    with tqdm(total=n, desc=spec.name, unit="image", leave=False,
+              disable=n <= batch_size) as bar:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            done = store.load(start, stop) if store is not None else None
+            if done is None:
+                done = _attribute_batch(spec, images, start, stop, device, boxes,
+                                        random, results is not None)
+                if store is not None:
+                    store.save(start, stop, done)
+            maps.append(done.maps)
+            seconds += done.seconds
+            counted = counted and done.forward is not None and done.backward is not None
+            forward += done.forward or 0.0
+            backward += done.backward or 0.0
+            if results is not None and done.result is not None:
+                results.append(done.result)
+            bar.update(stop - start)
+    return AttributedMaps(torch.cat(maps), seconds / n, forward / n if counted else None,
+                          backward / n if counted else None)
+
+
+def _attribute_batch(spec: MethodSpec, images: Tensor, start: int, stop: int,
+                     device: torch.device | str, boxes: Tensor | None, random: bool,
+                     diagnostics: bool) -> FinishedBatch:
+    """Images ``start:stop`` of ``images`` attributed as one batch, timed and counted; a
+    random method draws from the generators of the images' positions in ``images``."""
+    results: list | None = [] if diagnostics else None
+    began = time.perf_counter()
     with PassCounter(spec.method.posterior,
                      also=spec.method.counted_networks()) as passes:
-        maps = attribute_in_batches(spec, images, batch_size, device, boxes=boxes,
-                                    results=results)
-    n = len(images)
-    return AttributedMaps(maps, (time.perf_counter() - start) / n,
-                          passes.forward / n if passes.available else None,
-                          passes.backward / n if passes.available else None)
+        maps = attribute_in_batches(
+            spec, images[start:stop], stop - start, device,
+            boxes=boxes[start:stop] if boxes is not None else None,
+            generators=index_generators(spec.method.seed, range(start, stop)) if random
+            else None, results=results)
+    return FinishedBatch(maps, time.perf_counter() - began,
+                         passes.forward if passes.available else None,
+                         passes.backward if passes.available else None,
+                         results[0] if results else None)
 
 
 def most_uncertain(
