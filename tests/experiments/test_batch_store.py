@@ -90,11 +90,42 @@ def test_a_stored_batch_keeps_the_optimisers_diagnostics_and_uncountable_passes(
         converged=torch.tensor([True, False]), sigma=torch.tensor([1.5, 2.0]),
         u_before=torch.tensor([0.9, 1.2]), u_after=torch.tensor([0.3, 1.1]))
     store = BatchStore(tmp_path, "key")
-    store.save(4, 6, FinishedBatch(result.maps, 2.5, None, 7.0, result))
+    store.save(4, 6, FinishedBatch(result.maps, 2.5, 2, None, 7.0, result))
     loaded = store.load(4, 6)
-    assert (loaded.seconds, loaded.forward, loaded.backward) == (2.5, None, 7.0)
+    assert (loaded.seconds, loaded.threads, loaded.forward, loaded.backward) == (2.5, 2, None, 7.0)
     for name in ("maps", "probs", "steps", "converged", "sigma", "u_before", "u_after"):
         assert torch.equal(getattr(loaded.result, name), getattr(result, name)), name
     assert BatchStore(tmp_path, "another key").load(4, 6) is None
     (tmp_path / "4-6.npz").write_bytes(b"cut short")
     assert store.load(4, 6) is None  # a damaged part is computed again
+
+
+def test_a_cell_reports_the_threads_its_batches_ran_on_not_those_of_who_reads_it(tmp_path):
+    from uattr.experiments.benchmarks.detection import runtime_rows
+
+    posterior = as_posterior(tiny_cnn_members())
+    images = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    folder, threads = RunFolder(tmp_path), torch.get_num_threads()
+    seen = []
+
+    def cell(spec):
+        def compute():
+            done = attribute_counted(spec, images, 2, "cpu", log=lambda _: None)
+            seen.append(done.threads)
+            return {"method": "draws", "s/image": done.seconds,
+                    "threads": "/".join(map(str, done.threads))}, done.maps.numpy()
+        return cached_cell(folder, "draws", method_key(spec), compute, log=lambda _: None)
+
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(_Stopped):  # the first batch on one thread, then stopped
+            cell(MethodSpec("draws", _Draws(posterior, stop_at=2)))
+        torch.set_num_threads(2)
+        record, _ = cell(MethodSpec("draws", _Draws(posterior)))  # the second on two
+        torch.set_num_threads(1)  # the table assembled on one thread
+        row = runtime_rows([record], batch_size=2, device="cpu")[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [(1, 2)] and row["device"] == "cpu (1/2 threads)"
+    assert runtime_rows([{"method": "m", "s/image": 1.0, "threads": "1"}], batch_size=2,
+                        device="cpu")[0]["device"] == "cpu (1 thread)"

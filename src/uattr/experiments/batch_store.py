@@ -42,12 +42,13 @@ _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(OptimizationResult)
 
 @dataclass(frozen=True)
 class FinishedBatch:
-    """One finished batch of a cell: its maps ``[b, H, W]``, the seconds it took, its
-    forward and backward passes (``None``: not countable) and, for the optimiser, its
-    :class:`~uattr.attribution.OptimizationResult`."""
+    """One finished batch of a cell: its maps ``[b, H, W]``, the seconds it took on how
+    many threads, its forward and backward passes (``None``: not countable) and, for the
+    optimiser, its :class:`~uattr.attribution.OptimizationResult`."""
 
     maps: Tensor
     seconds: float
+    threads: int
     forward: float | None
     backward: float | None
     result: OptimizationResult | None = None
@@ -90,15 +91,16 @@ class BatchStore:
             result = OptimizationResult(**{name: torch.from_numpy(arrays[f"result_{name}"])
                                            for name in _RESULT_FIELDS})
         return FinishedBatch(torch.from_numpy(arrays["maps"]), float(arrays["seconds"]),
-                             _uncount(arrays["forward"]), _uncount(arrays["backward"]),
-                             result)
+                             int(arrays["threads"]), _uncount(arrays["forward"]),
+                             _uncount(arrays["backward"]), result)
 
     def save(self, start: int, stop: int, batch: FinishedBatch) -> None:
         """Store images ``start:stop`` (atomically: a part is whole or absent)."""
         if batch.result is not None and batch.result.trace is not None:
             return  # a traced run is a study of its own, not a cell: nothing to resume
         arrays = {"key": np.array(self.key), "maps": batch.maps.numpy(),
-                  "seconds": np.array(batch.seconds), "forward": _count(batch.forward),
+                  "seconds": np.array(batch.seconds), "threads": np.array(batch.threads),
+                  "forward": _count(batch.forward),
                   "backward": _count(batch.backward),
                   "has_result": np.array(batch.result is not None)}
         if batch.result is not None:

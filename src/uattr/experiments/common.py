@@ -236,12 +236,15 @@ def takes_generator(method: object) -> bool:
 @dataclass(frozen=True)
 class AttributedMaps:
     """A row's maps ``[N, H, W]`` with what they cost: seconds, forward and backward
-    passes per image (``None`` where the posterior's passes cannot be counted)."""
+    passes per image (``None`` where the posterior's passes cannot be counted), and the
+    thread counts the seconds were measured with (more than one where a resumed cell's
+    batches ran in processes of different thread counts)."""
 
     maps: Tensor
     seconds: float
     forward: float | None
     backward: float | None
+    threads: tuple[int, ...] = ()
 
 
 def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
@@ -258,7 +261,7 @@ def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
     random = takes_generator(spec.method)
     n = len(images)
     maps, seconds, forward, backward = [], 0.0, 0.0, 0.0
-    counted = True
+    counted, threads = True, set()
     with tqdm(total=n, desc=spec.name, unit="image", leave=False,
               disable=n <= batch_size) as bar:
         for start in range(0, n, batch_size):
@@ -271,6 +274,7 @@ def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
                     store.save(start, stop, done)
             maps.append(done.maps)
             seconds += done.seconds
+            threads.add(done.threads)
             counted = counted and done.forward is not None and done.backward is not None
             forward += done.forward or 0.0
             backward += done.backward or 0.0
@@ -278,7 +282,7 @@ def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
                 results.append(done.result)
             bar.update(stop - start)
     return AttributedMaps(torch.cat(maps), seconds / n, forward / n if counted else None,
-                          backward / n if counted else None)
+                          backward / n if counted else None, tuple(sorted(threads)))
 
 
 def _attribute_batch(spec: MethodSpec, images: Tensor, start: int, stop: int,
@@ -295,7 +299,7 @@ def _attribute_batch(spec: MethodSpec, images: Tensor, start: int, stop: int,
             boxes=boxes[start:stop] if boxes is not None else None,
             generators=index_generators(spec.method.seed, range(start, stop)) if random
             else None, results=results)
-    return FinishedBatch(maps, time.perf_counter() - began,
+    return FinishedBatch(maps, time.perf_counter() - began, torch.get_num_threads(),
                          passes.forward if passes.available else None,
                          passes.backward if passes.available else None,
                          results[0] if results else None)

@@ -137,6 +137,7 @@ def run_detection(
             row = {"method": spec.name, "IoU": float(iou.mean()), "ADA": ada(iou),
                    "s/image": done.seconds, "forward/image": done.forward,
                    "backward/image": done.backward, "n": len(detection.images),
+                   "threads": "/".join(str(t) for t in done.threads),
                    "IoU, brighter patch": float(iou[adds].mean()) if adds.any() else None,
                    "IoU, darker patch": float(iou[~adds].mean()) if (~adds).any() else None}
             if diagnostics:  # an optimisation: how long it ran (papers/001 Table 9)
@@ -210,13 +211,18 @@ def _against_the_best(rows: list[dict], ious: dict[str, Tensor], oracles: set[st
 
 def runtime_rows(rows: list[dict], *, batch_size: int, device: str) -> list[dict]:
     """The runtime table (papers/000 Table 5) from the detection rows: seconds and passes
-    per image of every method, measured on the same images, machine and batch size."""
-    threads = torch.get_num_threads()
+    per image of every method, measured on the same images, machine and batch size, each
+    with the threads its cell was measured on (a cell stored before they were kept: this
+    process's)."""
+    def where(row: dict) -> str:
+        threads = str(row.get("threads") or torch.get_num_threads())
+        return f"{device} ({threads} thread{'' if threads == '1' else 's'})"
+
     return [{"method": row["method"], "s/image": row["s/image"],
              "forward/image": row.get("forward/image"),
              "backward/image": row.get("backward/image"),
              "s/image, papers/000 C10": SECONDS_C10.get(row["method"]),
-             "batch": batch_size, "device": f"{device} ({threads} threads)"}
+             "batch": batch_size, "device": where(row)}
             for row in rows]
 
 
