@@ -41,9 +41,9 @@ class _Draws(UncertaintyAttribution):
         return u[:, None, None] * draws  # [B, H, W]
 
 
-def _cell(folder, spec, images):
+def _cell(folder, spec, images, log=lambda _: None):
     def compute():
-        done = attribute_counted(spec, images, 2, "cpu", log=lambda _: None)
+        done = attribute_counted(spec, images, 2, "cpu", log=log)
         return {"forward/image": done.forward}, done.maps.numpy()
     return cached_cell(folder, "draws", method_key(spec), compute, log=lambda _: None)
 
@@ -62,9 +62,11 @@ def test_a_stopped_cell_resumes_from_its_last_finished_batch(tmp_path):
     parts = folder.path / "cells" / "draws.parts"
     assert sorted(p.name for p in parts.iterdir()) == ["0-2.npz", "2-4.npz"]
 
-    resumed = _Draws(posterior)
-    record, maps = _cell(folder, MethodSpec("draws", resumed), images)
+    resumed, said = _Draws(posterior), []
+    record, maps = _cell(folder, MethodSpec("draws", resumed), images, said.append)
     assert resumed.batches == [1]  # only the last image was attributed again
+    assert said == ["draws: attributing 5 images (4 of them stored by a run that stopped: "
+                    "resuming)"]
     assert record == straight[0]  # its passes: those the stored batches took then
     assert torch.equal(torch.from_numpy(maps), torch.from_numpy(straight[1]))
     assert not parts.exists()  # the cell is stored: its parts are gone

@@ -256,17 +256,20 @@ def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
     (:func:`compute_and_store_cell`) each finished batch is stored, and a batch stored
     before is loaded instead of computed: its seconds and passes are those it took then,
     so a resumed cell reports the work of an uninterrupted one."""
-    log(f"{spec.name}: attributing {len(images)} images")
-    store = open_batch_store()
-    random = takes_generator(spec.method)
     n = len(images)
+    store = open_batch_store()
+    ranges = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    stored = {r: store.load(*r) for r in ranges} if store is not None else {}
+    resumed = sum(stop - start for (start, stop), done in stored.items() if done is not None)
+    log(f"{spec.name}: attributing {n} images"
+        + (f" ({resumed} of them stored by a run that stopped: resuming)" if resumed else ""))
+    random = takes_generator(spec.method)
     maps, seconds, forward, backward = [], 0.0, 0.0, 0.0
     counted, threads = True, set()
     with tqdm(total=n, desc=spec.name, unit="image", leave=False,
               disable=n <= batch_size) as bar:
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            done = store.load(start, stop) if store is not None else None
+        for start, stop in ranges:
+            done = stored.get((start, stop))
             if done is None:
                 done = _attribute_batch(spec, images, start, stop, device, boxes,
                                         random, results is not None)
