@@ -14,11 +14,18 @@ them (``--results DIR`` copies them there too):
    Ray with 1 worker, Ray with 2 workers, as images/s and as a ratio to one process;
 3. ``overhead``: Ray with 1 worker (one thread) against one process held to one thread,
    the same shards, as a ratio and in seconds per shard. Ray's start is timed apart.
+
+With ``--stops`` it measures one table instead, ``stops`` (and ``run-throughput-stops.json``):
+``uattr attribute`` with the optimization-based method (slic) in one process under each
+stopping rule and start of ``uattr bench stopping`` (the cold start with the loss rule,
+the default; the mask rule from the cold and from the first-order warm start; the
+movement rule), images/s and as a ratio to the loss rule, on the same images.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -33,6 +40,9 @@ from uattr.experiments.settings import Settings
 from uattr.zoo import data
 
 METHOD = "optimization (slic)"
+# (start, stop) of the --stops table, as uattr bench stopping names them; the default first
+STOPS = (("cold", "loss rule"), ("cold", "mask rule"), ("warm", "mask rule"),
+         ("cold", "movement rule"))
 
 
 def _timed_run(settings: Settings, n: int, shard_size: int, **ray) -> float:
@@ -48,6 +58,24 @@ def _write(out: RunFolder, stem: str, title: str, rows: list[dict]) -> None:
     print(f"\n{title}\n\n{markdown_table(rows)}", flush=True)
 
 
+def _with_stop(settings: Settings, start: str, stop: str) -> Settings:
+    """``settings`` with the method's stopping rule and start of a --stops row."""
+    method = dataclasses.replace(settings.method, stop=stop.split()[0],
+                                 init="first-order" if start == "warm" else "zeros")
+    return dataclasses.replace(settings, method=method)
+
+
+def _stops(settings: Settings, n: int, shard_size: int) -> list[dict]:
+    """The --stops table: ``uattr attribute`` under each (start, stop) of :data:`STOPS`."""
+    rows = []
+    for start, stop in STOPS:
+        seconds = _timed_run(_with_stop(settings, start, stop), n, shard_size)
+        rows.append({"start": start, "stop": stop, "seconds": seconds, "images/s": n / seconds,
+                     "ratio to the loss rule": rows[0]["seconds"] / seconds if rows else 1.0})
+        print(f"{start} start, {stop}: {n / seconds:.3f} images/s", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,11 +84,15 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=[METHOD, "grad", "ua-backprop",
                                                          "occlusion", "kernelshap-fixed (slic)"],
                         help="methods of the first table")
+    parser.add_argument("--stops", action="store_true",
+                        help="measure only the stops table: the optimization-based method "
+                             "under each stopping rule and start (module docstring)")
     parser.add_argument("--out", default="runs/throughput", help="folder of the tables")
     parser.add_argument("--results", help="also copy the tables to this folder")
     args = parser.parse_args()
     settings = Settings()
     threads = torch.get_num_threads()
+    on = f"{threads} thread{'' if threads == 1 else 's'}"
     posterior, info = load_posterior(settings)
     specs = detection_methods(posterior, settings.method)
     unknown = [name for name in args.methods if name != METHOD and (
@@ -71,10 +103,17 @@ def main() -> None:
     index = torch.arange(args.n)
     out = RunFolder(args.out)
     shards = ShardPlan(index, args.shard_size).count
-    out.write_json("run-throughput.json", {
+    out.write_json("run-throughput-stops.json" if args.stops else "run-throughput.json", {
         "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(), "threads": threads,
         "images": args.n, "shard size": args.shard_size, "shards": shards,
         "weights": dict(sorted(info.get("weights", {}).items()))})
+    if args.stops:
+        _write(out, "stops", f"uattr attribute, {METHOD}, one process, {on}, "
+               f"{args.n} MNIST test images, by stopping rule and start",
+               _stops(settings, args.n, args.shard_size))
+        if args.results:
+            out.publish(args.results)
+        return
 
     import ray
 
@@ -88,7 +127,7 @@ def main() -> None:
                         device="cpu")
         seconds = time.perf_counter() - start
         rows.append({"method": name, "seconds": seconds, "images/s": args.n / seconds})
-    _write(out, "methods", f"One process, {threads} threads, {args.n} MNIST test images", rows)
+    _write(out, "methods", f"One process, {on}, {args.n} MNIST test images", rows)
 
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -137,3 +137,31 @@ def test_the_readme_throughput_sentences_are_those_of_the_tables():
     two = rows["Ray, 2 workers"]
     assert (f"a cluster of k machines like this one attributes about k × "
             f"{two['images/s']:.1f} images/s with this method") in readme
+
+
+@pytest.mark.skipif(not (THROUGHPUT / "stops.json").exists(),
+                    reason="no committed stops table")
+def test_the_stops_table_is_consistent_and_the_readme_says_what_it_holds():
+    run = json.loads((THROUGHPUT / "run-throughput-stops.json").read_text())
+    rows = {(row["start"], row["stop"]): row
+            for row in json.loads((THROUGHPUT / "stops.json").read_text())}
+    assert list(rows) == [("cold", "loss rule"), ("cold", "mask rule"), ("warm", "mask rule"),
+                          ("cold", "movement rule")]
+    loss = rows["cold", "loss rule"]
+    for row in rows.values():
+        assert row["images/s"] == pytest.approx(run["images"] / row["seconds"], rel=1e-12)
+        assert row["ratio to the loss rule"] == pytest.approx(
+            loss["seconds"] / row["seconds"], rel=1e-12)
+    # every rule that ends images before the step limit is faster than the one that never
+    # does, and the warm start, which ends them soonest on the detection images, fastest
+    stopping = {(row["start"], row["stop"]): row["mean steps"] for row in json.loads(
+        (FOLDER.parent / "mnist-test-n500-seed0" / "stopping.json").read_text())}
+    assert min(stopping, key=stopping.get) == ("warm", "mask rule")
+    assert max(rows, key=lambda k: rows[k]["images/s"]) == ("warm", "mask rule")
+    assert min(rows, key=lambda k: rows[k]["images/s"]) == ("cold", "loss rule")
+    readme = " ".join((FOLDER.parents[2] / "README.md").read_text().split())
+    ratio = {key: f"{row['ratio to the loss rule']:.1f}" for key, row in rows.items()}
+    assert (f"Through `uattr attribute` on {run['images']} MNIST test images the mask rule "
+            f"explains {ratio['cold', 'mask rule']} times as many images per second as the "
+            f"default, the warm start {ratio['warm', 'mask rule']} times and the movement "
+            f"rule {ratio['cold', 'movement rule']} times") in readme
