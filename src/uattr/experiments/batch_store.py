@@ -4,13 +4,13 @@ instead of from its first image.
 
 Without it a cell is all or nothing: KernelSHAP or LIME over the segments of 500 colour
 images runs for hours on 2 cores, and a stop one image before the end loses all of it.
-While :func:`~.common.cached_cell` (or a Ray task) computes a cell it opens the cell's
-:class:`BatchStore` (:func:`storing_batches`); :func:`~.common.attribute_counted` stores
-each batch it finishes there (maps, seconds, passes and the optimiser's diagnostics) and
-loads the batches already stored. A random method draws from one generator per image
-(:mod:`uattr.ops.rng`), so a resumed cell's maps are those of an uninterrupted one. The
-parts are keyed like their cell (a changed setting computes them again) and removed once
-the cell is stored.
+While :func:`~.common.cached_cell` (or a Ray task) computes a cell
+(:func:`compute_and_store_cell`) it opens the cell's :class:`BatchStore`;
+:func:`~.common.attribute_counted` stores each batch it finishes there (maps, seconds,
+threads, passes and the optimiser's diagnostics) and loads the batches already stored.
+A random method draws from one generator per image (:mod:`uattr.ops.rng`), so a resumed
+cell's maps are those of an uninterrupted one. The parts are keyed like their cell (a
+changed setting computes them again) and removed once the cell is stored.
 """
 
 from __future__ import annotations
@@ -19,20 +19,22 @@ import dataclasses
 import io
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..attribution.optimization import OptimizationResult
-from .runs import write_atomic
+from .runs import RunFolder, config_key, write_atomic
 
-__all__ = ["BatchStore", "FinishedBatch", "open_batch_store", "storing_batches"]
+__all__ = ["BatchStore", "FinishedBatch", "compute_and_store_cell", "open_batch_store",
+           "storing_batches"]
 
 # the diagnostics a stored batch keeps: every tensor of an OptimizationResult (a trace is
 # only made when asked for, never by a benchmark's cell)
@@ -131,3 +133,17 @@ def storing_batches(store: BatchStore) -> Iterator[BatchStore]:
         yield store
     finally:
         _OPEN.reset(token)
+
+
+def compute_and_store_cell(folder: RunFolder, name: str, config: dict[str, Any],
+                           compute: Callable[[], tuple[dict, np.ndarray]]
+                           ) -> tuple[dict, np.ndarray]:
+    """``compute()`` cell ``name`` and store it in ``folder``; while it runs, the batches
+    it finishes are kept in ``cells/<name>.parts`` (a :class:`BatchStore`), so that a cell
+    stopped part way resumes from its last finished batch."""
+    store = BatchStore(folder.path / "cells" / f"{name}.parts", config_key(config))
+    with storing_batches(store):
+        record, array = compute()
+    folder.save_cell(name, config, record, array)
+    store.clear()
+    return record, array

@@ -30,13 +30,12 @@ from ..ops.segment import with_boxes
 from ..posteriors.passes import PassCounter
 from ..uq import predict_probs, uncertainty
 from ..zoo.data import Split
-from .batch_store import BatchStore, FinishedBatch, open_batch_store, storing_batches
-from .runs import RunFolder, config_key
+from .batch_store import FinishedBatch, compute_and_store_cell, open_batch_store
+from .runs import RunFolder
 
 __all__ = ["NOT_IN_KEY", "AttributedMaps", "Cell", "MethodSpec", "Parallel", "attribute_counted",
-           "attribute_in_batches", "cached_cell", "cached_cells", "compute_and_store_cell",
-           "method_key", "method_rows", "most_uncertain", "posterior_key", "slice_size",
-           "takes_generator"]
+           "attribute_in_batches", "cached_cell", "cached_cells", "method_key", "method_rows",
+           "most_uncertain", "posterior_key", "slice_size", "takes_generator"]
 
 # The images of a table whose values are stored beside it, for a test to recompute a slice
 # of every row from the shipped weights (tests/test_reproduce.py): a random method's draws
@@ -112,20 +111,6 @@ def cached_cell(folder: RunFolder | None, name: str, config: dict[str, Any],
     if folder is None:
         return compute()
     return compute_and_store_cell(folder, name, config, compute)
-
-
-def compute_and_store_cell(folder: RunFolder, name: str, config: dict[str, Any],
-                           compute: Callable[[], tuple[dict, np.ndarray]]
-                           ) -> tuple[dict, np.ndarray]:
-    """``compute()`` cell ``name`` and store it in ``folder``; while it runs, the batches
-    it finishes are kept in ``cells/<name>.parts`` (:mod:`.batch_store`), so that a cell
-    stopped part way resumes from its last finished batch."""
-    store = BatchStore(folder.path / "cells" / f"{name}.parts", config_key(config))
-    with storing_batches(store):
-        record, array = compute()
-    folder.save_cell(name, config, record, array)
-    store.clear()
-    return record, array
 
 
 @dataclass(frozen=True)
@@ -253,7 +238,7 @@ def attribute_counted(spec: MethodSpec, images: Tensor, batch_size: int,
                       log: Log = print) -> AttributedMaps:
     """:func:`attribute_in_batches`, timed, with the posterior's passes counted
     (:mod:`uattr.posteriors.passes`), batch by batch. Inside a cell being computed
-    (:func:`compute_and_store_cell`) each finished batch is stored, and a batch stored
+    (:func:`~.batch_store.compute_and_store_cell`) each finished batch is stored, and a batch stored
     before is loaded instead of computed: its seconds and passes are those it took then,
     so a resumed cell reports the work of an uninterrupted one."""
     n = len(images)

@@ -51,7 +51,7 @@ def _store_cell(folder: str, name: str, config: dict, compute: Callable) -> str:
     """A Ray task: compute one cell on one thread and store it in the run folder."""
     import torch
 
-    from .common import compute_and_store_cell
+    from .batch_store import compute_and_store_cell
     from .runs import RunFolder
 
     torch.set_num_threads(1)  # one task per CPU
