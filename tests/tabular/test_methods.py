@@ -230,3 +230,23 @@ def test_mc_dropout_rows_give_the_sampled_variance_and_covgi_by_hand():
     torch.testing.assert_close(phi.sum(1), sums.var(1, correction=0), rtol=1e-4, atol=1e-7)
     with pytest.raises(ValueError, match="use 'covgi'"):
         covariance_lrp(u, x)
+
+
+def test_covgi_of_an_ensemble_in_one_backward_call_is_that_of_one_call_per_member():
+    # each member reads its own copy of the rows, so one call separates their gradients;
+    # the reference asks for member s's gradient alone, S times
+    torch.manual_seed(3)
+    members = [nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)) for _ in range(4)]
+    u = row_uncertainty(members, output="logits")
+    x = torch.randn(5, 4, dtype=torch.float64)
+    rows = x.clone().requires_grad_(True)
+    outputs = u.members(rows)  # [B, S]
+    grads = torch.stack([torch.autograd.grad(outputs[:, s].sum(), rows, retain_graph=True)[0]
+                         for s in range(len(members))], 1)  # [B, S, F]
+    relevance = grads * x[:, None]
+    centred = relevance - relevance.mean(1, keepdim=True)
+    by_hand = (centred * centred.sum(2, keepdim=True)).mean(1)  # [B, F]
+    phi = covariance_gi(u, x)
+    # float32 networks: a relative 1e-6 is some ten float32 roundings
+    torch.testing.assert_close(phi, by_hand, atol=1e-6 * by_hand.abs().max().item(), rtol=0)
+    assert by_hand.abs().max() > 1e-3  # the members disagree: a map that could be wrong

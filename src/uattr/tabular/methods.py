@@ -194,16 +194,24 @@ def covariance_gi(u: RowUncertainty, x: object) -> Tensor:
     """CovGI ``φ [B, F]`` (module docstring) of an ensemble of PyTorch networks: their
     members' outputs (a regression mean, or the logit of the class the ensemble predicts)
     explained by Gradient×Input, and each feature's covariance over the members with the
-    sum of the explanation."""
+    sum of the explanation. An ensemble's members each read their own copy of the rows, so
+    one backward call gives every member's gradients; the samples of one network (MC
+    Dropout) take one call each."""
     x, _ = _check(u, x, None)
     if u.members is None:
         raise ValueError("u: CovGI explains the spread of an ensemble's members and needs "
                          "their outputs: build u with row_uncertainty(list of PyTorch "
                          "networks, output=...)")
-    x = x.detach().requires_grad_(True)
-    outputs = u.members(x)  # [B, S]
-    grads = torch.stack([torch.autograd.grad(outputs[:, s].sum(), x, retain_graph=True)[0]
-                         for s in range(outputs.shape[1])], 1)  # [B, S, F]: rows independent
+    if u.networks is not None:  # an ensemble: each member reads its own copy of the rows
+        copies = x.detach()[None].repeat(len(u.networks), 1, 1).requires_grad_(True)
+        outputs = u.members(copies)  # [B, S]: member s's output depends on copies[s] alone
+        grads = torch.autograd.grad(outputs.sum(), copies)[0].transpose(0, 1)  # [B, S, F]
+    else:  # the samples of one network share it: one backward call per sample
+        x = x.detach().requires_grad_(True)
+        outputs = u.members(x)  # [B, S]
+        grads = torch.stack([torch.autograd.grad(outputs[:, s].sum(), x,
+                                                 retain_graph=True)[0]
+                             for s in range(outputs.shape[1])], 1)  # [B, S, F]
     return member_covariance((grads * x.detach()[:, None]).detach())
 
 

@@ -265,11 +265,16 @@ def _sklearn_uncertainty(model: object, uncertainty: str) -> RowUncertainty:
 
 def _torch_uncertainty(networks: list[nn.Module], uncertainty: str, output: str | None,
                        n_features: int | None) -> RowUncertainty:
-    """An ensemble of networks, each ``x -> [B, C]`` (or ``[B, 2]``), as members."""
+    """An ensemble of networks, each ``x -> [B, C]`` (or ``[B, 2]``), as members. Rows
+    ``[S, B, F]`` give each member its own copy (member ``s`` reads ``x[s]``), so that one
+    backward call separates the members' input gradients (CovGI)."""
     dtype = next(networks[0].parameters()).dtype
 
     def raw(x: Tensor) -> Tensor:  # [B, S, C], float64
-        return torch.stack([net(x.to(dtype)) for net in networks], 1).to(torch.float64)
+        copies = x if x.dim() == 3 else [x] * len(networks)
+        return torch.stack([net(rows.to(dtype)) for net, rows in zip(networks, copies,
+                                                                      strict=True)],
+                           1).to(torch.float64)
 
     return _from_samples(raw, networks[0], uncertainty, output, n_features, networks)
 
