@@ -86,7 +86,8 @@ def test_parts_made_with_other_settings_are_computed_again(tmp_path):
     assert torch.equal(torch.from_numpy(maps), torch.from_numpy(fresh))
 
 
-def test_a_stored_batch_keeps_the_optimisers_diagnostics_and_uncountable_passes(tmp_path):
+def test_a_stored_batch_keeps_the_optimisers_diagnostics_and_uncountable_passes(tmp_path,
+                                                                             capsys):
     result = OptimizationResult(
         maps=torch.rand(2, 3, 3), probs=torch.rand(2, 4), steps=torch.tensor([120, 500]),
         converged=torch.tensor([True, False]), sigma=torch.tensor([1.5, 2.0]),
@@ -98,8 +99,11 @@ def test_a_stored_batch_keeps_the_optimisers_diagnostics_and_uncountable_passes(
     for name in ("maps", "probs", "steps", "converged", "sigma", "u_before", "u_after"):
         assert torch.equal(getattr(loaded.result, name), getattr(result, name)), name
     assert BatchStore(tmp_path, "another key").load(4, 6) is None
-    (tmp_path / "4-6.npz").write_bytes(b"cut short")
-    assert store.load(4, 6) is None  # a damaged part is computed again
+    whole = (tmp_path / "4-6.npz").read_bytes()
+    (tmp_path / "4-6.npz").write_bytes(whole[: len(whole) // 2])  # cut short mid-write
+    assert store.load(4, 6) is None  # computed again
+    assert "4-6.npz is damaged" in capsys.readouterr().err
+    assert (tmp_path / "4-6.npz.damaged").exists() and not (tmp_path / "4-6.npz").exists()
 
 
 def test_a_cell_reports_the_threads_its_batches_ran_on_not_those_of_who_reads_it(tmp_path):

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..attribution.optimization import OptimizationResult
+from .healing import read_npz_or_set_aside
 from .runs import RunFolder, config_key, write_atomic
 
 __all__ = ["BatchStore", "FinishedBatch", "compute_and_store_cell", "open_batch_store",
@@ -40,6 +41,7 @@ __all__ = ["BatchStore", "FinishedBatch", "compute_and_store_cell", "open_batch_
 # only made when asked for, never by a benchmark's cell)
 _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(OptimizationResult)
                        if f.name != "trace")
+_BATCH_KEYS = ("key", "maps", "seconds", "threads", "forward", "backward", "has_result")
 
 
 @dataclass(frozen=True)
@@ -77,20 +79,18 @@ class BatchStore:
 
     def load(self, start: int, stop: int) -> FinishedBatch | None:
         """Images ``start:stop`` as stored with this key; ``None`` when not stored (or
-        stored with another key, or unreadable: then they are computed again)."""
+        stored with another key, or damaged: then they are computed again)."""
         path = self._path(start, stop)
-        if not path.exists():
+        # a damaged part (a full disk, an interrupted copy) is named, moved aside and redone
+        arrays = read_npz_or_set_aside(path, _BATCH_KEYS)
+        if arrays is None or str(arrays["key"]) != self.key:
             return None
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                if str(stored["key"]) != self.key:
-                    return None
-                arrays = {name: stored[name] for name in stored.files}
-        except (OSError, ValueError, KeyError, EOFError):
-            return None  # a damaged part: computed again, and overwritten
         result = None
         if bool(arrays["has_result"]):
-            result = OptimizationResult(**{name: torch.from_numpy(arrays[f"result_{name}"])
+            fields = read_npz_or_set_aside(path, [f"result_{name}" for name in _RESULT_FIELDS])
+            if fields is None:
+                return None
+            result = OptimizationResult(**{name: torch.from_numpy(fields[f"result_{name}"])
                                            for name in _RESULT_FIELDS})
         return FinishedBatch(torch.from_numpy(arrays["maps"]), float(arrays["seconds"]),
                              int(arrays["threads"]), _uncount(arrays["forward"]),
