@@ -4,8 +4,7 @@ method's step against one bare forward+backward of the same posterior.
 
     .venv/bin/python benchmarks/scaling.py --out runs/scaling --results docs/results/scaling-cpu
     .venv/bin/python benchmarks/scaling.py --device cuda --out runs/scaling-cuda
-    .venv/bin/python benchmarks/scaling.py --steps-only --no-resnet --out runs/step-cost \
-        --results docs/results/step-cost-cpu
+    .venv/bin/python benchmarks/scaling.py --steps-only --no-resnet --out runs/step-cost
 
 The images are crops of the colour photographs that ship with scikit-image and
 scikit-learn (:data:`uattr.zoo.photo_mnist.PHOTOS`). The posterior is a 5-member ensemble
