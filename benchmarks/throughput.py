@@ -35,7 +35,7 @@ import torch
 from uattr.experiments.attribute import ShardPlan, attribute_dataset, attribute_shard, cpu_model
 from uattr.experiments.job import load_posterior
 from uattr.experiments.registry import ROWS, detection_methods
-from uattr.experiments.runs import RunFolder, markdown_table
+from uattr.experiments.runs import RunFolder, markdown_table, threads_label
 from uattr.experiments.settings import Settings
 from uattr.zoo import data
 
@@ -92,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     threads = torch.get_num_threads()
-    on = f"{threads} thread{'' if threads == 1 else 's'}"
+    on = threads_label(threads)
     posterior, info = load_posterior(settings)
     specs = detection_methods(posterior, settings.method)
     unknown = [name for name in args.methods if name != METHOD and (

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from uattr.experiments.runs import RunFolder, config_key, markdown_table
+from uattr.experiments.runs import RunFolder, config_key, markdown_table, threads_label
 
 
 def test_table_is_written_in_three_formats(tmp_path):
@@ -43,3 +43,8 @@ def test_publish_copies_the_tables_figures_and_reports_but_never_the_cells(tmp_p
     copied, original = (tmp_path / d / "t.json" for d in ("results", "run"))
     assert copied.read_text() == original.read_text()
     assert not (tmp_path / "results" / "cells").exists()
+
+
+def test_threads_are_named_in_the_singular_only_for_one():
+    assert [threads_label(t) for t in (1, "1", 2, "1/2")] == [
+        "1 thread", "1 thread", "2 threads", "1/2 threads"]

@@ -126,11 +126,11 @@ def open_batch_store() -> BatchStore | None:
 
 
 @contextmanager
-def storing_batches(store: BatchStore) -> Iterator[BatchStore]:
-    """Make ``store`` the open one while a cell is computed."""
+def storing_batches(store: BatchStore) -> Iterator[None]:
+    """Make ``store`` the open one while a cell is computed (:func:`open_batch_store`)."""
     token = _OPEN.set(store)
     try:
-        yield store
+        yield
     finally:
         _OPEN.reset(token)
 

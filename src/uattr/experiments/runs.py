@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunFolder", "config_key", "format_cell", "markdown_table", "write_atomic"]
+__all__ = ["RunFolder", "config_key", "format_cell", "markdown_table", "threads_label",
+           "write_atomic"]
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -48,6 +49,12 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     lines += ["| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |"
               for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def threads_label(threads: int | str) -> str:
+    """``"1 thread"``, ``"2 threads"``, ``"1/2 threads"``: how tables name the threads a
+    measurement ran on."""
+    return f"{threads} thread{'' if str(threads) == '1' else 's'}"
 
 
 def _umask() -> int:

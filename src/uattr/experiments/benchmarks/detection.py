@@ -35,7 +35,7 @@ from ..common import (
 )
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import DETECTION_ROWS, detection_methods, family_means
-from ..runs import RunFolder
+from ..runs import RunFolder, threads_label
 from ..spread import paired_differences
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
@@ -215,8 +215,7 @@ def runtime_rows(rows: list[dict], *, batch_size: int, device: str) -> list[dict
     with the threads its cell was measured on (a cell stored before they were kept: this
     process's)."""
     def where(row: dict) -> str:
-        threads = str(row.get("threads") or torch.get_num_threads())
-        return f"{device} ({threads} thread{'' if threads == '1' else 's'})"
+        return f"{device} ({threads_label(row.get('threads') or torch.get_num_threads())})"
 
     return [{"method": row["method"], "s/image": row["s/image"],
              "forward/image": row.get("forward/image"),
