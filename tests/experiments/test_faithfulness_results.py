@@ -104,3 +104,29 @@ def test_the_readme_sentence_is_that_of_the_file(rows, pair):
             f"and 5%, {lead[0]:.1f} and {lead[1]:.1f} paired standard errors above the "
             f"method's {rows[METHOD]['blur avg']:.2f})") in readme
     assert all(rows[m][c] < 0 for m in ("grad", "blur ig", "ua-backprop") for c in BLUR)
+
+
+def test_the_second_order_sentence_is_that_of_the_file(rows, pair):
+    gi, lrp = rows["covgi"], rows["covlrp"]
+    gaps = {(m, c): pair("grad", m, c) for m in ("covgi", "covlrp") for c in GRADIENT}
+    assert all(gap > 0 and se > 2 for gap, se in gaps.values())  # both below Grad
+    above = [pair("covgi", "grad", c) for c in BLUR]
+    assert all(se > 2 for _, se in above)
+    assert all(rows["covlrp"][c] < rows["grad"][c] for c in BLUR)
+    assert all(rows[m][c] < 0 for m in ("covgi", "covlrp") for c in BLUR)
+    negative = [m for m in (*FAMILIES["gradient"], *FAMILIES["second-order"])
+                if all(rows[m][c] < 0 for c in BLUR)]
+    for c in BLUR:  # CovGI's is the least negative of them
+        assert max(negative, key=lambda m: rows[m][c]) == "covgi"
+    g = [f"{gaps[m, c][0]:.3f}" for m in ("covgi", "covlrp") for c in GRADIENT]
+    s = [f"{gaps[m, c][1]:.1f}" for m in ("covgi", "covlrp") for c in GRADIENT]
+    page = _text(ROOT / "docs" / "reproduction.md")
+    assert ("The second-order maps lose to the plain gradient on the gradient columns**: "
+            f"CovGI {gi['gradient 0.5%']:.3f} / {gi['gradient 1%']:.3f} and CovLRP "
+            f"{lrp['gradient 0.5%']:.3f} / {lrp['gradient 1%']:.3f}, {g[0]} / {g[1]} and "
+            f"{g[2]} / {g[3]} below Grad ({s[0]} / {s[1]} and {s[2]} / {s[3]} paired standard "
+            "errors). On the blur columns neither is positive: CovGI's URRs "
+            f"(−{-gi['blur 2%']:.3f} / −{-gi['blur 5%']:.3f}) are {above[0][0]:.3f} / "
+            f"{above[1][0]:.3f} above Grad's ({above[0][1]:.1f} / {above[1][1]:.1f}), the least "
+            f"negative of the gradient-based maps, and CovLRP's (−{-lrp['blur 2%']:.3f} / "
+            f"−{-lrp['blur 5%']:.3f}) are below Grad's.") in page
