@@ -77,3 +77,25 @@ def test_ua_backprop_is_sixth_of_the_papers_eight_rows(rows):
             f"{ua['MURR 5%']:.2f})") in _text(ROOT / "README.md")
     assert (f"it is sixth in both MURR columns ({ua['MURR 2%']:.3f} / {ua['MURR 5%']:.3f})"
             in _text(ROOT / "docs" / "reproduction.md"))
+
+
+def test_the_second_order_sentence_is_that_of_the_files(rows, pair):
+    gi, lrp = rows["covgi"], rows["covlrp"]
+    gradient_based = ("grad", "smoothgrad", "integrated gradients", "blur ig", "fullgrad",
+                      "guided backprop", "ua-backprop", "covgi", "covlrp")
+    for column in MURR:
+        assert _ranked(rows, column, gradient_based)[:2] == ["guided backprop", "covgi"]
+    over = [pair("covgi", "grad", c) for c in MURR]
+    under = [pair("guided backprop", "covgi", c) for c in MURR]
+    gap = [pair("covgi", "covlrp", c) for c in MURR]
+    assert all(p["in s.e."] > 2 for p in (*over, *gap))
+    page = _text(ROOT / "docs" / "reproduction.md")
+    assert (f"CovGI is the second gradient-based map** (MURR {gi['MURR 2%']:.3f} / "
+            f"{gi['MURR 5%']:.3f}), {over[0]['MURR 2% difference']:.3f} / "
+            f"{over[1]['MURR 5% difference']:.3f} above Grad ({over[0]['in s.e.']:.1f} / "
+            f"{over[1]['in s.e.']:.1f} paired standard errors) and "
+            f"{under[0]['MURR 2% difference']:.3f} / {under[1]['MURR 5% difference']:.3f} "
+            f"below Guided Backprop ({under[0]['in s.e.']:.1f} / {under[1]['in s.e.']:.1f}); "
+            f"CovLRP ({lrp['MURR 2%']:.3f} / {lrp['MURR 5%']:.3f}) is "
+            f"{gap[0]['MURR 2% difference']:.3f} / {gap[1]['MURR 5% difference']:.3f} below "
+            f"CovGI ({gap[0]['in s.e.']:.1f} / {gap[1]['in s.e.']:.1f})") in page
