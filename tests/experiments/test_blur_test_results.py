@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from uattr.experiments.registry import FAMILIES
+
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "docs" / "results" / "mnist-test-n500-seed0"
 PAPER_ROWS = ("grad", "smoothgrad", "integrated gradients", "blur ig", "fullgrad",
@@ -81,8 +83,7 @@ def test_ua_backprop_is_sixth_of_the_papers_eight_rows(rows):
 
 def test_the_second_order_sentence_is_that_of_the_files(rows, pair):
     gi, lrp = rows["covgi"], rows["covlrp"]
-    gradient_based = ("grad", "smoothgrad", "integrated gradients", "blur ig", "fullgrad",
-                      "guided backprop", "ua-backprop", "covgi", "covlrp")
+    gradient_based = (*FAMILIES["gradient"], *FAMILIES["second-order"])
     for column in MURR:
         assert _ranked(rows, column, gradient_based)[:2] == ["guided backprop", "covgi"]
     over = [pair("covgi", "grad", c) for c in MURR]
