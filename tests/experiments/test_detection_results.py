@@ -210,3 +210,47 @@ def test_the_second_order_sentence_is_that_of_the_file(rows):
     # own copy of the images), CovLRP one LRP pass through each member's copy
     assert (gi["forward/image"], gi["backward/image"]) == (1, 1)
     assert (lrp["forward/image"], lrp["backward/image"]) == (2, 1)
+
+
+def _pairs(folder: Path, a: str, b: str) -> tuple[float, float]:
+    """Row ``a``'s mean IoU lead over row ``b`` in ``folder`` and that lead in paired
+    standard errors."""
+    per = json.loads((folder / "detection_per_image.json").read_text())["IoU"]
+    difference = np.array(per[a]) - np.array(per[b])
+    return difference.mean(), difference.mean() / (difference.std(ddof=1)
+                                                  / len(difference) ** 0.5)
+
+
+def test_the_second_order_rows_across_ensembles_are_those_of_the_files():
+    page = _text(ROOT / "docs" / "reproduction.md")
+
+    def listed(a: str, b: str) -> tuple[str, str]:
+        leads = [_pairs(folder, a, b) for folder in ENSEMBLES]
+        return (", ".join(f"{lead:.3f}" for lead, _ in leads),
+                ", ".join(f"{in_se:.1f}" for _, in_se in leads))
+
+    lrp, lrp_se = listed("grad", "covlrp")
+    gi, gi_se = listed("grad", "covgi")
+    assert all(_pairs(f, "grad", m)[0] > 0 for f in ENSEMBLES for m in ("covgi", "covlrp"))
+    assert (f"CovLRP by {lrp} IoU on ensembles 0, 1 and 2 ({lrp_se} paired standard errors "
+            f"across images) and CovGI by {gi} ({gi_se})") in page
+    leads = [_pairs(folder, "covlrp", "covgi") for folder in ENSEMBLES]
+    assert all(lead > 0 for lead, _ in leads)  # "ahead of CovGI on all three"
+    assert (f"({', '.join(f'{lead:+.3f}' for lead, _ in leads)}; "
+            f"{', '.join(f'{in_se:.1f}' for _, in_se in leads)} paired standard errors)") in page
+
+
+def test_covgi_on_mc_dropout_is_that_of_the_file(rows):
+    page = _text(ROOT / "docs" / "reproduction.md")
+    mc = _rows(MC_DROPOUT / "detection.json")["covgi"]
+    gain = mc["IoU"] - rows["covgi"]["IoU"]
+    tie, tie_se = _pairs(MC_DROPOUT, "covgi", "grad")
+    behind, behind_se = _pairs(MC_DROPOUT, "ua-backprop", "covgi")
+    assert abs(tie_se) < 2  # "ties"
+    assert (f"CovGI gains on MC-Dropout**: {mc['IoU']:.3f} IoU, {gain:.3f} above its value on "
+            f"the ensemble; there it ties Grad ({tie:+.3f}, {tie_se:.1f} paired standard errors) "
+            f"and stays {behind:.3f} below UA-Backprop ({behind_se:.1f})") in page
+    # measured on a CPU beside rows made on a GPU: the runtime table says where each ran
+    devices = {row["method"]: row["device"]
+               for row in json.loads((MC_DROPOUT / "runtime.json").read_text())}
+    assert devices["covgi"].startswith("cpu") and devices["grad"].startswith("cuda")

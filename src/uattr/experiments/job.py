@@ -73,12 +73,15 @@ def log(message: str) -> None:
 
 @dataclass
 class Section:
-    """A part of ``report.md``: a title, text, tables ``(caption, rows)`` and figures."""
+    """A part of ``report.md``: a title, text, tables ``(caption, rows)`` and figures, and
+    what the run record (``run[-<benchmark>].json``) keeps beside the command's arguments
+    (``record``: for a table that rows were added to, the record of its earlier run)."""
 
     title: str
     text: str
     tables: list[tuple[str, list[dict]]] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
+    record: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -318,7 +321,8 @@ def write_report(job: Job, sections: list[Section], name: str = "report.md",
     path = job.out.write_text(name, "\n".join(lines) + "\n")
     settings = dataclasses.asdict(job.settings) if arguments is None else arguments
     record = name.replace("report", "run").removesuffix(".md") + ".json"  # run-<bench>.json
-    job.out.write_json(record, {**settings, "command": command_line(),
+    kept = {key: value for section in sections for key, value in section.record.items()}
+    job.out.write_json(record, {**settings, **kept, "command": command_line(),
                                     "posterior": info, "weights": dict(sorted(
                                         job.weights.items())),
                                     "seconds": time.perf_counter() - job.start})

@@ -15,10 +15,15 @@ from ..attribution import OptimizationUA
 from ..attribution.base import keyword_defaults
 from ..ops.segment import slic
 
-__all__ = ["DataSettings", "MethodSettings", "PosteriorSettings", "Settings"]
+__all__ = ["BEFORE_ADDED", "DataSettings", "MethodSettings", "PosteriorSettings", "Settings"]
 
 
 _METHOD = keyword_defaults(OptimizationUA)
+
+#: What the options added since the first tables were recorded meant before they existed:
+#: a run record without one was made with this value, whatever the default is now (before
+#: ``--max-steps`` the method ran its fixed 500 steps).
+BEFORE_ADDED = {"stop": "loss", "init": "zeros", "max_steps": 500}
 _SLIC = keyword_defaults(slic)
 
 

@@ -23,7 +23,7 @@ from ...uq import predict_probs, uncertainty
 from ...zoo import data
 from ...zoo.data import CORRUPTIONS, Split, default_patch_size, patch_rotate, patch_swap
 from ...zoo.models import load_cached, save_atomic, weights_tag
-from ..commands import BenchCommand, chosen_methods
+from ..commands import BenchCommand, chosen_methods, option
 from ..common import (
     Cell,
     MethodSpec,
@@ -37,10 +37,11 @@ from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import DETECTION_ROWS, detection_methods, family_means
 from ..runs import RunFolder, threads_label
 from ..spread import paired_differences
+from . import added_rows
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
-__all__ = ["COMMAND", "DetectionSet", "benchmark", "build_detection_set", "detection_images",
-           "run_detection", "run_for_job", "runtime_rows", "write_per_image"]
+__all__ = ["COMMAND", "DetectionSet", "add_rows", "benchmark", "build_detection_set",
+           "detection_images", "run_detection", "run_for_job", "runtime_rows", "write_per_image"]
 
 
 @dataclass(frozen=True)
@@ -304,8 +305,75 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
                    ["detection_examples.png"])
 
 
+def add_rows(job: Job, n: int, names: list[str], folder: str | Path,
+             arguments: dict) -> Section:
+    """The rows ``names`` measured on the images of the detection table in ``folder`` and
+    written into it beside its other rows (:mod:`.added_rows`); ``arguments``: the
+    command's, checked against the table's run record."""
+    committed = added_rows.read_committed(folder)
+    added_rows.check_same_run(committed, arguments, job.info.get("weights", {}), names)
+    settings, out = job.settings, job.out
+    where, method = settings.data, settings.method
+    detection_set = DetectionSet(**added_rows.detection_set_of(
+        committed, where.dataset, where.split, where.data_dir, method.seed))
+    specs = choose_methods(detection_methods(job.posterior, method, job.vae_for(names)),
+                           names, "detection")
+    new_rows, maps = run_for_job(job, detection_set, specs)
+    ious = {name: box_iou(find_box(m, detection_set.patch_size), detection_set.boxes)
+            for name, m in maps.items()}  # name: [N]
+    rows, runtime, per_image = added_rows.merge_rows(
+        committed, new_rows, ious,
+        runtime_rows(new_rows, batch_size=settings.batch_size, device=settings.device))
+    rows = beside(rows, DETECTION_C10, ("IoU", "ADA"))
+    families = family_means(rows, ("IoU", "ADA"))
+    out.write_table("detection", rows)
+    out.write_table("detection_families", families)
+    out.write_table("runtime", runtime)
+    out.write_json("detection_per_image.json", {
+        "indices": committed.detection_set["indices"],
+        "IoU": {name: values.tolist() for name, values in per_image.items()}})
+    out.write_json("detection_pairs.json", paired_differences(per_image))
+    out.write_npz("detection_slice.npz",
+                  added_rows.merge_slice(committed, list(per_image), maps, ious))
+    text = (f"{where.dataset} {where.split}, N = {n}, seed {method.seed}: the rows "
+            f"{', '.join(names)} added to the table of {committed.folder} (its other rows as "
+            "that run measured them, on the same images and weights; the runtime rows name "
+            "the device each row was timed on; detection_examples.png shows the earlier "
+            "run's rows). Rows marked 'oracle:' use the true patch: an upper bound, not a "
+            "method.")
+    print_table(f"Detection of problematic regions: {text}", rows)
+    print_table("Mean of each family", families)
+    return Section("Detection of problematic regions", text,
+                   [("detection", rows), ("mean of each family", families),
+                    ("runtime: seconds and passes per image", runtime)],
+                   record={"added to": committed.record})
+
+
+def _check(args) -> None:
+    if args.add_to is None:
+        return
+    if chosen_methods(args) is None:
+        raise ValueError("--methods: with --add-to, name the rows to add (not all)")
+    added_rows.read_committed(args.add_to)  # a folder that is no table stops the command here
+    if args.results is not None and Path(args.results).resolve() != Path(args.add_to).resolve():
+        raise ValueError("--results: with --add-to the table is written back into its own "
+                         f"folder {args.add_to}; leave --results out or give the same folder")
+
+
+def _run(job: Job, args) -> Section:
+    if args.add_to is None:
+        return benchmark(job, args.n, chosen_methods(args))
+    args.results = args.add_to  # the table is written back where it was read
+    arguments = {key: value for key, value in vars(args).items() if not callable(value)}
+    return add_rows(job, args.n, chosen_methods(args), args.add_to, arguments)
+
+
 COMMAND = BenchCommand(
     "detection", "problematic-region detection and runtime, every method (papers/000 "
-    "Tables 1 and 5, papers/001 Table 6)",
-    lambda job, args: benchmark(job, args.n, chosen_methods(args)),
-    methods=lambda args: DETECTION_ROWS, on_ray=True)
+    "Tables 1 and 5, papers/001 Table 6)", _run,
+    options=(option("--add-to", default=None, metavar="FOLDER",
+                    help="measure only the --methods rows, on the images and weights of the "
+                         "detection table in FOLDER (a results folder), and write them into "
+                         "it beside its other rows; refused when the table was made with "
+                         "other weights or settings"),),
+    methods=lambda args: DETECTION_ROWS, on_ray=True, check=_check)
