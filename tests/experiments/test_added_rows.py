@@ -71,6 +71,7 @@ def test_an_added_row_gives_the_table_of_one_run(tables):
     record = _read(added, "run-detection.json")
     assert record["methods"] == ["covgi"]
     assert record["added to"]["methods"] == ["grad", "occlusion"]
+    assert record["weights"] == record["added to"]["weights"] != {}
     assert {row["method"] for row in _read(added, "runtime.json")} == set(rows)
 
 
@@ -128,3 +129,15 @@ def test_images_of_another_seed_are_refused(tables, tmp_path):
     assert kept["indices"].tolist() == committed.detection_set["indices"]
     with pytest.raises(ValueError, match="not those that seed 1 puts on digits test"):
         detection_set_of(committed, "digits", "test", None, 1)
+
+
+def test_every_committed_table_with_added_rows_names_the_weights_of_all_its_rows():
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[2] / "docs" / "results"
+    added = [json.loads(p.read_text()) for p in results.glob("*/run-detection.json")]
+    added = [record for record in added if "added to" in record]
+    assert added  # the spread's ensembles 1 and 2, MC-Dropout and photo-mnist
+    for record in added:
+        earlier = record["added to"]["weights"]
+        assert earlier.items() <= record["weights"].items(), record["command"]

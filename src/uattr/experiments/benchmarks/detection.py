@@ -319,6 +319,11 @@ def add_rows(job: Job, n: int, names: list[str], folder: str | Path,
     specs = choose_methods(detection_methods(job.posterior, method, job.vae_for(names)),
                            names, "detection")
     new_rows, maps = run_for_job(job, detection_set, specs)
+    # the table's other rows were made with the weights its record names (the VAE's among
+    # them where it has CLUE rows): the new record names them too
+    job.weights.update({key: digest for key, digest
+                        in (committed.record.get("weights") or {}).items()
+                        if key not in job.weights})
     ious = {name: box_iou(find_box(m, detection_set.patch_size), detection_set.boxes)
             for name, m in maps.items()}  # name: [N]
     rows, runtime, per_image = added_rows.merge_rows(
