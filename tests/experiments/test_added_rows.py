@@ -141,3 +141,15 @@ def test_every_committed_table_with_added_rows_names_the_weights_of_all_its_rows
     for record in added:
         earlier = record["added to"]["weights"]
         assert earlier.items() <= record["weights"].items(), record["command"]
+
+
+def test_a_table_whose_files_disagree_is_refused(tables, tmp_path):
+    root, _ = tables
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "added", copy)
+    path = copy / "detection_per_image.json"
+    stored = json.loads(path.read_text())
+    del stored["IoU"]["grad"]  # a row without its per-image values
+    path.write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match=r"per-image values .* \(missing \['grad'\]"):
+        read_committed(copy)

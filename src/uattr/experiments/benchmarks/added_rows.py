@@ -78,7 +78,7 @@ def read_committed(folder: str | Path) -> CommittedTable:
                          "recomputes); rows can be added only to a table that keeps one")
     with np.load(slice_path, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
-    return CommittedTable(
+    committed = CommittedTable(
         folder=folder,
         record=_read_json(folder / "run-detection.json", "the run record"),
         rows=_read_json(folder / "detection.json", "the table"),
@@ -86,6 +86,18 @@ def read_committed(folder: str | Path) -> CommittedTable:
         per_image={row: np.asarray(v, dtype=np.float64) for row, v in stored["IoU"].items()},
         detection_set=_read_json(folder / "detection_set.json", "the detection set"),
         slice=arrays)
+    # every row must have its per-image values, runtime row and slice maps, or the merged
+    # table would hold rows whose comparisons cannot be computed again
+    names = {row["method"] for row in committed.rows}
+    kept = {"per-image values": set(committed.per_image),
+            "runtime rows": {row["method"] for row in committed.runtime},
+            "slice": {str(name) for name in arrays.get("rows", [])}}
+    for what, present in kept.items():
+        if present != names:
+            raise ValueError(f"--add-to: the {what} of {folder} are not those of its table's "
+                             f"rows (missing {sorted(names - present)}, extra "
+                             f"{sorted(present - names)}); regenerate the table")
+    return committed
 
 
 def _normalised(value):
