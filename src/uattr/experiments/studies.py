@@ -35,7 +35,7 @@ from .commands import BenchCommand, option
 from .common import MethodSpec
 from .job import Job, Section, evaluated_images, print_table
 from .registry import ORACLE, detection_methods, optimization, segmenter
-from .spread import paired_differences
+from .spread import paired_differences, paired_differences_by_column
 
 __all__ = ["ABLATION_PARTS", "COMMANDS", "LAMBDAS", "TAUS", "ablation", "convergence",
            "sensitivity", "stopping"]
@@ -128,7 +128,9 @@ def ablation(job: Job, n: int, parts: tuple[str, ...] = ABLATION_PARTS) -> Secti
     if "faithfulness" in parts:
         images, indices, _ = evaluated_images(job, n, method.uncertainty)
         specs = [_variant(job, *row) for row in _FAITHFULNESS_ABLATION]
-        faithful_rows, _ = faithfulness.run_for_job(job, images, indices, specs)
+        per_image: dict[str, dict] = {}
+        faithful_rows, _ = faithfulness.run_for_job(job, images, indices, specs, per_image)
+        _write_faithfulness_pairs(job, "ablation_faithfulness", indices, per_image, specs)
         faithful_rows = [{k: v for k, v in row.items() if k not in ("forward/image", "n")}
                          for row in _relabel(faithful_rows, specs)]
         faithful_rows = beside(faithful_rows, ABLATION_FAITHFULNESS_C100,
@@ -155,6 +157,20 @@ def _write_pairs(job: Job, stem: str, detection_set, maps: dict,
     pairs = paired_differences(ious)
     job.out.write_json(f"{stem}_pairs.json", pairs)
     return {(pair["method"], pair["against"]): pair for pair in pairs}
+
+
+def _write_faithfulness_pairs(job: Job, stem: str, indices, per_image: dict[str, dict],
+                              specs: list[MethodSpec]) -> None:
+    """Beside a study's faithfulness table ``stem``: every row's URR of every image in every
+    column (``<stem>_per_image.json``) and every pair of rows' paired difference in each
+    column (``<stem>_pairs.json``), under the study's own row names. Rows whose cells were
+    stored before per-image values were kept have none and are left out of both."""
+    labels = {spec.name: spec.label or spec.name for spec in specs}
+    kept = {labels[name]: values for name, values in per_image.items()}
+    if not kept:
+        return
+    job.out.write_json(f"{stem}_per_image.json", {"indices": indices.tolist(), "URR": kept})
+    job.out.write_json(f"{stem}_pairs.json", paired_differences_by_column(kept, "URR "))
 
 
 def sensitivity(job: Job, n: int) -> Section:
