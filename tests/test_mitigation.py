@@ -66,3 +66,15 @@ def test_bad_arguments_name_themselves():
         AttentionCNN(space="output")
     with pytest.raises(ValueError, match=r"attention_maps must be \[B, H, W\]"):
         with_attention(torch.rand(2, 1, 28, 28), torch.rand(2, 14, 14))
+
+
+def test_a_row_that_ties_no_attention_on_average_gains_exactly_zero():
+    from uattr.experiments.benchmarks.mitigation import _row
+
+    # accuracies in % of 2000 test images (multiples of 0.05) whose paired differences
+    # (-0.35, -0.35, +0.7) cancel: float subtraction alone leaves 4.7e-15
+    baseline = [{"ACC": a, "NLL": 0.3} for a in (93.35, 93.35, 94.05)]
+    scores = [{"ACC": a, "NLL": 0.3} for a in (93.0, 93.0, 94.75)]
+    row = _row("grad", "latent", scores, baseline, None)
+    assert row["ΔACC"] == 0.0 and row["ΔACC in s.e."] == 0.0
+    assert row["ΔACC sd"] == pytest.approx(0.7 * math.sqrt(3) / 2, rel=1e-9)  # sd of the three

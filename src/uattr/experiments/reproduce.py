@@ -141,9 +141,10 @@ TABLES: tuple[Table, ...] = (
           "explanation uncertainty of every posterior (papers/004)"),
     Table("mnist-test-mitigation",
           ("uattr bench mitigation --methods ua-backprop grad smoothgrad fullgrad "
-           "'integrated gradients' 'blur ig' clue delta-clue",), 160,
-          "uncertainty mitigation with attention (papers/002 Table 2): 45 trainings of about "
-          "15 s and 2500 maps per method, 2.7 s per image of the eight together"),
+           "'integrated gradients' 'blur ig' clue delta-clue covgi covlrp",), 160,
+          "uncertainty mitigation with attention (papers/002 Table 2): 55 trainings of about "
+          "15 s and 2500 maps per method, about 1.6 s per image of the ten together on one "
+          "thread"),
     Table("mnist-test-figures", ("uattr bench figures",), 2, "papers/002 Figures 3-5"),
     Table("tabular-synthetic-n500-seed0", ("uattr tabular-bench --n 500",), 20,
           "tabular models: planted causes of uncertainty, and feature flipping on "
