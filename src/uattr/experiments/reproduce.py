@@ -252,8 +252,6 @@ def stale_tables(results: str | Path) -> dict[str, str]:
     return stale
 
 
-
-
 def _settings(record: dict):
     from ..cli.arguments import settings_from
     from .settings import BEFORE_ADDED

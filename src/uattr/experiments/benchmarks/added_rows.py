@@ -31,7 +31,6 @@ from ...zoo import data
 from ...zoo.data import patch_swap
 from ..registry import DETECTION_ROWS
 from ..settings import BEFORE_ADDED
-from ..spread import ORACLE
 
 __all__ = ["IGNORED_SETTINGS", "CommittedTable", "check_same_run", "detection_set_of",
            "merge_rows", "merge_slice", "read_committed"]
@@ -171,22 +170,15 @@ def merge_rows(committed: CommittedTable, rows: list[dict], ious: dict[str, Tens
                runtime: list[dict]) -> tuple[list[dict], list[dict], dict[str, np.ndarray]]:
     """The table's rows and the new ``rows`` (with their per-image ``ious`` ``{row: [N]}``
     and ``runtime`` rows), in the registry's order: ``(rows, runtime rows, {row: IoU
-    [N]})``, each row's gap to the best row (oracle rows aside) and its paired standard
-    error computed again over all of them."""
+    [N]})``. Each row's gap to the best row is still the one its own run computed: the
+    caller computes it again over all of them."""
     per_image = {**committed.per_image,
                  **{name: iou.double().numpy() for name, iou in ious.items()}}
-    by_name = {row["method"]: row for row in [*committed.rows, *rows]}
+    by_name = {row["method"]: dict(row) for row in [*committed.rows, *rows]}
     timed = {row["method"]: row for row in [*committed.runtime, *runtime]}
     names = _order(list(by_name))
-    ranked = [name for name in names if not name.startswith(ORACLE)]
-    best = max(ranked, key=lambda name: float(per_image[name].mean()))
-    merged = []
-    for name in names:
-        difference = per_image[name] - per_image[best]  # [N]
-        se = float(difference.std(ddof=1) / np.sqrt(len(difference)))
-        merged.append({**by_name[name], "IoU - best": float(difference.mean()),
-                       "its s.e.": se})
-    return merged, [timed[name] for name in names], {name: per_image[name] for name in names}
+    return ([by_name[name] for name in names], [timed[name] for name in names],
+            {name: per_image[name] for name in names})
 
 
 def merge_slice(committed: CommittedTable, names: Sequence[str], maps: dict[str, Tensor],

@@ -36,7 +36,7 @@ from ..common import (
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import DETECTION_ROWS, detection_methods, family_means
 from ..runs import RunFolder, threads_label
-from ..spread import paired_differences
+from ..spread import ORACLE, paired_differences
 from . import added_rows
 from .paper_numbers import DETECTION_C10, SECONDS_C10, beside
 
@@ -329,6 +329,8 @@ def add_rows(job: Job, n: int, names: list[str], folder: str | Path,
     rows, runtime, per_image = added_rows.merge_rows(
         committed, new_rows, ious,
         runtime_rows(new_rows, batch_size=settings.batch_size, device=settings.device))
+    _against_the_best(rows, {name: torch.from_numpy(iou) for name, iou in per_image.items()},
+                      {name for name in per_image if name.startswith(ORACLE)})
     rows = beside(rows, DETECTION_C10, ("IoU", "ADA"))
     families = family_means(rows, ("IoU", "ADA"))
     out.write_table("detection", rows)
