@@ -88,6 +88,50 @@ def test_a_folder_refuses_shards_of_other_settings(settings, tmp_path):
         attribute_dataset(settings, "grad", out, limit=4, shard_size=3)
 
 
+def test_stop_after_starts_no_shard_past_its_time_and_the_same_call_finishes(
+        settings, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "maps"
+    # each shard takes at least 0.3 s, so with 0.1 s the first starts and no other does
+    partial = attribute_dataset(settings, "grad", out, limit=7, shard_size=3, stop_after=0.1,
+                                before_shard=lambda k: time.sleep(0.3))
+    assert partial.indices.tolist() == [0, 1, 2]
+    [row] = partial.timing
+    assert (row["shards"], row["images"], row["complete"]) == (1, 3, False)
+    assert "2 of 3 shards not yet written" in capsys.readouterr().out
+    # a spent budget starts nothing: not even Ray
+    import uattr.experiments.distributed as distributed
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray started with no time left to start a shard")
+
+    monkeypatch.setattr(distributed, "run_on_ray", no_ray)
+    again = attribute_dataset(settings, "grad", out, limit=7, shard_size=3, stop_after=0,
+                              workers=2)
+    assert again.indices.tolist() == [0, 1, 2] and again.timing == [row]
+    # the command, stopped at once, writes what a document quotes of the maps so far
+    from uattr.cli import main
+
+    results = tmp_path / "results"
+    assert main(["attribute", "--dataset", "digits", "--members", "2", "--epochs", "8",
+                 "--cache-dir", settings.posterior.cache_dir, "--batch-size", "3",
+                 "--method", "grad", "--limit", "7", "--shard-size", "3", "--out", str(out),
+                 "--stop-after", "0", "--results", str(results)]) == 0
+    assert "3 of 7 images attributed so far" in capsys.readouterr().out
+    record = json.loads((results / "run-attribute.json").read_text())
+    assert (record["images"], record["complete"], record["stop_after"]) == (3, False, 0.0)
+    assert [r["image"] for r in json.loads((results / "most_uncertain.json").read_text())
+            ] == again.u.argsort(descending=True, stable=True).tolist()
+    # without a limit the same call writes the rest, as one run would have
+    done = attribute_dataset(settings, "grad", out, limit=7, shard_size=3)
+    whole = attribute_dataset(settings, "grad", tmp_path / "whole", limit=7, shard_size=3)
+    assert done.indices.tolist() == list(range(7))
+    assert torch.equal(done.maps, whole.maps)
+    assert [(r["shards"], r["images"], r["complete"]) for r in done.timing] == [
+        (1, 3, False), (2, 4, True)]
+    with pytest.raises(ValueError, match="stop_after must be a number of seconds >= 0"):
+        attribute_dataset(settings, "grad", out, limit=7, shard_size=3, stop_after=-1.0)
+
+
 # In one process the kill stops every shard at once, so shards of 100 steps are enough;
 # on Ray the workers outlive the driver for a moment and must not finish the whole run
 @pytest.mark.parametrize("where", [["--max-steps", "100"], ["--workers", "2"]],

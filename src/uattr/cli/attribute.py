@@ -23,6 +23,7 @@ from .arguments import (
     add_results,
     add_split_and_method,
     arguments_record,
+    non_negative,
     positive_int,
     settings_from,
 )
@@ -53,6 +54,10 @@ def add_attribute_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=positive_int, default=SHARD_SIZE,
                    help=f"images per shard file (default {SHARD_SIZE})")
     add_parallel(p)
+    p.add_argument("--stop-after", type=non_negative, default=None, metavar="MINUTES",
+                   help="start no shard after this many minutes (those running finish) and "
+                        "write the tables of the maps so far: for a job with a wall-time "
+                        "limit; the same command continues where it stopped")
     p.add_argument("--out", default=None,
                    help="folder of the shards (default runs/attribute-<dataset>-<split>-"
                         "<method>)")
@@ -68,8 +73,9 @@ def _slug(text: str) -> str:
 # command's and is refused.
 _WRITES = ("manifest.json", "timing.*", "shard-*.npz", "most_uncertain.*", "run-attribute.json",
            RECORD, f"*{DAMAGED}", "tmp*.tmp")
-# Arguments that do not change the maps: where the shards run and how many at once
-_NOT_RECORDED = ("out", "results", "workers", "address", "batch_size")
+# Arguments that do not change the maps: where the shards run, how many at once and when
+# the run stops
+_NOT_RECORDED = ("out", "results", "workers", "address", "batch_size", "stop_after")
 
 
 def _folder(args: argparse.Namespace) -> Path:
@@ -99,8 +105,11 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     write_folder_settings(folder, folder_settings(args, _NOT_RECORDED))
     result = attribute_dataset(settings, args.method, folder, limit=args.limit,
                                shard_size=args.shard_size, workers=args.workers,
-                               address=args.address, log=log)
+                               address=args.address, log=log,
+                               stop_after=None if args.stop_after is None
+                               else 60 * args.stop_after)
     images = data.load(args.dataset, args.split, root=args.data_dir).images
+    planned = result.manifest["data"]["images"]
     rows, figure = most_uncertain(result, images, args.uncertainty, TOP)
     print(f"\nThe {len(rows)} most uncertain of the {len(result.indices)} images, and where "
           "their maps point:\n")
@@ -114,10 +123,14 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         out.write_table("timing", result.timing)  # timing.json as it was, beside .md, .csv
     out.write_json("run-attribute.json", {**arguments_record(args), "command": command_line(),
                                           "manifest": result.manifest,
-                                          "images": len(result.indices)})
+                                          "images": len(result.indices),
+                                          "complete": len(result.indices) == planned})
     if args.results:  # what a document quotes; never the shards
         written = out.publish(args.results)
         print(f"copied {len(written)} tables, figures and records to {args.results}")
+    if len(result.indices) < planned:
+        print(f"{len(result.indices)} of {planned} images attributed so far: the same command "
+              "continues from the shards written")
     print(f"maps of {len(result.indices)} images in {folder}, the most uncertain drawn in "
           "most_uncertain.png (read the maps with uattr.experiments.attribute.load_maps)")
     return 0

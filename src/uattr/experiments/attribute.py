@@ -365,14 +365,21 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
                       limit: int | None = None, shard_size: int = 200,
                       workers: int | None = None, address: str | None = None,
                       before_shard: Callable[[int], None] | None = None,
+                      stop_after: float | None = None,
                       log: Callable[[str], None] = print) -> AttributedSet:
     """The maps of every image of the settings' split (the first ``limit``), by
     ``method`` (a row of the tables), written to ``folder`` shard by shard; finished
     shards are skipped. With ``workers`` (a local Ray of that many CPUs) or ``address``
     (an existing Ray cluster) the shards run as Ray tasks, else in this process, without
-    importing Ray."""
+    importing Ray.
+
+    ``stop_after`` (seconds): no shard starts later than this after the first one could;
+    the shards already running finish, and the maps returned are those written so far
+    (a job under a wall-time limit continues by calling this again)."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be a positive integer, got {shard_size}")
+    if stop_after is not None and not stop_after >= 0:
+        raise ValueError(f"stop_after must be a number of seconds >= 0, got {stop_after}")
     driver = ShardWorker(settings, method, folder)  # also trains or loads the posterior once
     where = settings.data
     total = len(driver.images) if limit is None else min(limit, len(driver.images))
@@ -393,6 +400,11 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
     shards = {k: plan.shard(k).tolist() for k in todo}
     images = sum(len(v) for v in shards.values())
     record = InvocationRecord(folder, planned=len(todo), workers=workers, address=address)
+    deadline = None if stop_after is None else time.monotonic() + stop_after
+
+    def may_start() -> bool:
+        return deadline is None or time.monotonic() < deadline
+
     with tqdm(total=images, unit="image",
               desc=f"{method}: {len(todo)} shards") as bar:
 
@@ -403,15 +415,22 @@ def attribute_dataset(settings: Settings, method: str, folder: str | os.PathLike
         if workers is None and address is None:
             driver.before_shard = before_shard
             for k in todo:
+                if not may_start():
+                    break
                 written(driver.run(k, shards[k]))
-        elif todo:  # a finished folder needs no Ray and no worker loading the posterior
-            from .distributed import run_on_ray
+        elif todo and may_start():  # no Ray, and no worker loading the posterior, for
+            from .distributed import run_on_ray  # a finished folder or a spent budget
 
             run_on_ray(ShardWorker, shards, (settings, method, str(folder), before_shard),
-                       workers=workers, address=address, progress=written)
+                       workers=workers, address=address, progress=written,
+                       may_start=may_start)
     if record.row is not None:
         row = record.row
         log(f"{row['images']} images in {row['shards']} shards took {row['seconds']:.0f} s "
             f"({row['images/s']:.3g} images/s, {row['where']}); recorded in "
             f"{folder / TIMING}")
+    left = len(todo) - len(record.shards)
+    if left:
+        log(f"no shard started after {stop_after:g} s: {left} of {plan.count} shards not "
+            f"yet written; the same call continues from the {plan.count - left} written")
     return load_maps(folder)

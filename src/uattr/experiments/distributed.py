@@ -75,20 +75,29 @@ def compute_cells(folder: Path, cells: list, *, workers: int | None, address: st
 
 def run_on_ray(worker: type, shards: dict[int, list[int]], worker_args: tuple, *,
                workers: int | None, address: str | None,
-               progress: Callable[[int], None]) -> None:
+               progress: Callable[[int], None],
+               may_start: Callable[[], bool] = lambda: True) -> None:
     """Run every shard ``k -> indices`` on Ray actors of class ``worker`` (uattr
     attribute's :class:`~.attribute.ShardWorker`, passed in so that this module imports
     none of the experiments layer) built from ``worker_args``; ``progress(k)`` after
-    shard ``k`` is written."""
+    shard ``k`` is written. A shard is handed to a free actor only while ``may_start()``
+    holds; those running then finish."""
     with ray_session(workers, address) as ray:
         from ray.util import ActorPool
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        count = workers or cpus
+        count = min(workers or cpus, len(shards)) or 1
         actor = ray.remote(num_cpus=1, max_restarts=RETRIES,
                            max_task_retries=RETRIES)(worker)
-        pool = ActorPool([actor.remote(*worker_args, threads=1)
-                          for _ in range(min(count, len(shards)) or 1)])
-        for k in pool.map_unordered(lambda a, item: a.run.remote(*item),
-                                    list(shards.items())):
-            progress(k)
+        pool = ActorPool([actor.remote(*worker_args, threads=1) for _ in range(count)])
+        waiting = list(shards.items())[::-1]  # popped from the end: the split's order
+
+        def start_next() -> None:
+            if waiting and may_start():
+                pool.submit(lambda a, item: a.run.remote(*item), waiting.pop())
+
+        for _ in range(count):  # one shard per actor; each finished one frees its actor
+            start_next()
+        while pool.has_next():
+            progress(pool.get_next_unordered())
+            start_next()
