@@ -112,6 +112,7 @@ def test_stop_after_starts_no_shard_past_its_time_and_the_same_call_finishes(
     from uattr.cli import main
 
     results = tmp_path / "results"
+    (out / "README.md").write_text("what this folder holds\n")  # a described folder resumes
     assert main(["attribute", "--dataset", "digits", "--members", "2", "--epochs", "8",
                  "--cache-dir", settings.posterior.cache_dir, "--batch-size", "3",
                  "--method", "grad", "--limit", "7", "--shard-size", "3", "--out", str(out),

@@ -87,7 +87,8 @@ def test_parts_made_with_other_settings_are_computed_again(tmp_path):
 
 
 def test_a_stored_batch_keeps_the_optimisers_diagnostics_and_uncountable_passes(tmp_path,
-                                                                             capsys):
+                                                                             capsys,
+                                                                             monkeypatch):
     result = OptimizationResult(
         maps=torch.rand(2, 3, 3), probs=torch.rand(2, 4), steps=torch.tensor([120, 500]),
         converged=torch.tensor([True, False]), sigma=torch.tensor([1.5, 2.0]),
@@ -99,6 +100,20 @@ def test_a_stored_batch_keeps_the_optimisers_diagnostics_and_uncountable_passes(
     for name in ("maps", "probs", "steps", "converged", "sigma", "u_before", "u_after"):
         assert torch.equal(getattr(loaded.result, name), getattr(result, name)), name
     assert BatchStore(tmp_path, "another key").load(4, 6) is None
+    # the part is opened once, diagnostics and all
+    import numpy as np
+
+    opened = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: opened.append(a[0]) or real_load(*a, **k))
+    assert torch.equal(store.load(4, 6).result.sigma, result.sigma) and len(opened) == 1
+    monkeypatch.undo()
+    # a part that says it has diagnostics and lacks one is computed again
+    with np.load(tmp_path / "4-6.npz") as stored:
+        arrays = {k: stored[k] for k in stored.files if k != "result_sigma"}
+    np.savez(tmp_path / "4-6.npz", **arrays)
+    assert store.load(4, 6) is None
+    store.save(4, 6, FinishedBatch(result.maps, 2.5, 2, None, 7.0, result))
     whole = (tmp_path / "4-6.npz").read_bytes()
     (tmp_path / "4-6.npz").write_bytes(whole[: len(whole) // 2])  # cut short mid-write
     assert store.load(4, 6) is None  # computed again

@@ -69,10 +69,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-# What uattr attribute writes into its folder; a folder holding anything else is another
-# command's and is refused.
+# What uattr attribute writes into its folder, and a README.md that may describe it; a
+# folder holding anything else is another command's and is refused.
 _WRITES = ("manifest.json", "timing.*", "shard-*.npz", "most_uncertain.*", "run-attribute.json",
-           RECORD, f"*{DAMAGED}", "tmp*.tmp")
+           RECORD, f"*{DAMAGED}", "tmp*.tmp", "README.md")
 # Arguments that do not change the maps: where the shards run, how many at once and when
 # the run stops
 _NOT_RECORDED = ("out", "results", "workers", "address", "batch_size", "stop_after")

@@ -82,15 +82,15 @@ class BatchStore:
         stored with another key, or damaged: then they are computed again)."""
         path = self._path(start, stop)
         # a damaged part (a full disk, an interrupted copy) is named, moved aside and redone
-        arrays = read_npz_or_set_aside(path, _BATCH_KEYS)
+        fields = [f"result_{name}" for name in _RESULT_FIELDS]
+        arrays = read_npz_or_set_aside(path, _BATCH_KEYS, optional=fields)
         if arrays is None or str(arrays["key"]) != self.key:
             return None
         result = None
         if bool(arrays["has_result"]):
-            fields = read_npz_or_set_aside(path, [f"result_{name}" for name in _RESULT_FIELDS])
-            if fields is None:
-                return None
-            result = OptimizationResult(**{name: torch.from_numpy(fields[f"result_{name}"])
+            if any(field not in arrays for field in fields):
+                return None  # a part that says it has diagnostics and lacks them: redone
+            result = OptimizationResult(**{name: torch.from_numpy(arrays[f"result_{name}"])
                                            for name in _RESULT_FIELDS})
         return FinishedBatch(torch.from_numpy(arrays["maps"]), float(arrays["seconds"]),
                              int(arrays["threads"]), _uncount(arrays["forward"]),

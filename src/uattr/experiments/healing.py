@@ -71,14 +71,18 @@ def read_npy_or_set_aside(path: Path, log: Callable[[str], None] = warn) -> np.n
 
 
 def read_npz_or_set_aside(path: Path, keys: Iterable[str],
-                          log: Callable[[str], None] = warn) -> dict[str, np.ndarray] | None:
-    """The arrays ``keys`` of the ``.npz`` file ``path`` (each read in full, so that a cut
-    member is found now, not later); ``None`` when missing, damaged or lacking a key."""
+                          log: Callable[[str], None] = warn, *,
+                          optional: Iterable[str] = ()) -> dict[str, np.ndarray] | None:
+    """The arrays ``keys`` of the ``.npz`` file ``path``, and those of ``optional`` that it
+    holds (each read in full, so that a cut member is found now, not later); ``None`` when
+    missing, damaged or lacking a key of ``keys``."""
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return {key: stored[key] for key in keys}
+            arrays = {key: stored[key] for key in keys}
+            arrays.update({key: stored[key] for key in optional if key in stored.files})
+            return arrays
     except _READ_ERRORS as error:
         set_aside(path, _reason(error), log)
         return None
