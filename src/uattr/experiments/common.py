@@ -193,24 +193,34 @@ def attribute_in_batches(spec: MethodSpec, images: Tensor, batch_size: int,
     with tqdm(total=len(images), desc=spec.name, unit="image", leave=False,
               disable=len(images) <= batch_size) as bar:
         for i in range(0, images.shape[0], batch_size):
-            x = images[i : i + batch_size].to(device)
-            if segments is not None:
-                seg = segments[i : i + batch_size].to(device)
-            else:
-                seg = spec.segmenter(x) if spec.segmenter is not None else None
-            if spec.oracle:
-                seg = with_boxes(seg, boxes[i : i + batch_size])
-            extra = {"generator": generators[i : i + batch_size]} if random else {}
-            if results is not None and hasattr(spec.method, "attribute_with_diagnostics"):
-                with warnings.catch_warnings():  # the caller reports the diagnostics itself
-                    warnings.simplefilter("ignore", UninformativeMapWarning)
-                    result = spec.method.attribute_with_diagnostics(x, segments=seg, **extra)
-                results.append(result)
-                maps.append(result.maps.detach().cpu())
-            else:
-                maps.append(spec.method.attribute(x, segments=seg, **extra).detach().cpu())
-            bar.update(len(x))
+            part = slice(i, i + batch_size)
+            maps.append(_attribute_one_batch(
+                spec, images[part].to(device),
+                segments[part].to(device) if segments is not None else None,
+                boxes[part] if spec.oracle else None,
+                generators[part] if random else None, results))
+            bar.update(len(maps[-1]))
     return torch.cat(maps)  # [N, H, W]
+
+
+def _attribute_one_batch(spec: MethodSpec, x: Tensor, segments: Tensor | None,
+                         boxes: Tensor | None, generators: list[torch.Generator] | None,
+                         results: list | None) -> Tensor:
+    """The maps ``[B, H, W]`` (on the CPU) of the batch ``x``, as
+    :func:`attribute_in_batches` describes: segmented by the row's segmenter unless
+    ``segments`` are given, the true ``boxes`` added for an oracle row."""
+    if segments is None and spec.segmenter is not None:
+        segments = spec.segmenter(x)
+    if spec.oracle:
+        segments = with_boxes(segments, boxes)
+    extra = {"generator": generators} if generators is not None else {}
+    if results is not None and hasattr(spec.method, "attribute_with_diagnostics"):
+        with warnings.catch_warnings():  # the caller reports the diagnostics itself
+            warnings.simplefilter("ignore", UninformativeMapWarning)
+            result = spec.method.attribute_with_diagnostics(x, segments=segments, **extra)
+        results.append(result)
+        return result.maps.detach().cpu()
+    return spec.method.attribute(x, segments=segments, **extra).detach().cpu()
 
 
 def takes_generator(method: object) -> bool:
@@ -278,15 +288,17 @@ def _attribute_batch(spec: MethodSpec, images: Tensor, start: int, stop: int,
                      diagnostics: bool) -> FinishedBatch:
     """Images ``start:stop`` of ``images`` attributed as one batch, timed and counted; a
     random method draws from the generators of the images' positions in ``images``."""
+    if spec.oracle and (spec.segmenter is None or boxes is None):
+        raise ValueError(f"{spec.name}: an oracle row needs a segmenter and the true boxes")
     results: list | None = [] if diagnostics else None
     began = time.perf_counter()
     with PassCounter(spec.method.posterior,
                      also=spec.method.counted_networks()) as passes:
-        maps = attribute_in_batches(
-            spec, images[start:stop], stop - start, device,
-            boxes=boxes[start:stop] if boxes is not None else None,
-            generators=index_generators(spec.method.seed, range(start, stop)) if random
-            else None, results=results)
+        maps = _attribute_one_batch(
+            spec, images[start:stop].to(device), None,
+            boxes[start:stop] if spec.oracle else None,
+            index_generators(spec.method.seed, range(start, stop)) if random else None,
+            results)
     return FinishedBatch(maps, time.perf_counter() - began, torch.get_num_threads(),
                          passes.forward if passes.available else None,
                          passes.backward if passes.available else None,
