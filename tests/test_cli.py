@@ -372,6 +372,20 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
         assert stopping[("cold", rule)]["forward/image"] == \
             stopping[("cold", rule)]["mean steps"] + 2  # U(x) and U(x') at the end
     assert len(per_image) == 4 and all(len(v) == 3 for v in per_image.values())
+    # per pixel: its own table, report and record beside the slic ones, which stay
+    assert main(["bench", "stopping", *common, "--segments", "pixels"]) == 0
+    assert "optimization (pixels): loaded from" in capsys.readouterr().err  # the table's row
+    per_pixel = {(r["start"], r["stop"]): r
+                 for r in json.loads((out / "stopping_pixels.json").read_text())}
+    assert list(per_pixel) == [("cold", "loss rule"), ("cold", "mask rule")]
+    assert per_pixel[("cold", "loss rule")]["IoU"] == \
+        convergence[("pixels", "full method")]["IoU"]  # the per-pixel row of every table
+    assert per_pixel[("cold", "mask rule")]["IoU - loss rule"] == pytest.approx(
+        per_pixel[("cold", "mask rule")]["IoU"] - per_pixel[("cold", "loss rule")]["IoU"])
+    assert json.loads((out / "run-stopping-pixels.json").read_text())["segments"] == "pixels"
+    assert json.loads((out / "run-stopping.json").read_text())["segments"] == "slic"
+    assert "## Stop per pixel" in (out / "report-stopping-pixels.md").read_text()
+    assert "## Stop and start" in (out / "report-stopping.md").read_text()
     assert main(["bench", "sensitivity", *common]) == 0  # resumed: nothing recomputed
     assert "attributing" not in capsys.readouterr().err
     # benchmarks sharing a folder keep one report each

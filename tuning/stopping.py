@@ -2,6 +2,7 @@
 validation split (docs/hyperparameters.md), by the detection benchmark's IoU / ADA.
 
     python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0
+    python tuning/stopping.py --segments pixels --results docs/results/mnist-valid-n100-seed0
 
 On the detection set of the validation split (the 100 images whose uncertainty the patch
 swap raised most under the shipped ensemble), each start (cold: p = 0.5; warm: the
@@ -13,6 +14,10 @@ fixed budgets and every mask rule of the grid are scored exactly from the same t
 each against the cold start's loss rule on the same images (paired standard error). The
 table ``stopping_rules.{md,csv,json}`` lands in ``--out`` and, with ``--results``, there
 too. The test images are never read.
+
+``--segments pixels`` does the same per pixel (one segment per pixel), for the defaults
+only, over a grid of mask rules whose tolerances suit 784 segments (a few pixels keep
+flipping long after the map has settled): ``stopping_rules_pixels.{md,csv,json}``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ BUDGETS = (100, 150, 200, 300, 500)
 MASK_EVERY = (20, 40, 60)
 MASK_TOL = (0.0, 0.02, 0.05)
 MASK_PATIENCE = (1, 2, 3, 4)
+# per pixel: the defaults, checked every 20 steps, with shares of flipped pixels from none
+# to 2% (16 of MNIST's 784)
+PIXEL_SETTINGS = (("defaults, pixels", "zeros", 0.01, 0.05, 500),)
+PIXEL_MASK_EVERY = (20,)
+PIXEL_MASK_TOL = (0.0, 0.005, 0.01, 0.02)
 
 
 def loss_rule(loss: torch.Tensor, tol: float = 1e-3, patience: int = 2) -> torch.Tensor:
@@ -76,17 +86,25 @@ def record(job, detection_set, segments, start: str, lr: float, sigma_init: floa
 
 def main() -> None:
     parser = arguments(__doc__, "runs/tuning-stopping")
+    parser.add_argument("--segments", choices=("slic", "pixels"), default="slic",
+                        help="slic segments (default) or one segment per pixel")
     args = parser.parse_args()
+    per_pixel = args.segments == "pixels"
+    settings, mask_every, mask_tol = ((PIXEL_SETTINGS, PIXEL_MASK_EVERY, PIXEL_MASK_TOL)
+                                      if per_pixel else (SETTINGS, MASK_EVERY, MASK_TOL))
     with validation_detection(args, "stopping.py") as (job, detection_set):
         boxes = detection_set.boxes
-        segments = segmenter("slic", job.settings.method)(detection_set.images)
+        images = detection_set.images
+        segments = (segment.pixels(images) if per_pixel
+                    else segmenter("slic", job.settings.method)(images))
         counts = segment.num_segments(segments)  # [N]
         traces = Path(args.out) / "traces"
         traces.mkdir(parents=True, exist_ok=True)
         reference, rows = None, []
-        for name, start, lr, sigma_init, steps in SETTINGS:
+        for name, start, lr, sigma_init, steps in settings:
             trace = record(job, detection_set, segments, start, lr, sigma_init, steps,
-                           traces / f"{start}-lr{lr:g}-sigma{sigma_init:g}-{steps}.pt")
+                           traces / f"{args.segments}-{start}-lr{lr:g}-sigma{sigma_init:g}"
+                                    f"-{steps}.pt")
             recorded = trace["steps"].tolist()
             rules = [("loss rule (0.1%, twice)", loss_rule(trace["loss"]))]
             budgets = ((0,) if start == "first-order" else ()) + BUDGETS  # 0: the start
@@ -95,7 +113,7 @@ def main() -> None:
             rules += [(f"mask: every {every}, flips ≤ {tol:g}, patience {patience}",
                        stop_index_mask(trace["probs"], counts, tol, patience,
                                        every // CHECK_EVERY))
-                      for every, tol, patience in itertools.product(MASK_EVERY, MASK_TOL,
+                      for every, tol, patience in itertools.product(mask_every, mask_tol,
                                                                     MASK_PATIENCE)]
             for rule, index in rules:  # index [N]: the record where each image stops
                 chosen = trace["probs"][index, torch.arange(len(index))]  # [N, K]
@@ -109,18 +127,20 @@ def main() -> None:
                              "backward/image": float(taken.mean()) + warm,
                              **detection_scores(maps, boxes),
                              **paired(difference)})
-        text = (f"mnist valid, N = {args.n}, the detection set of the shipped ensemble, slic "
-                "segments: each setting's IoU / ADA and mean Adam steps under the loss rule, "
+        text = (f"mnist valid, N = {args.n}, the detection set of the shipped ensemble, "
+                f"{'one segment per pixel' if per_pixel else 'slic segments'}: each "
+                "setting's IoU / ADA and mean Adam steps under the loss rule, "
                 "fixed budgets and every mask rule of the grid, scored from one traced run "
                 "per setting; 'IoU - loss rule' is against the defaults' loss rule on the "
                 "same images, with its paired standard error. Backward passes per image "
                 "count the warm start's own; the warm start's '0 steps' row is its "
                 "starting map.")
-        finish(job, "stopping_rules", rows, "Stopping rules and the warm start", text,
-               "stopping", {"n": args.n, "split": "valid",
-                            "settings": [list(s) for s in SETTINGS],
-                            "mask_every": MASK_EVERY, "mask_tol": MASK_TOL,
-                            "mask_patience": MASK_PATIENCE}, args.results)
+        suffix = "_pixels" if per_pixel else ""
+        finish(job, f"stopping_rules{suffix}", rows, "Stopping rules and the warm start",
+               text, f"stopping{suffix.replace('_', '-')}",
+               {"n": args.n, "split": "valid", "segments": args.segments,
+                "settings": [list(s) for s in settings], "mask_every": mask_every,
+                "mask_tol": mask_tol, "mask_patience": MASK_PATIENCE}, args.results)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,37 @@ def test_the_stopping_sentences_are_those_of_the_sweep_and_the_mask_rule_its_cho
     assert stopped["IoU"] < best["IoU"]  # "lower still"
 
 
+def test_the_pixel_stopping_sentences_are_those_of_the_sweep_and_the_rule_its_choice():
+    from uattr.experiments.studies import PIXEL_MASK_RULE
+
+    rows = json.loads((SWEEP.parent / "stopping_rules_pixels.json").read_text())
+    page = _text(ROOT / "docs" / "hyperparameters.md")
+    by_rule = {r["rule"]: r for r in rows}
+    loss = by_rule["loss rule (0.1%, twice)"]
+    assert loss["mean steps"] == 500
+    assert (f"{by_rule['100 steps']['IoU']:.3f} IoU at 100 steps, "
+            f"{by_rule['200 steps']['IoU']:.3f} at 200, {loss['IoU']:.3f} at 500") in page
+    strict = by_rule["mask: every 20, flips ≤ 0, patience 4"]
+    assert f"stop after {strict['mean steps']:.0f} steps on average" in page
+    tolerant = [r for r in rows if r["rule"].startswith("mask")
+                and "flips ≤ 0," not in r["rule"]]
+    assert len(tolerant) == 12
+    assert (f"stops within {max(r['mean steps'] for r in tolerant):.0f} steps, and none loses "
+            "IoU to the loss rule") in page
+    assert all(r["IoU - loss rule"] > 0 for r in tolerant)
+    # the kept rule: the most IoU among the mask rules that stop within 150 steps
+    quick = [r for r in rows if r["rule"].startswith("mask") and r["mean steps"] <= 150]
+    best = max(quick, key=lambda r: r["IoU"])
+    assert best["rule"] == (f"mask: every 20, flips ≤ {PIXEL_MASK_RULE['mask_tol']:g}, "
+                            f"patience {PIXEL_MASK_RULE['mask_patience']}")
+    assert (f"{best['mean steps']:.0f} steps at {best['IoU']:.3f} IoU, "
+            f"{best['IoU - loss rule']:.3f} above the loss rule ({best['in s.e.']:.1f} paired "
+            "standard errors)") in page
+    assert (f"span {min(r['IoU'] for r in quick):.3f}-{best['IoU']:.3f} IoU, none 1.5 "
+            "standard errors from the loss rule") in page
+    assert all(abs(r["in s.e."]) < 1.5 for r in quick)
+
+
 def test_the_amortized_sentences_are_those_of_the_diagnostic():
     rows = json.loads((ROOT / "docs/results/mnist-valid-n100-seed0/amortized_signal.json")
                       .read_text())

@@ -247,9 +247,11 @@ BENCHMARKS: dict[str, BenchCommand] = {command.name: command for command in (
 def cmd_bench(args: argparse.Namespace) -> int:
     job = open_job(settings_from(args), _run_folder(args))
     write_folder_settings(job.out.path, _run_settings(args))
-    section = BENCHMARKS[args.benchmark].run(job, args)
-    report = write_report(job, [section], f"report-{args.benchmark}.md",
-                               arguments=arguments_record(args))
+    command = BENCHMARKS[args.benchmark]
+    section = command.run(job, args)
+    name = command.report(args) if command.report is not None else args.benchmark
+    report = write_report(job, [section], f"report-{name}.md",
+                          arguments=arguments_record(args))
     print(f"\nreport: {report}")
     _publish(job, args)
     return 0

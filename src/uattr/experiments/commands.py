@@ -84,7 +84,10 @@ class BenchCommand:
     ``on_ray``: its work is cells of methods × images, which ``--workers`` / ``--address``
     run on Ray; ``defaults``: its defaults of common options (``{"n": 6}``); ``n_counts``:
     what ``--n`` counts, the images of ``--split`` (checked against its size) or
-    something the ``check`` checks; ``check(args)``: what argparse alone cannot check."""
+    something the ``check`` checks; ``check(args)``: what argparse alone cannot check;
+    ``report(args)``: the name of its report and run record (``report-<name>.md``,
+    ``run-<name>.json``) where its options make another table in the same folder
+    (default: its own name)."""
 
     name: str
     help: str
@@ -95,6 +98,7 @@ class BenchCommand:
     defaults: dict[str, Any] = field(default_factory=dict)
     n_counts_split_images: bool = True
     check: Callable[[argparse.Namespace], None] | None = None
+    report: Callable[[argparse.Namespace], str] | None = None
 
 
 def chosen_methods(args: argparse.Namespace) -> list[str] | None:

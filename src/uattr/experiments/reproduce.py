@@ -90,8 +90,10 @@ TABLES: tuple[Table, ...] = (
            "python tuning/slic_segments.py --dataset mnist --grid 40:0.1 40:0.3 60:0.1 "
            "60:0.3 80:0.1 80:0.3 --results docs/results/mnist-valid-n100-seed0",
            "python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0",
+           "python tuning/stopping.py --segments pixels "
+           "--results docs/results/mnist-valid-n100-seed0",
            "python tuning/amortized_signal.py --results docs/results/mnist-valid-n100-seed0"),
-          135, "the validation runs that chose the settings (docs/hyperparameters.md)"),
+          138, "the validation runs that chose the settings (docs/hyperparameters.md)"),
     Table("mnist-valid-mitigation",
           ("python tuning/mitigation_alpha.py --results docs/results/mnist-valid-mitigation",),
           13,
@@ -104,8 +106,9 @@ TABLES: tuple[Table, ...] = (
            "uattr bench ablation --n 500",
            "uattr bench convergence --n 500",
            "uattr bench sensitivity --n 500",
-           "uattr bench stopping --n 500"),
-          620, "every MNIST table at the papers' size on ensemble 0"),
+           "uattr bench stopping --n 500",
+           "uattr bench stopping --n 500 --segments pixels"),
+          635, "every MNIST table at the papers' size on ensemble 0"),
     Table("mnist-test-n500-segmenters-cuda-seed0",
           ("uattr bench segmenters --n 500 --segmenters slic paste-detector retouch-detector "
            "--device cuda",
@@ -124,9 +127,11 @@ TABLES: tuple[Table, ...] = (
           "detection's spread across the three ensembles"),
     Table("photo-mnist-test-n500-seed0",
           ("uattr bench detection --dataset photo-mnist --n 500 --compactness 0.1",
-           "uattr bench stopping --dataset photo-mnist --n 500 --compactness 0.1"), 150,
+           "uattr bench stopping --dataset photo-mnist --n 500 --compactness 0.1",
+           "uattr bench stopping --dataset photo-mnist --n 500 --compactness 0.1 "
+           "--segments pixels"), 165,
           "detection, and the mask and movement rules and the warm start, on colour images "
-          "at N = 500"),
+          "at N = 500 (on slic segments and per pixel)"),
     Table("fashion-mnist-test-n500-seed0",
           ("uattr bench segmenters --dataset fashion-mnist --n 500 --segmenters slic "
            "paste-detector retouch-detector --methods 'optimization (slic)' "
