@@ -150,3 +150,31 @@ def test_the_readme_sentence_on_the_movement_rule_is_that_of_both_tables():
             f"{loss['forward/image']:.0f}; on colour it costs {-cost['IoU difference']:.3f} "
             f"({-cost['in s.e.']:.1f} s.e.) after {colour['mean steps']:.0f} steps"
             ) in _page("README.md")
+
+
+def _pixels(folder: Path) -> tuple[dict, dict, dict]:
+    """The per-pixel table's loss rule and mask rule, and their paired difference."""
+    rows = {(r["start"], r["stop"]): r
+            for r in json.loads((folder / "stopping_pixels.json").read_text())}
+    pairs = {(p["method"], p["against"]): p
+             for p in json.loads((folder / "stopping_pixels_pairs.json").read_text())}
+    return (rows["cold", "loss rule"], rows["cold", "mask rule"],
+            pairs["pixels, cold start, mask rule", "pixels, cold start, loss rule"])
+
+
+def test_the_pixel_stopping_sentences_are_those_of_the_table():
+    loss, mask, pair = _pixels(FOLDER)
+    page = _page("docs/reproduction.md")
+    assert loss["share at the limit"] == 1 and mask["share at the limit"] == 0
+    assert abs(pair["IoU difference"] - mask["IoU - loss rule"]) < 1e-12
+    # within 150 steps, and within 0.01 IoU of the loss rule (here above it)
+    assert mask["mean steps"] <= 150 and pair["IoU difference"] > -0.01
+    assert (f"after {mask['mean steps']:.0f} steps on average, with {mask['forward/image']:.0f} "
+            f"forward passes per image against the loss rule's {loss['forward/image']:.0f}, at "
+            f"{mask['IoU']:.3f} IoU, {pair['IoU difference']:.3f} above the loss rule "
+            f"({pair['in s.e.']:.1f} paired standard errors)") in page
+    # "the loss rule's row is the detection table's per-pixel row, image for image"
+    table = json.loads((FOLDER / "detection_per_image.json").read_text())
+    ours = json.loads((FOLDER / "stopping_pixels_per_image.json").read_text())
+    assert ours["indices"] == table["indices"]
+    assert ours["IoU"]["pixels, cold start, loss rule"] == table["IoU"]["optimization (pixels)"]
