@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests._models import SpotPosterior, tiny_cnn_members, tiny_vae
-from uattr import segment
+from uattr import OptimizationUA, segment
 from uattr.attribution.base import UncertaintyAttribution
 from uattr.experiments.common import MethodSpec, attribute_in_batches
 from uattr.experiments.registry import (
@@ -237,3 +237,17 @@ def test_a_row_the_posterior_cannot_run_is_named_as_such_not_as_unknown():
         choose_methods(available, ["grad", "sam"], "detection")
     assert [spec.name for spec in choose_methods(available, ["covgi", "grad"], "x")] == [
         "covgi", "grad"]  # in the order asked
+
+
+def test_the_per_pixel_row_stops_on_the_mask_with_its_own_tolerance():
+    from uattr.experiments.registry import PIXEL_MASK_RULE
+
+    posterior = SpotPosterior((1, 1))
+    masked = detection_methods(posterior, MethodSettings(stop="mask"))
+    pixels, slic = masked["optimization (pixels)"].method, masked["optimization (slic)"].method
+    assert (pixels.mask_tol, pixels.mask_patience) == (PIXEL_MASK_RULE["mask_tol"],
+                                                      PIXEL_MASK_RULE["mask_patience"])
+    assert (slic.mask_tol, slic.mask_patience) == (0.0, 4)  # the segments' defaults
+    # under the loss rule the mask rule's settings are unused: the row's key is unchanged
+    plain = detection_methods(posterior, MethodSettings())["optimization (pixels)"].method
+    assert plain.key_settings() == OptimizationUA(posterior, progress=True).key_settings()

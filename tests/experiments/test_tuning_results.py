@@ -156,7 +156,7 @@ def test_the_stopping_sentences_are_those_of_the_sweep_and_the_mask_rule_its_cho
 
 
 def test_the_pixel_stopping_sentences_are_those_of_the_sweep_and_the_rule_its_choice():
-    from uattr.experiments.studies import PIXEL_MASK_RULE
+    from uattr.experiments.registry import PIXEL_MASK_RULE
 
     rows = json.loads((SWEEP.parent / "stopping_rules_pixels.json").read_text())
     page = _text(ROOT / "docs" / "hyperparameters.md")

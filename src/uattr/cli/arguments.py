@@ -92,8 +92,10 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                              "stops earlier when its stopping rule fires")
     parser.add_argument("--stop", choices=STOPS, default=DEFAULT.method.stop,
                         help="the optimization-based method's stopping rule: loss (the "
-                             "expected loss stopped falling, papers/001 A.2) or mask (the "
-                             "binary mask stopped changing; no forward pass per check) "
+                             "expected loss stopped falling, papers/001 A.2), mask (the "
+                             "binary mask stopped changing; no forward pass per check; per "
+                             "pixel up to 2%% of the pixels may flip) or movement (the "
+                             "probabilities stopped moving) "
                              f"(default {DEFAULT.method.stop})")
     parser.add_argument("--init", choices=INITS, default=DEFAULT.method.init,
                         help="where its mask starts: zeros (p = 0.5, the paper's) or "

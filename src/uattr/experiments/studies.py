@@ -34,7 +34,13 @@ from .benchmarks.paper_numbers import (
 from .commands import BenchCommand, option
 from .common import MethodSpec
 from .job import Job, Section, evaluated_images, print_table
-from .registry import ORACLE, detection_methods, optimization, segmenter
+from .registry import (
+    ORACLE,
+    PIXEL_MASK_RULE,
+    detection_methods,
+    optimization,
+    segmenter,
+)
 from .spread import paired_differences, paired_differences_by_column
 
 __all__ = ["ABLATION_PARTS", "COMMANDS", "LAMBDAS", "TAUS", "ablation", "convergence",
@@ -266,11 +272,6 @@ _STOPPING = (
 )
 # per pixel (`--segments pixels`), the mask rule against the loss rule
 _STOPPING_PIXELS = (("pixels", "cold", "mask rule"), ("pixels", "cold", "loss rule"))
-# The mask rule per pixel: of 784 segments a few keep flipping long after the map has
-# settled, so the rule must allow a share of flips; the share and patience are those that
-# keep the most IoU among the rules of `python tuning/stopping.py --segments pixels` that
-# stop MNIST's validation images within 150 steps on average (docs/hyperparameters.md).
-PIXEL_MASK_RULE = {"mask_tol": 0.02, "mask_patience": 3}
 STOPPING_SEGMENTS = ("slic", "pixels")
 
 
