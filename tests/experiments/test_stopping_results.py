@@ -178,3 +178,37 @@ def test_the_pixel_stopping_sentences_are_those_of_the_table():
     ours = json.loads((FOLDER / "stopping_pixels_per_image.json").read_text())
     assert ours["indices"] == table["indices"]
     assert ours["IoU"]["pixels, cold start, loss rule"] == table["IoU"]["optimization (pixels)"]
+
+
+def test_the_colour_pixel_stopping_sentences_are_those_of_the_table():
+    folder = RESULTS / "photo-mnist-test-n500-seed0"
+    loss, mask, pair = _pixels(folder)
+    page = _page("docs/reproduction.md")
+    assert loss["share at the limit"] == 1 and mask["share at the limit"] == 0
+    # within 150 steps and within 0.01 IoU of the loss rule, as on MNIST
+    assert mask["mean steps"] <= 150 and pair["IoU difference"] > -0.01
+    assert (f"after {mask['mean steps']:.0f} steps on average ({mask['forward/image']:.0f} "
+            f"forward passes per image against the loss rule's {loss['forward/image']:.0f}) "
+            f"at {mask['IoU']:.3f} IoU, {-pair['IoU difference']:.3f} below the loss rule "
+            f"({-pair['in s.e.']:.1f} paired standard errors)") in page
+    detection = next(r for r in json.loads((folder / "detection.json").read_text())
+                     if r["method"] == "optimization (pixels)")
+    assert (f"The loss rule's row ({loss['IoU']:.3f}) is the detection table's per-pixel row "
+            f"({detection['IoU']:.3f} there)") in page
+    # the slic rules stay above 150 steps or lose more than 0.01, on both data sets
+    for where in (FOLDER, folder):
+        slic = _stopping(where)
+        assert slic[1]["mean steps"] > 150 or slic[3]["IoU difference"] < -0.01
+
+
+def test_the_readme_sentence_on_stopping_per_pixel_is_that_of_both_tables():
+    mnist = _pixels(FOLDER)
+    colour = _pixels(RESULTS / "photo-mnist-test-n500-seed0")
+    readme = _page("README.md")
+    # "about a twelfth of the forward passes" per image of the loss rule's
+    for loss, mask, _ in (mnist, colour):
+        assert 11 < loss["forward/image"] / mask["forward/image"] < 13
+    assert (f"after {mnist[1]['mean steps']:.0f} steps on MNIST "
+            f"({mnist[2]['IoU difference']:+.3f} IoU, {mnist[2]['in s.e.']:.1f} paired standard "
+            f"errors) and {colour[1]['mean steps']:.0f} on colour "
+            f"({colour[2]['IoU difference']:.3f}, {abs(colour[2]['in s.e.']):.1f} s.e.)") in readme
