@@ -351,3 +351,35 @@ def test_the_learning_rate_and_stopping_sentences_are_those_of_the_sweep():
                 + (" the defaults" if kind == "slic" else "") + f", {abs(difference) / se:.1f}"
                 " s.e.)")
         assert text in page, text
+
+
+def test_the_distillation_sentences_are_those_of_its_table():
+    rows = {r["explainer"]: r for r in json.loads(
+        (ROOT / "docs/results/mnist-valid-n100-seed0/amortized_distill.json").read_text())}
+    page = " ".join((ROOT / "docs/hyperparameters.md").read_text().split())
+    targets = rows["per-image method on the 3000 most uncertain training images (the targets)"]
+    per_image = rows["per-image method, per pixel, mask rule"]
+    own = rows["AmortizedUA, its own objective, 10 epochs"]
+    short = rows["mask network distilled from the targets, 10 epochs"]
+    long = rows["mask network distilled from the targets, 30 epochs"]
+    assert (f"({100 * targets['region share']:.0f}% of the image on average) removes "
+            f"{100 * targets['U removed']:.0f}% of U and pays on {100 * targets['pays']:.0f}%"
+            ) in page
+    assert own["map mean"] < 1e-5 and own["IoU"] < 0.05  # "still collapses"
+    assert f"(IoU {own['IoU']:.3f}, a map of mean {own['map mean']:.2e})" in page
+    assert (f"keeps {100 * short['share of the per-image IoU']:.0f}% of the per-image IoU**: "
+            f"after 10 epochs {short['IoU']:.3f} against {per_image['IoU']:.3f} "
+            f"({-short['IoU - per-image']:.3f} below, "
+            f"{-short['IoU - per-image'] / short['its s.e.']:.1f} paired standard errors)"
+            ) in page
+    assert abs(short["IoU"] / per_image["IoU"] - short["share of the per-image IoU"]) < 1e-12
+    assert long["IoU"] < short["IoU"] and f"find the patch less often ({long['IoU']:.3f})" in page
+
+
+def test_the_readme_sentence_on_distillation_is_that_of_its_table():
+    rows = {r["explainer"]: r for r in json.loads(
+        (ROOT / "docs/results/mnist-valid-n100-seed0/amortized_distill.json").read_text())}
+    short = rows["mask network distilled from the targets, 10 epochs"]
+    readme = _text(ROOT / "README.md")
+    assert (f"keeps {100 * short['share of the per-image IoU']:.0f}% of the per-image IoU on "
+            "the validation split") in readme

@@ -92,8 +92,9 @@ TABLES: tuple[Table, ...] = (
            "python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0",
            "python tuning/stopping.py --segments pixels "
            "--results docs/results/mnist-valid-n100-seed0",
-           "python tuning/amortized_signal.py --results docs/results/mnist-valid-n100-seed0"),
-          138, "the validation runs that chose the settings (docs/hyperparameters.md)"),
+           "python tuning/amortized_signal.py --results docs/results/mnist-valid-n100-seed0",
+           "python tuning/amortized_distill.py --results docs/results/mnist-valid-n100-seed0"),
+          150, "the validation runs that chose the settings (docs/hyperparameters.md)"),
     Table("mnist-valid-mitigation",
           ("python tuning/mitigation_alpha.py --results docs/results/mnist-valid-mitigation",),
           13,
