@@ -23,7 +23,6 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 # gone (or, for a folder without a record, the folder): docs/reproduction.md lists them as
 # not yet re-measured, and each leaves this list when `uattr reproduce` regenerates it.
 NOT_YET_REMEASURED = {
-    "attribute-mnist-test-optimization-slic/run-attribute.json",
     "scaling-cpu/run-scaling.json",
 }
 
@@ -49,6 +48,14 @@ def test_the_reproduction_page_lists_the_fresh_and_the_stale_records():
     records = {f"{p.parent.name}/{p.name}" for p in RESULTS.glob("*/run*.json")
                if p.name == "run.json" or p.name.startswith("run-")}
     assert _listed(page, "fresh") == records - NOT_YET_REMEASURED
+
+
+def test_the_reproduction_page_says_whether_the_whole_split_is_in_progress():
+    record = json.loads((RESULTS / "attribute-mnist-test-optimization-slic"
+                         / "run-attribute.json").read_text())
+    page = " ".join((RESULTS.parent / "reproduction.md").read_text().split())
+    in_progress = "**In progress**: `attribute-mnist-test-optimization-slic`" in page
+    assert in_progress == (not record["complete"])
 
 
 def test_every_table_quoted_from_a_stale_record_says_so():

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(not (FOLDER / MANIFEST).exists(),
 
 
 def _without_posterior(key: dict) -> dict:
-    # the posterior's hash depends on the CPU that trained it (float32 in the last digits)
+    # the posterior's hash is that of its weights, checked against the shipped ones below
     return {name: value for name, value in key.items() if name != "posterior"}
 
 
@@ -51,6 +51,13 @@ def test_the_committed_maps_were_made_with_the_default_settings():
                                 "images": IMAGES}
     assert (manifest["shard_size"], manifest["uncertainty"], manifest["seed"]) == (
         200, default.method.uncertainty, default.method.seed)
+    # the maps are those of the ensemble uattr ships (ensemble 0), every member of it
+    from uattr.zoo.weights import shipped_digests
+
+    shipped = shipped_digests()
+    assert manifest["weights"] and all(shipped.get(name) == digest
+                                       for name, digest in manifest["weights"].items())
+    assert len(manifest["weights"]) == default.posterior.members
 
 
 def test_the_committed_timing_accounts_for_every_committed_map():
@@ -83,7 +90,10 @@ def test_the_committed_most_uncertain_images_are_those_of_the_committed_maps():
     if not listed.exists():
         pytest.skip("the folder's run has not finished: no list of its most uncertain images")
     result = load_maps(FOLDER)
-    assert len(result.indices) == IMAGES, "the list is written once every shard is"
+    # the list is of the maps written when the command last ended (all, once complete)
+    record = json.loads((FOLDER / "run-attribute.json").read_text())
+    assert record["images"] == len(result.indices)
+    assert record["complete"] == (len(result.indices) == IMAGES)
     rows = json.loads(listed.read_text())
     top = result.u.argsort(descending=True, stable=True)[:len(rows)]
     assert [row["image"] for row in rows] == result.indices[top].tolist()
@@ -92,6 +102,22 @@ def test_the_committed_most_uncertain_images_are_those_of_the_committed_maps():
     boxes = find_box(result.maps[top], 10)  # [10, 4]: the 10×10 box of each map
     column = "box of highest mean attribution (10×10: top, left)"
     assert [row[column] for row in rows] == [f"{int(b[0])}, {int(b[1])}" for b in boxes]
+
+
+def test_the_readme_says_how_far_the_split_is_and_what_it_took():
+    rows = load_maps(FOLDER).timing
+    record = json.loads((FOLDER / "run-attribute.json").read_text())
+    images = sum(row["images"] for row in rows)
+    seconds = sum(row["seconds"] for row in rows)
+    assert images == record["images"]
+    readme = " ".join((FOLDER.parents[2] / "README.md").read_text().split())
+    rates = [f"{row['images/s']:.3f}" for row in rows]
+    minutes = IMAGES * seconds / images / 60  # the whole split at the invocations' pace
+    said = (f"{'all' if record['complete'] else f'{images:,} of'} {IMAGES:,} images in "
+            f"{seconds:,.0f} s of wall-clock time ({', '.join(rates[:-1])} and {rates[-1]} "
+            f"images/s in its {len(rows)} invocations").replace(",", " ").replace("  ", ", ")
+    assert said in readme, said
+    assert f"about {minutes:.0f} min for the whole split at that pace" in readme
 
 
 THROUGHPUT = FOLDER.parent / "throughput-mnist"  # benchmarks/throughput.py --results
