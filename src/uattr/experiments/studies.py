@@ -36,9 +36,9 @@ from .common import MethodSpec
 from .job import Job, Section, evaluated_images, print_table
 from .registry import (
     ORACLE,
-    PIXEL_MASK_RULE,
     detection_methods,
     optimization,
+    per_pixel_optimization,
     segmenter,
 )
 from .spread import paired_differences, paired_differences_by_column
@@ -89,8 +89,9 @@ def _variant(job: Job, name: str, segments: bool, learn_blur: bool, gumbel: bool
         return dataclasses.replace(spec, label=name)
     config = {"n_segments": method.n_segments, "compactness": method.compactness} if segments \
         else None
-    return MethodSpec(name, optimization(job.posterior, method, learn_blur=learn_blur,
-                                         gumbel=gumbel, **overrides),
+    build = optimization if segments else per_pixel_optimization  # per pixel: its mask rule
+    return MethodSpec(name, build(job.posterior, method, learn_blur=learn_blur,
+                                  gumbel=gumbel, **overrides),
                       segmenter("slic", method) if segments else None, config, oracle=oracle)
 
 
@@ -282,7 +283,7 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
     slic segments: steps and passes per image
     beside papers/001 Table 9's steps, and each variant's IoU minus the loss rule's on
     the same images with its paired standard error. ``segments="pixels"``: the mask rule
-    of :data:`PIXEL_MASK_RULE` against the loss rule, per pixel (``stopping_pixels``)."""
+    of :data:`~.registry.PIXEL_MASK_RULE` against the loss rule, per pixel (``stopping_pixels``)."""
     if segments not in STOPPING_SEGMENTS:
         raise ValueError(f"segments must be one of {STOPPING_SEGMENTS}, got {segments!r}")
     settings, out = job.settings, job.out
@@ -293,8 +294,6 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
     specs = []
     for mode, start, stop in studied:
         changes = {"stop": stop.split()[0], "init": "first-order" if start == "warm" else "zeros"}
-        if mode == "pixels" and stop == "mask rule":
-            changes.update(PIXEL_MASK_RULE)
         specs.append(_variant(job, f"{mode}, {start} start, {stop}", mode == "slic", True, True,
                               **changes))
     rows, maps = detection.run_for_job(job, detection_set, specs)
@@ -317,7 +316,7 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
             "s/image": row["s/image"]})
     out.write_table(stem, table)
     if segments == "pixels":
-        rule = optimization(job.posterior, settings.method, **PIXEL_MASK_RULE)
+        rule = per_pixel_optimization(job.posterior, settings.method, stop="mask")
         text = (f"The optimization-based method's stop per pixel, N = {n} detection images "
                 f"of {where.dataset} {where.split}, one segment per pixel: the loss rule "
                 f"(at most {rule.max_steps} steps; 'share at the limit' says how many images "
