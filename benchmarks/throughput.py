@@ -20,6 +20,13 @@ With ``--stops`` it measures one table instead, ``stops`` (and ``run-throughput-
 stopping rule and start of ``uattr bench stopping`` (the cold start with the loss rule,
 the default; the mask rule from the cold and from the first-order warm start; the
 movement rule), images/s and as a ratio to the loss rule, on the same images.
+
+With ``--amortized`` it measures the ``amortized`` table instead (and
+``run-throughput-amortized.json``): ``uattr attribute`` in one process with the
+optimization-based method on slic (its defaults: the table's headline row), the same
+method per pixel under its mask rule, and the amortised explainer (one forward pass of its
+mask network; shipped, else cached, else distilled before the clock starts), images/s
+and as a speed-up over the first, on the same images.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import time
 
 import torch
 
+from uattr.experiments.amortized import load_or_train_amortized
 from uattr.experiments.attribute import ShardPlan, attribute_dataset, attribute_shard, cpu_model
 from uattr.experiments.job import load_posterior
 from uattr.experiments.registry import ROWS, detection_methods
@@ -45,10 +53,17 @@ STOPS = (("cold", "loss rule"), ("cold", "mask rule"), ("warm", "mask rule"),
          ("cold", "movement rule"))
 
 
-def _timed_run(settings: Settings, n: int, shard_size: int, **ray) -> float:
+# (row, method, stop) of the --amortized table, the headline first
+AMORTIZED_ROWS = ((f"{METHOD}, 500 steps (loss rule)", METHOD, "loss"),
+                  ("optimization (pixels), mask rule", "optimization (pixels)", "mask"),
+                  ("amortized", "amortized", "loss"))
+
+
+def _timed_run(settings: Settings, n: int, shard_size: int, method: str = METHOD,
+               **ray) -> float:
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        attribute_dataset(settings, METHOD, folder, limit=n, shard_size=shard_size,
+        attribute_dataset(settings, method, folder, limit=n, shard_size=shard_size,
                           log=lambda _: None, **ray)
         return time.perf_counter() - start
 
@@ -76,6 +91,21 @@ def _stops(settings: Settings, n: int, shard_size: int) -> list[dict]:
     return rows
 
 
+def _amortized(settings: Settings, n: int, shard_size: int, name: str) -> list[dict]:
+    """The --amortized table: ``uattr attribute`` with each row of :data:`AMORTIZED_ROWS`
+    (the explainer ``name`` made already)."""
+    rows = []
+    for row, method, stop in AMORTIZED_ROWS:
+        chosen = dataclasses.replace(settings, method=dataclasses.replace(settings.method,
+                                                                          stop=stop))
+        seconds = _timed_run(chosen, n, shard_size, method)
+        rows.append({"method": row, "seconds": seconds, "images/s": n / seconds,
+                     f"speed-up over {METHOD}": rows[0]["seconds"] / seconds if rows else 1.0})
+        print(f"{row}: {n / seconds:.3f} images/s", flush=True)
+    rows[-1]["method"] = f"amortized ({name})"
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,6 +117,9 @@ def main() -> None:
     parser.add_argument("--stops", action="store_true",
                         help="measure only the stops table: the optimization-based method "
                              "under each stopping rule and start (module docstring)")
+    parser.add_argument("--amortized", action="store_true",
+                        help="measure only the amortized table: the amortised explainer "
+                             "against the per-image method (module docstring)")
     parser.add_argument("--out", default="runs/throughput", help="folder of the tables")
     parser.add_argument("--results", help="also copy the tables to this folder")
     args = parser.parse_args()
@@ -103,10 +136,23 @@ def main() -> None:
     index = torch.arange(args.n)
     out = RunFolder(args.out)
     shards = ShardPlan(index, args.shard_size).count
-    out.write_json("run-throughput-stops.json" if args.stops else "run-throughput.json", {
+    weights = dict(info.get("weights", {}))
+    if args.amortized:  # made (or loaded) before any clock starts
+        _, made = load_or_train_amortized(posterior, settings)
+        weights.update(made["weights"])
+    record = ("run-throughput-stops.json" if args.stops
+              else "run-throughput-amortized.json" if args.amortized else "run-throughput.json")
+    out.write_json(record, {
         "command": " ".join(["python", *sys.argv]), "cpu": cpu_model(), "threads": threads,
         "images": args.n, "shard size": args.shard_size, "shards": shards,
-        "weights": dict(sorted(info.get("weights", {}).items()))})
+        "weights": dict(sorted(weights.items()))})
+    if args.amortized:
+        _write(out, "amortized", f"uattr attribute, one process, {on}, {args.n} MNIST test "
+               "images: the per-image method and the amortised explainer",
+               _amortized(settings, args.n, args.shard_size, made["name"]))
+        if args.results:
+            out.publish(args.results)
+        return
     if args.stops:
         _write(out, "stops", f"uattr attribute, {METHOD}, one process, {on}, "
                f"{args.n} MNIST test images, by stopping rule and start",

@@ -11,7 +11,7 @@ import torch
 from uattr import OptimizationUA, data, segment
 from uattr.cli import main
 from uattr.experiments.common import most_uncertain
-from uattr.experiments.registry import PIXEL_METHODS
+from uattr.experiments.registry import AMORTIZED, PIXEL_METHODS
 from uattr.experiments.settings import MethodSettings
 from uattr.metrics import blur_top_pixels, box_iou, find_box, urr
 from uattr.ops.rng import index_generators
@@ -19,6 +19,8 @@ from uattr.uq import Ensemble, uncertainty
 from uattr.zoo.models import TrainConfig, load_or_train_ensemble
 
 COMMON = ["--dataset", "digits", "--members", "2", "--epochs", "8"]
+# the pixel-level rows a benchmark runs when --methods is not given
+BY_DEFAULT = [name for name in PIXEL_METHODS if name not in AMORTIZED]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
             after = uncertainty(posterior(blur_top_pixels(images, maps, 0.05)), "total")
         assert row["blur 5%"] == pytest.approx(float(urr(u, after).mean()), abs=1e-6)
     blur = json.loads((out / "blur_test.json").read_text())
-    assert [r["method"] for r in blur] == list(PIXEL_METHODS)
+    assert [r["method"] for r in blur] == BY_DEFAULT  # the amortised row only when named
     # the per-image values stored beside each table give back its rows: means of IoU and
     # URR, medians of MURR / AUC-URR
     per_image = json.loads((out / "detection_per_image.json").read_text())
@@ -146,7 +148,7 @@ def test_run_writes_a_report_whose_tables_the_maps_reproduce_and_resumes(cache, 
     mitigation_cells = (len(RUN_MITIGATION_METHODS)
                         + RUN_MITIGATION.runs * (1 + len(RUN_MITIGATION_METHODS)))
     assert second.err.count("loaded from") == (len(rows) + len(RUN_FAITHFULNESS_METHODS)
-                                               + len(PIXEL_METHODS) + 12 + mitigation_cells)
+                                               + len(BY_DEFAULT) + 12 + mitigation_cells)
     assert "attributing" not in second.err
     assert json.loads((out / "detection.json").read_text()) == rows
     assert json.loads((out / "faithfulness.json").read_text()) == faithful
@@ -570,3 +572,26 @@ def test_train_detector_trains_once_then_loads_and_reports_its_own_task(cache, c
     assert "training" not in second.err
     table = [line for line in first.out.splitlines() if "retouch-detector" in line]
     assert table == [line for line in second.out.splitlines() if "retouch-detector" in line]
+
+
+def test_the_amortized_row_is_distilled_once_when_named_then_loaded(cache, tmp_path, capsys,
+                                                                     monkeypatch):
+    from uattr.experiments import amortized
+
+    monkeypatch.setattr(amortized, "DEFAULT_CONFIG", amortized.AmortizedConfig(
+        n_train=12, epochs=2, batch_size=4, chunk=6))
+    steps = ["--max-steps", "40"]  # the teacher's settings are part of the explainer's name
+    assert main(["train", *COMMON, *steps, "--cache-dir", cache, "--amortized"]) == 0
+    first = capsys.readouterr()
+    assert "distilling 12 maps, 2 epochs" in first.err
+    name = first.out.split("| digits-amortized-")[1].split(" |")[0]
+    out = tmp_path / "detection"
+    assert main(["bench", "detection", *COMMON, *steps, "--cache-dir", cache, "--n", "6",
+                 "--methods", "grad", "amortized", "--out", str(out)]) == 0
+    second = capsys.readouterr()
+    assert "distilling" not in second.err
+    assert f"amortised explainer digits-amortized-{name}: cached in" in second.err
+    rows = json.loads((out / "detection.json").read_text())
+    assert [row["method"] for row in rows] == ["grad", "amortized"]  # in --methods order
+    weights = json.loads((out / "run-detection.json").read_text())["weights"]
+    assert f"digits-amortized-{name}/model.pt" in weights

@@ -8,7 +8,8 @@ optimization-based method by distillation, on MNIST's validation split.
 is most unsure of, with no corruption at all, the per-image method finds regions whose
 blurring removes much of U and pays under its objective. This script measures that, then
 trains the same mask network (:class:`uattr.attribution.amortized.MaskNet`) to regress the
-per-image maps (binary cross-entropy on the probabilities), and scores both explainers on
+per-image maps (:meth:`uattr.AmortizedUA.distill`: binary cross-entropy on the
+probabilities), and scores both explainers on
 the validation detection set against the per-image method there:
 
 1. the ``N_TRAIN`` training images of highest total uncertainty (no patch, no corruption:
@@ -32,10 +33,8 @@ from pathlib import Path
 
 import torch
 from sweeps import arguments, detection_scores, finish, image_ious, validation_detection
-from torch.nn import functional as F
 
 from uattr import AmortizedUA, OptimizationUA
-from uattr.attribution.amortized import MaskNet
 from uattr.experiments.common import most_uncertain
 from uattr.experiments.registry import PIXEL_MASK_RULE
 from uattr.ops.rng import index_generators
@@ -70,23 +69,6 @@ def targets(job, path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, 
     return stored["x"], stored["maps"], stored["u_before"], stored["u_after"]
 
 
-def distil(x: torch.Tensor, maps: torch.Tensor, epochs: int) -> MaskNet:
-    """A :class:`MaskNet` fitted to ``maps`` (probabilities) by binary cross-entropy."""
-    torch.manual_seed(0)
-    network = MaskNet(x.shape[1])
-    optimizer = torch.optim.Adam(network.parameters(), lr=LR)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), BATCH):
-            batch = order[start : start + BATCH]
-            loss = F.binary_cross_entropy_with_logits(network(x[batch]), maps[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return network.eval()
-
-
 def main() -> None:
     args = arguments(__doc__, "runs/tuning-amortized-distill").parse_args()
     with validation_detection(args, "amortized_distill.py") as (job, detection_set):
@@ -108,9 +90,10 @@ def main() -> None:
         scored.append((f"AmortizedUA, its own objective, {EPOCHS[0]} epochs",
                        own.attribute(images)))
         for epochs in EPOCHS:
-            network = distil(x, maps, epochs)
+            distilled = AmortizedUA(job.posterior, lam=LAM, seed=0).distill(
+                x, maps, epochs=epochs, batch_size=BATCH, lr=LR)
             scored.append((f"mask network distilled from the targets, {epochs} epochs",
-                           AmortizedUA(job.posterior, network=network).attribute(images)))
+                           distilled.attribute(images)))
         for name, found in scored:
             iou = image_ious(found, boxes).double()
             difference = iou - base

@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from tests._models import bright_textured_square, colour_region_ensemble
+from tests._models import bright_textured_square, colour_region_ensemble, tiny_cnn_members
 from uattr import as_posterior
 from uattr.attribution.amortized import AmortizedUA, MaskNet
 
@@ -80,3 +80,63 @@ def test_untrained_or_mismatched_networks_are_refused():
         grey.attribute(images)
     with pytest.raises(ValueError, match="lam"):
         AmortizedUA(posterior, lam=-1.0)
+
+
+def _squares_at_random_places(n: int, size: int, seed: int) -> tuple[torch.Tensor,
+                                                                      torch.Tensor]:
+    """Colour images ``[n, 3, size, size]`` of dark noise with one bright square, a quarter
+    of the side, each at its own random place, and the square's mask ``[n, size, size]``."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.15 * torch.rand(n, 3, size, size, generator=g)
+    side = size // 4
+    corners = torch.randint(0, size - side + 1, (n, 2), generator=g)
+    masks = torch.zeros(n, size, size)
+    for b, (top, left) in enumerate(corners.tolist()):  # building the data, not the method
+        x[b, :, top:top + side, left:left + side] = 0.9
+        masks[b, top:top + side, left:left + side] = 1.0
+    return x, masks
+
+
+class _Counted(torch.nn.Module):
+    """A posterior of two tiny colour CNNs that counts its passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posterior, self.passes = as_posterior(tiny_cnn_members(3, members=2)), 0
+
+    def forward(self, x):
+        self.passes += 1
+        return self.posterior(x)
+
+
+def test_distilled_from_maps_it_finds_on_held_out_images_what_they_marked():
+    # The targets mark a square that moves from image to image: after distillation the
+    # held-out maps are high inside their own square and low outside, and the posterior
+    # is never run while distilling.
+    images, masks = _squares_at_random_places(64, 16, seed=0)
+    posterior = _Counted()
+    explainer = AmortizedUA(posterior, seed=0).distill(images, masks, epochs=30,
+                                                        batch_size=16, lr=1e-2)
+    assert posterior.passes == 0
+    held_out, held_masks = _squares_at_random_places(8, 16, seed=5)
+    maps = explainer.attribute(held_out)  # [8, 16, 16]
+    inside = held_masks.bool()
+    mean_in = (maps * inside).flatten(1).sum(1) / inside.flatten(1).sum(1)
+    mean_out = (maps * ~inside).flatten(1).sum(1) / (~inside).flatten(1).sum(1)
+    assert (mean_in > 0.7).all() and (mean_out < 0.2).all()
+    best = maps.flatten(1).argmax(1)
+    assert inside.flatten(1)[torch.arange(8), best].all()
+
+
+def test_distillation_is_seeded_and_refuses_maps_that_are_no_probabilities():
+    images, masks = _squares_at_random_places(8, 12, seed=1)
+    first = AmortizedUA(_Counted(), seed=3).distill(images, masks, epochs=2, batch_size=4)
+    again = AmortizedUA(_Counted(), seed=3).distill(images, masks, epochs=2, batch_size=4)
+    torch.testing.assert_close(first.attribute(images), again.attribute(images), rtol=0,
+                               atol=0)
+    with pytest.raises(ValueError, match=r"maps: expected one map per image, shape \[8, 12"):
+        AmortizedUA(_Counted()).distill(images, masks[:4])
+    with pytest.raises(ValueError, match="maps: expected probabilities"):
+        AmortizedUA(_Counted()).distill(images, 2 * masks)
+    with pytest.raises(ValueError, match="maps: expected probabilities"):
+        AmortizedUA(_Counted()).distill(images, masks * float("nan"))

@@ -5,9 +5,11 @@ import torch
 
 from tests._models import SpotPosterior, tiny_cnn_members, tiny_vae
 from uattr import OptimizationUA, segment
+from uattr.attribution.amortized import MaskNet
 from uattr.attribution.base import UncertaintyAttribution
 from uattr.experiments.common import MethodSpec, attribute_in_batches
 from uattr.experiments.registry import (
+    AMORTIZED,
     DETECTION_ROWS,
     FAMILIES,
     GENERATIVE,
@@ -41,16 +43,23 @@ def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracl
 
     # a deep ensemble of networks returning logits runs every row
     ensemble = as_posterior(tiny_cnn_members())
-    specs = detection_methods(ensemble, MethodSettings(), tiny_vae())
+    specs = detection_methods(ensemble, MethodSettings(), tiny_vae(), MaskNet(1))
     assert tuple(specs) == DETECTION_ROWS
+    # without its trained network the amortised explainer is left out (it is made only
+    # when named: tests/experiments/test_amortized.py)
+    assert AMORTIZED == ("amortized",)
+    assert tuple(detection_methods(ensemble, MethodSettings(), tiny_vae())) == tuple(
+        n for n in DETECTION_ROWS if n not in AMORTIZED)
     # a posterior with no member networks leaves out CovLRP alone, and without a VAE the
     # generative rows are left out too; the others keep their order
     assert PARTIAL == ("covlrp",) and GENERATIVE == ("clue", "delta-clue")
     spot = detection_methods(SpotPosterior((1, 1)), MethodSettings(), tiny_vae())
-    assert tuple(spot) == tuple(n for n in DETECTION_ROWS if n not in PARTIAL)
+    assert tuple(spot) == tuple(n for n in DETECTION_ROWS
+                                if n not in PARTIAL and n not in AMORTIZED)
     plain = detection_methods(SpotPosterior((1, 1)), MethodSettings())
     assert tuple(plain) == tuple(n for n in DETECTION_ROWS
-                                 if n not in GENERATIVE and n not in PARTIAL)
+                                 if n not in GENERATIVE and n not in PARTIAL
+                                 and n not in AMORTIZED)
     oracles = [name for name in DETECTION_ROWS if name.startswith(ORACLE)]
     assert oracles == [f"{ORACLE}optimization (slic + true patch)",
                        f"{ORACLE}kernelshap-fixed (slic + true patch)"]
@@ -196,7 +205,8 @@ def test_the_rows_that_say_they_hook_layers_are_those_whose_methods_need_them(tm
     for row in ROWS:
         if row.oracle or row.family == "optimization" or row.over_segments:
             continue  # no hooks by construction, and minutes of work to show it
-        method = _build(row, scripted, MethodSettings(), tiny_vae())
+        # an untrained mask network: the amortised map is one pass of it, no hooks
+        method = _build(row, scripted, MethodSettings(), tiny_vae(), MaskNet(1).eval())
         try:
             method.attribute(x)
         except ValueError as error:

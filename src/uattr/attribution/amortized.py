@@ -12,11 +12,21 @@ training split, the posterior frozen, with the optimization-based method's own o
 
 and its map is ``σ(g_θ(x))``, with no draws: an image's map is the same alone and in any
 batch. On segments (``segments=...``) the map is its mean over each segment.
+
+Trained that way from a random start the mask collapses to nothing on MNIST (the blurred
+image's U gives too little gradient before the mask finds a region). :meth:`AmortizedUA.distill`
+trains the same network on maps instead (binary cross-entropy to the per-image method's
+probabilities ``p_b``, ``[N, H, W]``)::
+
+    loss = mean_b mean_pixels BCE(σ(g_θ(x_b)), p_b)
+
+which is what :func:`uattr.experiments.amortized.load_or_train_amortized` does with the
+per-pixel maps of the training images a posterior is most unsure of.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +36,7 @@ from tqdm.auto import tqdm
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.perturb import gaussian_blur
 from ..ops.segment import check_segments, segment_sums
-from ..uq import PosteriorLike, UncertaintySpec
+from ..uq import PosteriorLike, UncertaintySpec, check_images
 from .base import UncertaintyAttribution, fingerprint
 from .optimization import gumbel_sigmoid, logistic_noise
 
@@ -99,9 +109,46 @@ class AmortizedUA(UncertaintyAttribution):
         """Train the mask network on ``images`` ``[N, C, H, W]`` (a training split: never
         the images it will be judged on) with Adam, the posterior frozen (it gets no
         gradients). Returns ``self``."""
+        images = self._check(images).detach()
+
+        def loss(index: Tensor, generator: torch.Generator) -> Tensor:
+            batch = images[index]
+            uniform = torch.rand(batch.shape[0], *batch.shape[-2:], generator=generator)
+            noise = logistic_noise(uniform).to(batch.device)
+            return self.objective(batch, self.network(batch), noise).mean()
+
+        return self._train(images, loss, epochs, batch_size, lr, progress, "training")
+
+    def distill(self, images: Tensor, maps: Tensor, *, epochs: int = 10,
+                batch_size: int = 64, lr: float = 2e-3,
+                progress: bool = False) -> AmortizedUA:
+        """Train the mask network to give ``maps`` ``[N, H, W]`` (probabilities in [0, 1],
+        for example :class:`~uattr.attribution.OptimizationUA`'s per-pixel maps) of
+        ``images`` ``[N, C, H, W]`` (a training split) by binary cross-entropy, with Adam;
+        the posterior is never run. The defaults are those chosen on MNIST's validation
+        split (``python tuning/amortized_distill.py``). Returns ``self``."""
+        images = check_images(images, "images").detach()
+        if maps.shape != (images.shape[0], *images.shape[-2:]):
+            raise ValueError(f"maps: expected one map per image, shape "
+                             f"{[images.shape[0], *images.shape[-2:]]}, got "
+                             f"{list(maps.shape)}")
+        if not torch.isfinite(maps).all() or maps.min() < 0 or maps.max() > 1:
+            raise ValueError("maps: expected probabilities in [0, 1]")
+        maps = maps.detach().to(images.device, images.dtype)
+
+        def loss(index: Tensor, generator: torch.Generator) -> Tensor:
+            return F.binary_cross_entropy_with_logits(self.network(images[index]),
+                                                      maps[index])
+
+        return self._train(images, loss, epochs, batch_size, lr, progress, "distilling")
+
+    def _train(self, images: Tensor, loss: Callable[[Tensor, torch.Generator], Tensor],
+               epochs: int, batch_size: int, lr: float, progress: bool,
+               verb: str) -> AmortizedUA:
+        """Adam on the mask network's parameters alone (the posterior gets no gradients),
+        ``loss(indices of a batch, generator)`` over ``epochs`` seeded passes."""
         check_positive_ints(epochs=epochs, batch_size=batch_size)
         check_positive(lr=lr)
-        images = self._check(images).detach()
         generator = torch.Generator().manual_seed(self.seed)
         if self.network is None:
             torch.manual_seed(self.seed)  # the network's initial weights
@@ -110,18 +157,16 @@ class AmortizedUA(UncertaintyAttribution):
         parameters = [p for p in self.network.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(parameters, lr=lr)
         total = epochs * -(-len(images) // batch_size)
-        with tqdm(total=total, desc=f"{self.name}: training", disable=not progress,
+        with tqdm(total=total, desc=f"{self.name}: {verb}", disable=not progress,
                   leave=False) as bar:
-            for batch in _batches(images, epochs, batch_size, generator):
-                uniform = torch.rand(batch.shape[0], *batch.shape[-2:], generator=generator)
-                noise = logistic_noise(uniform).to(batch.device)
-                loss = self.objective(batch, self.network(batch), noise).mean()
-                grads = torch.autograd.grad(loss, parameters)  # the network's only
+            for index in _batches(len(images), epochs, batch_size, generator):
+                value = loss(index.to(images.device), generator)
+                grads = torch.autograd.grad(value, parameters)  # the network's only
                 for parameter, grad in zip(parameters, grads, strict=True):
                     parameter.grad = grad
                 optimizer.step()
                 bar.update()
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.set_postfix(loss=f"{value.item():.4f}")
         self.network.eval()
         self.trained = True
         return self
@@ -150,10 +195,11 @@ class AmortizedUA(UncertaintyAttribution):
         return {**super().settings(), "network": fingerprint(self.network)}
 
 
-def _batches(images: Tensor, epochs: int, batch_size: int,
+def _batches(n: int, epochs: int, batch_size: int,
              generator: torch.Generator) -> Iterator[Tensor]:
-    """``epochs`` passes over ``images`` in a seeded random order, ``batch_size`` at a time."""
+    """The indices of ``epochs`` passes over ``n`` items in a seeded random order,
+    ``batch_size`` at a time."""
     for _ in range(epochs):
-        order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(images), batch_size):
-            yield images[order[start : start + batch_size].to(images.device)]
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            yield order[start : start + batch_size]

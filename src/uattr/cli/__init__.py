@@ -14,6 +14,7 @@ import torch
 
 from .. import viz
 from ..experiments import studies
+from ..experiments.amortized import load_or_train_amortized
 from ..experiments.benchmarks import (
     blur_test,
     detection,
@@ -30,12 +31,14 @@ from ..experiments.job import (
     Job,
     choose_methods,
     command_line,
+    load_posterior,
     load_vae,
+    log,
     open_job,
     running_command,
     write_report,
 )
-from ..experiments.registry import DETECTION_ROWS, ORACLE
+from ..experiments.registry import AMORTIZED, DETECTION_ROWS, ORACLE
 from ..experiments.runs import RunFolder, markdown_table
 from ..explanation.distributions import EXPLAINERS
 from ..zoo import data
@@ -76,7 +79,8 @@ from .tabular import add_tabular_parsers, check_tabular
 # benchmark, not a ranking: the papers' size is N = 500, every method: `uattr bench
 # detection|faithfulness|blur-test --n 500`.
 RUN_N_DETECTION = 2
-RUN_DETECTION_METHODS = [name for name in DETECTION_ROWS if not name.startswith(ORACLE)]
+RUN_DETECTION_METHODS = [name for name in DETECTION_ROWS
+                         if not name.startswith(ORACLE) and name not in AMORTIZED]
 RUN_N_FAITHFULNESS = 2
 RUN_FAITHFULNESS_METHODS = ["optimization (pixels)", "ua-backprop"]
 RUN_N_BLUR_TEST = 2
@@ -95,12 +99,15 @@ RUN_MITIGATION_METHODS = ["ua-backprop", "grad"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.vae and args.detector:
-        raise ValueError("--vae and --detector each name what to train; choose one")
+    if sum(map(bool, (args.vae, args.detector, args.amortized))) > 1:
+        raise ValueError("--vae, --detector and --amortized each name what to train; "
+                         "choose one")
     if args.vae:
         return _train_vae(args)
     if args.detector:
         return _train_detector(args)
+    if args.amortized:
+        return _train_amortized(args)
     if args.model:
         raise ValueError("--model: uattr train trains uattr's own posteriors; yours is "
                          "trained already")
@@ -149,7 +156,8 @@ def _ship(args: argparse.Namespace, info: dict, files: dict[str, Path],
         return {k: v for k, v in reload()[1].items()
                 if "accuracy" in k or k in ("test_l1", "test_loss", "relative")}
 
-    kind = "vae" if args.vae else "detector" if args.detector else args.kind
+    kind = ("vae" if args.vae else "detector" if args.detector
+            else "amortized" if args.amortized else args.kind)
     entry = ship(info["name"], kind, info["spec"], states,
                  dtype=args.ship, command=command_line(), scores=scores)
     print(f"shipped {info['name']} ({args.ship}): {entry['scores']}")
@@ -195,6 +203,25 @@ def _train_detector(args: argparse.Namespace) -> int:
                            segmenters.DETECTORS[args.detector].trained_on,
                            "test loss (its own tampering)": info["test_loss"],
                            "region threshold": info["relative"]}]))
+    print("the weights uattr ships" if info["shipped"] else f"cached in {info['cache']}")
+    return 0
+
+
+def _train_amortized(args: argparse.Namespace) -> int:
+    """``uattr train --amortized``: the amortised explainer of the chosen posterior
+    (distilled from the per-pixel maps of its most uncertain training images, or loaded)."""
+    settings = settings_from(args)
+    posterior, _ = load_posterior(settings)
+
+    def load(retrain: bool = False) -> tuple[object, dict]:
+        return load_or_train_amortized(posterior, settings, retrain=retrain, log=log)
+
+    _, info = load(args.retrain)
+    if args.ship:
+        _ship(args, info, {"model.pt": Path(info["cache"])}, load)
+        _, info = load()
+    print(markdown_table([{"explainer": info["name"], "training images": info["spec"]["n_train"],
+                           "epochs": info["spec"]["epochs"]}]))
     print("the weights uattr ships" if info["shipped"] else f"cached in {info['cache']}")
     return 0
 
@@ -298,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train (or load) a posterior and report test accuracy")
     add_common(p)
     add_posterior_options(p)
+    add_method_options(p)  # what --amortized imitates: the per-pixel method's settings
     p.add_argument("--ship", nargs="?", const="float16", default=None,
                    choices=("float16", "float32"),
                    help="store the weights as those uattr ships (src/uattr/weights, rounded "
@@ -309,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default=None, choices=tuple(segmenters.DETECTORS),
                    help="train (or load) the data set's corruption detector of this name "
                         "instead (the network of a detector segmenter)")
+    p.add_argument("--amortized", action="store_true",
+                   help="train (or load) the posterior's amortised explainer instead (the "
+                        "'amortized' method: a mask network distilled from the per-pixel "
+                        "maps of the training images the posterior is most unsure of)")
     p.add_argument("--out", default=None,
                    help="folder of the VAE's figure (default runs/vae-<dataset>)")
     p.set_defaults(func=cmd_train)

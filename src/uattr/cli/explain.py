@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..experiments.amortized import load_or_train_amortized
 from ..experiments.benchmarks import segmenters
 from ..experiments.common import MethodSpec, most_uncertain
 from ..experiments.explain import explain_images, write_explanation
@@ -236,7 +237,12 @@ def _spec(args: argparse.Namespace, settings: Settings, posterior, shape,
             raise ValueError(f"--method {args.method} searches the latent space of a VAE of "
                              f"{args.dataset} {tuple(vae.shape)}; your images are "
                              f"{tuple(shape)}: pass the --dataset your images look like")
-    spec = detection_methods(posterior, settings.method, vae)[row.name]
+    amortized = None
+    if row.amortized:
+        explainer, info = load_or_train_amortized(posterior, settings, log=log)
+        weights.update(info["weights"])
+        amortized = explainer.network
+    spec = detection_methods(posterior, settings.method, vae, amortized)[row.name]
     if args.segmenter is None:
         return spec
     if args.segmenter == "sam":

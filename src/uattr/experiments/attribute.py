@@ -326,6 +326,7 @@ class ShardWorker:
         if threads is not None:
             torch.set_num_threads(threads)  # one Ray worker per CPU: one thread each
         from ..zoo import data
+        from .amortized import load_or_train_amortized
         from .job import load_posterior, load_vae
         from .registry import detection_methods, registry_row
 
@@ -336,11 +337,15 @@ class ShardWorker:
         self.settings = settings
         posterior, self.posterior_info = load_posterior(settings)
         self.weights = dict(self.posterior_info.get("weights", {}))
-        vae = None
+        vae = amortized = None
         if row.generative:
             vae, vae_info = load_vae(settings)
             self.weights.update(vae_info["weights"])
-        self.spec = detection_methods(posterior, settings.method, vae)[method]
+        if row.amortized:
+            explainer, amortized_info = load_or_train_amortized(posterior, settings)
+            self.weights.update(amortized_info["weights"])
+            amortized = explainer.network
+        self.spec = detection_methods(posterior, settings.method, vae, amortized)[method]
         where = settings.data
         self.images = data.load(where.dataset, where.split, root=where.data_dir).images
         self.folder = Path(folder)

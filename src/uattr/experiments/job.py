@@ -33,10 +33,11 @@ from ..zoo.models import (
     load_or_train_sampled,
 )
 from ..zoo.vae import VAE, load_or_train_vae
+from .amortized import load_or_train_amortized
 from .common import Parallel, most_uncertain
-from .registry import PARTIAL, needs_vae
+from .registry import PARTIAL, needs_amortized, needs_vae
 from .runs import RunFolder, markdown_table
-from .settings import Settings
+from .settings import MethodSettings, Settings
 
 __all__ = ["POSTERIOR_KINDS", "Job", "PosteriorKind", "Section", "choose_methods",
            "command_line", "evaluated_images", "full_float32", "load_ensemble", "load_posterior",
@@ -96,6 +97,7 @@ class Job:
     out: RunFolder
     start: float
     _vae: VAE | None = field(default=None, repr=False)
+    _amortized: dict[str, nn.Module] = field(default_factory=dict, repr=False)
     # the SHA-256 of every network's weights the job used, "<name>/<file>": hash (the
     # posterior's, and the VAE's or a detector's once loaded): what run.json records
     weights: dict[str, str] = field(default_factory=dict)
@@ -121,6 +123,25 @@ class Job:
     def vae_for(self, names: list[str] | None) -> VAE | None:
         """The VAE when the rows ``names`` (``None``: all) include CLUE or δ-CLUE."""
         return self.vae() if needs_vae(names) else None
+
+    def amortized_for(self, names: list[str] | None,
+                      method: MethodSettings | None = None) -> nn.Module | None:
+        """The mask network of the posterior's amortised explainer of the uncertainty of
+        ``method`` (default: the job's method settings; shipped, cached, else distilled
+        now: :mod:`.amortized`) when the rows ``names`` name it."""
+        if not needs_amortized(names):
+            return None
+        settings = self.settings if method is None else dataclasses.replace(self.settings,
+                                                                             method=method)
+        key = repr(settings.method)
+        if key not in self._amortized:
+            explainer, info = load_or_train_amortized(self.posterior, settings, log=log)
+            self.weights.update(info["weights"])
+            where = ("the weights uattr ships" if info["shipped"]
+                     else f"cached in {info['cache']}")
+            log(f"amortised explainer {info['name']}: {where}")
+            self._amortized[key] = explainer.network
+        return self._amortized[key]
 
 
 def _source(info: dict) -> str:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ..attribution import (
     CLUE,
     LIME,
+    AmortizedUA,
     BlurIG,
     CovGI,
     CovLRP,
@@ -36,6 +37,7 @@ from .common import MethodSpec
 from .settings import MethodSettings
 
 __all__ = [
+    "AMORTIZED",
     "DETECTION_ROWS",
     "FAMILIES",
     "GENERATIVE",
@@ -46,6 +48,7 @@ __all__ = [
     "Row",
     "detection_methods",
     "family_means",
+    "needs_amortized",
     "needs_vae",
     "optimization",
     "pixel_methods",
@@ -73,7 +76,10 @@ class Row:
     (``build(posterior, settings, vae)``); ``over_segments``: its method attributes any
     segments it is given (``uattr explain --segmenter/--segments``); ``hooks``: it hooks
     the network's layers, which a TorchScript model compiles away; ``accepts``: which
-    posteriors it can explain (``None``: every one), the others leave the row out."""
+    posteriors it can explain (``None``: every one), the others leave the row out; an
+    ``amortized`` row is a network trained for the posterior
+    (``build(posterior, settings, network)``, see :mod:`.amortized`): it is made only
+    when named (``--methods``), never by default, since making it costs minutes."""
 
     name: str
     family: str
@@ -84,6 +90,7 @@ class Row:
     over_segments: bool = False
     hooks: bool = False
     accepts: Callable[[Posterior], bool] | None = None
+    amortized: bool = False
 
     @property
     def oracle(self) -> bool:
@@ -134,12 +141,23 @@ def _counterfactual(method: type[CLUE]) -> Callable:
                                                    seed=settings.seed)
 
 
+def _amortized(posterior: Posterior, settings: MethodSettings,
+               network: nn.Module) -> AmortizedUA:
+    """The amortised explainer with the trained ``network`` (its objective's settings are
+    the job's, as the per-image method it imitates)."""
+    return AmortizedUA(posterior, settings.uncertainty, network=network, lam=settings.lam,
+                       tau=settings.tau, sigma_init=settings.sigma_init, seed=settings.seed)
+
+
 # Every method of the tables, in the detection table's order. Adding a method to every
 # benchmark is adding its row here.
 ROWS = (
     Row("optimization (slic)", "optimization", optimization, "slic", over_segments=True),
     Row("optimization (pixels)", "optimization", per_pixel_optimization, pixel_level=True,
         over_segments=True),
+    # one forward pass of a network distilled from the per-pixel row's maps (made only
+    # when named: it is trained for the posterior)
+    Row("amortized", "amortized", _amortized, pixel_level=True, amortized=True),
     Row("grad", "gradient", _plain(Grad), pixel_level=True),
     Row("smoothgrad", "gradient", _seeded(SmoothGrad), pixel_level=True),
     Row("integrated gradients", "gradient", _plain(IntegratedGradients), pixel_level=True),
@@ -183,6 +201,9 @@ PARTIAL = tuple(row.name for row in ROWS if row.accepts is not None)
 
 # The rows that need the data set's VAE.
 GENERATIVE = tuple(row.name for row in ROWS if row.generative)
+
+# The rows trained for the posterior: made only when named.
+AMORTIZED = tuple(row.name for row in ROWS if row.amortized)
 
 # The papers' grouping of the methods (papers/000 §4.1; papers/002's CLUE and δ-CLUE as
 # a fourth family, Bley et al.'s CovGI and CovLRP as a fifth).
@@ -234,10 +255,18 @@ def needs_vae(names: list[str] | None) -> bool:
     return names is None or any(name in GENERATIVE for name in names)
 
 
+def needs_amortized(names: list[str] | None) -> bool:
+    """Whether the rows ``names`` name the amortised explainer (``None``, every row by
+    default, does not: it is made only when named)."""
+    return names is not None and any(name in AMORTIZED for name in names)
+
+
 def _build(row: Row, posterior: Posterior, settings: MethodSettings,
-           vae: nn.Module | None) -> UncertaintyAttribution:
+           vae: nn.Module | None, amortized: nn.Module | None) -> UncertaintyAttribution:
     if row.generative:
         return row.build(posterior, settings, vae)
+    if row.amortized:
+        return row.build(posterior, settings, amortized)
     return row.build(posterior, settings)
 
 
@@ -252,21 +281,25 @@ def registry_row(name: str) -> Row:
 
 
 def detection_methods(posterior: Posterior, settings: MethodSettings,
-                      vae: nn.Module | None = None) -> dict[str, MethodSpec]:
+                      vae: nn.Module | None = None,
+                      amortized: nn.Module | None = None) -> dict[str, MethodSpec]:
     """Every method of the detection table, configured by ``settings``; the generative
-    rows (CLUE, δ-CLUE) only with the data set's ``vae``, and a row that cannot explain
+    rows (CLUE, δ-CLUE) only with the data set's ``vae``, the amortised explainer only
+    with its trained mask network ``amortized``, and a row that cannot explain
     ``posterior`` (CovLRP on one network's samples) not at all."""
-    specs = [MethodSpec(row.name, _build(row, posterior, settings, vae),
+    specs = [MethodSpec(row.name, _build(row, posterior, settings, vae, amortized),
                         _row_segmenter(row, settings), segments_config(row.segments, settings),
                         oracle=row.oracle)
              for row in ROWS if (vae is not None or not row.generative)
+             and (amortized is not None or not row.amortized)
              and (row.accepts is None or row.accepts(posterior))]
     return {spec.name: spec for spec in specs}
 
 
 def pixel_methods(posterior: Posterior, settings: MethodSettings,
-                  vae: nn.Module | None = None) -> dict[str, MethodSpec]:
+                  vae: nn.Module | None = None,
+                  amortized: nn.Module | None = None) -> dict[str, MethodSpec]:
     """The pixel-level rows of the faithfulness and blurring tests (the generative ones
-    only with the data set's ``vae``)."""
-    every = detection_methods(posterior, settings, vae)
+    only with the data set's ``vae``, the amortised one with its network)."""
+    every = detection_methods(posterior, settings, vae, amortized)
     return {name: every[name] for name in PIXEL_METHODS if name in every}

@@ -380,7 +380,8 @@ def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None
                                torch.from_numpy(stored["u_corrupted"]), "U total")
 
     vae = load_vae(settings)[0] if needs_vae(chosen) else None
-    specs = detection_methods(posterior, settings.method, vae)
+    specs = detection_methods(posterior, settings.method, vae,
+                              _amortized_network(posterior, settings, chosen))
     if stem.startswith("segmenters"):
         from .benchmarks.segmenters import segmenter_rows
 
@@ -407,6 +408,16 @@ def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None
     return mismatches
 
 
+def _amortized_network(posterior, settings, chosen: list[str]):
+    """The amortised explainer's mask network when the rows ``chosen`` include it."""
+    from .amortized import load_or_train_amortized
+    from .registry import needs_amortized
+
+    if not needs_amortized(chosen):
+        return None
+    return load_or_train_amortized(posterior, settings, log=lambda _: None)[0].network
+
+
 def _recompute_faithfulness(stored, settings, posterior, rows: list[str] | None,
                             skipped: list[str] | None) -> list[Mismatch]:
     """The faithfulness slice: U of each image, each row's map (:data:`MAP_RTOL`) and its
@@ -425,7 +436,8 @@ def _recompute_faithfulness(stored, settings, posterior, rows: list[str] | None,
         u = uncertainty(posterior(images), kind)
     mismatches = _u_mismatches(u, torch.from_numpy(stored["u"]), f"U {kind}")
     vae = load_vae(settings)[0] if needs_vae(chosen) else None
-    specs = pixel_methods(posterior, settings.method, vae)
+    specs = pixel_methods(posterior, settings.method, vae,
+                          _amortized_network(posterior, settings, chosen))
     chosen = _keep(chosen, specs, stored, skipped)
     per_image: dict[str, dict] = {}
     _, maps = run_faithfulness(images, [specs[name] for name in chosen],
@@ -467,7 +479,8 @@ def _recompute_blur_test(stored, settings, posterior, rows: list[str] | None,
     chosen = rows or names
     vae = load_vae(settings)[0] if needs_vae(chosen) else None
     explained = dataclasses.replace(settings.method, uncertainty=kind)
-    specs = pixel_methods(posterior, explained, vae)
+    specs = pixel_methods(posterior, explained, vae, _amortized_network(
+        posterior, dataclasses.replace(settings, method=explained), chosen))
     chosen = _keep(chosen, specs, stored, skipped)
     iterated = [name for name in chosen if _iterated(specs[name])]
     chosen = [name for name in chosen if name not in iterated]

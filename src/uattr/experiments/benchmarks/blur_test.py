@@ -138,7 +138,8 @@ def benchmark(job: Job, n: int, kind: str, names: list[str] | None = None) -> Se
     where, method = settings.data, settings.method
     images, indices, _ = evaluated_images(job, n, kind)
     explained = dataclasses.replace(method, uncertainty=kind)
-    methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(names)),
+    methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(names),
+                                           job.amortized_for(names, explained)),
                              names, "the blurring test")
     per_image: dict[str, dict] = {}
     rows, curves = run_blur_test(

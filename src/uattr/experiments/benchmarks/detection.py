@@ -264,7 +264,8 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
     settings, out = job.settings, job.out
     where, method = settings.data, settings.method
     detection_set = detection_images(job, n)
-    methods = choose_methods(detection_methods(job.posterior, method, job.vae_for(names)),
+    methods = choose_methods(detection_methods(job.posterior, method, job.vae_for(names),
+                                               job.amortized_for(names)),
                              names, "detection")
     rows, maps = run_for_job(job, detection_set, methods)
     examples = slice(0, min(8, n))
@@ -316,7 +317,8 @@ def add_rows(job: Job, n: int, names: list[str], folder: str | Path,
     where, method = settings.data, settings.method
     detection_set = DetectionSet(**added_rows.detection_set_of(
         committed, where.dataset, where.split, where.data_dir, method.seed))
-    specs = choose_methods(detection_methods(job.posterior, method, job.vae_for(names)),
+    specs = choose_methods(detection_methods(job.posterior, method, job.vae_for(names),
+                                               job.amortized_for(names)),
                            names, "detection")
     new_rows, maps = run_for_job(job, detection_set, specs)
     # the table's other rows were made with the weights its record names (the VAE's among

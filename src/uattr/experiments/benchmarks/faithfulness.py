@@ -255,7 +255,8 @@ def benchmark(job: Job, n: int, names: list[str] | None = None) -> Section:
     settings, out = job.settings, job.out
     where, method = settings.data, settings.method
     images, indices, u = evaluated_images(job, n, method.uncertainty)
-    methods = choose_methods(pixel_methods(job.posterior, method, job.vae_for(names)),
+    methods = choose_methods(pixel_methods(job.posterior, method, job.vae_for(names),
+                                           job.amortized_for(names)),
                              names, "faithfulness")
     per_image: dict[str, dict] = {}
     rows, maps = run_for_job(job, images, indices, methods, per_image)

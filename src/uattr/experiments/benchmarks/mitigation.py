@@ -195,7 +195,8 @@ def benchmark(job: Job, settings: MitigationSettings,
     test = Split(full_test.images[test_idx], full_test.labels[test_idx])
     explained = dataclasses.replace(job.settings.method, uncertainty=settings.kind)
     wanted = list(names) if names is not None else list(MITIGATION_METHODS)
-    methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(wanted)),
+    methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(wanted),
+                                           job.amortized_for(wanted, explained)),
                              wanted, "mitigation")
     data_key = {"dataset": where.dataset, "train": train_idx.tolist(),
                 "split": where.split, "test": test_idx.tolist()}

@@ -1,0 +1,146 @@
+"""The amortised explainer of a posterior (:class:`~uattr.attribution.AmortizedUA`), made
+once and cached beside the posteriors, or shipped with them.
+
+Its mask network is distilled from the per-pixel maps of the optimization-based method
+(:func:`~uattr.experiments.registry.per_pixel_optimization` with the per-pixel mask rule)
+of the ``n_train`` training images the posterior is most unsure of, with no corruption:
+the posterior alone chooses them, and neither the benchmark's images nor its patches are
+seen. The method's own objective makes the mask collapse on MNIST from a random start;
+distilled, the same network keeps most of the per-image IoU (``python
+tuning/amortized_distill.py``, validation split; docs/hyperparameters.md).
+
+The targets are written in chunks as they are made (an interrupted training resumes at the
+first missing chunk), the network like every cached model (written atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..attribution import AmortizedUA
+from ..attribution.amortized import MaskNet
+from ..ops.rng import index_generators
+from ..uq import Posterior
+from ..zoo import data
+from ..zoo.models import cache_dir, restore_or_train, save_atomic
+from ..zoo.weights import file_hashes, is_shipped
+from .common import most_uncertain, posterior_key
+from .registry import per_pixel_optimization
+from .settings import Settings
+
+__all__ = ["DEFAULT_CONFIG", "AmortizedConfig", "amortized_name", "distillation_targets",
+           "load_or_train_amortized"]
+
+
+@dataclass(frozen=True)
+class AmortizedConfig:
+    """How the explainer is made: the ``n_train`` most uncertain training images, the
+    per-image maps of them made ``chunk`` at a time, and the distillation's ``epochs``,
+    ``batch_size``, learning rate ``lr`` and ``seed`` (of the network's start, the batches'
+    order, and the per-image method's draws). The defaults were chosen on MNIST's
+    validation split (``python tuning/amortized_distill.py``)."""
+
+    n_train: int = 3000
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+    chunk: int = 250
+
+
+# What uattr makes and ships (a test may swap in a smaller one).
+DEFAULT_CONFIG = AmortizedConfig()
+
+
+def _teacher(posterior: Posterior, settings: Settings, config: AmortizedConfig):
+    """The per-image method whose maps are the targets: per pixel, the mask rule."""
+    return per_pixel_optimization(posterior, settings.method, stop="mask", seed=config.seed,
+                                  progress=False)
+
+
+def amortized_name(posterior: Posterior, settings: Settings, config: AmortizedConfig) -> str:
+    """The cache name of the explainer of ``posterior`` on the settings' data set: it
+    changes with the posterior's weights, the per-image method's settings and ``config``."""
+    teacher = {k: v for k, v in _teacher(posterior, settings, config).key_settings().items()
+               if k != "progress"}
+    described = {"config": {k: v for k, v in asdict(config).items() if k != "chunk"},
+                 "teacher": teacher, "posterior": posterior_key(posterior)}
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode())
+    return f"{settings.data.dataset}-amortized-{digest.hexdigest()[:10]}"
+
+
+def distillation_targets(posterior: Posterior, settings: Settings, config: AmortizedConfig,
+                         folder: Path, *, log: Callable[[str], None] = print,
+                         ) -> tuple[Tensor, Tensor]:
+    """``(images [N, C, H, W], maps [N, H, W])``: the ``config.n_train`` training images of
+    highest uncertainty of the settings' kind (all of a smaller training split) and the
+    per-image method's maps of them, one generator per image seeded by its index in the
+    training split. Each chunk of maps is stored in ``folder`` as soon as it is made;
+    stored chunks are read back."""
+    where = settings.data
+    train = data.load(where.dataset, "train", root=where.data_dir)
+    images, indices, _ = most_uncertain(posterior, train, min(config.n_train, len(train)),
+                                        kind=settings.method.uncertainty,
+                                        device=settings.device)
+    teacher = _teacher(posterior, settings, config)
+    starts = range(0, len(images), config.chunk)
+    log(f"amortised explainer: the per-pixel maps of the {len(images)} most uncertain "
+        f"training images of {where.dataset}, {config.chunk} at a time (stored in {folder})")
+    maps = []
+    for start in tqdm(starts, desc="amortized: targets", unit="chunk", leave=False):
+        path = folder / f"maps-{start:06d}.pt"
+        part = slice(start, start + config.chunk)
+        stored = torch.load(path, weights_only=True) if path.exists() else None
+        if stored is None or not torch.equal(stored["indices"], indices[part]):
+            found = teacher.attribute(images[part].to(settings.device),
+                                      generator=index_generators(config.seed,
+                                                                 indices[part].tolist()))
+            stored = {"indices": indices[part], "maps": found.cpu()}
+            save_atomic(stored, path)
+        maps.append(stored["maps"])
+    return images, torch.cat(maps)
+
+
+def load_or_train_amortized(posterior: Posterior, settings: Settings, *,
+                            config: AmortizedConfig | None = None, retrain: bool = False,
+                            log: Callable[[str], None] = print) -> tuple[AmortizedUA, dict]:
+    """The amortised explainer of ``posterior`` (the settings' uncertainty, λ, τ and σ0):
+    shipped, cached (``<cache>/<name>.pt``) or distilled now (:func:`distillation_targets`,
+    then :meth:`AmortizedUA.distill`); ``retrain``: distilled again from the stored
+    targets. ``info``: its name, what it was made with, whether it is shipped, the cache
+    path and the SHA-256 of its weights."""
+    config = config or DEFAULT_CONFIG
+    method = settings.method
+    name = amortized_name(posterior, settings, config)
+    cached = cache_dir(settings.posterior.cache_dir) / f"{name}.pt"
+    channels = data.image_shape(settings.data.dataset)[0]
+
+    def explainer(network: MaskNet | None = None) -> AmortizedUA:
+        return AmortizedUA(posterior, method.uncertainty, network=network, lam=method.lam,
+                           tau=method.tau, sigma_init=method.sigma_init, seed=config.seed)
+
+    def train() -> MaskNet:
+        images, maps = distillation_targets(posterior, settings, config,
+                                            cached.with_suffix(".targets"), log=log)
+        log(f"amortised explainer: distilling {len(images)} maps, {config.epochs} epochs "
+            f"(cached in {cached})")
+        made = explainer().distill(images.to(settings.device), maps, epochs=config.epochs,
+                                   batch_size=config.batch_size, lr=config.lr,
+                                   progress=True)
+        return made.network
+
+    network, source, _ = restore_or_train(MaskNet(channels), name, "model.pt", cached, train,
+                                          retrain=retrain,
+                                          shipped=not settings.posterior.retrain, log=log)
+    info = {"name": name, "spec": {**asdict(config), "dataset": settings.data.dataset},
+            "shipped": is_shipped(source), "cache": str(cached),
+            "weights": file_hashes(name, {"model.pt": source})}
+    return explainer(network.to(settings.device).eval()), info

@@ -1,0 +1,121 @@
+"""The amortised explainer of a posterior, made once: its targets are the per-pixel method's
+maps of the most uncertain training images, stored chunk by chunk; its network is cached
+and loaded back; the registry makes its row only when it is named.
+
+On scikit-learn's 8×8 digits with a tiny two-member ensemble and a small configuration
+(seconds)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from tests._models import tiny_cnn_members
+from uattr import as_posterior
+from uattr.experiments import amortized
+from uattr.experiments.amortized import AmortizedConfig, amortized_name, load_or_train_amortized
+from uattr.experiments.common import most_uncertain
+from uattr.experiments.registry import detection_methods, needs_amortized, pixel_methods
+from uattr.experiments.settings import (
+    DataSettings,
+    MethodSettings,
+    PosteriorSettings,
+    Settings,
+)
+from uattr.ops.rng import index_generators
+from uattr.zoo import data
+
+SMALL = AmortizedConfig(n_train=12, epochs=2, batch_size=4, chunk=5)
+
+
+def _settings(tmp_path, **method) -> Settings:
+    return Settings(data=DataSettings(dataset="digits"),
+                    posterior=PosteriorSettings(cache_dir=str(tmp_path)),
+                    method=MethodSettings(max_steps=20, **method))
+
+
+def _posterior():
+    return as_posterior(tiny_cnn_members(1, classes=10, members=2))
+
+
+def test_the_targets_are_the_per_pixel_maps_of_the_most_uncertain_training_images(tmp_path):
+    settings, posterior = _settings(tmp_path), _posterior()
+    images, maps = amortized.distillation_targets(posterior, settings, SMALL,
+                                                  tmp_path / "targets", log=lambda _: None)
+    chosen, indices, _ = most_uncertain(posterior, data.load("digits", "train"), 12)
+    torch.testing.assert_close(images, chosen, rtol=0, atol=0)
+    # the third chunk (images 10 and 11) is the per-pixel method's maps of them, with the
+    # per-image generators of their indices in the training split
+    teacher = amortized._teacher(posterior, settings, SMALL)
+    again = teacher.attribute(chosen[10:], generator=index_generators(0, indices[10:].tolist()))
+    torch.testing.assert_close(maps[10:], again, rtol=0, atol=0)
+    assert sorted(p.name for p in (tmp_path / "targets").iterdir()) == [
+        "maps-000000.pt", "maps-000005.pt", "maps-000010.pt"]
+    # a stored chunk is read back, not made again: an edited chunk comes back as edited
+    path = tmp_path / "targets" / "maps-000005.pt"
+    stored = torch.load(path, weights_only=True)
+    torch.save({**stored, "maps": torch.zeros_like(stored["maps"])}, path)
+    _, resumed = amortized.distillation_targets(posterior, settings, SMALL,
+                                                tmp_path / "targets", log=lambda _: None)
+    assert resumed[5:10].abs().sum() == 0
+    torch.testing.assert_close(resumed[:5], maps[:5], rtol=0, atol=0)
+
+
+def test_it_is_distilled_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
+    settings, posterior = _settings(tmp_path), _posterior()
+    made, info = load_or_train_amortized(posterior, settings, config=SMALL,
+                                         log=lambda _: None)
+    assert not info["shipped"] and info["name"].startswith("digits-amortized-")
+    assert list(info["weights"]) == [f"{info['name']}/model.pt"]
+    x = data.load("digits", "test").images[:6]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached explainer must not be distilled again")
+
+    monkeypatch.setattr(amortized, "distillation_targets", refuse)
+    loaded, again = load_or_train_amortized(posterior, settings, config=SMALL,
+                                            log=lambda _: None)
+    assert again["weights"] == info["weights"]
+    torch.testing.assert_close(loaded.attribute(x), made.attribute(x), rtol=0, atol=0)
+    # the explainer's objective is the job's: λ, τ, σ0 and the uncertainty
+    assert (loaded.lam, loaded.uncertainty) == (settings.method.lam, "total")
+
+
+def test_its_name_changes_with_the_posterior_the_method_and_the_config(tmp_path):
+    settings, posterior = _settings(tmp_path), _posterior()
+    name = amortized_name(posterior, settings, SMALL)
+    other = as_posterior(tiny_cnn_members(1, classes=10, members=2, seed=1))
+    assert amortized_name(other, settings, SMALL) != name
+    assert amortized_name(posterior, _settings(tmp_path, lam=1.0), SMALL) != name
+    assert amortized_name(posterior, settings, dataclasses.replace(SMALL, epochs=3)) != name
+    # how the targets are cut into chunks is no setting of the explainer
+    assert amortized_name(posterior, settings, dataclasses.replace(SMALL, chunk=7)) == name
+
+
+def test_the_registry_makes_its_row_only_when_named(tmp_path):
+    settings, posterior = _settings(tmp_path), _posterior()
+    assert not needs_amortized(None) and not needs_amortized(["grad"])
+    assert needs_amortized(["grad", "amortized"])
+    assert "amortized" not in detection_methods(posterior, settings.method)
+    explainer, _ = load_or_train_amortized(posterior, settings, config=SMALL,
+                                           log=lambda _: None)
+    rows = pixel_methods(posterior, settings.method, amortized=explainer.network)
+    x = data.load("digits", "test").images[:3]
+    torch.testing.assert_close(rows["amortized"].method.attribute(x), explainer.attribute(x),
+                               rtol=0, atol=0)
+
+
+def test_a_small_training_split_gives_all_its_images(tmp_path):
+    settings, posterior = _settings(tmp_path), _posterior()
+    big = dataclasses.replace(SMALL, n_train=10**6, chunk=10**6)
+    with pytest.MonkeyPatch.context() as patch:
+        # the per-pixel maps of every training image would take a while: count them only
+        patch.setattr(amortized, "_teacher", lambda *a: _Zeros())
+        images, maps = amortized.distillation_targets(posterior, settings, big,
+                                                      tmp_path / "all", log=lambda _: None)
+    assert len(images) == len(maps) == len(data.load("digits", "train"))
+
+
+class _Zeros:
+    def attribute(self, x, generator=None):
+        return torch.zeros(x.shape[0], *x.shape[-2:])
