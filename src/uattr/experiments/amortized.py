@@ -37,16 +37,18 @@ from .registry import per_pixel_optimization
 from .settings import Settings
 
 __all__ = ["DEFAULT_CONFIG", "AmortizedConfig", "amortized_name", "distillation_targets",
-           "load_or_train_amortized"]
+           "load_or_train_amortized", "targets_folder"]
 
 
 @dataclass(frozen=True)
 class AmortizedConfig:
     """How the explainer is made: the ``n_train`` most uncertain training images, the
-    per-image maps of them made ``chunk`` at a time, and the distillation's ``epochs``,
-    ``batch_size``, learning rate ``lr`` and ``seed`` (of the network's start, the batches'
-    order, and the per-image method's draws). The defaults were chosen on MNIST's
-    validation split (``python tuning/amortized_distill.py``)."""
+    per-image maps of them made ``chunk`` at a time, the :class:`MaskNet`'s ``width``, and
+    the distillation's ``epochs``, ``batch_size``, learning rate ``lr`` and ``seed`` (of
+    the network's start, the batches' order, and the per-image method's draws), on the
+    maps' probabilities or, with ``binary_targets``, on their binary masks (``p > 0.5``).
+    The defaults were chosen on MNIST's validation split (``python
+    tuning/amortized_distill.py``)."""
 
     n_train: int = 3000
     epochs: int = 10
@@ -54,6 +56,8 @@ class AmortizedConfig:
     lr: float = 2e-3
     seed: int = 0
     chunk: int = 250
+    width: int = 16
+    binary_targets: bool = True
 
 
 # What uattr makes and ships (a test may swap in a smaller one).
@@ -66,15 +70,36 @@ def _teacher(posterior: Posterior, settings: Settings, config: AmortizedConfig):
                                   progress=False)
 
 
-def amortized_name(posterior: Posterior, settings: Settings, config: AmortizedConfig) -> str:
-    """The cache name of the explainer of ``posterior`` on the settings' data set: it
-    changes with the posterior's weights, the per-image method's settings and ``config``."""
+def _digest(posterior: Posterior, settings: Settings, config: AmortizedConfig,
+            fields: tuple[str, ...]) -> str:
+    """A hash of the posterior's weights, the per-image method's settings and ``fields``
+    of ``config``."""
     teacher = {k: v for k, v in _teacher(posterior, settings, config).key_settings().items()
                if k != "progress"}
-    described = {"config": {k: v for k, v in asdict(config).items() if k != "chunk"},
+    described = {"config": {k: v for k, v in asdict(config).items() if k in fields},
                  "teacher": teacher, "posterior": posterior_key(posterior)}
-    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode())
-    return f"{settings.data.dataset}-amortized-{digest.hexdigest()[:10]}"
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:10]
+
+
+# What the targets depend on (the rest of the config is the distillation's)
+_TARGET_FIELDS = ("n_train", "seed")
+
+
+def amortized_name(posterior: Posterior, settings: Settings, config: AmortizedConfig) -> str:
+    """The cache name of the explainer of ``posterior`` on the settings' data set: it
+    changes with the posterior's weights, the per-image method's settings and ``config``
+    (but its ``chunk``)."""
+    fields = tuple(f for f in asdict(config) if f != "chunk")
+    return f"{settings.data.dataset}-amortized-{_digest(posterior, settings, config, fields)}"
+
+
+def targets_folder(posterior: Posterior, settings: Settings, config: AmortizedConfig) -> Path:
+    """Where the targets are stored: one folder for every explainer distilled from the
+    same maps (the same posterior, per-image method, ``n_train`` and ``seed``)."""
+    digest = _digest(posterior, settings, config, _TARGET_FIELDS)
+    return (cache_dir(settings.posterior.cache_dir)
+            / f"{settings.data.dataset}-amortized-targets-{digest}")
 
 
 def distillation_targets(posterior: Posterior, settings: Settings, config: AmortizedConfig,
@@ -129,16 +154,18 @@ def load_or_train_amortized(posterior: Posterior, settings: Settings, *,
 
     def train() -> MaskNet:
         images, maps = distillation_targets(posterior, settings, config,
-                                            cached.with_suffix(".targets"), log=log)
+                                            targets_folder(posterior, settings, config),
+                                            log=log)
         log(f"amortised explainer: distilling {len(images)} maps, {config.epochs} epochs "
             f"(cached in {cached})")
-        made = explainer().distill(images.to(settings.device), maps, epochs=config.epochs,
-                                   batch_size=config.batch_size, lr=config.lr,
-                                   progress=True)
+        torch.manual_seed(config.seed)  # the network's initial weights
+        made = explainer(MaskNet(channels, config.width)).distill(
+            images.to(settings.device), (maps > 0.5).float() if config.binary_targets else maps,
+            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, progress=True)
         return made.network
 
-    network, source, _ = restore_or_train(MaskNet(channels), name, "model.pt", cached, train,
-                                          retrain=retrain,
+    network, source, _ = restore_or_train(MaskNet(channels, config.width), name, "model.pt",
+                                          cached, train, retrain=retrain,
                                           shipped=not settings.posterior.retrain, log=log)
     info = {"name": name, "spec": {**asdict(config), "dataset": settings.data.dataset},
             "shipped": is_shipped(source), "cache": str(cached),
