@@ -95,7 +95,7 @@ def test_its_name_changes_with_the_posterior_the_method_and_the_config(tmp_path)
     assert amortized_name(posterior, settings, dataclasses.replace(SMALL, epochs=3)) != name
     assert amortized_name(posterior, settings, dataclasses.replace(SMALL, width=8)) != name
     assert amortized_name(posterior, settings,
-                          dataclasses.replace(SMALL, binary_targets=True)) != name
+                          dataclasses.replace(SMALL, binary_targets=False)) != name
     # how the targets are cut into chunks is no setting of the explainer
     assert amortized_name(posterior, settings, dataclasses.replace(SMALL, chunk=7)) == name
 
@@ -104,19 +104,20 @@ def test_explainers_distilled_from_the_same_maps_share_their_targets(tmp_path):
     settings, posterior = _settings(tmp_path), _posterior()
     folder = targets_folder(posterior, settings, SMALL)
     assert folder.parent == tmp_path and folder.name.startswith("digits-amortized-targets-")
-    for distillation in ({"epochs": 5}, {"width": 8}, {"binary_targets": True},
+    for distillation in ({"epochs": 5}, {"width": 8}, {"binary_targets": False},
                          {"lr": 1e-2}, {"batch_size": 2}):
         assert targets_folder(posterior, settings,
                               dataclasses.replace(SMALL, **distillation)) == folder
     assert targets_folder(posterior, settings, dataclasses.replace(SMALL, n_train=13)) != folder
     assert targets_folder(posterior, _settings(tmp_path, lam=1.0), SMALL) != folder
-    # a wider network on binary targets: distilled from the stored maps, none made again
+    # a wider network on the maps' probabilities: distilled from the stored maps, none
+    # made again
     load_or_train_amortized(posterior, settings, config=SMALL, log=lambda _: None)
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    wide = dataclasses.replace(SMALL, width=8, binary_targets=True)
+    wide = dataclasses.replace(SMALL, width=8, binary_targets=False)
     made, info = load_or_train_amortized(posterior, settings, config=wide, log=lambda _: None)
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
-    assert made.network.width == 8 and info["spec"]["binary_targets"]
+    assert made.network.width == 8 and not info["spec"]["binary_targets"]
 
 
 def test_the_registry_makes_its_row_only_when_named(tmp_path):
