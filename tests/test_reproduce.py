@@ -109,16 +109,17 @@ def _fresh(folder: str, stem: str) -> bool:
 # The rows a CI run recomputes. Every row without random draws; of faithfulness, whose
 # every row costs up to 500 refinement steps per image and fraction, the gradient map (the
 # refinement is the same code for every row, and occlusion's map is checked in the
-# detection slices); of the segmenters, each detector's own map. The optimiser, whose maps
-# cost a batch of up to 500 steps, is recomputed on the main job's tables and on ensemble
-# 0's detection at N = 500 (the same code makes it in every table; its GPU-made rows were
-# checked on a CPU when committed), wherever a slice keeps its maps: the blurring test's
-# keeps values only, which move with the CPU (see _recompute_blur_test).
+# detection slices) and, in the amortised explainer's table, its map; of the segmenters,
+# each detector's own map. The optimiser, whose maps cost a batch of up to 500 steps, is
+# recomputed on the main job's tables and on ensemble 0's detection at N = 500 (the same
+# code makes it in every table; its GPU-made rows were checked on a CPU when committed),
+# wherever a slice keeps its maps: the blurring test's keeps values only, which move with
+# the CPU (see _recompute_blur_test).
 # `uattr reproduce --check` recomputes every row.
 DETERMINISTIC = ["grad", "integrated gradients", "blur ig", "fullgrad", "guided backprop",
                  "ua-backprop", "covgi", "covlrp", "occlusion", "amortized"]
 DETECTORS_ALONE = ["detector only (paste-detector)", "detector only (retouch-detector)"]
-IN_CI = {"detection": DETERMINISTIC, "faithfulness": ["grad"],
+IN_CI = {"detection": DETERMINISTIC, "faithfulness": ["grad", "amortized"],
          "blur_test": DETERMINISTIC, "segmenters": DETECTORS_ALONE,
          "segmenters-patch-rotate": DETECTORS_ALONE}
 OPTIMISER_IN_CI = {("mnist-test-main-seed0", "detection"): "optimization (slic)",

@@ -96,3 +96,45 @@ def test_the_whole_split_sentence_is_that_of_its_timing():
     assert f"split, 10 000 images, in {row['seconds']:.1f} s" in README
     assert _explainer("attribute-mnist-test-amortized", "run-attribute.json").startswith(
         "mnist-")
+
+
+def _difference(stem: str, column: str) -> dict:
+    pairs = json.loads((RESULTS / "mnist-test-n500-amortized-seed0" /
+                        f"{stem}_pairs.json").read_text())
+    return next(p for p in pairs if p["method"] == "amortized"
+                and p["against"] == "optimization (pixels)" and f"{column} difference" in p)
+
+
+def test_the_faithfulness_and_blurring_sentences_are_those_of_the_tables():
+    folder = "mnist-test-n500-amortized-seed0"
+    faith, blur = _rows(folder, "faithfulness"), _rows(folder, "blur_test")
+    # the per-pixel method's rows are those of the committed N = 500 tables, value for
+    # value: the same images and weights, measured again
+    for stem, rows in (("faithfulness", faith), ("blur_test", blur)):
+        committed = _rows("mnist-test-n500-seed0", stem)["optimization (pixels)"]
+        again = rows["optimization (pixels)"]
+        assert all(again[c] == committed[c] for c in again
+                   if "%" in c and "paper" not in c), stem
+    refined, gradient = _difference("faithfulness", "URR blur 2%"), _difference(
+        "faithfulness", "URR gradient 0.5%")
+    murr = _difference("blur_test", "MURR 2%")
+    amortized, method = faith["amortized"], faith["optimization (pixels)"]
+    tested, reference = blur["amortized"], blur["optimization (pixels)"]
+    assert (f"its faithfulness URR after blur refinement at 2% is {amortized['blur 2%']:.3f} "
+            f"against {method['blur 2%']:.3f} ({-refined['in s.e.']:.1f} paired standard "
+            f"errors below) and its blurring-test MURR at 2% {tested['MURR 2%']:.3f} against "
+            f"{reference['MURR 2%']:.3f} ({-murr['in s.e.']:.1f})") in README
+    assert (f"its URR after blur refinement at 2% is {amortized['blur 2%']:.3f} against "
+            f"{method['blur 2%']:.3f} ({-refined['in s.e.']:.1f} paired standard errors "
+            f"below), after gradient refinement at 0.5% {amortized['gradient 0.5%']:.3f} "
+            f"against {method['gradient 0.5%']:.3f} ({-gradient['in s.e.']:.1f}), and its "
+            f"MURR at 2% in the blurring test {tested['MURR 2%']:.3f} against "
+            f"{reference['MURR 2%']:.3f} ({-murr['in s.e.']:.1f})") in PAGE
+    assert (f"({method['gradient 0.5%']:.3f} / {method['gradient 1%']:.3f} / "
+            f"{method['blur 2%']:.3f} / {method['blur 5%']:.3f} and "
+            f"{reference['MURR 2%']:.3f} / {reference['AUC-URR 2%']:.3f} / "
+            f"{reference['MURR 5%']:.3f} / {reference['AUC-URR 5%']:.3f}, as in the tables "
+            "above)") in PAGE
+    weights = json.loads((RESULTS / folder / "run-blur-test.json").read_text())["weights"]
+    epistemic = [name for name in weights if "-amortized-" in name]
+    assert epistemic and all(shipped_digests()[n] == weights[n] for n in epistemic)

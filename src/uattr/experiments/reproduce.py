@@ -112,6 +112,11 @@ TABLES: tuple[Table, ...] = (
            "uattr bench stopping --n 500",
            "uattr bench stopping --n 500 --segments pixels"),
           635, "every MNIST table at the papers' size on ensemble 0"),
+    Table("mnist-test-n500-amortized-seed0",
+          ("uattr bench faithfulness --n 500 --methods amortized 'optimization (pixels)'",
+           "uattr bench blur-test --n 500 --methods amortized 'optimization (pixels)'"), 60,
+          "the amortised explainer's faithfulness and blurring test at N = 500, beside the "
+          "per-pixel method it imitates (one thread each)"),
     Table("mnist-test-n500-segmenters-cuda-seed0",
           ("uattr bench segmenters --n 500 --segmenters slic paste-detector retouch-detector "
            "--device cuda",
