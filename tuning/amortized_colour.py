@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import sys
 
-import torch
-from amortized_distill import BATCH, LR, VARIANTS
+from amortized_distill import BATCH, LR, VARIANTS, distilled_variants
 from sweeps import arguments, detection_scores, image_ious
 
-from uattr import AmortizedUA
-from uattr.attribution.amortized import MaskNet
 from uattr.experiments import DataSettings, MethodSettings, Settings, open_job
 from uattr.experiments.amortized import DEFAULT_CONFIG, distillation_targets, targets_folder
 from uattr.experiments.benchmarks.detection import detection_images
@@ -49,16 +46,9 @@ def main() -> None:
             images, generator=index_generators(0, range(len(images))))
         base = image_ious(reference, boxes).double()
         scored = [("per-image method, per pixel, mask rule", reference)]
-        for width, binary, epochs in VARIANTS:
-            torch.manual_seed(0)  # the network's initial weights
-            distilled = AmortizedUA(job.posterior, seed=0,
-                                    network=MaskNet(x.shape[1], width)).distill(
-                x, (maps > 0.5).float() if binary else maps, epochs=epochs, batch_size=BATCH,
-                lr=LR)
-            what = "binary masks" if binary else "targets"
-            wide = f", {width} channels" if width != 16 else ""
-            scored.append((f"mask network distilled from the {what}, {epochs} epochs{wide}",
-                           distilled.attribute(images)))
+        scored += [(name, distilled.attribute(images))
+                   for name, distilled in distilled_variants(job.posterior, job.settings, x,
+                                                             maps)]
         rows = []
         for name, found in scored:
             iou = image_ious(found, boxes).double()

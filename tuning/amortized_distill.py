@@ -38,7 +38,8 @@ import torch
 from sweeps import arguments, detection_scores, finish, image_ious, validation_detection
 
 from uattr import AmortizedUA, OptimizationUA
-from uattr.attribution.amortized import MaskNet
+from uattr.experiments import Settings
+from uattr.experiments.amortized import AmortizedConfig, distil
 from uattr.experiments.common import most_uncertain
 from uattr.experiments.registry import PIXEL_MASK_RULE
 from uattr.ops.rng import index_generators
@@ -51,6 +52,21 @@ OWN_EPOCHS = 10  # of AmortizedUA with its own objective
 # (width, binary targets, epochs) of each distilled network
 VARIANTS = ((16, False, 10), (16, False, 30), (16, True, 10), (32, False, 10), (32, True, 10))
 BATCH, LR = 64, 2e-3
+
+
+def distilled_variants(posterior, settings: Settings, x: torch.Tensor,
+                       maps: torch.Tensor) -> list[tuple[str, AmortizedUA]]:
+    """Each variant of :data:`VARIANTS` distilled from ``maps`` of ``x`` by the library's
+    :func:`uattr.experiments.amortized.distil`, named as the table names it."""
+    made = []
+    for width, binary, epochs in VARIANTS:
+        config = AmortizedConfig(width=width, binary_targets=binary, epochs=epochs,
+                                 batch_size=BATCH, lr=LR, seed=0)
+        what = "binary masks" if binary else "targets"
+        wide = f", {width} channels" if width != 16 else ""
+        made.append((f"mask network distilled from the {what}, {epochs} epochs{wide}",
+                     distil(posterior, settings, x, maps, config)))
+    return made
 
 
 def targets(job, path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -95,16 +111,9 @@ def main() -> None:
                                                                batch_size=BATCH)
         scored.append((f"AmortizedUA, its own objective, {OWN_EPOCHS} epochs",
                        own.attribute(images)))
-        for width, binary, epochs in VARIANTS:
-            torch.manual_seed(0)  # the network's initial weights
-            distilled = AmortizedUA(job.posterior, lam=LAM, seed=0,
-                                    network=MaskNet(x.shape[1], width)).distill(
-                x, (maps > 0.5).float() if binary else maps, epochs=epochs, batch_size=BATCH,
-                lr=LR)
-            what = "binary masks" if binary else "targets"
-            wide = f", {width} channels" if width != 16 else ""
-            scored.append((f"mask network distilled from the {what}, {epochs} epochs{wide}",
-                           distilled.attribute(images)))
+        scored += [(name, distilled.attribute(images))
+                   for name, distilled in distilled_variants(job.posterior, job.settings, x,
+                                                             maps)]
         for name, found in scored:
             iou = image_ious(found, boxes).double()
             difference = iou - base

@@ -36,8 +36,8 @@ from .common import most_uncertain, posterior_key
 from .registry import per_pixel_optimization
 from .settings import Settings
 
-__all__ = ["DEFAULT_CONFIG", "AmortizedConfig", "amortized_name", "distillation_targets",
-           "load_or_train_amortized", "targets_folder"]
+__all__ = ["DEFAULT_CONFIG", "AmortizedConfig", "amortized_name", "distil",
+           "distillation_targets", "load_or_train_amortized", "targets_folder"]
 
 
 @dataclass(frozen=True)
@@ -134,23 +134,41 @@ def distillation_targets(posterior: Posterior, settings: Settings, config: Amort
     return images, torch.cat(maps)
 
 
+def _explainer(posterior: Posterior, settings: Settings, config: AmortizedConfig,
+               network: MaskNet | None = None) -> AmortizedUA:
+    """The explainer of ``posterior`` with ``network``, its objective the settings' (the
+    uncertainty, λ, τ and σ0 of the per-image method it imitates)."""
+    method = settings.method
+    return AmortizedUA(posterior, method.uncertainty, network=network, lam=method.lam,
+                       tau=method.tau, sigma_init=method.sigma_init, seed=config.seed)
+
+
+def distil(posterior: Posterior, settings: Settings, images: Tensor, maps: Tensor,
+           config: AmortizedConfig, *, progress: bool = False) -> AmortizedUA:
+    """An explainer whose new :class:`MaskNet` (``config.width`` channels, its weights
+    seeded by ``config.seed``) is distilled from ``maps`` ``[N, H, W]`` of ``images``
+    ``[N, C, H, W]`` (from their binary masks ``p > 0.5`` with ``config.binary_targets``),
+    with the config's epochs, batch size and learning rate."""
+    torch.manual_seed(config.seed)  # the network's initial weights
+    network = MaskNet(images.shape[1], config.width)
+    targets = (maps > 0.5).float() if config.binary_targets else maps
+    return _explainer(posterior, settings, config, network).distill(
+        images, targets, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        progress=progress)
+
+
 def load_or_train_amortized(posterior: Posterior, settings: Settings, *,
                             config: AmortizedConfig | None = None, retrain: bool = False,
                             log: Callable[[str], None] = print) -> tuple[AmortizedUA, dict]:
     """The amortised explainer of ``posterior`` (the settings' uncertainty, λ, τ and σ0):
     shipped, cached (``<cache>/<name>.pt``) or distilled now (:func:`distillation_targets`,
-    then :meth:`AmortizedUA.distill`); ``retrain``: distilled again from the stored
+    then :func:`distil`); ``retrain``: distilled again from the stored
     targets. ``info``: its name, what it was made with, whether it is shipped, the cache
     path and the SHA-256 of its weights."""
     config = config or DEFAULT_CONFIG
-    method = settings.method
     name = amortized_name(posterior, settings, config)
     cached = cache_dir(settings.posterior.cache_dir) / f"{name}.pt"
     channels = data.image_shape(settings.data.dataset)[0]
-
-    def explainer(network: MaskNet | None = None) -> AmortizedUA:
-        return AmortizedUA(posterior, method.uncertainty, network=network, lam=method.lam,
-                           tau=method.tau, sigma_init=method.sigma_init, seed=config.seed)
 
     def train() -> MaskNet:
         images, maps = distillation_targets(posterior, settings, config,
@@ -158,11 +176,8 @@ def load_or_train_amortized(posterior: Posterior, settings: Settings, *,
                                             log=log)
         log(f"amortised explainer: distilling {len(images)} maps, {config.epochs} epochs "
             f"(cached in {cached})")
-        torch.manual_seed(config.seed)  # the network's initial weights
-        made = explainer(MaskNet(channels, config.width)).distill(
-            images.to(settings.device), (maps > 0.5).float() if config.binary_targets else maps,
-            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, progress=True)
-        return made.network
+        return distil(posterior, settings, images.to(settings.device), maps, config,
+                      progress=True).network
 
     network, source, _ = restore_or_train(MaskNet(channels, config.width), name, "model.pt",
                                           cached, train, retrain=retrain,
@@ -170,4 +185,4 @@ def load_or_train_amortized(posterior: Posterior, settings: Settings, *,
     info = {"name": name, "spec": {**asdict(config), "dataset": settings.data.dataset},
             "shipped": is_shipped(source), "cache": str(cached),
             "weights": file_hashes(name, {"model.pt": source})}
-    return explainer(network.to(settings.device).eval()), info
+    return _explainer(posterior, settings, config, network.to(settings.device).eval()), info

@@ -137,9 +137,7 @@ class Job:
         if key not in self._amortized:
             explainer, info = load_or_train_amortized(self.posterior, settings, log=log)
             self.weights.update(info["weights"])
-            where = ("the weights uattr ships" if info["shipped"]
-                     else f"cached in {info['cache']}")
-            log(f"amortised explainer {info['name']}: {where}")
+            log(f"amortised explainer {info['name']}: {_source(info)}")
             self._amortized[key] = explainer.network
         return self._amortized[key]
 
