@@ -23,10 +23,12 @@ JSON) go to ``--out``:
 
 1. ``scaling``: per size, network and method: images, seconds/image, forward/image,
    backward/image, peak MiB;
-2. ``optimization_step``: per size and network, one step of the method against one bare
-   batched forward+backward of the posterior (U(x) and its gradient) on the same images,
-   each timed as the median of repeats after a warm-up, and their ratio (alone, with
-   ``--steps-only``: a few minutes, where the whole run takes hours).
+2. ``optimization_step``: per size and network, one step of the method (and one with a
+   blur of fixed width) against one bare batched forward+backward of the posterior (U(x)
+   and its gradient) on the same images,
+   timed in interleaved rounds after a warm-up, and the median of the rounds' ratios
+   (alone, with ``--steps-only``: a few minutes, where the whole run takes more than an
+   hour).
 """
 
 from __future__ import annotations
@@ -51,7 +53,12 @@ from uattr.experiments.runs import RunFolder, markdown_table, write_atomic
 
 SIZES = (28, 32, 96, 224)
 MEMBERS = 5
-STEP_REPEATS = 5
+RESNET_ROUNDS = 5
+#: the rows measured on ResNet-18 by default: one of the method's two rows and those of up
+#: to ~500 passes per image (fixed-mask KernelSHAP, LIME and the method on pixels would take
+#: 15-40 min each on 2 CPU cores)
+RESNET_METHODS = ("optimization (slic)", "grad", "smoothgrad", "integrated gradients",
+                  "blur ig", "fullgrad", "guided backprop", "ua-backprop", "occlusion")
 
 
 def photo_crops(size: int, n: int, seed: int = 0) -> torch.Tensor:
@@ -127,27 +134,29 @@ def method_cell(size: int, arch: str, name: str, n: int, device: str) -> dict:
             "peak MiB": max(0.0, _peak_mib(device) - before)}
 
 
-def _median_seconds(run, device: str, repeats: int = STEP_REPEATS) -> float:
-    run()  # warm-up
-    times = []
+def _seconds(run, device: str, repeats: int = 1) -> float:
+    """Wall-clock seconds of one ``run()``, the mean of ``repeats`` calls in a row."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
     for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
         run()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
 
 
 def step_cell(size: int, arch: str, n: int, device: str) -> dict:
     """One row of ``optimization_step``: a step of the method (its cost over ``steps`` more
-    steps, so that the set-up is not counted) against a bare forward+backward. A step of
-    the small CNN lasts milliseconds, so it is timed over 100 steps and the bare pass over
-    20 repeats (a ratio of two short timings is noisy); ResNet-18's 2.6 s passes keep 20
-    steps and 5 repeats."""
-    steps, bare_repeats = (20, STEP_REPEATS) if arch == "resnet18" else (100, 20)
+    steps, so that the set-up is not counted) against a bare forward+backward, measured in
+    interleaved rounds: each round times the bare pass (the mean of ``bare_repeats`` in a
+    row), then the method with 1 step and with ``1 + steps`` steps, so that a slow spell of
+    a shared machine falls on both sides of the round's ratio; the row gives the medians
+    over the rounds, and the ratio of a step whose blur has a fixed width
+    (``learn_blur=False``: the image is blurred once), which says what learning σ costs.
+    A step of the small CNN lasts milliseconds: 100 steps and 20 bare passes per round,
+    15 rounds; ResNet-18's 2.6 s passes keep 20 steps, 1 bare pass and 5 rounds."""
+    steps, bare_repeats, rounds = (20, 1, RESNET_ROUNDS) if arch == "resnet18" else (100, 20, 15)
     from uattr import OptimizationUA, uncertainty
 
     _quiet()
@@ -158,15 +167,29 @@ def step_cell(size: int, arch: str, n: int, device: str) -> dict:
         leaf = x.clone().requires_grad_()
         torch.autograd.grad(uncertainty(posterior(leaf), "total").sum(), leaf)
 
-    def run(k: int):
-        method = OptimizationUA(posterior, max_steps=k, early_stop=False)
+    def run(k: int, learn_blur: bool):
+        method = OptimizationUA(posterior, max_steps=k, early_stop=False, learn_blur=learn_blur)
         return lambda: method.attribute(x)
 
-    forward_backward = _median_seconds(bare, device, bare_repeats)
-    step = (_median_seconds(run(1 + steps), device) - _median_seconds(run(1), device)) / steps
+    # the method as it runs, and with a blur of fixed width (what learning σ costs)
+    variants = {learn: (run(1, learn), run(1 + steps, learn)) for learn in (True, False)}
+    bare()
+    for one, more in variants.values():
+        one(), more()  # warm-up
+    passes, step_costs = [], {learn: [] for learn in variants}
+    for _ in range(rounds):
+        passes.append(_seconds(bare, device, bare_repeats))
+        for learn, (one, more) in variants.items():
+            step_costs[learn].append((_seconds(more, device) - _seconds(one, device)) / steps)
+
+    def ratio(costs: list[float]) -> float:
+        return float(np.median([s / p for s, p in zip(costs, passes, strict=True)]))
+
     return {"size": size, "network": arch, "images": n,
-            "step (s)": step, "forward+backward (s)": forward_backward,
-            "ratio": step / forward_backward}
+            "step (s)": float(np.median(step_costs[True])),
+            "forward+backward (s)": float(np.median(passes)),
+            "ratio": ratio(step_costs[True]), "ratio, fixed blur": ratio(step_costs[False]),
+            "rounds": rounds}
 
 
 def _cell_name(*parts) -> str:
@@ -184,10 +207,11 @@ def main() -> None:
                         help="images per cell above 96 px (default 1)")
     parser.add_argument("--methods", nargs="+", help="rows to measure (default: all)")
     parser.add_argument("--no-resnet", action="store_true", help="skip ResNet-18 at 224 px")
-    parser.add_argument("--resnet-methods", nargs="+",
-                        help="rows to measure on ResNet-18 (default: those of --methods); on "
-                             "2 CPU cores one forward+backward of its 5 members on one 224 px "
-                             "image takes ~2.6 s, so each 1000-pass row takes ~15 min")
+    parser.add_argument("--resnet-methods", nargs="+", default=list(RESNET_METHODS),
+                        help="rows to measure on ResNet-18, of those of --methods (default: "
+                             "RESNET_METHODS); on 2 CPU cores one forward+backward of its 5 "
+                             "members on one 224 px image takes ~2.6 s, so each 1000-pass "
+                             "row takes ~15 min")
     parser.add_argument("--steps-only", action="store_true",
                         help="measure the optimization_step table only")
     parser.add_argument("--device", default="cpu")
@@ -202,7 +226,7 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"{flag}: unknown {unknown}; choose from {known}")
     methods = args.methods or known
-    resnet_methods = [m for m in methods if m in (args.resnet_methods or methods)]
+    resnet_methods = [m for m in methods if m in args.resnet_methods]
     out = RunFolder(args.out)
     cells = out.path / "cells"
     out.write_json("run-scaling.json", {

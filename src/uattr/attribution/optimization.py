@@ -301,18 +301,25 @@ class OptimizationUA(UncertaintyAttribution):
         params = [logits, log_scale] if self.learn_blur else [logits]
         optimizer = torch.optim.Adam(params, lr=self.lr)
 
-        def perturbed(idx: Tensor, weights: Tensor) -> Tensor:
+        # a blur of fixed width is the same at every step: blurred once
+        fixed_blur = None if self.learn_blur else gaussian_blur(x, sigma0)  # [B, C, H, W]
+
+        def perturbed(idx: Tensor | slice, weights: Tensor) -> Tensor:
             """``x'`` ``[n, C, H, W]`` of images ``idx`` under segment weights ``[n, K]``."""
             mask = weights.gather(1, flat_segments[idx]).view(-1, 1, height, width)  # [n,1,H,W]
-            sigma = sigma0 * log_scale[idx].exp()  # [n]
-            return (1 - mask) * x[idx] + mask * gaussian_blur(x[idx], sigma)
+            images = x[idx]  # [n, C, H, W]
+            if fixed_blur is None:
+                blurred = gaussian_blur(images, sigma0 * log_scale[idx].exp())  # σ [n]
+            else:
+                blurred = fixed_blur[idx]
+            return (1 - mask) * images + mask * blurred
 
-        def loss_parts(idx: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+        def loss_parts(idx: Tensor | slice, weights: Tensor) -> tuple[Tensor, Tensor]:
             """``(U(x') [n], λ · mean_k w [n])`` of images ``idx`` under weights ``[n, K]``."""
             sparsity = (weights * valid[idx]).sum(1) / counts[idx]  # [n]
             return self.uncertainty_of(perturbed(idx, weights)), self.lam * sparsity
 
-        def sample_weights(idx: Tensor, uniform: Tensor) -> Tensor:
+        def sample_weights(idx: Tensor | slice, uniform: Tensor) -> Tensor:
             if not self.gumbel:
                 return torch.sigmoid(logits[idx])
             return gumbel_sigmoid(logits[idx], logistic_noise(uniform), self.tau)
@@ -369,15 +376,19 @@ class OptimizationUA(UncertaintyAttribution):
         bar = tqdm(total=self.max_steps, desc=f"{self.name} ({batch} images)",
                    disable=not self.progress, leave=False)
         for step in range(1, self.max_steps + 1):
+            all_active = bool(active.all())
             idx = active.nonzero().squeeze(1)
+            # While every image runs, a slice selects them: views, where an index tensor
+            # would copy every input of the step and scatter every gradient back.
+            running = slice(None) if all_active else idx
             # Draws for every image, stopped or not, so each image's stream does not depend
             # on when the others stop.
             uniform = draw_uniform(generators, (batch, k_max), x.device, lengths=counts)
-            u, sparsity = loss_parts(idx, sample_weights(idx, uniform[idx]))
+            u, sparsity = loss_parts(running, sample_weights(running, uniform[running]))
             loss = (u + sparsity).sum()
             # a stopped image's values, which Adam's momentum would still move
             frozen = ~active
-            before = [p.detach()[frozen] for p in params] if frozen.any() else None
+            before = None if all_active else [p.detach()[frozen] for p in params]
             # Gradients for v and φ only: the posterior's weights get none (no side effect
             # on the user's model, and a third less work than loss.backward()).
             grads = torch.autograd.grad(loss, params, allow_unused=True)  # None: unused
