@@ -178,6 +178,31 @@ def test_ablation_switches_change_what_is_learned():
     assert divmod(plain_maps[0].argmax().item(), 16) == (4, 12)
 
 
+def test_a_blur_of_fixed_width_is_computed_once_and_changes_no_map(monkeypatch):
+    import uattr.attribution.optimization as optimization
+
+    blur = optimization.gaussian_blur
+    x = torch.cat([_spot_image(), _spot_image((10, 5))])
+    kwargs = dict(lam=0.5, seed=0, max_steps=60, early_stop=False)
+    calls = []
+
+    def counted(images, sigma, **kw):
+        calls.append(images.shape[0])
+        return blur(images, sigma, **kw)
+
+    monkeypatch.setattr(optimization, "gaussian_blur", counted)
+    fixed = OptimizationUA(SpotPosterior((4, 12)), learn_blur=False, **kwargs).attribute(x)
+    assert calls == [2]  # the whole batch, once
+    calls.clear()
+    OptimizationUA(SpotPosterior((4, 12)), **kwargs).attribute(x)
+    assert calls == [2] * 61  # at every step, and for the binary mask's U at the end
+    # a learned width that never moves (this blur ignores it) blurs the images anew at
+    # every step: the very same maps as the width fixed and the images blurred once
+    monkeypatch.setattr(optimization, "gaussian_blur",
+                        lambda images, sigma, **kw: blur(images, 0.05 * 16, **kw))
+    assert torch.equal(OptimizationUA(SpotPosterior((4, 12)), **kwargs).attribute(x), fixed)
+
+
 @pytest.mark.parametrize(
     ("x", "match"),
     [
