@@ -57,8 +57,9 @@ RESNET_ROUNDS = 5
 #: the rows measured on ResNet-18 by default: one of the method's two rows and those of up
 #: to ~500 passes per image (fixed-mask KernelSHAP, LIME and the method on pixels would take
 #: 15-40 min each on 2 CPU cores)
-RESNET_METHODS = ("optimization (slic)", "grad", "smoothgrad", "integrated gradients",
-                  "blur ig", "fullgrad", "guided backprop", "ua-backprop", "occlusion")
+RESNET_METHODS = ("optimization (slic)", "amortized", "grad", "smoothgrad",
+                  "integrated gradients", "blur ig", "fullgrad", "guided backprop", "ua-backprop",
+                  "occlusion")
 
 
 def photo_crops(size: int, n: int, seed: int = 0) -> torch.Tensor:
@@ -82,14 +83,21 @@ def ensemble(arch: str, size: int, device: str):
     return Ensemble(members)
 
 
-def rows_for(posterior) -> dict:
+def rows_for(posterior, in_channels: int) -> dict:
     """Every non-generative, non-oracle row of the detection table, the optimization-based
-    ones with their whole step budget."""
+    ones with their whole step budget, the amortised explainer with an untrained mask
+    network of the shipped explainers' width (one forward pass costs what it costs
+    whatever the weights)."""
+    from uattr.attribution.amortized import MaskNet
+    from uattr.experiments.amortized import DEFAULT_CONFIG
     from uattr.experiments.registry import detection_methods, optimization
     from uattr.experiments.settings import MethodSettings
 
     settings = MethodSettings()
-    specs = {name: spec for name, spec in detection_methods(posterior, settings).items()
+    torch.manual_seed(0)
+    explainer = MaskNet(in_channels, DEFAULT_CONFIG.width).eval()
+    specs = {name: spec for name, spec in
+             detection_methods(posterior, settings, amortized=explainer).items()
              if not spec.oracle}
     for name, spec in specs.items():
         if name.startswith("optimization"):
@@ -118,7 +126,7 @@ def method_cell(size: int, arch: str, name: str, n: int, device: str) -> dict:
     _quiet()
     posterior = ensemble(arch, size, device)
     x = photo_crops(size, n)
-    spec = rows_for(posterior)[name]
+    spec = rows_for(posterior, x.shape[1])[name]
     with torch.no_grad():
         posterior(x[:1].to(device))  # warm-up: lazy allocations are not the method's
     if device.startswith("cuda"):
