@@ -65,17 +65,23 @@ def test_the_scaling_table_covers_every_size_and_keeps_the_step_within_1_3_passe
     assert {(row["size"], row["network"]) for row in steps} == {
         (row["size"], row["network"]) for row in rows}
     for row in steps:
-        assert row["ratio"] == pytest.approx(row["step (s)"] / row["forward+backward (s)"])
+        # the ratio is the median of the rounds' ratios, the seconds the medians of the
+        # rounds' seconds: with a ratio that barely moves between rounds the two agree
+        assert row["ratio"] == pytest.approx(row["step (s)"] / row["forward+backward (s)"],
+                                             rel=0.1), row
         assert row["ratio"] <= 1.3, row
+        # a blur of fixed width costs no more than a learned one (a few hundredths of
+        # noise between rounds allowed)
+        assert row["ratio, fixed blur"] <= row["ratio"] + 0.03, row
     # pass counts that follow from the methods' settings alone, at every size
     expected = {"grad": (1, 1), "kernelshap-fixed": (2001, 0), "kernelshap-fixed (slic)": (1001, 0),
                 "lime": (1000, 0), "optimization (pixels)": (502, 500),
-                "optimization (slic)": (502, 500)}
+                "optimization (slic)": (502, 500), "amortized": (0, 0)}
     for row in rows:
         if row["method"] in expected:
             assert (row["forward/image"], row["backward/image"]) == pytest.approx(
                 expected[row["method"]]), row
-    assert run["device"] == "cpu" and run["cpu"]
+    assert run["device"] == "cpu" and run["cpu"] and run["untrained networks"]
 
 
 @pytest.mark.skipif(not (DETECTION / "detection.json").exists(),
@@ -126,14 +132,37 @@ def test_the_readmes_sentences_on_size_are_those_of_the_scaling_files():
              for row in _read(SCALING / "optimization_step.json")}
     text = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
     method = "optimization (slic)"
-    assert round(rows[(28, "small-cnn", method)]["s/image"], 1) == 1.5
-    assert round(rows[(224, "small-cnn", method)]["s/image"]) == 79
-    assert round(rows[(224, "resnet18", method)]["s/image"] / 60) == 21
-    assert round(steps[(224, "resnet18")]["forward+backward (s)"], 1) == 2.6
-    most = max(row["ratio"] for row in steps.values())
-    assert ("1.5 s per image at 28 px becomes 79 s at 224 px with the small CNN and 21 min "
-            "with ResNet-18") in text
-    assert f"A step costs at most {most:.3f} forward+backward passes at every size" in text
+    small, large = (rows[(size, "small-cnn", method)]["s/image"] for size in (28, 224))
+    resnet = rows[(224, "resnet18", method)]["s/image"] / 60
+    assert (f"the optimization-based method's {small:.1f} s per image at 28 px becomes "
+            f"{large:.0f} s at 224 px with the small CNN and {resnet:.0f} min with ResNet-18"
+            ) in text
+    bare = steps[(224, "resnet18")]["forward+backward (s)"]
+    assert f"one forward+backward of its 5 members on one 224 px image: {bare:.1f} s" in text
+    small_cnn, resnet18 = (rows[(224, net, "amortized")]["s/image"]
+                           for net in ("small-cnn", "resnet18"))
+    assert (f"The amortised explainer takes {small_cnn:.3f} s for one 224 px image with the "
+            f"small CNN and {resnet18:.3f} s with ResNet-18, most of which is its first call's "
+            "check") in text
+    assert resnet18 > 10 * small_cnn  # the posterior's passes, not the mask network's
+
+    def ratio(size: int, network: str = "small-cnn", key: str = "ratio") -> str:
+        return f"{steps[(size, network)][key]:.3f}"
+
+    assert (f"At 28 and 32 px a step costs {ratio(28)} and {ratio(32)} passes, and "
+            f"{ratio(28, key='ratio, fixed blur')} and {ratio(32, key='ratio, fixed blur')} "
+            "with a blur of fixed width") in text
+    assert (f"{ratio(96)} at 96 px, {ratio(224)} at 224 px with the small CNN and "
+            f"{ratio(224, 'resnet18')} with ResNet-18") in text
+    # "learning the width adds about a tenth of a pass there, and the rest of the step
+    # a little more": at both sizes
+    for size in (28, 32):
+        row = steps[(size, "small-cnn")]
+        learning, rest = row["ratio"] - row["ratio, fixed blur"], row["ratio, fixed blur"] - 1
+        assert 0.05 <= learning <= 0.15 and learning <= rest <= learning + 0.1, row
+    # and the posterior's work outgrows both: the step's ratio falls with the image
+    assert steps[(224, "small-cnn")]["ratio"] < steps[(96, "small-cnn")]["ratio"] < min(
+        steps[(size, "small-cnn")]["ratio"] for size in (28, 32))
 
 
 def test_the_photo_mnist_slic_sentences_are_those_of_the_validation_sweep():
