@@ -182,8 +182,9 @@ def step_cell(size: int, arch: str, n: int, device: str) -> dict:
     # the method as it runs, and with a blur of fixed width (what learning σ costs)
     variants = {learn: (run(1, learn), run(1 + steps, learn)) for learn in (True, False)}
     bare()
-    for one, more in variants.values():
-        one(), more()  # warm-up
+    for one, more in variants.values():  # warm-up
+        one()
+        more()
     passes, step_costs = [], {learn: [] for learn in variants}
     for _ in range(rounds):
         passes.append(_seconds(bare, device, bare_repeats))

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from amortized_distill import BATCH, LR, VARIANTS, distilled_variants
-from sweeps import arguments, detection_scores, image_ious
+from amortized_distill import BATCH, LR, VARIANTS, distilled_variants, paired_to_reference
+from sweeps import arguments, image_ious
 
 from uattr.experiments import DataSettings, MethodSettings, Settings, open_job
 from uattr.experiments.amortized import DEFAULT_CONFIG, distillation_targets, targets_folder
@@ -49,14 +49,7 @@ def main() -> None:
         scored += [(name, distilled.attribute(images))
                    for name, distilled in distilled_variants(job.posterior, job.settings, x,
                                                              maps)]
-        rows = []
-        for name, found in scored:
-            iou = image_ious(found, boxes).double()
-            difference = iou - base
-            rows.append({"explainer": name, "n": len(images), **detection_scores(found, boxes),
-                         "share of the per-image IoU": float(iou.mean() / base.mean()),
-                         "IoU - per-image": float(difference.mean()),
-                         "its s.e.": float(difference.std() / len(difference) ** 0.5)})
+        rows = paired_to_reference(base, scored, boxes)
         job.out.write_table("amortized_colour", rows)
         print(markdown_table([{k: v for k, v in row.items() if k != "n"} for row in rows]))
         text = (f"{DATASET} valid, N = {args.n} detection images of the shipped colour "

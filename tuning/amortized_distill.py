@@ -69,6 +69,22 @@ def distilled_variants(posterior, settings: Settings, x: torch.Tensor,
     return made
 
 
+def paired_to_reference(reference_iou: torch.Tensor, scored: list[tuple[str, torch.Tensor]],
+                        boxes: torch.Tensor) -> list[dict]:
+    """A row per ``(name, maps)`` of ``scored``: IoU / ADA on ``boxes``, its share of the
+    reference's mean IoU, and the paired difference to the reference's per-image IoU
+    ``[N]`` with its standard error."""
+    rows = []
+    for name, found in scored:
+        iou = image_ious(found, boxes).double()
+        difference = iou - reference_iou
+        rows.append({"explainer": name, "n": len(found), **detection_scores(found, boxes),
+                     "share of the per-image IoU": float(iou.mean() / reference_iou.mean()),
+                     "IoU - per-image": float(difference.mean()),
+                     "its s.e.": float(difference.std() / len(difference) ** 0.5)})
+    return rows
+
+
 def targets(job, path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The most uncertain training images ``[N, 1, H, W]``, their per-pixel maps, and U
     before and after blurring each map's region (stored at ``path``: resumable)."""
@@ -114,15 +130,9 @@ def main() -> None:
         scored += [(name, distilled.attribute(images))
                    for name, distilled in distilled_variants(job.posterior, job.settings, x,
                                                              maps)]
-        for name, found in scored:
-            iou = image_ious(found, boxes).double()
-            difference = iou - base
-            rows.append({"explainer": name, "n": len(images),
-                         **detection_scores(found, boxes),
-                         "share of the per-image IoU": float(iou.mean() / base.mean()),
-                         "IoU - per-image": float(difference.mean()),
-                         "its s.e.": float(difference.std() / len(difference) ** 0.5),
-                         "map mean": float(found.mean())})
+        rows += [{**row, "map mean": float(found.mean())}
+                 for row, (_, found) in zip(paired_to_reference(base, scored, boxes), scored,
+                                            strict=True)]
         text = (f"mnist valid, N = {args.n} detection images of the shipped ensemble; "
                 f"training: the {N_TRAIN} training images of highest total uncertainty "
                 "(no corruption) and the per-image method's per-pixel maps of them (mask "
