@@ -32,14 +32,16 @@ from ...zoo.data import patch_swap
 from ..registry import DETECTION_ROWS
 from ..settings import BEFORE_ADDED
 
-__all__ = ["IGNORED_SETTINGS", "CommittedTable", "check_same_run", "detection_set_of",
-           "merge_rows", "merge_slice", "read_committed"]
+__all__ = ["IGNORED_SETTINGS", "CommittedTable", "check_new_rows", "check_same_run",
+           "check_same_settings", "detection_set_of", "merge_rows", "merge_slice",
+           "read_committed"]
 
 # What a run record holds that does not move a value of the table: where and how the
 # work ran and was written, which rows were asked for, and the record's own bookkeeping.
 IGNORED_SETTINGS = frozenset({
     "command", "posterior", "weights", "seconds", "device", "workers", "address", "out",
-    "results", "methods", "add_to", "added to", "retrain", "cache_dir", "data_dir"})
+    "results", "methods", "add_to", "added to", "retrain", "cache_dir", "data_dir",
+    "threads"})
 
 
 @dataclass(frozen=True)
@@ -105,33 +107,46 @@ def _normalised(value):
 
 def check_same_run(committed: CommittedTable, arguments: dict, weights: dict[str, str],
                    names: Sequence[str]) -> None:
-    """Refuse (``ValueError``) to add ``names`` to ``committed`` unless they are new rows and
-    the command's ``arguments`` and the posterior's ``weights`` (``name/file``: SHA-256)
-    are the table's: every setting outside :data:`IGNORED_SETTINGS` equal (a setting the
-    record predates counts at the value it had then,
+    """Refuse (``ValueError``) to add ``names`` to ``committed`` unless they are new rows
+    (:func:`check_new_rows`) and the command is the table's (:func:`check_same_settings`)."""
+    check_new_rows(committed.folder, set(committed.per_image), names)
+    check_same_settings(committed.folder, committed.record, arguments, weights)
+
+
+def check_new_rows(folder: Path, present: set[str], names: Sequence[str]) -> None:
+    """Refuse (``ValueError``) ``names`` that are rows of the table in ``folder`` already
+    (``present``)."""
+    already = sorted(set(names) & present)
+    if already:
+        raise ValueError(f"--methods: {already} are rows of {folder} already; "
+                         "name only rows the table does not have")
+
+
+def check_same_settings(folder: Path, record: dict, arguments: dict,
+                        weights: dict[str, str]) -> None:
+    """Refuse (``ValueError``) to add rows to the table in ``folder`` unless the command's
+    ``arguments`` and the posterior's ``weights`` (``name/file``: SHA-256) are those of
+    its run ``record``: every setting outside :data:`IGNORED_SETTINGS` equal (a setting
+    the record predates counts at the value it had then,
     :data:`~uattr.experiments.settings.BEFORE_ADDED`), and every weight file named by the
     record with the same hash."""
-    present = sorted(set(names) & set(committed.per_image))
-    if present:
-        raise ValueError(f"--methods: {present} are rows of {committed.folder} already; "
-                         "name only rows the table does not have")
     missing = object()
     differ = []
-    record = {**BEFORE_ADDED, **committed.record}
-    for key in sorted(set(arguments) | set(committed.record)):
+    earlier = {**BEFORE_ADDED, **record}
+    for key in sorted(set(arguments) | set(record)):
         if key in IGNORED_SETTINGS:
             continue
-        ours, theirs = arguments.get(key, missing), record.get(key, missing)
+        ours, theirs = arguments.get(key, missing), earlier.get(key, missing)
         if ours is missing or theirs is missing or _normalised(ours) != _normalised(theirs):
             differ.append(f"{key}: table {'–' if theirs is missing else theirs!r}, "
                           f"this command {'–' if ours is missing else ours!r}")
     if differ:
-        raise ValueError(f"--add-to: {committed.folder} was made with other settings; the new "
+        raise ValueError(f"--add-to: {folder} was made with other settings; the new "
                          f"rows would not be comparable ({'; '.join(differ)})")
-    recorded = committed.record.get("weights") or {}
+    recorded = record.get("weights") or {}
     other = sorted(key for key, digest in weights.items() if recorded.get(key) != digest)
     if other or not weights:
-        raise ValueError(f"--add-to: {committed.folder} was made with other weights (this "
+        raise ValueError(f"--add-to: {folder} was made with other weights (this "
                          f"posterior's {other or 'none named'} are not in its record); the "
                          "new rows would explain another posterior")
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,6 +43,7 @@ from ..commands import (
 from ..common import MethodSpec, attribute_counted, cached_cell, method_key
 from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import PIXEL_METHODS, pixel_methods
+from . import added_rows
 from .paper_numbers import MITIGATION_MNIST
 
 __all__ = ["COMMAND", "MITIGATION_METHODS", "NO_ATTENTION", "MitigationSettings", "benchmark",
@@ -175,11 +178,18 @@ def _row(name: str, space: str, scores: list[dict], baseline: list[dict],
 
 
 # ------------------------------------------------------------ the job of uattr bench/run
-def benchmark(job: Job, settings: MitigationSettings,
-              names: list[str] | None = None, stem: str = "mitigation",
-              figure: bool = True) -> Section:
-    """papers/002 Table 2: ACC and NLL of training with each method's attention, written
-    as ``<stem>.{md,csv,json}`` and (with ``figure``) ``<stem>_attention.png``."""
+@dataclass(frozen=True)
+class _Subsets:
+    """The training subset and the evaluated subset, and the keys of their cells."""
+
+    train: Split
+    test: Split
+    whole_test: int  # images of the evaluated split
+    data_key: dict
+    train_key: dict
+
+
+def _subsets(job: Job, settings: MitigationSettings) -> _Subsets:
     where = job.settings.data
     if settings.kind not in ("total", "aleatoric", "epistemic"):
         raise ValueError(f"kind must be total, aleatoric or epistemic, got {settings.kind!r}")
@@ -191,49 +201,137 @@ def benchmark(job: Job, settings: MitigationSettings,
     full_test = data.load(where.dataset, where.split, root=where.data_dir)
     train_idx = subset(len(full_train), settings.train_images, settings.subset_seed)
     test_idx = subset(len(full_test), settings.test_images, settings.subset_seed + 1)
-    train = Split(full_train.images[train_idx], full_train.labels[train_idx])
-    test = Split(full_test.images[test_idx], full_test.labels[test_idx])
-    explained = dataclasses.replace(job.settings.method, uncertainty=settings.kind)
-    wanted = list(names) if names is not None else list(MITIGATION_METHODS)
-    methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(wanted),
-                                           job.amortized_for(wanted, explained)),
-                             wanted, "mitigation")
     data_key = {"dataset": where.dataset, "train": train_idx.tolist(),
                 "split": where.split, "test": test_idx.tolist()}
     train_key = {"data": data_key, "epochs": settings.epochs, "lr": settings.lr,
                  "batch_size": settings.batch_size, "temperature": settings.temperature,
                  "kind": settings.kind}
+    return _Subsets(Split(full_train.images[train_idx], full_train.labels[train_idx]),
+                    Split(full_test.images[test_idx], full_test.labels[test_idx]),
+                    len(full_test), data_key, train_key)
+
+
+def _baseline(job: Job, sets: _Subsets, settings: MitigationSettings) -> list[dict]:
+    """ACC and NLL of every seed trained without attention."""
+    return _runs(job, NO_ATTENTION, "latent", None, sets.train, sets.test, settings,
+                 sets.train_key)
+
+
+def _method_rows(job: Job, names: list[str] | None, sets: _Subsets,
+                 settings: MitigationSettings, baseline: list[dict]
+                 ) -> tuple[list[dict], dict[str, Tensor]]:
+    """The rows of the methods ``names`` (every space each is tried in), and each method's
+    maps of the first 6 test images."""
+    explained = dataclasses.replace(job.settings.method, uncertainty=settings.kind)
+    wanted = list(names) if names is not None else list(MITIGATION_METHODS)
+    methods = choose_methods(pixel_methods(job.posterior, explained, job.vae_for(wanted),
+                                           job.amortized_for(wanted, explained)),
+                             wanted, "mitigation")
     rows, shown = [], {}
-    baseline = _runs(job, NO_ATTENTION, "latent", None, train, test, settings, train_key)
-    rows.append({**_row(NO_ATTENTION, "latent", baseline, baseline, None), "space": "–"})
     for spec in methods:
-        train_maps, test_maps, seconds = _maps(job, spec, train, test,
-                                               {"data": data_key, "kind": settings.kind})
+        train_maps, test_maps, seconds = _maps(job, spec, sets.train, sets.test,
+                                               {"data": sets.data_key, "kind": settings.kind})
         shown[spec.name] = test_maps[:6]
         spaces = ATTENTION_SPACES if spec.name in settings.input_space else ("latent",)
         for space in spaces:
-            scores = _runs(job, spec.name, space, (train_maps, test_maps), train, test,
-                           settings, {**train_key, "maps": method_key(spec)})
+            scores = _runs(job, spec.name, space, (train_maps, test_maps), sets.train,
+                           sets.test, settings, {**sets.train_key, "maps": method_key(spec)})
             rows.append(_row(spec.name, space, scores, baseline, seconds))
-    job.out.write_table(stem, rows)
-    figures = []
-    if shown and figure:
-        job.out.save_figure(f"{stem}_attention.png",
-                            attention_figure(test.images[:6], shown, settings.temperature))
-        figures.append(f"{stem}_attention.png")
-    whole = "the whole" if len(test) == len(full_test) else f"a fixed random {len(test)} of the"
-    text = (f"{len(train)} random {where.dataset} training images, each with its "
+    return rows, shown
+
+
+def _description(job: Job, settings: MitigationSettings, sets: _Subsets) -> str:
+    where = job.settings.data
+    whole = ("the whole" if len(sets.test) == sets.whole_test
+             else f"a fixed random {len(sets.test)} of the")
+    return (f"{len(sets.train)} random {where.dataset} training images, each with its "
             f"{settings.kind} map from the ensemble turned into A = (1 - M) ⊙ M (M: the map "
             f"over its largest magnitude, a softmax over pixels at T = {settings.temperature:g}"
             f", rescaled to peak at 1); a fresh network trained {settings.epochs} epochs with "
             f"(1 + α·A) ⊙ features (latent) or ⊙ image (input), α = {settings.alpha:g}; "
-            f"ACC and NLL on {whole} {where.split} images ({len(test)}), mean and standard "
-            f"deviation over {settings.runs} seeds; ΔACC: the paired difference from no "
-            "attention (the same seed starts from the same weights). The paper's columns are "
-            "papers/002 Table 2, MNIST (latent space).")
+            f"ACC and NLL on {whole} {where.split} images ({len(sets.test)}), mean and "
+            f"standard deviation over {settings.runs} seeds; ΔACC: the paired difference "
+            "from no attention (the same seed starts from the same weights). The paper's "
+            "columns are papers/002 Table 2, MNIST (latent space).")
+
+
+def benchmark(job: Job, settings: MitigationSettings,
+              names: list[str] | None = None, stem: str = "mitigation",
+              figure: bool = True) -> Section:
+    """papers/002 Table 2: ACC and NLL of training with each method's attention, written
+    as ``<stem>.{md,csv,json}`` and (with ``figure``) ``<stem>_attention.png``."""
+    sets = _subsets(job, settings)
+    baseline = _baseline(job, sets, settings)
+    rows = [{**_row(NO_ATTENTION, "latent", baseline, baseline, None), "space": "–"}]
+    method_rows, shown = _method_rows(job, names, sets, settings, baseline)
+    rows += method_rows
+    job.out.write_table(stem, rows)
+    figures = []
+    if shown and figure:
+        job.out.save_figure(f"{stem}_attention.png",
+                            attention_figure(sets.test.images[:6], shown, settings.temperature))
+        figures.append(f"{stem}_attention.png")
+    text = _description(job, settings, sets)
     print_table(f"Mitigation: {text}", rows)
     return Section("Uncertainty mitigation with attention", text, [(stem, rows)],
                    figures)
+
+
+# What ties a row to the others: its paired seeds. "No attention" trained again must come
+# out as the table's to the last bit, or this machine trains otherwise.
+_BASELINE_COLUMNS = ("ACC (%)", "ACC sd", "NLL", "NLL sd")
+
+
+def _read_table(folder: Path, name: str, what: str):
+    path = folder / name
+    if not path.is_file():
+        raise ValueError(f"--add-to: {folder} has no {name} ({what}); rows can be added "
+                         "only to a mitigation table that uattr wrote with it")
+    return json.loads(path.read_text())
+
+
+def add_rows(job: Job, settings: MitigationSettings, names: list[str], folder: str | Path,
+             arguments: dict) -> Section:
+    """The rows of the methods ``names``, trained on the subsets, seeds and weights of the
+    mitigation table in ``folder`` and written into it after its other rows.
+
+    Refused (``ValueError``) where the table was made with other settings or weights
+    (:mod:`.added_rows`), and where "no attention", trained again here, differs from the
+    table's: training is bit-reproducible only on one kind of CPU at one thread count, and
+    a row's ΔACC pairs each of its seeds with that seed's plain network."""
+    folder = Path(folder)
+    record = _read_table(folder, "run-mitigation.json", "the run record")
+    committed = _read_table(folder, "mitigation.json", "the table")
+    added_rows.check_new_rows(folder, {row["method"] for row in committed}, names)
+    added_rows.check_same_settings(folder, record, arguments, job.info.get("weights", {}))
+    sets = _subsets(job, settings)
+    baseline = _baseline(job, sets, settings)
+    ours = _row(NO_ATTENTION, "latent", baseline, baseline, None)
+    theirs = next((row for row in committed if row["method"] == NO_ATTENTION), {})
+    if any(ours[column] != theirs.get(column) for column in _BASELINE_COLUMNS):
+        here = ", ".join(f"{c} {ours[c]:.4f}" for c in _BASELINE_COLUMNS)
+        there = ", ".join(f"{c} {theirs.get(c, float('nan')):.4f}" for c in _BASELINE_COLUMNS)
+        raise ValueError(
+            f"--add-to: no attention trained here ({here}) is not the table's ({there}): "
+            "training the attention network is bit-reproducible only on one kind of CPU "
+            "at one thread count (--threads; this run: "
+            f"{torch.get_num_threads()}), and a row is compared with the plain network of "
+            f"each of its seeds; remake the whole table on one machine instead")
+    new_rows, _ = _method_rows(job, names, sets, settings, baseline)
+    # the table's other rows were made with the weights its record names (the VAE's where
+    # it has CLUE rows): the new record names them too
+    job.weights.update({key: digest for key, digest in (record.get("weights") or {}).items()
+                        if key not in job.weights})
+    rows = [*committed, *new_rows]  # after the table's rows, as one run naming them last
+    job.out.write_table("mitigation", rows)
+    text = (f"{_description(job, settings, sets)} The rows {', '.join(names)} were added to "
+            f"the table of {folder}: its other rows as that run measured them, on the same "
+            "subsets, seeds and weights; no attention, trained again here, came out equal to "
+            "the table's in every digit. mitigation_attention.png shows the earlier run's "
+            "rows.")
+    print_table(f"Mitigation: {text}", rows)
+    return Section("Uncertainty mitigation with attention", text, [("mitigation", rows)],
+                   record={"added to": record})
 
 
 def attention_figure(images: Tensor, maps: dict[str, Tensor], temperature: float):
@@ -265,12 +363,34 @@ def _check(args: argparse.Namespace) -> None:
     if unknown:
         raise ValueError(f"--input-space: unknown methods {unknown}; choose from "
                          f"{list(PIXEL_METHODS)}")
+    if args.add_to is None:
+        return
+    if chosen_methods(args) is None:
+        raise ValueError("--methods: with --add-to, name the rows to add (not all)")
+    folder = Path(args.add_to)
+    committed = _read_table(folder, "mitigation.json", "the table")
+    _read_table(folder, "run-mitigation.json", "the run record")
+    added_rows.check_new_rows(folder, {row["method"] for row in committed}, args.methods)
+    if args.results is not None and Path(args.results).resolve() != folder.resolve():
+        raise ValueError("--results: with --add-to the table is written back into its own "
+                         f"folder {args.add_to}; leave --results out or give the same folder")
+
+
+def _run(job: Job, args: argparse.Namespace) -> Section:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()  # the record says what the trainings ran on
+    if args.add_to is None:
+        return benchmark(job, _settings(args), chosen_methods(args))
+    args.results = args.add_to  # the table is written back where it was read
+    arguments = {key: value for key, value in vars(args).items() if not callable(value)}
+    return add_rows(job, _settings(args), chosen_methods(args), args.add_to, arguments)
 
 
 COMMAND = BenchCommand(
     "mitigation", "ACC and NLL of a network trained on a few images with each method's map "
     "as attention (papers/002 Table 2; --n: training images)",
-    lambda job, args: benchmark(job, _settings(args), chosen_methods(args)),
+    _run,
     options=(
         option("--test-images", type=non_negative_int, default=_DEFAULT.test_images,
                help="images of the split evaluated, a fixed random subset (0: all; default "
@@ -285,6 +405,16 @@ COMMAND = BenchCommand(
                help="methods whose attention is also tried on the input, the paper's "
                     f"ablation (default: {' '.join(_DEFAULT.input_space)}; none: no "
                     "ablation)"),
+        option("--threads", type=positive_int, default=None,
+               help="CPU threads of torch (default: its own choice, one per core); the "
+                    "trainings are bit-reproducible on one kind of CPU at one thread count "
+                    "only, so a table that rows are added to must be remade with its own"),
+        option("--add-to", default=None, metavar="FOLDER",
+               help="train only the --methods rows, on the subsets, seeds and weights of "
+                    "the mitigation table in FOLDER (a results folder), and write them into "
+                    "it after its other rows; refused when the table was made with other "
+                    "weights or settings, or when no attention, trained again here, "
+                    "differs from the table's (another CPU or thread count)"),
     ),
     methods=lambda args: PIXEL_METHODS, defaults={"n": _DEFAULT.train_images},
     n_counts_split_images=False, check=_check)
