@@ -305,7 +305,14 @@ def test_bench_segmenters_shares_the_detection_cells_and_scores_each_segmenter(c
     assert "unknown ['optimization (sam)']" in capsys.readouterr().err
 
 
-def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, capsys):
+def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, capsys,
+                                                              monkeypatch):
+    from uattr.experiments import amortized
+
+    # the per-pixel stopping study starts a row from the amortised explainer's map: a tiny
+    # one, distilled when the study needs it
+    monkeypatch.setattr(amortized, "DEFAULT_CONFIG", amortized.AmortizedConfig(
+        n_train=12, epochs=2, batch_size=4, chunk=6))
     out = tmp_path / "studies"
     common = [*COMMON, "--cache-dir", cache, "--n", "3", "--n-segments", "6", "--out", str(out),
               "--max-steps", "100"]
@@ -379,7 +386,13 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     assert "optimization (pixels): loaded from" in capsys.readouterr().err  # the table's row
     per_pixel = {(r["start"], r["stop"]): r
                  for r in json.loads((out / "stopping_pixels.json").read_text())}
-    assert list(per_pixel) == [("cold", "loss rule"), ("cold", "mask rule")]
+    assert list(per_pixel) == [("cold", "loss rule"), ("cold", "mask rule"),
+                               ("amortized", "mask rule")]
+    # the mask rule ends no image before its third check: 3 × 20 steps
+    assert all(row["mean steps"] >= 60 for (_, stop), row in per_pixel.items()
+               if stop == "mask rule")
+    record = json.loads((out / "run-stopping-pixels.json").read_text())
+    assert any(name.startswith("digits-amortized-") for name in record["weights"])
     assert per_pixel[("cold", "loss rule")]["IoU"] == \
         convergence[("pixels", "full method")]["IoU"]  # the per-pixel row of every table
     assert per_pixel[("cold", "mask rule")]["IoU - loss rule"] == pytest.approx(

@@ -7,6 +7,7 @@ from torch import nn
 
 from tests._models import SpotPosterior, tiny_cnn_members
 from uattr import OptimizationUA, UninformativeMapWarning, as_posterior, segment
+from uattr.attribution.base import UncertaintyAttribution
 from uattr.attribution.optimization import gumbel_sigmoid, logistic_noise
 
 
@@ -433,3 +434,56 @@ def test_stop_and_init_settings_are_checked():
         OptimizationUA(posterior, mask_tol=1.0)
     with pytest.raises(ValueError, match="init_scale"):
         OptimizationUA(posterior, init_scale=0.0)
+
+
+class _FixedMap(UncertaintyAttribution):
+    """An explainer whose map is given: ``maps [B, H, W]`` whatever the images."""
+
+    name = "fixed"
+
+    def __init__(self, posterior, maps, seed: int = 0):
+        super().__init__(posterior)
+        self.maps, self.seed = maps, seed
+
+    def attribute(self, x, *, segments=None):
+        return self.maps[: len(x)]
+
+    def settings(self):
+        return {"seed": self.seed}
+
+
+@pytest.mark.filterwarnings("ignore::uattr.UninformativeMapWarning")  # 20 steps: not found
+def test_an_explainer_start_begins_at_its_map_averaged_over_each_segment():
+    gen = torch.Generator().manual_seed(7)
+    posterior = _linear_uncertainty_posterior(0.001 * torch.rand(1, 1, 8, 8, generator=gen))
+    x = torch.rand(2, 1, 8, 8, generator=gen)
+    quadrants = segment.grid(x, cell=4)  # 4 segments of 16 pixels
+    start = torch.rand(2, 8, 8, generator=gen)
+    start[0, :4, :4] = 1.0  # a quadrant the explainer is sure of
+    start[1, 4:, 4:] = 0.0  # and one it rules out
+    method = OptimizationUA(posterior, _first_sample_first_class, lam=LAM, early_stop=False,
+                            max_steps=20, init=_FixedMap(posterior, start), init_scale=3.0)
+    traced = method.attribute_with_diagnostics(x, segments=quadrants, trace=True)
+    means = torch.stack([start.flatten(1)[:, quadrants[0].flatten() == k].mean(1)
+                         for k in range(4)], 1)  # [B, 4], q_bk
+    expected = torch.sigmoid(3.0 * (2 * means - 1))
+    assert expected[0, 0] == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
+    assert expected[1, 3] == pytest.approx(torch.sigmoid(torch.tensor(-3.0)).item())
+    # mean of 16 values in [0, 1] and a sigmoid: float32 rounding, far below 1e-6
+    torch.testing.assert_close(traced.trace.probs[0], expected, rtol=0, atol=1e-6)
+    assert traced.trace.steps[0].item() == 0
+
+
+def test_an_explainer_start_is_part_of_the_settings_and_its_maps_are_checked():
+    posterior = SpotPosterior((4, 12))
+    x = _spot_image()
+    one, other = (_FixedMap(posterior, torch.full((1, 16, 16), q)) for q in (0.2, 0.8))
+    other.seed = 1
+    keys = [OptimizationUA(posterior, init=e).key_settings()["init"] for e in (one, other)]
+    assert keys[0]["class"] == "_FixedMap"
+    assert keys[0] != keys[1]  # a cell of one start is not the other's
+    with pytest.raises(ValueError, match=r"init: _FixedMap's maps must be probabilities in"):
+        OptimizationUA(posterior, init=_FixedMap(posterior, torch.full((1, 16, 16), 1.5)),
+                       max_steps=2).attribute(x)
+    with pytest.raises(ValueError, match=r"init must be one of .* or an explainer"):
+        OptimizationUA(posterior, init=torch.zeros(1, 16, 16))

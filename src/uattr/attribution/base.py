@@ -186,8 +186,10 @@ def keyword_defaults(function: Callable) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """A setting as JSON can hold it: a callable (an uncertainty of the user's) by its
-    qualified name."""
+    """A setting as JSON can hold it: an explainer (a warm start's) by its class and
+    settings, a callable (an uncertainty of the user's) by its qualified name."""
+    if isinstance(value, UncertaintyAttribution):
+        return {"class": type(value).__name__, **value.settings()}
     if callable(value):
         return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', value)}"
     return value

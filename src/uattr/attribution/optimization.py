@@ -46,7 +46,8 @@ UNINFORMATIVE_BELOW = 0.05
 #: :class:`OptimizationUA`
 STOPS = ("loss", "mask", "movement")
 #: where the mask starts: ``zeros`` (p = 0.5 everywhere, the paper's) and ``first-order``
-#: (each segment's first-order blur effect, :func:`first_order_blur_effect`)
+#: (each segment's first-order blur effect, :func:`first_order_blur_effect`); an explainer
+#: given as ``init`` (an :class:`~uattr.attribution.AmortizedUA`) starts it from its map
 INITS = ("zeros", "first-order")
 
 
@@ -174,9 +175,10 @@ class OptimizationUA(UncertaintyAttribution):
             (docs/hyperparameters.md).
         early_stop: apply the stopping rule; off, every image runs ``max_steps`` steps.
         init: where the mask starts: ``"zeros"`` (``v = 0``, p = 0.5 everywhere, the
-            paper's) or ``"first-order"`` (a warm start from each segment's first-order
-            blur effect, below).
-        init_scale: with ``init="first-order"``, the largest starting logit ``|v|``.
+            paper's), ``"first-order"`` (a warm start from each segment's first-order
+            blur effect, below), or an explainer whose maps are probabilities in [0, 1]
+            (an :class:`~uattr.attribution.AmortizedUA`: a warm start from its map, below).
+        init_scale: with a warm start, the largest starting logit ``|v|``.
         sigma_init: initial blur width as a fraction of the image side. The paper starts
             the width φ at 0, where a Gaussian blur is the identity and its gradient in
             the width vanishes, so nothing could be learned; here ``σ = σ0 · exp(φ)``
@@ -229,6 +231,15 @@ class OptimizationUA(UncertaintyAttribution):
     so that a segment whose blurring lowers U by twice what it costs in the loss starts
     at ``+init_scale``, one that lowers it by nothing at ``-init_scale``. This costs one
     forward and one backward pass per image.
+
+    An explainer as ``init`` starts each segment from its map's mean over the segment,
+    ``q_bk`` in [0, 1] (for the amortised explainer, its guess of this method's answer)::
+
+        v_bk = init_scale · (2 q_bk - 1)
+
+    so that a segment it is sure of starts at ``±init_scale`` and one it cannot tell at
+    p = 0.5, as the cold start. This costs the explainer's own passes (one of its network
+    for :class:`~uattr.attribution.AmortizedUA`, none of the posterior).
     """
 
     name = "optimization"
@@ -239,7 +250,8 @@ class OptimizationUA(UncertaintyAttribution):
                  stop: str = "loss", mask_every: int = 20, mask_patience: int = 4,
                  mask_tol: float = 0.0, move_tol: float = 0.01, move_patience: int = 1,
                  early_stop: bool = True,
-                 init: str = "zeros", init_scale: float = 1.0, sigma_init: float = 0.05,
+                 init: str | UncertaintyAttribution = "zeros", init_scale: float = 1.0,
+                 sigma_init: float = 0.05,
                  learn_blur: bool = True, gumbel: bool = True, seed: int = 0,
                  progress: bool = False) -> None:
         super().__init__(posterior, uncertainty)
@@ -251,8 +263,11 @@ class OptimizationUA(UncertaintyAttribution):
                             mask_patience=mask_patience, move_patience=move_patience)
         if stop not in STOPS:
             raise ValueError(f"stop must be one of {STOPS}, got {stop!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if isinstance(init, str) and init not in INITS:
+            raise ValueError(f"init must be one of {INITS} or an explainer, got {init!r}")
+        if not isinstance(init, str | UncertaintyAttribution):
+            raise ValueError(f"init must be one of {INITS} or an explainer (an "
+                             f"UncertaintyAttribution), got {type(init).__name__}")
         if mask_tol >= 1:
             raise ValueError(f"mask_tol must be a share of the segments below 1, got {mask_tol}")
         self.lam, self.tau, self.lr = lam, tau, lr
@@ -296,6 +311,8 @@ class OptimizationUA(UncertaintyAttribution):
         logits = torch.zeros(batch, k_max, device=x.device)  # v
         if self.init == "first-order":
             logits = self._first_order_logits(x, segments, counts, valid, sigma0)
+        elif isinstance(self.init, UncertaintyAttribution):
+            logits = self._explainer_logits(x, segments, valid)
         logits.requires_grad_()
         log_scale = torch.zeros(batch, device=x.device, requires_grad=self.learn_blur)  # φ
         params = [logits, log_scale] if self.learn_blur else [logits]
@@ -478,6 +495,21 @@ class OptimizationUA(UncertaintyAttribution):
         cost = (self.lam / counts).unsqueeze(1).clamp_min(_EPS)  # [B, 1]; λ = 0: no cost
         scaled = ((per_segment - cost) / cost).clamp(-1, 1) * self.init_scale
         return scaled * valid
+
+
+    def _explainer_logits(self, x: Tensor, segments: Tensor, valid: Tensor) -> Tensor:
+        """The warm start ``v [B, K]`` from the explainer ``init``'s maps (class
+        docstring): ``init_scale · (2 q_bk - 1)``, ``q_bk`` the map's mean over segment k."""
+        start = self.init.attribute(x)  # [B, H, W]
+        if start.shape != segments.shape or not torch.isfinite(start).all() \
+                or start.min() < 0 or start.max() > 1:
+            raise ValueError(f"init: {type(self.init).__name__}'s maps must be probabilities "
+                             f"in [0, 1] of shape {list(segments.shape)}, got values in "
+                             f"[{float(start.min()):.3g}, {float(start.max()):.3g}] of shape "
+                             f"{list(start.shape)}")
+        sizes = segment_sums(torch.ones_like(start), segments).clamp_min(1)  # [B, K]
+        mean = segment_sums(start.detach(), segments) / sizes  # [B, K]
+        return self.init_scale * (2 * mean - 1) * valid
 
 
 def _warn_uninformative(result: OptimizationResult) -> None:

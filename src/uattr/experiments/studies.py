@@ -271,9 +271,22 @@ _STOPPING = (
     ("slic", "cold", "mask rule"), ("slic", "warm", "mask rule"),
     ("slic", "cold", "movement rule"), ("slic", "cold", "loss rule"),
 )
-# per pixel (`--segments pixels`), the mask rule against the loss rule
-_STOPPING_PIXELS = (("pixels", "cold", "mask rule"), ("pixels", "cold", "loss rule"))
+# per pixel (`--segments pixels`), the mask rule against the loss rule, and the mask rule
+# started from the amortised explainer's map (its network is the posterior's, shipped or
+# distilled from the per-pixel maps of training images)
+_STOPPING_PIXELS = (("pixels", "cold", "mask rule"), ("pixels", "cold", "loss rule"),
+                    ("pixels", "amortized", "mask rule"))
 STOPPING_SEGMENTS = ("slic", "pixels")
+
+
+def _start(job: Job, start: str):
+    """The optimization-based method's ``init`` for a start of the stopping study: the
+    cold start, the first-order warm start, or the amortised explainer."""
+    if start == "amortized":
+        network = job.amortized_for(["amortized"])
+        return detection_methods(job.posterior, job.settings.method,
+                                 amortized=network)["amortized"].method
+    return "first-order" if start == "warm" else "zeros"
 
 
 def stopping(job: Job, n: int, segments: str = "slic") -> Section:
@@ -283,7 +296,8 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
     slic segments: steps and passes per image
     beside papers/001 Table 9's steps, and each variant's IoU minus the loss rule's on
     the same images with its paired standard error. ``segments="pixels"``: the mask rule
-    of :data:`~.registry.PIXEL_MASK_RULE` against the loss rule, per pixel (``stopping_pixels``)."""
+    of :data:`~.registry.PIXEL_MASK_RULE` from the cold start and from the amortised
+    explainer's map against the loss rule, per pixel (``stopping_pixels``)."""
     if segments not in STOPPING_SEGMENTS:
         raise ValueError(f"segments must be one of {STOPPING_SEGMENTS}, got {segments!r}")
     settings, out = job.settings, job.out
@@ -293,7 +307,7 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
     stem = "stopping" if segments == "slic" else "stopping_pixels"
     specs = []
     for mode, start, stop in studied:
-        changes = {"stop": stop.split()[0], "init": "first-order" if start == "warm" else "zeros"}
+        changes = {"stop": stop.split()[0], "init": _start(job, start)}
         specs.append(_variant(job, f"{mode}, {start} start, {stop}", mode == "slic", True, True,
                               **changes))
     rows, maps = detection.run_for_job(job, detection_set, specs)
@@ -323,7 +337,10 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
                 "it let run to the end) and the mask rule with a tolerance for pixels "
                 f"(stop once at most {rule.mask_tol:g} of an image's pixels flipped between "
                 f"checks {rule.mask_every} steps apart, {rule.mask_patience} checks in a "
-                "row; chosen on MNIST's validation split). 'IoU - loss rule': the row's IoU "
+                "row; chosen on MNIST's validation split), from the cold start (p = 0.5) and "
+                "from the amortised explainer's map (each pixel's logit starts at "
+                f"{rule.init_scale:g} · (2q - 1), q its map; one pass of its network, none "
+                "of the posterior). 'IoU - loss rule': the row's IoU "
                 "minus the loss rule's on the same images, with its paired standard error. "
                 "The paper's steps (papers/001 Table 9) are of its loss rule per pixel on "
                 "other data.")
