@@ -324,8 +324,9 @@ def add_rows(job: Job, settings: MitigationSettings, names: list[str], folder: s
                         if key not in job.weights})
     rows = [*committed, *new_rows]  # after the table's rows, as one run naming them last
     job.out.write_table("mitigation", rows)
-    text = (f"{_description(job, settings, sets)} The rows {', '.join(names)} were added to "
-            f"the table of {folder}: its other rows as that run measured them, on the same "
+    rows_were = "The rows {} were" if len(names) > 1 else "The row {} was"
+    text = (f"{_description(job, settings, sets)} {rows_were.format(', '.join(names))} added "
+            f"to the table of {folder}: its other rows as that run measured them, on the same "
             "subsets, seeds and weights; no attention, trained again here, came out equal to "
             "the table's in every digit. mitigation_attention.png shows the earlier run's "
             "rows.")
