@@ -380,7 +380,7 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     for rule in ("mask rule", "movement rule"):  # checks with no pass of their own
         assert stopping[("cold", rule)]["forward/image"] == \
             stopping[("cold", rule)]["mean steps"] + 2  # U(x) and U(x') at the end
-    assert len(per_image) == 4 and all(len(v) == 3 for v in per_image.values())
+    assert len(per_image) == 5 and all(len(v) == 3 for v in per_image.values())
     # per pixel: its own table, report and record beside the slic ones, which stay
     assert main(["bench", "stopping", *common, "--segments", "pixels"]) == 0
     assert "optimization (pixels): loaded from" in capsys.readouterr().err  # the table's row

@@ -134,10 +134,15 @@ def test_the_colour_movement_rule_sentence_is_that_of_the_table():
             f"({-by_loss['in s.e.']:.1f} paired standard errors) and "
             f"{by_mask['IoU difference']:.3f} above the mask rule ({by_mask['in s.e.']:.1f} "
             "s.e.)") in _page("docs/reproduction.md")
-    # "neither data set reaches 150 steps within 0.01 IoU of the loss rule", any rule
+    # "from the cold or the first-order start no rule on slic segments reaches 150 steps
+    # within 0.01 IoU of the loss rule on either data set; from the amortised explainer's
+    # map the mask rule does on both"
     for table in (FOLDER, folder):
         for row in json.loads((table / "stopping.json").read_text()):
-            assert row["mean steps"] > 150 or row["IoU - loss rule"] < -0.01, row
+            if row["start"] == "amortized":
+                assert row["mean steps"] <= 150 and row["IoU - loss rule"] > -0.01, row
+            else:
+                assert row["mean steps"] > 150 or row["IoU - loss rule"] < -0.01, row
 
 
 def test_the_readme_sentence_on_the_movement_rule_is_that_of_both_tables():
@@ -289,3 +294,60 @@ def test_the_validation_sentence_on_the_amortized_start_is_that_of_its_table():
             f"{warm['IoU']:.3f} IoU against the cold start's {cold['IoU']:.3f} after "
             f"{cold['mean steps']:.0f} steps ({pair['in s.e.']:.1f} paired standard errors "
             "above it)") in _page("docs/hyperparameters.md")
+
+
+def _slic_amortized_start(folder: Path) -> tuple[dict, dict, dict, dict]:
+    """The slic table's amortised start (mask rule), its paired differences against the
+    loss rule and the cold start's mask rule, and the detection table's amortised and
+    slic rows."""
+    rows, pair = _table(folder)
+    detection = {r["method"]: r for r in json.loads((folder / "detection.json").read_text())}
+    return (rows["amortized", "mask rule"],
+            {"loss": pair("amortized start, mask rule", "cold start, loss rule"),
+             "mask": pair("amortized start, mask rule", "cold start, mask rule")},
+            detection["amortized"], detection["optimization (slic)"])
+
+
+def test_the_slic_amortized_start_sentences_are_those_of_the_tables():
+    page = _page("docs/reproduction.md")
+    row, pair, alone, _ = _slic_amortized_start(FOLDER)
+    assert row["share at the limit"] == 0 and row["median steps"] == 80  # the rule's least
+    assert (f"the mask rule ends the images after {row['mean steps']:.0f} steps on average "
+            f"({row['forward/image']:.0f} forward passes per image against the loss rule's "
+            f"1022) at {row['IoU']:.3f} IoU: {pair['loss']['IoU difference']:.3f} above the "
+            f"loss rule ({pair['loss']['in s.e.']:.1f} paired standard errors) and "
+            f"{pair['mask']['IoU difference']:.3f} above the cold start with the same rule "
+            f"({pair['mask']['in s.e.']:.1f} s.e.). The explainer alone scores "
+            f"{alone['IoU']:.3f}") in page
+    valid = {(r["start"], r["stop"]): r for r in json.loads(
+        (RESULTS / "mnist-valid-n100-seed0" / "stopping.json").read_text())}
+    warm, loss = valid["amortized", "mask rule"], valid["cold", "loss rule"]
+    assert (f"it stopped after {warm['mean steps']:.0f} steps at {warm['IoU']:.3f} IoU against "
+            f"the loss rule's {loss['IoU']:.3f}") in page
+    assert (f"With the mask rule it stops after {warm['mean steps']:.0f} steps on average at "
+            f"{warm['IoU']:.3f} IoU, {warm['IoU - loss rule']:.3f} above the loss rule "
+            f"({warm['IoU - loss rule'] / warm['its s.e.']:.1f} paired standard errors), where "
+            f"the first-order start loses {-valid['warm', 'mask rule']['IoU - loss rule']:.3f}"
+            ) in _page("docs/hyperparameters.md")
+    colour, pair, alone, slic = _slic_amortized_start(RESULTS / "photo-mnist-test-n500-seed0")
+    assert colour["mean steps"] == colour["median steps"] == 80
+    assert (f"{colour['mean steps']:.0f} steps on every image ({colour['forward/image']:.0f} "
+            f"forward passes per image) at {colour['IoU']:.3f} IoU, "
+            f"{pair['loss']['IoU difference']:.3f} above the loss rule "
+            f"({pair['loss']['in s.e.']:.1f} paired standard errors) and "
+            f"{pair['mask']['IoU difference']:.3f} above the cold start with the same rule "
+            f"({pair['mask']['in s.e.']:.1f} s.e.), from an explainer that alone scores "
+            f"{alone['IoU']:.3f} (the detection table's `amortized` row, "
+            f"{100 * alone['IoU'] / slic['IoU']:.0f}% of the method's IoU on colour)") in page
+
+
+def test_the_readme_sentence_on_the_slic_amortized_start_is_that_of_both_tables():
+    mnist, mnist_pair, _, _ = _slic_amortized_start(FOLDER)
+    colour, colour_pair, _, _ = _slic_amortized_start(RESULTS / "photo-mnist-test-n500-seed0")
+    assert round(mnist["mean steps"]) == round(colour["mean steps"]) == 80
+    assert (f"the mask rule keeps the IoU on slic segments: {mnist['mean steps']:.0f} steps on "
+            f"average at "
+            f"{mnist['IoU']:.3f} IoU on MNIST and {colour['IoU']:.3f} on colour, "
+            f"{mnist_pair['loss']['IoU difference']:.3f} and "
+            f"{colour_pair['loss']['IoU difference']:.3f} above the loss rule's 500 steps"
+            ) in _page("README.md")

@@ -95,6 +95,7 @@ TABLES: tuple[Table, ...] = (
            "python tuning/stopping.py --results docs/results/mnist-valid-n100-seed0",
            "python tuning/stopping.py --segments pixels "
            "--results docs/results/mnist-valid-n100-seed0",
+           "uattr bench stopping --n 100 --split valid",
            "uattr bench stopping --segments pixels --n 100 --split valid",
            "python tuning/amortized_signal.py --results docs/results/mnist-valid-n100-seed0",
            "python tuning/amortized_distill.py --results docs/results/mnist-valid-n100-seed0"),

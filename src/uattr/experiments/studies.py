@@ -270,6 +270,7 @@ def _trace_figure(job: Job, detection_set, shown: int = 4) -> str:
 _STOPPING = (
     ("slic", "cold", "mask rule"), ("slic", "warm", "mask rule"),
     ("slic", "cold", "movement rule"), ("slic", "cold", "loss rule"),
+    ("slic", "amortized", "mask rule"),
 )
 # per pixel (`--segments pixels`), the mask rule against the loss rule, and the mask rule
 # started from the amortised explainer's map (its network is the posterior's, shipped or
@@ -291,7 +292,8 @@ def _start(job: Job, start: str):
 
 def stopping(job: Job, n: int, segments: str = "slic") -> Section:
     """The stop that stops and the warm start (DESIGN §3.1): detection with the mask rule
-    from the cold start (p = 0.5) and from the first-order warm start, and with the
+    from the cold start (p = 0.5), from the first-order warm start and from the amortised
+    explainer's map, and with the
     movement rule from the cold start, against the cold start with the loss rule, on
     slic segments: steps and passes per image
     beside papers/001 Table 9's steps, and each variant's IoU minus the loss rule's on
@@ -353,8 +355,10 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
             "the limit' says how many images it let run to the end), and the mask rule "
             f"(stop once at most {rule.mask_tol:g} of an image's segments flipped between "
             f"checks {rule.mask_every} steps apart, {rule.mask_patience} checks in a row) "
-            "from the cold start and from the first-order warm start (one more forward "
-            "and backward pass), and the movement rule from the cold start (stop once an "
+            "from the cold start, from the first-order warm start (one more forward "
+            "and backward pass) and from the amortised explainer's map averaged over each "
+            f"segment (logits {rule.init_scale:g} · (2q - 1); one pass of its network), "
+            "and the movement rule from the cold start (stop once an "
             "image's probabilities moved by less than "
             f"{rule.move_tol:g} on average over its segments between checks "
             f"{rule.mask_every} steps apart, {rule.move_patience} check(s) in a row). "
