@@ -179,9 +179,11 @@ def test_the_stops_table_is_consistent_and_the_readme_says_what_it_holds():
         assert row["ratio to the loss rule"] == pytest.approx(
             loss["seconds"] / row["seconds"], rel=1e-12)
     # every rule that ends images before the step limit is faster than the one that never
-    # does, and the warm start, which ends them soonest on the detection images, fastest
+    # does, and the warm start, which of these rows ends them soonest on the detection
+    # images, fastest (the amortised start, not timed here, ends them sooner still)
     stopping = {(row["start"], row["stop"]): row["mean steps"] for row in json.loads(
-        (FOLDER.parent / "mnist-test-n500-seed0" / "stopping.json").read_text())}
+        (FOLDER.parent / "mnist-test-n500-seed0" / "stopping.json").read_text())
+        if (row["start"], row["stop"]) in rows}
     assert min(stopping, key=stopping.get) == ("warm", "mask rule")
     assert max(rows, key=lambda k: rows[k]["images/s"]) == ("warm", "mask rule")
     assert min(rows, key=lambda k: rows[k]["images/s"]) == ("cold", "loss rule")
