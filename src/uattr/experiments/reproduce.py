@@ -99,7 +99,8 @@ TABLES: tuple[Table, ...] = (
            "uattr bench stopping --segments pixels --n 100 --split valid",
            "python tuning/amortized_signal.py --results docs/results/mnist-valid-n100-seed0",
            "python tuning/amortized_distill.py --results docs/results/mnist-valid-n100-seed0"),
-          150, "the validation runs that chose the settings (docs/hyperparameters.md)"),
+          160, "the validation runs that chose the settings (docs/hyperparameters.md), and the "
+          "stop and start rows measured there before the test split"),
     Table("mnist-valid-mitigation",
           ("python tuning/mitigation_alpha.py --results docs/results/mnist-valid-mitigation",),
           13,
