@@ -309,15 +309,21 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
                                                               monkeypatch):
     from uattr.experiments import amortized
 
-    # the per-pixel stopping study starts a row from the amortised explainer's map: a tiny
-    # one, distilled when the study needs it
+    # the stopping study starts rows from the amortised explainer's map: a tiny one here
     monkeypatch.setattr(amortized, "DEFAULT_CONFIG", amortized.AmortizedConfig(
         n_train=12, epochs=2, batch_size=4, chunk=6))
     out = tmp_path / "studies"
-    common = [*COMMON, "--cache-dir", cache, "--n", "3", "--n-segments", "6", "--out", str(out),
-              "--max-steps", "100"]
+    method = [*COMMON, "--cache-dir", cache, "--n-segments", "6", "--max-steps", "100"]
+    common = [*method, "--n", "3", "--out", str(out)]
     assert main(["bench", "detection", *common, "--methods", "optimization (slic)"]) == 0
     assert main(["bench", "faithfulness", *common, "--methods", "optimization (pixels)"]) == 0
+    # without an explainer shipped or cached the study leaves its rows out, and says so,
+    # rather than distil one (the per-image maps of thousands of training images)
+    assert main(["bench", "stopping", *common, "--segments", "pixels"]) == 0
+    assert "the rows that start from its map are left out" in capsys.readouterr().err
+    assert [r["start"] for r in json.loads((out / "stopping_pixels.json").read_text())] == \
+        ["cold", "cold"]
+    assert main(["train", *method, "--amortized"]) == 0
     capsys.readouterr()
     for study in ("ablation", "sensitivity", "convergence", "stopping"):
         assert main(["bench", study, *common]) == 0
@@ -325,7 +331,8 @@ def test_studies_agree_with_the_tables_on_their_shared_setting(cache, tmp_path, 
     # the complete method is the tables' row: its cells are shared, not computed again
     # ablation, sensitivity, convergence, stopping
     assert err.count("optimization (slic): loaded from") == 4
-    assert err.count("optimization (pixels): loaded from") == 1  # ablation
+    # ablation, and convergence (the per-pixel stopping run above made the row's cell)
+    assert err.count("optimization (pixels): loaded from") == 2
     read = lambda name: {r.get("method", r.get("mode")): r  # noqa: E731
                          for r in json.loads((out / f"{name}.json").read_text())}
     full = read("detection")["optimization (slic)"]

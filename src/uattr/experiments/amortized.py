@@ -31,7 +31,7 @@ from ..ops.rng import index_generators
 from ..uq import Posterior
 from ..zoo import data
 from ..zoo.models import cache_dir, restore_or_train, save_atomic
-from ..zoo.weights import file_hashes, is_shipped
+from ..zoo.weights import file_hashes, is_shipped, shipped_entry
 from .common import most_uncertain, posterior_key
 from .registry import per_pixel_optimization
 from .settings import Settings
@@ -155,6 +155,18 @@ def distil(posterior: Posterior, settings: Settings, images: Tensor, maps: Tenso
     return _explainer(posterior, settings, config, network).distill(
         images, targets, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         progress=progress)
+
+
+def amortized_available(posterior: Posterior, settings: Settings,
+                        config: AmortizedConfig | None = None) -> bool:
+    """Whether :func:`load_or_train_amortized` would load the explainer (shipped, unless
+    the settings retrain, or cached) instead of distilling it, which takes the per-image
+    method's maps of ``config.n_train`` training images (about an hour on MNIST)."""
+    config = config or DEFAULT_CONFIG
+    name = amortized_name(posterior, settings, config)
+    if (cache_dir(settings.posterior.cache_dir) / f"{name}.pt").is_file():
+        return True
+    return not settings.posterior.retrain and shipped_entry(name) is not None
 
 
 def load_or_train_amortized(posterior: Posterior, settings: Settings, *,
