@@ -10,14 +10,16 @@ RESULTS = ROOT / "docs" / "results"
 FOLDER = RESULTS / "mnist-test-n500-seed0"
 
 
-def _table(folder: Path) -> tuple[dict, Callable[[str, str], dict]]:
-    """A folder's stopping table by ``(start, stop)``, and its paired difference of one row
-    against another (``pair("cold start, mask rule", "cold start, loss rule")``)."""
+def _table(folder: Path, segments: str = "slic") -> tuple[dict, Callable[[str, str], dict]]:
+    """A folder's stopping table on ``segments`` (slic or pixels) by ``(start, stop)``, and
+    its paired difference of one row against another (``pair("cold start, mask rule",
+    "cold start, loss rule")``)."""
+    stem = "stopping" if segments == "slic" else "stopping_pixels"
     rows = {(r["start"], r["stop"]): r
-            for r in json.loads((folder / "stopping.json").read_text())}
+            for r in json.loads((folder / f"{stem}.json").read_text())}
     pairs = {(p["method"], p["against"]): p
-             for p in json.loads((folder / "stopping_pairs.json").read_text())}
-    return rows, lambda row, against: pairs[f"slic, {row}", f"slic, {against}"]
+             for p in json.loads((folder / f"{stem}_pairs.json").read_text())}
+    return rows, lambda row, against: pairs[f"{segments}, {row}", f"{segments}, {against}"]
 
 
 def _stopping(folder: Path) -> tuple[dict, dict, dict, dict, dict, dict]:
@@ -159,12 +161,9 @@ def test_the_readme_sentence_on_the_movement_rule_is_that_of_both_tables():
 
 def _pixels(folder: Path) -> tuple[dict, dict, dict]:
     """The per-pixel table's loss rule and mask rule, and their paired difference."""
-    rows = {(r["start"], r["stop"]): r
-            for r in json.loads((folder / "stopping_pixels.json").read_text())}
-    pairs = {(p["method"], p["against"]): p
-             for p in json.loads((folder / "stopping_pixels_pairs.json").read_text())}
+    rows, pair = _table(folder, "pixels")
     return (rows["cold", "loss rule"], rows["cold", "mask rule"],
-            pairs["pixels, cold start, mask rule", "pixels, cold start, loss rule"])
+            pair("cold start, mask rule", "cold start, loss rule"))
 
 
 def test_the_pixel_stopping_sentences_are_those_of_the_table():
@@ -219,25 +218,21 @@ def test_the_readme_sentence_on_stopping_per_pixel_is_that_of_both_tables():
             f"({colour[2]['IoU difference']:.3f}, {abs(colour[2]['in s.e.']):.1f} s.e.)") in readme
 
 
-def _amortized_start(folder: Path) -> tuple[dict, dict, dict, dict]:
-    """The per-pixel table's amortised start (mask rule), the cold start's mask rule, and
-    the paired differences amortised − loss rule and amortised − cold mask rule; and the
-    detection table's amortised row (the explainer's map alone)."""
-    rows = {(r["start"], r["stop"]): r
-            for r in json.loads((folder / "stopping_pixels.json").read_text())}
-    pairs = {(p["method"], p["against"]): p
-             for p in json.loads((folder / "stopping_pixels_pairs.json").read_text())}
-    ours = "pixels, amortized start, mask rule"
-    alone = next(r for r in json.loads((folder / "detection.json").read_text())
-                 if r["method"] == "amortized")
+def _amortized_start(folder: Path, segments: str) -> tuple[dict, dict, dict, dict, dict]:
+    """The table on ``segments``: its amortised start (mask rule), the cold start's mask
+    rule, and the paired differences amortised − loss rule and amortised − cold mask rule;
+    and the detection table's amortised row (the explainer's map alone) and slic row."""
+    rows, pair = _table(folder, segments)
+    detection = {r["method"]: r for r in json.loads((folder / "detection.json").read_text())}
     return (rows["amortized", "mask rule"], rows["cold", "mask rule"],
-            {"loss": pairs[ours, "pixels, cold start, loss rule"],
-             "mask": pairs[ours, "pixels, cold start, mask rule"]}, alone)
+            {"loss": pair("amortized start, mask rule", "cold start, loss rule"),
+             "mask": pair("amortized start, mask rule", "cold start, mask rule")},
+            detection["amortized"], detection["optimization (slic)"])
 
 
 def test_the_amortized_start_sentences_are_those_of_the_tables():
     page = _page("docs/reproduction.md")
-    row, cold, pair, alone = _amortized_start(FOLDER)
+    row, cold, pair, alone, _ = _amortized_start(FOLDER, "pixels")
     # every image at the rule's earliest stop: three checks 20 steps apart
     assert row["mean steps"] == row["median steps"] == 60 and row["share at the limit"] == 0
     assert row["forward/image"] < cold["forward/image"] and row["IoU"] > alone["IoU"]
@@ -255,7 +250,8 @@ def test_the_amortized_start_sentences_are_those_of_the_tables():
     assert (f"on the validation split the same rows give {warm['mean steps']:.0f} steps at "
             f"{warm['IoU']:.3f} IoU against the cold start's {plain['mean steps']:.0f} at "
             f"{plain['IoU']:.3f}") in page
-    colour, _, pair, alone = _amortized_start(RESULTS / "photo-mnist-test-n500-seed0")
+    colour, _, pair, alone, _ = _amortized_start(RESULTS / "photo-mnist-test-n500-seed0",
+                                                 "pixels")
     assert colour["mean steps"] == colour["median steps"] == 60
     # issue 33's bar for a stop: within 0.01 IoU of the 500-step loss rule, on both
     assert pair["loss"]["IoU difference"] > -0.01
@@ -269,8 +265,9 @@ def test_the_amortized_start_sentences_are_those_of_the_tables():
 
 
 def test_the_readme_sentence_on_the_amortized_start_is_that_of_both_tables():
-    mnist, mnist_cold, _, mnist_alone = _amortized_start(FOLDER)
-    colour, colour_cold, _, colour_alone = _amortized_start(RESULTS / "photo-mnist-test-n500-seed0")
+    mnist, mnist_cold, _, mnist_alone, _ = _amortized_start(FOLDER, "pixels")
+    colour, colour_cold, _, colour_alone, _ = _amortized_start(
+        RESULTS / "photo-mnist-test-n500-seed0", "pixels")
     assert mnist["mean steps"] == colour["mean steps"] == 60  # "every image", "the earliest"
     assert mnist["forward/image"] == colour["forward/image"]
     assert (f"the same rule stops every image at the earliest it can, "
@@ -282,12 +279,8 @@ def test_the_readme_sentence_on_the_amortized_start_is_that_of_both_tables():
 
 
 def test_the_validation_sentence_on_the_amortized_start_is_that_of_its_table():
-    folder = RESULTS / "mnist-valid-n100-seed0"
-    rows = {(r["start"], r["stop"]): r
-            for r in json.loads((folder / "stopping_pixels.json").read_text())}
-    pair = next(p for p in json.loads((folder / "stopping_pixels_pairs.json").read_text())
-                if p["method"] == "pixels, amortized start, mask rule"
-                and p["against"] == "pixels, cold start, mask rule")
+    rows, pairs = _table(RESULTS / "mnist-valid-n100-seed0", "pixels")
+    pair = pairs("amortized start, mask rule", "cold start, mask rule")
     warm, cold = rows["amortized", "mask rule"], rows["cold", "mask rule"]
     assert warm["mean steps"] == warm["median steps"] == 60
     assert (f"Every image stops at the rule's earliest, {warm['mean steps']:.0f} steps, at "
@@ -296,21 +289,9 @@ def test_the_validation_sentence_on_the_amortized_start_is_that_of_its_table():
             "above it)") in _page("docs/hyperparameters.md")
 
 
-def _slic_amortized_start(folder: Path) -> tuple[dict, dict, dict, dict]:
-    """The slic table's amortised start (mask rule), its paired differences against the
-    loss rule and the cold start's mask rule, and the detection table's amortised and
-    slic rows."""
-    rows, pair = _table(folder)
-    detection = {r["method"]: r for r in json.loads((folder / "detection.json").read_text())}
-    return (rows["amortized", "mask rule"],
-            {"loss": pair("amortized start, mask rule", "cold start, loss rule"),
-             "mask": pair("amortized start, mask rule", "cold start, mask rule")},
-            detection["amortized"], detection["optimization (slic)"])
-
-
 def test_the_slic_amortized_start_sentences_are_those_of_the_tables():
     page = _page("docs/reproduction.md")
-    row, pair, alone, _ = _slic_amortized_start(FOLDER)
+    row, _, pair, alone, _ = _amortized_start(FOLDER, "slic")
     assert row["share at the limit"] == 0 and row["median steps"] == 80  # the rule's least
     assert (f"the mask rule ends the images after {row['mean steps']:.0f} steps on average "
             f"({row['forward/image']:.0f} forward passes per image against the loss rule's "
@@ -329,7 +310,8 @@ def test_the_slic_amortized_start_sentences_are_those_of_the_tables():
             f"({warm['IoU - loss rule'] / warm['its s.e.']:.1f} paired standard errors), where "
             f"the first-order start loses {-valid['warm', 'mask rule']['IoU - loss rule']:.3f}"
             ) in _page("docs/hyperparameters.md")
-    colour, pair, alone, slic = _slic_amortized_start(RESULTS / "photo-mnist-test-n500-seed0")
+    colour, _, pair, alone, slic = _amortized_start(RESULTS / "photo-mnist-test-n500-seed0",
+                                                    "slic")
     assert colour["mean steps"] == colour["median steps"] == 80
     assert (f"{colour['mean steps']:.0f} steps on every image ({colour['forward/image']:.0f} "
             f"forward passes per image) at {colour['IoU']:.3f} IoU, "
@@ -342,8 +324,9 @@ def test_the_slic_amortized_start_sentences_are_those_of_the_tables():
 
 
 def test_the_readme_sentence_on_the_slic_amortized_start_is_that_of_both_tables():
-    mnist, mnist_pair, _, _ = _slic_amortized_start(FOLDER)
-    colour, colour_pair, _, _ = _slic_amortized_start(RESULTS / "photo-mnist-test-n500-seed0")
+    mnist, _, mnist_pair, _, _ = _amortized_start(FOLDER, "slic")
+    colour, _, colour_pair, _, _ = _amortized_start(RESULTS / "photo-mnist-test-n500-seed0",
+                                                    "slic")
     assert round(mnist["mean steps"]) == round(colour["mean steps"]) == 80
     assert (f"the mask rule keeps the IoU on slic segments: {mnist['mean steps']:.0f} steps on "
             f"average at "
