@@ -152,3 +152,14 @@ def test_texture_segmenter_isolates_a_square_of_different_texture():
         # about 0.7 for texture statistics; intensities alone follow the speckles (0.2)
         assert _best_iou(texture[b], square) > 0.6
         assert _best_iou(slic[b], square) < 0.3
+
+
+def test_segment_means_are_each_segments_mean_and_zero_past_its_segments():
+    from uattr.ops.segment import segment_means
+
+    segments = torch.tensor([[[0, 0, 1], [2, 2, 2]],
+                             [[0, 1, 1], [0, 1, 1]]])  # image 1 has 2 segments, image 0 has 3
+    values = torch.tensor([[[1.0, 3.0, 5.0], [0.0, 3.0, 9.0]],
+                           [[2.0, 4.0, 6.0], [4.0, 0.0, 2.0]]])
+    expected = torch.tensor([[2.0, 5.0, 4.0], [3.0, 3.0, 0.0]])  # by hand
+    torch.testing.assert_close(segment_means(values, segments), expected, rtol=0, atol=1e-6)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..ops.checks import check_positive, check_positive_ints
 from ..ops.perturb import gaussian_blur
-from ..ops.segment import check_segments, segment_sums
+from ..ops.segment import check_segments, segment_means
 from ..uq import PosteriorLike, UncertaintySpec, check_images
 from .base import UncertaintyAttribution, fingerprint
 from .optimization import gumbel_sigmoid, logistic_noise
@@ -187,8 +187,7 @@ class AmortizedUA(UncertaintyAttribution):
         if segments is None:
             return maps
         segments = check_segments(segments, x)
-        means = segment_sums(maps, segments) / segment_sums(torch.ones_like(maps),
-                                                            segments).clamp_min(1)  # [B, K]
+        means = segment_means(maps, segments)  # [B, K]
         return means.gather(1, segments.flatten(1)).view_as(maps)
 
     def settings(self) -> dict:

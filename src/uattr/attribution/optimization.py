@@ -27,7 +27,13 @@ from ..ops.checks import check_positive, check_positive_ints
 from ..ops.chunks import images_per_pass
 from ..ops.perturb import gaussian_blur
 from ..ops.rng import GeneratorArg, draw_uniform, make_generators
-from ..ops.segment import check_segments, pixels, segment_slots, segment_sums
+from ..ops.segment import (
+    check_segments,
+    pixels,
+    segment_means,
+    segment_slots,
+    segment_sums,
+)
 from ..uq import PosteriorLike, UncertaintySpec
 from .base import UncertaintyAttribution
 from .gradient import input_gradients
@@ -496,7 +502,6 @@ class OptimizationUA(UncertaintyAttribution):
         scaled = ((per_segment - cost) / cost).clamp(-1, 1) * self.init_scale
         return scaled * valid
 
-
     def _explainer_logits(self, x: Tensor, segments: Tensor, valid: Tensor) -> Tensor:
         """The warm start ``v [B, K]`` from the explainer ``init``'s maps (class
         docstring): ``init_scale · (2 q_bk - 1)``, ``q_bk`` the map's mean over segment k."""
@@ -507,8 +512,7 @@ class OptimizationUA(UncertaintyAttribution):
                              f"in [0, 1] of shape {list(segments.shape)}, got values in "
                              f"[{float(start.min()):.3g}, {float(start.max()):.3g}] of shape "
                              f"{list(start.shape)}")
-        sizes = segment_sums(torch.ones_like(start), segments).clamp_min(1)  # [B, K]
-        mean = segment_sums(start.detach(), segments) / sizes  # [B, K]
+        mean = segment_means(start.detach(), segments)  # [B, K]
         return self.init_scale * (2 * mean - 1) * valid
 
 

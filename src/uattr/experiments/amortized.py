@@ -157,6 +157,11 @@ def distil(posterior: Posterior, settings: Settings, images: Tensor, maps: Tenso
         progress=progress)
 
 
+def _cache_file(settings: Settings, name: str) -> Path:
+    """Where the explainer ``name`` is cached once distilled here."""
+    return cache_dir(settings.posterior.cache_dir) / f"{name}.pt"
+
+
 def amortized_available(posterior: Posterior, settings: Settings,
                         config: AmortizedConfig | None = None) -> bool:
     """Whether :func:`load_or_train_amortized` would load the explainer (shipped, unless
@@ -164,7 +169,7 @@ def amortized_available(posterior: Posterior, settings: Settings,
     method's maps of ``config.n_train`` training images (about an hour on MNIST)."""
     config = config or DEFAULT_CONFIG
     name = amortized_name(posterior, settings, config)
-    if (cache_dir(settings.posterior.cache_dir) / f"{name}.pt").is_file():
+    if _cache_file(settings, name).is_file():
         return True
     return not settings.posterior.retrain and shipped_entry(name) is not None
 
@@ -179,7 +184,7 @@ def load_or_train_amortized(posterior: Posterior, settings: Settings, *,
     path and the SHA-256 of its weights."""
     config = config or DEFAULT_CONFIG
     name = amortized_name(posterior, settings, config)
-    cached = cache_dir(settings.posterior.cache_dir) / f"{name}.pt"
+    cached = _cache_file(settings, name)
     channels = data.image_shape(settings.data.dataset)[0]
 
     def train() -> MaskNet:

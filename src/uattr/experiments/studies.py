@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from .. import viz
+from ..attribution.base import UncertaintyAttribution
 from ..metrics import box_iou, find_box
 from .amortized import amortized_available
 from .benchmarks import detection, faithfulness
@@ -281,7 +282,7 @@ _STOPPING_PIXELS = (("pixels", "cold", "mask rule"), ("pixels", "cold", "loss ru
 STOPPING_SEGMENTS = ("slic", "pixels")
 
 
-def _start(job: Job, start: str):
+def _start(job: Job, start: str) -> str | UncertaintyAttribution:
     """The optimization-based method's ``init`` for a start of the stopping study: the
     cold start, the first-order warm start, or the amortised explainer."""
     if start == "amortized":

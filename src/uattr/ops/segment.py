@@ -35,6 +35,7 @@ __all__ = [
     "quickshift",
     "relabel",
     "sam",
+    "segment_means",
     "segment_slots",
     "slic",
     "texture",
@@ -97,6 +98,13 @@ def segment_sums(values: Tensor, segments: Tensor) -> Tensor:
     sums = torch.zeros(len(flat), int(num_segments(segments).max()), dtype=values.dtype,
                        device=values.device)
     return sums.scatter_add_(1, flat, values.flatten(1))
+
+
+def segment_means(values: Tensor, segments: Tensor) -> Tensor:
+    """``[B, K_max]``: the mean of ``values [B, H, W]`` over each segment of a relabelled map
+    ``[B, H, W]`` (0 in the slots past ``K_b``)."""
+    sizes = segment_sums(torch.ones_like(values), segments).clamp_min(1)  # [B, K]
+    return segment_sums(values, segments) / sizes
 
 
 def segment_slots(segments: Tensor) -> tuple[Tensor, Tensor]:
