@@ -10,9 +10,17 @@ import torch
 
 from uattr import OptimizationUA, data, segment
 from uattr.cli import main
+from uattr.experiments.amortized import load_or_train_amortized
+from uattr.experiments.attribute import load_maps
 from uattr.experiments.common import most_uncertain
+from uattr.experiments.job import load_posterior
 from uattr.experiments.registry import AMORTIZED, PIXEL_METHODS
-from uattr.experiments.settings import MethodSettings
+from uattr.experiments.settings import (
+    DataSettings,
+    MethodSettings,
+    PosteriorSettings,
+    Settings,
+)
 from uattr.metrics import blur_top_pixels, box_iou, find_box, urr
 from uattr.ops.rng import index_generators
 from uattr.uq import Ensemble, uncertainty
@@ -615,3 +623,33 @@ def test_the_amortized_row_is_distilled_once_when_named_then_loaded(cache, tmp_p
     assert [row["method"] for row in rows] == ["grad", "amortized"]  # in --methods order
     weights = json.loads((out / "run-detection.json").read_text())["weights"]
     assert f"digits-amortized-{name}/model.pt" in weights
+    # --init amortized starts the optimization-based method from the explainer's map: the
+    # same explainer (none distilled, its weights recorded), the maps of the library call
+    # started from it, not the cold start's
+    attributed = {}
+    for init in ("zeros", "amortized"):
+        folder = tmp_path / f"attribute-{init}"
+        assert main(["attribute", *COMMON, *steps, "--cache-dir", cache, "--init", init,
+                     "--stop", "mask", "--method", "optimization (pixels)", "--limit", "3",
+                     "--out", str(folder)]) == 0
+        attributed[init] = load_maps(folder)
+    assert "distilling" not in capsys.readouterr().err
+    started = attributed["amortized"].manifest
+    assert started["method"]["settings"]["init"]["class"] == "AmortizedUA"
+    assert f"digits-amortized-{name}/model.pt" in started["weights"]
+    settings = Settings(data=DataSettings("digits"),
+                        posterior=PosteriorSettings(members=2, epochs=8, cache_dir=cache),
+                        method=MethodSettings(max_steps=40))
+    posterior, _ = load_posterior(settings)
+    explainer, _ = load_or_train_amortized(posterior, settings, log=lambda _: None)
+    expected = OptimizationUA(posterior, max_steps=40, stop="mask", mask_tol=0.02,
+                              mask_patience=3, init=explainer).attribute(
+        data.load("digits", "test").images[:3], generator=index_generators(0, range(3)))
+    np.testing.assert_allclose(attributed["amortized"].maps.numpy(), expected.numpy(),
+                               atol=1e-6)
+    explained = tmp_path / "explain-amortized"
+    assert main(["explain", *COMMON, *steps, "--cache-dir", cache, "--init", "amortized",
+                 "--stop", "mask", "--method", "optimization (pixels)", "--indices", "0", "1",
+                 "2", "--out", str(explained)]) == 0
+    np.testing.assert_allclose(np.load(explained / "maps.npy"), expected.numpy(), atol=1e-6)
+    assert not torch.equal(attributed["amortized"].maps, attributed["zeros"].maps)

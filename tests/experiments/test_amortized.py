@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests._models import tiny_cnn_members
-from uattr import as_posterior
+from uattr import OptimizationUA, as_posterior
 from uattr.experiments import amortized
 from uattr.experiments.amortized import (
     AmortizedConfig,
@@ -20,7 +20,12 @@ from uattr.experiments.amortized import (
     targets_folder,
 )
 from uattr.experiments.common import most_uncertain
-from uattr.experiments.registry import detection_methods, needs_amortized, pixel_methods
+from uattr.experiments.registry import (
+    detection_methods,
+    needs_amortized,
+    optimization,
+    pixel_methods,
+)
 from uattr.experiments.settings import (
     DataSettings,
     MethodSettings,
@@ -131,6 +136,45 @@ def test_the_registry_makes_its_row_only_when_named(tmp_path):
     x = data.load("digits", "test").images[:3]
     torch.testing.assert_close(rows["amortized"].method.attribute(x), explainer.attribute(x),
                                rtol=0, atol=0)
+
+
+def test_settings_start_the_optimization_rows_from_the_explainer(tmp_path):
+    settings, posterior = _settings(tmp_path), _posterior()
+    started = _settings(tmp_path, init="amortized").method
+    assert needs_amortized(None, started) and needs_amortized(["optimization (slic)"], started)
+    assert not needs_amortized(["grad"], started)
+    assert not needs_amortized(["optimization (slic)"], settings.method)
+    # the explainer imitates the cold start's maps, whatever start the settings give:
+    # one name, one cache file, for every start
+    name = amortized_name(posterior, settings, SMALL)
+    for init in ("first-order", "amortized"):
+        assert amortized_name(posterior, _settings(tmp_path, init=init), SMALL) == name
+    # without the explainer's network those rows are left out, as the explainer's own;
+    # built alone they say what they lack
+    assert not {"optimization (slic)", "optimization (pixels)"} & set(
+        detection_methods(posterior, started))
+    with pytest.raises(ValueError, match=r"init 'amortized'.*network must be given"):
+        optimization(posterior, started)
+    explainer, _ = load_or_train_amortized(posterior, settings, config=SMALL,
+                                           log=lambda _: None)
+    # after one Adam step each logit lies within lr of its start (Adam's first step is
+    # lr · g / (|g| + eps)): 2q - 1 from the explainer's map q, 0 from the cold start
+    one_step = dataclasses.replace(started, max_steps=1)
+    rows = detection_methods(posterior, one_step, amortized=explainer.network)
+    x = data.load("digits", "test").images[:3]
+    start = 2 * explainer.attribute(x) - 1  # [B, H, W]
+    assert start.abs().max() > 0.1  # a start the cold one is not
+    lr = rows["optimization (pixels)"].method.lr
+    for init, expected in (("amortized", start), ("zeros", torch.zeros_like(start))):
+        method = detection_methods(posterior, dataclasses.replace(one_step, init=init),
+                                   amortized=explainer.network)["optimization (pixels)"].method
+        maps = method.attribute(x, generator=index_generators(0, range(3)))
+        assert (torch.logit(maps.double()) - expected).abs().max() <= lr * (1 + 1e-4)
+    # and the row is the library's method started from the explainer
+    direct = OptimizationUA(posterior, max_steps=1, init=explainer).attribute(
+        x, generator=index_generators(0, range(3)))
+    torch.testing.assert_close(rows["optimization (pixels)"].method.attribute(
+        x, generator=index_generators(0, range(3))), direct, rtol=0, atol=0)
 
 
 def test_a_small_training_split_gives_all_its_images(tmp_path):

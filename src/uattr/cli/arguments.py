@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..attribution.optimization import INITS, STOPS
+from ..attribution.optimization import STOPS
 from ..experiments.commands import float_in, non_negative_int, positive_int
 from ..experiments.job import POSTERIOR_KINDS
-from ..experiments.registry import ROWS
+from ..experiments.registry import METHOD_INITS, ROWS
 from ..experiments.settings import DataSettings, MethodSettings, PosteriorSettings, Settings
 from ..zoo import data, models
 
@@ -97,10 +97,13 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                              "pixel up to 2%% of the pixels may flip) or movement (the "
                              "probabilities stopped moving) "
                              f"(default {DEFAULT.method.stop})")
-    parser.add_argument("--init", choices=INITS, default=DEFAULT.method.init,
-                        help="where its mask starts: zeros (p = 0.5, the paper's) or "
+    parser.add_argument("--init", choices=METHOD_INITS, default=DEFAULT.method.init,
+                        help="where its mask starts: zeros (p = 0.5, the paper's), "
                              "first-order (each segment's first-order blur effect, one more "
-                             f"forward and backward pass) (default {DEFAULT.method.init})")
+                             "forward and backward pass) or amortized (the map of the "
+                             "posterior's amortised explainer, one pass of its network; "
+                             "shipped for the shipped posteriors, else made as uattr train "
+                             f"--amortized makes it) (default {DEFAULT.method.init})")
     parser.add_argument("--n-segments", type=positive_int, default=DEFAULT.method.n_segments,
                         help="slic segments per image")
     parser.add_argument("--compactness", type=positive, default=DEFAULT.method.compactness,

@@ -19,7 +19,7 @@ from ..experiments.benchmarks import segmenters
 from ..experiments.common import MethodSpec, most_uncertain
 from ..experiments.explain import explain_images, write_explanation
 from ..experiments.job import load_posterior, load_vae, log
-from ..experiments.registry import ROWS, detection_methods, registry_row
+from ..experiments.registry import ROWS, detection_methods, needs_amortized, registry_row
 from ..experiments.runs import RunFolder, markdown_table
 from ..experiments.settings import Settings
 from ..ops import segment
@@ -238,7 +238,7 @@ def _spec(args: argparse.Namespace, settings: Settings, posterior, shape,
                              f"{args.dataset} {tuple(vae.shape)}; your images are "
                              f"{tuple(shape)}: pass the --dataset your images look like")
     amortized = None
-    if row.amortized:
+    if needs_amortized([row.name], settings.method):
         explainer, info = load_or_train_amortized(posterior, settings, log=log)
         weights.update(info["weights"])
         amortized = explainer.network

@@ -65,9 +65,11 @@ DEFAULT_CONFIG = AmortizedConfig()
 
 
 def _teacher(posterior: Posterior, settings: Settings, config: AmortizedConfig):
-    """The per-image method whose maps are the targets: per pixel, the mask rule."""
-    return per_pixel_optimization(posterior, settings.method, stop="mask", seed=config.seed,
-                                  progress=False)
+    """The per-image method whose maps are the targets: per pixel, the mask rule, from the
+    cold start whatever start the settings give the method (an explainer cannot start from
+    its own maps, and its cache name stays that of the maps it imitates)."""
+    return per_pixel_optimization(posterior, settings.method, stop="mask", init="zeros",
+                                  seed=config.seed, progress=False)
 
 
 def _digest(posterior: Posterior, settings: Settings, config: AmortizedConfig,

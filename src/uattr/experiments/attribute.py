@@ -328,7 +328,7 @@ class ShardWorker:
         from ..zoo import data
         from .amortized import load_or_train_amortized
         from .job import load_posterior, load_vae
-        from .registry import detection_methods, registry_row
+        from .registry import detection_methods, needs_amortized, registry_row
 
         try:
             row = registry_row(method)
@@ -341,7 +341,7 @@ class ShardWorker:
         if row.generative:
             vae, vae_info = load_vae(settings)
             self.weights.update(vae_info["weights"])
-        if row.amortized:
+        if needs_amortized([method], settings.method):
             explainer, amortized_info = load_or_train_amortized(posterior, settings)
             self.weights.update(amortized_info["weights"])
             amortized = explainer.network

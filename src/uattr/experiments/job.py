@@ -128,11 +128,12 @@ class Job:
                       method: MethodSettings | None = None) -> nn.Module | None:
         """The mask network of the posterior's amortised explainer of the uncertainty of
         ``method`` (default: the job's method settings; shipped, cached, else distilled
-        now: :mod:`.amortized`) when the rows ``names`` name it."""
-        if not needs_amortized(names):
-            return None
+        now: :mod:`.amortized`) when the rows ``names`` (``None``: the default rows) need
+        it: they name it, or ``method`` starts the optimization-based rows from its map."""
         settings = self.settings if method is None else dataclasses.replace(self.settings,
                                                                              method=method)
+        if not needs_amortized(names, settings.method):
+            return None
         key = repr(settings.method)
         if key not in self._amortized:
             explainer, info = load_or_train_amortized(self.posterior, settings, log=log)

@@ -31,6 +31,7 @@ from ..attribution import (
     UncertaintyAttribution,
 )
 from ..attribution.base import keyword_defaults
+from ..attribution.optimization import INITS
 from ..ops import segment
 from ..uq import Posterior
 from .common import MethodSpec
@@ -41,10 +42,12 @@ __all__ = [
     "DETECTION_ROWS",
     "FAMILIES",
     "GENERATIVE",
+    "METHOD_INITS",
     "ORACLE",
     "PARTIAL",
     "PIXEL_METHODS",
     "ROWS",
+    "STARTED",
     "Row",
     "detection_methods",
     "family_means",
@@ -97,15 +100,29 @@ class Row:
         return self.name.startswith(ORACLE)
 
 
+#: the starts a job's settings can give the optimization-based rows: the method's own
+#: (:data:`~uattr.attribution.optimization.INITS`) and ``amortized``, the map of the
+#: posterior's amortised explainer (:mod:`.amortized`), which the job then loads
+METHOD_INITS = (*INITS, "amortized")
+
+
 def optimization(posterior: Posterior, settings: MethodSettings,
-                 **overrides) -> OptimizationUA:
+                 network: nn.Module | None = None, **overrides) -> OptimizationUA:
     """The optimization-based method with the settings' λ, τ, σ0, most steps, stopping
-    rule, start, seed and uncertainty."""
+    rule, start, seed and uncertainty; a start ``amortized`` is the amortised explainer
+    with the trained mask ``network`` (:func:`_amortized`)."""
     chosen = {"uncertainty": settings.uncertainty, "lam": settings.lam, "tau": settings.tau,
               "sigma_init": settings.sigma_init, "max_steps": settings.max_steps,
               "stop": settings.stop, "init": settings.init,
               "seed": settings.seed, "progress": True,
               **overrides}
+    if isinstance(chosen["init"], str) and chosen["init"] == "amortized":
+        if network is None:
+            raise ValueError("init 'amortized' starts the optimization-based method from the "
+                             "map of the posterior's amortised explainer: its network must "
+                             "be given (the uattr commands load it; uattr train --amortized "
+                             "makes one)")
+        chosen["init"] = _amortized(posterior, settings, network)
     return OptimizationUA(posterior, **chosen)
 
 
@@ -117,11 +134,11 @@ PIXEL_MASK_RULE = {"mask_tol": 0.02, "mask_patience": 3}
 
 
 def per_pixel_optimization(posterior: Posterior, settings: MethodSettings,
-                           **overrides) -> OptimizationUA:
+                           network: nn.Module | None = None, **overrides) -> OptimizationUA:
     """:func:`optimization` for one segment per pixel: with ``stop="mask"``, the mask rule
     of :data:`PIXEL_MASK_RULE` (the segments' defaults would hardly ever stop)."""
     rule = PIXEL_MASK_RULE if overrides.get("stop", settings.stop) == "mask" else {}
-    return optimization(posterior, settings, **{**rule, **overrides})
+    return optimization(posterior, settings, network, **{**rule, **overrides})
 
 
 def _plain(method: type[UncertaintyAttribution]) -> Callable:
@@ -205,6 +222,10 @@ GENERATIVE = tuple(row.name for row in ROWS if row.generative)
 # The rows trained for the posterior: made only when named.
 AMORTIZED = tuple(row.name for row in ROWS if row.amortized)
 
+# The rows of the optimization-based method, which a job's settings can start from the
+# amortised explainer's map (METHOD_INITS).
+STARTED = tuple(row.name for row in ROWS if row.family == "optimization")
+
 # The papers' grouping of the methods (papers/000 §4.1; papers/002's CLUE and δ-CLUE as
 # a fourth family, Bley et al.'s CovGI and CovLRP as a fifth).
 FAMILIES = {family: tuple(row.name for row in ROWS if row.family == family and not row.oracle)
@@ -255,17 +276,28 @@ def needs_vae(names: list[str] | None) -> bool:
     return names is None or any(name in GENERATIVE for name in names)
 
 
-def needs_amortized(names: list[str] | None) -> bool:
-    """Whether the rows ``names`` name the amortised explainer (``None``, every row by
-    default, does not: it is made only when named)."""
-    return names is not None and any(name in AMORTIZED for name in names)
+def needs_amortized(names: list[str] | None, settings: MethodSettings | None = None) -> bool:
+    """Whether the rows ``names`` (``None``: every row but those made only when named) need
+    the posterior's amortised explainer: they name it, or ``settings`` start the
+    optimization-based rows from its map (``init="amortized"``) and ``names`` include one."""
+    if names is not None and any(name in AMORTIZED for name in names):
+        return True
+    if settings is None or settings.init != "amortized":
+        return False
+    return names is None or any(name in STARTED for name in names)
+
+
+def _needs_explainer(row: Row, settings: MethodSettings) -> bool:
+    """Whether ``row`` is built with the amortised explainer's network: it is the
+    explainer, or an optimization-based row that the settings start from its map."""
+    return row.amortized or (row.name in STARTED and settings.init == "amortized")
 
 
 def _build(row: Row, posterior: Posterior, settings: MethodSettings,
            vae: nn.Module | None, amortized: nn.Module | None) -> UncertaintyAttribution:
     if row.generative:
         return row.build(posterior, settings, vae)
-    if row.amortized:
+    if row.amortized or row.name in STARTED:  # the explainer, or the method's start
         return row.build(posterior, settings, amortized)
     return row.build(posterior, settings)
 
@@ -285,13 +317,14 @@ def detection_methods(posterior: Posterior, settings: MethodSettings,
                       amortized: nn.Module | None = None) -> dict[str, MethodSpec]:
     """Every method of the detection table, configured by ``settings``; the generative
     rows (CLUE, δ-CLUE) only with the data set's ``vae``, the amortised explainer only
-    with its trained mask network ``amortized``, and a row that cannot explain
-    ``posterior`` (CovLRP on one network's samples) not at all."""
+    with its trained mask network ``amortized`` (as are the optimization-based rows when
+    the settings start them from its map), and a row that cannot explain ``posterior``
+    (CovLRP on one network's samples) not at all."""
     specs = [MethodSpec(row.name, _build(row, posterior, settings, vae, amortized),
                         _row_segmenter(row, settings), segments_config(row.segments, settings),
                         oracle=row.oracle)
              for row in ROWS if (vae is not None or not row.generative)
-             and (amortized is not None or not row.amortized)
+             and (amortized is not None or not _needs_explainer(row, settings))
              and (row.accepts is None or row.accepts(posterior))]
     return {spec.name: spec for spec in specs}
 

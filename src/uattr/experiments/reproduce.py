@@ -433,11 +433,11 @@ def recompute_slice(folder: str | Path, stem: str, rows: list[str] | None = None
 
 
 def _amortized_network(posterior, settings, chosen: list[str]):
-    """The amortised explainer's mask network when the rows ``chosen`` include it."""
+    """The amortised explainer's mask network when the rows ``chosen`` need it."""
     from .amortized import load_or_train_amortized
     from .registry import needs_amortized
 
-    if not needs_amortized(chosen):
+    if not needs_amortized(chosen, settings.method):
         return None
     return load_or_train_amortized(posterior, settings, log=lambda _: None)[0].network
 

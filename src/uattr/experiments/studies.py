@@ -38,6 +38,7 @@ from .common import MethodSpec
 from .job import Job, Section, evaluated_images, log, print_table
 from .registry import (
     ORACLE,
+    STARTED,
     detection_methods,
     optimization,
     per_pixel_optimization,
@@ -82,17 +83,18 @@ def _variant(job: Job, name: str, segments: bool, learn_blur: bool, gumbel: bool
     the same folder instead of computing them again; its rows are relabelled by
     :func:`_relabel`."""
     method = job.settings.method
+    network = job.amortized_for(list(STARTED))  # the method's start, where it is the explainer
     chosen = {"lam": method.lam, "tau": method.tau, "stop": method.stop, "init": method.init}
     if learn_blur and gumbel and all(chosen.get(k) == v for k, v in overrides.items()):
         table_row = ("optimization (slic)" if segments else "optimization (pixels)")
         if oracle:
             table_row = f"{ORACLE}optimization (slic + true patch)"
-        spec = detection_methods(job.posterior, method)[table_row]
+        spec = detection_methods(job.posterior, method, amortized=network)[table_row]
         return dataclasses.replace(spec, label=name)
     config = {"n_segments": method.n_segments, "compactness": method.compactness} if segments \
         else None
     build = optimization if segments else per_pixel_optimization  # per pixel: its mask rule
-    return MethodSpec(name, build(job.posterior, method, learn_blur=learn_blur,
+    return MethodSpec(name, build(job.posterior, method, network, learn_blur=learn_blur,
                                   gumbel=gumbel, **overrides),
                       segmenter("slic", method) if segments else None, config, oracle=oracle)
 
@@ -238,7 +240,7 @@ def convergence(job: Job, n: int) -> Section:
                                                   if paper else None)})
     out.write_table("convergence", rows)
     figure = _trace_figure(job, detection_set)
-    limit = optimization(job.posterior, method).max_steps
+    limit = optimization(job.posterior, method, init="zeros").max_steps
     text = (f"Adam steps until the stopping rule ends an image (at most {limit}; share at "
             f"the limit: images it did not end), N = {n} detection images of "
             f"{where.dataset} {where.split}, with their detection IoU and ADA; papers/001 "
@@ -256,9 +258,10 @@ def _trace_figure(job: Job, detection_set, shown: int = 4) -> str:
     method = job.settings.method
     x = detection_set.images[:shown].to(job.settings.device)
     segments = segmenter("slic", method)(x)
-    stopped = optimization(job.posterior, method, progress=False).attribute_with_diagnostics(
-        x, segments=segments)
-    free = optimization(job.posterior, method, progress=False, early_stop=False)
+    network = job.amortized_for(list(STARTED))  # the method's start, where it is the explainer
+    stopped = optimization(job.posterior, method, network,
+                           progress=False).attribute_with_diagnostics(x, segments=segments)
+    free = optimization(job.posterior, method, network, progress=False, early_stop=False)
     trace = free.attribute_with_diagnostics(x, segments=segments, trace=True).trace
     job.out.save_figure("optimization_steps.png", viz.optimization_trace(
         x.cpu(), detection_set.boxes[:shown], segments.cpu(), vars(trace),
@@ -341,7 +344,8 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
             "s/image": row["s/image"]})
     out.write_table(stem, table)
     if segments == "pixels":
-        rule = per_pixel_optimization(job.posterior, settings.method, stop="mask")
+        rule = per_pixel_optimization(job.posterior, settings.method, stop="mask",
+                                      init="zeros")
         text = (f"The optimization-based method's stop per pixel, N = {n} detection images "
                 f"of {where.dataset} {where.split}, one segment per pixel: the loss rule "
                 f"(at most {rule.max_steps} steps; 'share at the limit' says how many images "
@@ -357,7 +361,7 @@ def stopping(job: Job, n: int, segments: str = "slic") -> Section:
                 "other data.")
         print_table(f"Stopping per pixel: {text}", table)
         return Section("Stop per pixel", text, [(stem, table)])
-    rule = optimization(job.posterior, settings.method)
+    rule = optimization(job.posterior, settings.method, init="zeros")
     text = (f"The optimization-based method's stop and start, N = {n} detection images of "
             f"{where.dataset} {where.split}: the cold start (p = 0.5) with the loss rule "
             f"(papers/001 A.2 with common draws; at most {rule.max_steps} steps, 'share at "

@@ -35,6 +35,7 @@ from ..job import Job, Section, choose_methods, log, print_table
 from ..registry import (
     DETECTION_ROWS,
     ORACLE,
+    STARTED,
     detection_methods,
     optimization,
     segmenter,
@@ -86,7 +87,7 @@ DEFAULT_SEGMENTERS = ("slic", "texture", "paste-detector", "retouch-detector")
 # The two methods over segments that the papers compare (papers/000 Table 1).
 _FAMILIES = {
     "optimization": optimization,
-    "kernelshap-fixed": lambda posterior, settings: FixedMaskKernelSHAP(
+    "kernelshap-fixed": lambda posterior, settings, _: FixedMaskKernelSHAP(
         posterior, settings.uncertainty, seed=settings.seed),
 }
 
@@ -176,7 +177,8 @@ def segmenter_rows(job: Job, names: tuple[str, ...]) -> dict[str, MethodSpec]:
     detector, then the two oracle rows. A row the detection table has (slic, the oracles)
     is taken from it, so that both share their cells."""
     posterior, settings = job.posterior, job.settings.method
-    detection = detection_methods(posterior, settings)
+    network = job.amortized_for(list(STARTED))  # the method's start, where it is the explainer
+    detection = detection_methods(posterior, settings, amortized=network)
     rows: dict[str, MethodSpec] = {}
     for name in names:
         segments, config = job_segmenter(job.settings, name)
@@ -185,7 +187,7 @@ def segmenter_rows(job: Job, names: tuple[str, ...]) -> dict[str, MethodSpec]:
                              "method's pixel mode); choose segmenters")
         for family, build in _FAMILIES.items():
             row = f"{family} ({name})"
-            rows[row] = detection.get(row) or MethodSpec(row, build(posterior, settings),
+            rows[row] = detection.get(row) or MethodSpec(row, build(posterior, settings, network),
                                                          segments, config)
         if name in DETECTORS:
             job.weights.update(config["detector"]["weights"])
