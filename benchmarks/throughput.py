@@ -18,8 +18,10 @@ them (``--results DIR`` copies them there too):
 With ``--stops`` it measures one table instead, ``stops`` (and ``run-throughput-stops.json``):
 ``uattr attribute`` with the optimization-based method (slic) in one process under each
 stopping rule and start of ``uattr bench stopping`` (the cold start with the loss rule,
-the default; the mask rule from the cold and from the first-order warm start; the
-movement rule), images/s and as a ratio to the loss rule, on the same images.
+the default; the mask rule from the cold start, from the first-order warm start and from
+the amortised explainer's map, ``--init amortized``; the movement rule), images/s and as a
+ratio to the loss rule, on the same images (the explainer is loaded before any clock
+starts).
 
 With ``--amortized`` it measures the ``amortized`` table instead (and
 ``run-throughput-amortized.json``): ``uattr attribute`` in one process with the
@@ -50,7 +52,9 @@ from uattr.zoo import data
 METHOD = "optimization (slic)"
 # (start, stop) of the --stops table, as uattr bench stopping names them; the default first
 STOPS = (("cold", "loss rule"), ("cold", "mask rule"), ("warm", "mask rule"),
-         ("cold", "movement rule"))
+         ("amortized", "mask rule"), ("cold", "movement rule"))
+# the method's start of each start of STOPS
+INIT_OF = {"cold": "zeros", "warm": "first-order", "amortized": "amortized"}
 
 
 # (row, method, stop) of the --amortized table, the headline first
@@ -75,8 +79,7 @@ def _write(out: RunFolder, stem: str, title: str, rows: list[dict]) -> None:
 
 def _with_stop(settings: Settings, start: str, stop: str) -> Settings:
     """``settings`` with the method's stopping rule and start of a --stops row."""
-    method = dataclasses.replace(settings.method, stop=stop.split()[0],
-                                 init="first-order" if start == "warm" else "zeros")
+    method = dataclasses.replace(settings.method, stop=stop.split()[0], init=INIT_OF[start])
     return dataclasses.replace(settings, method=method)
 
 
@@ -137,7 +140,7 @@ def main() -> None:
     out = RunFolder(args.out)
     shards = ShardPlan(index, args.shard_size).count
     weights = dict(info.get("weights", {}))
-    if args.amortized:  # made (or loaded) before any clock starts
+    if args.amortized or args.stops:  # made (or loaded) before any clock starts
         _, made = load_or_train_amortized(posterior, settings)
         weights.update(made["weights"])
     record = ("run-throughput-stops.json" if args.stops
