@@ -32,6 +32,7 @@ from uattr import (
 from uattr.cli import main
 from uattr.cli.explain import EXPLAIN_METHODS
 from uattr.experiments.common import takes_generator
+from uattr.experiments.registry import AMORTIZED
 from uattr.experiments.settings import MethodSettings
 from uattr.metrics import find_box
 from uattr.ops.perturb import blurred_reference
@@ -125,7 +126,7 @@ def test_every_method_on_user_files_gives_the_library_calls_maps(user, tmp_path,
                                           data.load("digits", "test"), cache=user["cache"])
     expected = _expected(posterior, vae)
     # every method of the registry; the amortised one, trained for the posterior, below
-    assert sorted(expected) == sorted(set(EXPLAIN_METHODS) - {"amortized"})
+    assert sorted(expected) == sorted(set(EXPLAIN_METHODS) - set(AMORTIZED))
     for name, (method, segmenter) in expected.items():
         out = tmp_path / name.replace(" ", "_")
         if name in HOOKING:
@@ -236,3 +237,13 @@ def test_the_amortized_method_on_user_files_is_one_pass_of_the_network_it_distil
     np.testing.assert_allclose(np.load(out / "maps.npy"), want.numpy(), atol=1e-6)
     record = json.loads((out / "summary.json").read_text())
     assert record["weights"][f"{cached.stem}/model.pt"]
+    # over slic segments: each segment holds the mean of that map over it
+    out = tmp_path / "amortized-slic"
+    assert _explain(user, out, "--method", "amortized (slic)", "--max-steps", "30") == 0
+    segments = _slic(x)
+    on_segments = np.load(out / "maps.npy")
+    for b in range(len(x)):
+        for k in segments[b].unique():
+            inside = segments[b] == k
+            np.testing.assert_allclose(on_segments[b][inside.numpy()],
+                                       float(want[b][inside].mean()), atol=1e-6)

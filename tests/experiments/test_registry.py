@@ -47,7 +47,7 @@ def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracl
     assert tuple(specs) == DETECTION_ROWS
     # without its trained network the amortised explainer is left out (it is made only
     # when named: tests/experiments/test_amortized.py)
-    assert AMORTIZED == ("amortized",)
+    assert AMORTIZED == ("amortized", "amortized (slic)")
     assert tuple(detection_methods(ensemble, MethodSettings(), tiny_vae())) == tuple(
         n for n in DETECTION_ROWS if n not in AMORTIZED)
     # a posterior with no member networks leaves out CovLRP alone, and without a VAE the
