@@ -140,7 +140,7 @@ def test_the_colour_movement_rule_sentence_is_that_of_the_table():
     # within 0.01 IoU of the loss rule on either data set; from the amortised explainer's
     # map the mask rule does on both"
     for table in (FOLDER, folder):
-        for row in json.loads((table / "stopping.json").read_text()):
+        for row in _table(table)[0].values():
             if row["start"] == "amortized":
                 assert row["mean steps"] <= 150 and row["IoU - loss rule"] > -0.01, row
             else:
@@ -244,8 +244,7 @@ def test_the_amortized_start_sentences_are_those_of_the_tables():
             f"{pair['loss']['IoU difference']:.3f} above the loss rule "
             f"({pair['loss']['in s.e.']:.1f}), where the explainer alone scores "
             f"{alone['IoU']:.3f}") in page
-    valid = {(r["start"], r["stop"]): r for r in json.loads(
-        (RESULTS / "mnist-valid-n100-seed0" / "stopping_pixels.json").read_text())}
+    valid, _ = _table(RESULTS / "mnist-valid-n100-seed0", "pixels")
     warm, plain = valid["amortized", "mask rule"], valid["cold", "mask rule"]
     assert (f"on the validation split the same rows give {warm['mean steps']:.0f} steps at "
             f"{warm['IoU']:.3f} IoU against the cold start's {plain['mean steps']:.0f} at "
@@ -300,8 +299,7 @@ def test_the_slic_amortized_start_sentences_are_those_of_the_tables():
             f"{pair['mask']['IoU difference']:.3f} above the cold start with the same rule "
             f"({pair['mask']['in s.e.']:.1f} s.e.). The explainer alone scores "
             f"{alone['IoU']:.3f}") in page
-    valid = {(r["start"], r["stop"]): r for r in json.loads(
-        (RESULTS / "mnist-valid-n100-seed0" / "stopping.json").read_text())}
+    valid, _ = _table(RESULTS / "mnist-valid-n100-seed0", "slic")
     warm, loss = valid["amortized", "mask rule"], valid["cold", "loss rule"]
     assert (f"it stopped after {warm['mean steps']:.0f} steps at {warm['IoU']:.3f} IoU against "
             f"the loss rule's {loss['IoU']:.3f}") in page

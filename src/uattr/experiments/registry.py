@@ -291,12 +291,6 @@ def needs_amortized(names: list[str] | None, settings: MethodSettings | None = N
     return names is None or any(name in STARTED for name in names)
 
 
-def _needs_explainer(row: Row, settings: MethodSettings) -> bool:
-    """Whether ``row`` is built with the amortised explainer's network: it is the
-    explainer, or an optimization-based row that the settings start from its map."""
-    return row.amortized or (row.name in STARTED and settings.init == "amortized")
-
-
 def _build(row: Row, posterior: Posterior, settings: MethodSettings,
            vae: nn.Module | None, amortized: nn.Module | None) -> UncertaintyAttribution:
     if row.generative:
@@ -328,7 +322,7 @@ def detection_methods(posterior: Posterior, settings: MethodSettings,
                         _row_segmenter(row, settings), segments_config(row.segments, settings),
                         oracle=row.oracle)
              for row in ROWS if (vae is not None or not row.generative)
-             and (amortized is not None or not _needs_explainer(row, settings))
+             and (amortized is not None or not needs_amortized([row.name], settings))
              and (row.accepts is None or row.accepts(posterior))]
     return {spec.name: spec for spec in specs}
 
