@@ -8,6 +8,7 @@ import torch
 from tests._models import bright_textured_square, colour_region_ensemble, tiny_cnn_members
 from uattr import as_posterior
 from uattr.attribution.amortized import AmortizedUA, MaskNet
+from uattr.ops.perturb import gaussian_blur
 
 
 @functools.cache  # one training for the tests that only read the trained explainer
@@ -140,3 +141,48 @@ def test_distillation_is_seeded_and_refuses_maps_that_are_no_probabilities():
         AmortizedUA(_Counted()).distill(images, 2 * masks)
     with pytest.raises(ValueError, match="maps: expected probabilities"):
         AmortizedUA(_Counted()).distill(images, masks * float("nan"))
+
+
+def _first_order_pair(size: int) -> tuple[AmortizedUA, AmortizedUA, tuple[int, int, int]]:
+    """The same (untrained, seeded) mask network without and with ``first_order``, on a
+    posterior whose U grows with the energy r of one square of the image: centred at 0.7,
+    above the r ≈ 0.52 of :func:`bright_textured_square`, so that U'(r) > 0 there."""
+    _, region = bright_textured_square(size, batch=1)
+    posterior = as_posterior(colour_region_ensemble(size, region, centre=0.7))
+    torch.manual_seed(0)
+    network = MaskNet(3).eval()
+    return (AmortizedUA(posterior, network=network, sigma_init=0.1),
+            AmortizedUA(posterior, network=network, sigma_init=0.1, first_order=True), region)
+
+
+@pytest.mark.parametrize("size", [12, 20])
+def test_the_first_order_map_averages_the_network_with_the_scaled_blur_effect(size):
+    # U depends on r = mean of x² over the square alone and U'(r) > 0, so
+    # ∂U/∂x = U'(r) · 2x / n inside the square and 0 outside: the effect
+    # ∂U/∂x · (x - blur(x)) summed over channels, kept where positive and scaled by its
+    # largest pixel, is Σ_c x (x - blur(x)) there, scaled the same way (U'(r) cancels).
+    plain, averaged, (top, left, side) = _first_order_pair(size)
+    images, _ = bright_textured_square(size, batch=3, seed=5)
+    inside = torch.zeros(size, size, dtype=torch.bool)
+    inside[top:top + side, left:left + side] = True
+    by_hand = ((images * (images - gaussian_blur(images, 0.1 * size))).sum(1) * inside)
+    by_hand = by_hand.clamp_min(0) / by_hand.flatten(1).amax(1)[:, None, None]
+    effect = averaged.scaled_effect(images)
+    # float32 keeps about 7 digits; the gradient's few products lose one or two
+    torch.testing.assert_close(effect, by_hand, rtol=0, atol=1e-5)
+    assert (effect[:, ~inside] == 0).all() and (effect.flatten(1).amax(1) == 1).all()
+    torch.testing.assert_close(averaged.attribute(images),
+                               (plain.attribute(images) + effect) / 2, rtol=0, atol=1e-6)
+    # an image alone and in the batch: the same map
+    torch.testing.assert_close(averaged.attribute(images[1:2])[0],
+                               averaged.attribute(images)[1], rtol=0, atol=1e-6)
+
+
+def test_where_no_pixel_lowers_the_uncertainty_the_first_order_map_is_half_the_network():
+    # a flat image: blurring changes nothing, the effect is 0 everywhere, and the map is
+    # the network's halved, not a division by zero
+    plain, averaged, _ = _first_order_pair(16)
+    flat = torch.full((2, 3, 16, 16), 0.4)
+    assert (averaged.scaled_effect(flat) == 0).all()
+    torch.testing.assert_close(averaged.attribute(flat), plain.attribute(flat) / 2,
+                               rtol=0, atol=0)

@@ -47,7 +47,7 @@ def test_the_registry_builds_the_detection_rows_in_order_and_families_skip_oracl
     assert tuple(specs) == DETECTION_ROWS
     # without its trained network the amortised explainer is left out (it is made only
     # when named: tests/experiments/test_amortized.py)
-    assert AMORTIZED == ("amortized", "amortized (slic)")
+    assert AMORTIZED == ("amortized", "amortized (slic)", "amortized + first-order (slic)")
     assert tuple(detection_methods(ensemble, MethodSettings(), tiny_vae())) == tuple(
         n for n in DETECTION_ROWS if n not in AMORTIZED)
     # a posterior with no member networks leaves out CovLRP alone, and without a VAE the
@@ -261,3 +261,20 @@ def test_the_per_pixel_row_stops_on_the_mask_with_its_own_tolerance():
     # under the loss rule the mask rule's settings are unused: the row's key is unchanged
     plain = detection_methods(posterior, MethodSettings())["optimization (pixels)"].method
     assert plain.key_settings() == OptimizationUA(posterior, progress=True).key_settings()
+
+
+def test_the_first_order_amortised_row_segments_with_its_own_slic_count():
+    # the row averages the explainer with the first-order effect over 25 slic segments,
+    # whatever the settings' count, which the other slic rows keep (and key their cells by)
+    from uattr import as_posterior
+
+    ensemble = as_posterior(tiny_cnn_members(3))
+    settings = MethodSettings(n_segments=80, compactness=0.1)
+    specs = detection_methods(ensemble, settings, amortized=MaskNet(3))
+    row, plain = specs["amortized + first-order (slic)"], specs["amortized (slic)"]
+    assert row.config == {"n_segments": 25, "compactness": 0.1}
+    assert plain.config == {"n_segments": 80, "compactness": 0.1}
+    assert row.method.first_order and not plain.method.first_order
+    x = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(row.segmenter(x), segment.slic(x, n_segments=25, compactness=0.1))
+    assert torch.equal(plain.segmenter(x), segment.slic(x, n_segments=80, compactness=0.1))

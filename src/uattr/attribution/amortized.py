@@ -11,7 +11,14 @@ training split, the posterior frozen, with the optimization-based method's own o
     loss  = mean_b [ U(x'_b) + λ · mean_pixels M_b ]
 
 and its map is ``σ(g_θ(x))``, with no draws: an image's map is the same alone and in any
-batch. On segments (``segments=...``) the map is its mean over each segment.
+batch. On segments (``segments=...``) the map is its mean over each segment. With
+``first_order=True`` the map is averaged with the image's first-order blur effect
+(:func:`~uattr.attribution.optimization.first_order_blur_effect`, the blur width σ0),
+kept where positive and scaled by its largest pixel::
+
+    map_b = ½ · (σ(g_θ(x_b)) + e⁺_b / max e⁺_b),      e⁺ = max(e, 0)     [H, W], in [0, 1]
+
+which costs one forward and one backward pass of the posterior per image.
 
 Trained that way from a random start the mask collapses to nothing on MNIST (the blurred
 image's U gives too little gradient before the mask finds a region). :meth:`AmortizedUA.distill`
@@ -38,9 +45,13 @@ from ..ops.perturb import gaussian_blur
 from ..ops.segment import check_segments, segment_means
 from ..uq import PosteriorLike, UncertaintySpec, check_images
 from .base import UncertaintyAttribution, fingerprint
+from .gradient import input_gradients
 from .optimization import gumbel_sigmoid, logistic_noise
 
 __all__ = ["AmortizedUA", "MaskNet"]
+
+_EFFECT_CHUNK = 256  # images of 28×28 per pass of the first-order effect
+_TINY = torch.finfo(torch.float32).tiny
 
 
 class MaskNet(nn.Module):
@@ -77,6 +88,9 @@ class AmortizedUA(UncertaintyAttribution):
             the blur width σ0 as a fraction of the image side (as
             :class:`~uattr.attribution.OptimizationUA`'s).
         seed: seed of the network's initial weights, the batches' order and the draws.
+        first_order: average the network's map with the first-order blur effect (module
+            docstring): a guess of what blurring each pixel does, read off the posterior
+            itself, beside the network's guess of what the per-image method would find.
 
     :meth:`fit` trains the network on images (``[N, C, H, W]``) and returns the explainer;
     :meth:`attribute` refuses to run before it has been trained or given one.
@@ -86,12 +100,13 @@ class AmortizedUA(UncertaintyAttribution):
 
     def __init__(self, posterior: PosteriorLike, uncertainty: UncertaintySpec = "total", *,
                  network: nn.Module | None = None, lam: float = 3.0, tau: float = 0.1,
-                 sigma_init: float = 0.05, seed: int = 0) -> None:
+                 sigma_init: float = 0.05, seed: int = 0, first_order: bool = False) -> None:
         super().__init__(posterior, uncertainty)
         check_positive(lam=lam, allow_zero=True)
         check_positive(tau=tau, sigma_init=sigma_init)
         self.network, self.lam, self.tau, self.sigma_init, self.seed = (
             network, lam, tau, sigma_init, seed)
+        self.first_order = first_order
         self.trained = network is not None
 
     # ------------------------------------------------------------------ training
@@ -173,7 +188,8 @@ class AmortizedUA(UncertaintyAttribution):
 
     # ------------------------------------------------------------------ the verb
     def attribute(self, x: Tensor, *, segments: Tensor | None = None) -> Tensor:
-        """Maps ``[B, H, W]``: ``σ(g_θ(x))`` per pixel, or its mean over each segment."""
+        """Maps ``[B, H, W]``: ``σ(g_θ(x))`` per pixel (averaged with the first-order blur
+        effect with ``first_order``), or its mean over each segment."""
         if not self.trained or self.network is None:
             raise ValueError("AmortizedUA: the mask network is not trained: call fit(images) "
                              "on training images first, or pass network=")
@@ -184,14 +200,46 @@ class AmortizedUA(UncertaintyAttribution):
                              f"shape {list(x.shape[1:])}")
         with torch.no_grad():
             maps = torch.sigmoid(self.network(x.detach()))  # [B, H, W]
+        if self.first_order:
+            maps = (maps + self.scaled_effect(x.detach())) / 2
         if segments is None:
             return maps
         segments = check_segments(segments, x)
         means = segment_means(maps, segments)  # [B, K]
         return means.gather(1, segments.flatten(1)).view_as(maps)
 
+    def scaled_effect(self, x: Tensor) -> Tensor:
+        """``[B, H, W]`` in [0, 1]: the first-order blur effect of each pixel
+        (:func:`~uattr.attribution.optimization.first_order_blur_effect`, the blur width
+        σ0) kept where positive and scaled by the image's largest, ``e⁺ / max e⁺``; one
+        forward and one backward pass of the posterior. 0 where the largest is below a
+        millionth of U(x): blurring no pixel moves U by what float32's seven digits
+        resolve (a flat image, whose ``x - blur(x)`` is rounding), so there is nothing to
+        scale up."""
+        x = self._check(x).detach()
+        values: list[Tensor] = []  # U(x) of each chunk, from the gradient's own passes
+
+        def recorded(images: Tensor) -> Tensor:
+            u = self.uncertainty_of(images)  # [n]
+            values.append(u.detach())
+            return u
+
+        grad = input_gradients(recorded, x, _EFFECT_CHUNK)  # [B, C, H, W]
+        with torch.no_grad():
+            blurred = gaussian_blur(x, self.sigma_init * min(x.shape[-2:]))
+            effect = (grad * (x - blurred)).sum(1).clamp_min(0)  # [B, H, W]
+            peak = effect.flatten(1).amax(1)  # [B]
+            resolved = (peak > 1e-6 * torch.cat(values))[:, None, None]
+            return torch.where(resolved, effect / peak.clamp_min(_TINY)[:, None, None], 0.0)
+
     def settings(self) -> dict:
         return {**super().settings(), "network": fingerprint(self.network)}
+
+    def key_settings(self) -> dict:
+        """:meth:`settings` without ``first_order`` when it is off (results stored before
+        it existed keep their keys)."""
+        return {k: v for k, v in self.settings().items()
+                if k != "first_order" or self.first_order}
 
 
 def _batches(n: int, epochs: int, batch_size: int,

@@ -207,6 +207,21 @@ TABLES: tuple[Table, ...] = (
           "start", measured=True),
     Table("scaling-cpu", ("python benchmarks/scaling.py --results docs/results/scaling-cpu",),
           96, "what image size costs, every method at 28-224 px", measured=True),
+    Table("step-batches-cpu",
+          ("python benchmarks/scaling.py --steps-only --no-resnet --sizes 28 32 --step-images "
+           "4 16 100 --results docs/results/step-batches-cpu",), 12,
+          "the optimization-based method's step against a bare pass, at 4, 16 and 100 images",
+          measured=True),
+    Table("photo-mnist-valid-n300-seed0",
+          ("python tuning/amortized_first_order.py --dataset photo-mnist --n 300 "
+           "--results docs/results/photo-mnist-valid-n300-seed0",), 3,
+          "the amortised map, the first-order effect and their average over slic segments "
+          "of several sizes on photo-mnist's validation split", measured=True),
+    Table("mnist-valid-n300-seed0",
+          ("python tuning/amortized_first_order.py --dataset mnist --n 300 "
+           "--results docs/results/mnist-valid-n300-seed0",), 2,
+          "the amortised map, the first-order effect and their average over slic segments "
+          "of several sizes on MNIST's validation split", measured=True),
     Table("tuning-optimization",
           tuple(f"python tuning/optimization_steps.py {step}"
                 for step in ("record", "record --no-gumbel --lrs 0.01 --sigma-inits 0.05",
