@@ -5,6 +5,8 @@ method's step against one bare forward+backward of the same posterior.
     .venv/bin/python benchmarks/scaling.py --out runs/scaling --results docs/results/scaling-cpu
     .venv/bin/python benchmarks/scaling.py --device cuda --out runs/scaling-cuda
     .venv/bin/python benchmarks/scaling.py --steps-only --no-resnet --out runs/step-cost
+    .venv/bin/python benchmarks/scaling.py --steps-only --no-resnet --sizes 28 32 \
+        --step-images 4 16 100 --out runs/step-batches --results docs/results/step-batches-cpu
 
 The images are crops of the colour photographs that ship with scikit-image and
 scikit-learn (:data:`uattr.zoo.photo_mnist.PHOTOS`). The posterior is a 5-member ensemble
@@ -162,9 +164,14 @@ def step_cell(size: int, arch: str, n: int, device: str) -> dict:
     a shared machine falls on both sides of the round's ratio; the row gives the medians
     over the rounds, and the ratio of a step whose blur has a fixed width
     (``learn_blur=False``: the image is blurred once), which says what learning σ costs.
-    A step of the small CNN lasts milliseconds: 100 steps and 20 bare passes per round,
-    15 rounds; ResNet-18's 2.6 s passes keep 20 steps, 1 bare pass and 5 rounds."""
-    steps, bare_repeats, rounds = (20, 1, RESNET_ROUNDS) if arch == "resnet18" else (100, 20, 15)
+    A step of the small CNN on a few images lasts milliseconds: 100 steps and 20 bare passes
+    per round, 15 rounds; on 32 images or more a step lasts a tenth of a second and 20 steps
+    and 5 bare passes a round time as long a stretch; ResNet-18's 2.6 s passes keep 20
+    steps, 1 bare pass and 5 rounds."""
+    if arch == "resnet18":
+        steps, bare_repeats, rounds = 20, 1, RESNET_ROUNDS
+    else:
+        steps, bare_repeats, rounds = (20, 5, 15) if n >= 32 else (100, 20, 15)
     from uattr import OptimizationUA, uncertainty
 
     _quiet()
@@ -223,6 +230,11 @@ def main() -> None:
                              "row takes ~15 min")
     parser.add_argument("--steps-only", action="store_true",
                         help="measure the optimization_step table only")
+    parser.add_argument("--step-images", type=int, nargs="+",
+                        help="batches of the optimization_step table with the small CNN "
+                             "(default: the --images or --images-large of each size): its "
+                             "few dozen small tensor operations per step cost about the same "
+                             "whatever the batch, the posterior's passes grow with it")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/scaling", help="folder of the tables")
     parser.add_argument("--results", help="also copy the tables to this folder")
@@ -251,8 +263,9 @@ def main() -> None:
         n = args.images if size <= 96 else args.images_large
         networks = ["small-cnn"] + (["resnet18"] if size == 224 and not args.no_resnet else [])
         for arch in networks:
-            jobs.append((cells / _cell_name("step", size, arch), step_cell,
-                         (size, arch, n, args.device)))
+            batches = args.step_images if args.step_images and arch == "small-cnn" else [n]
+            jobs += [(cells / _cell_name("step", size, arch, images), step_cell,
+                      (size, arch, images, args.device)) for images in batches]
             if args.steps_only:
                 continue
             rows = resnet_methods if arch == "resnet18" else methods
@@ -268,7 +281,9 @@ def main() -> None:
         write_atomic(path, (json.dumps(row) + "\n").encode())
         print(json.dumps(row), flush=True)
     # "image" names a row's size in text, as the README's quotes find rows by their text
-    rows = [{"image": f"3×{row['size']}×{row['size']}", **row}
+    # ("batch" too, where a size has steps timed on several batches)
+    rows = [{"image": f"3×{row['size']}×{row['size']}",
+             **({"batch": f"{row['images']} images"} if args.step_images else {}), **row}
             for row in (read_json_or_set_aside(path) for path, _, _ in jobs)]
     steps = [row for row in rows if "ratio" in row]
     scaling = [row for row in rows if "ratio" not in row]

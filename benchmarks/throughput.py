@@ -29,7 +29,9 @@ optimization-based method on slic (its defaults: the table's headline row), the 
 method per pixel under its mask rule, and the amortised explainer (one forward pass of its
 mask network; shipped, else cached, else distilled before the clock starts) per pixel and
 averaged over the slic segments of the first row (``amortized (slic)``, which segments each
-image too), images/s and as a speed-up over the first, on the same images.
+image too), and its map averaged with the first-order blur effect over 25 slic segments
+(``amortized + first-order (slic)``: one forward and one backward pass of the posterior
+more), images/s and as a speed-up over the first, on the same images.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ INIT_OF = {"cold": "zeros", "warm": "first-order", "amortized": "amortized"}
 AMORTIZED_ROWS = ((f"{METHOD}, 500 steps (loss rule)", METHOD, "loss"),
                   ("optimization (pixels), mask rule", "optimization (pixels)", "mask"),
                   ("amortized", "amortized", "loss"),
-                  ("amortized, slic segments", "amortized (slic)", "loss"))
+                  ("amortized, slic segments", "amortized (slic)", "loss"),
+                  ("amortized + first-order, 25 slic segments", "amortized + first-order (slic)",
+                   "loss"))
 
 
 def _timed_run(settings: Settings, n: int, shard_size: int, method: str = METHOD,

@@ -221,7 +221,7 @@ def test_the_amortized_method_on_user_files_is_one_pass_of_the_network_it_distil
         user, tmp_path, monkeypatch):
     # distilled once for the user's TorchScript ensemble from the digits' training images
     # (a small configuration: seconds), cached, then the map is σ(network(x))
-    from uattr.attribution.amortized import MaskNet
+    from uattr.attribution.amortized import AmortizedUA, MaskNet
     from uattr.experiments import amortized
 
     monkeypatch.setattr(amortized, "DEFAULT_CONFIG", amortized.AmortizedConfig(
@@ -247,3 +247,12 @@ def test_the_amortized_method_on_user_files_is_one_pass_of_the_network_it_distil
             inside = segments[b] == k
             np.testing.assert_allclose(on_segments[b][inside.numpy()],
                                        float(want[b][inside].mean()), atol=1e-6)
+    # averaged with the first-order blur effect, over the segments the command was given
+    # (--n-segments: a count chosen for the job replaces the row's own 25)
+    out = tmp_path / "amortized-first-order"
+    assert _explain(user, out, "--method", "amortized + first-order (slic)") == 0
+    effect = AmortizedUA(Ensemble(user["members"]), network=network).scaled_effect(x)
+    averaged = segment.segment_means((want + effect) / 2, segments)
+    np.testing.assert_allclose(np.load(out / "maps.npy"),
+                               averaged.gather(1, segments.flatten(1)).view_as(want).numpy(),
+                               atol=1e-6)

@@ -84,7 +84,8 @@ class Row:
     ``amortized`` row is a network trained for the posterior
     (``build(posterior, settings, network)``, see :mod:`.amortized`): it is made only
     when named (``--methods``), never by default, since making it costs minutes.
-    ``n_segments``: slic's segment count for this row, where it is not the settings'."""
+    ``n_segments``: slic's segment count for this row in place of the settings' default (a
+    count the settings set to anything else, ``--n-segments``, is kept)."""
 
     name: str
     family: str
@@ -175,6 +176,8 @@ def _amortized_first_order(posterior: Posterior, settings: MethodSettings,
     """The amortised explainer's map averaged with the first-order blur effect."""
     return _amortized(posterior, settings, network, first_order=True)
 
+
+_DEFAULT_SEGMENTS = MethodSettings().n_segments
 
 # Every method of the tables, in the detection table's order. Adding a method to every
 # benchmark is adding its row here.
@@ -273,8 +276,9 @@ def segmenter(name: str, settings: MethodSettings) -> Callable[[Tensor], Tensor]
 
 
 def _row_settings(row: Row, settings: MethodSettings) -> MethodSettings:
-    """The settings of a row's segmenter: the row's own slic segment count, if it has one."""
-    if row.n_segments is None:
+    """The settings of a row's segmenter: the row's own slic segment count, if it has one
+    and the settings hold the default count (a count chosen for the job wins)."""
+    if row.n_segments is None or settings.n_segments != _DEFAULT_SEGMENTS:
         return settings
     return dataclasses.replace(settings, n_segments=row.n_segments)
 

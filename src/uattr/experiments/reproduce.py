@@ -116,6 +116,8 @@ TABLES: tuple[Table, ...] = (
            "{results}/mnist-test-n500-seed0",
            "uattr bench detection --n 500 --methods 'amortized (slic)' --add-to "
            "{results}/mnist-test-n500-seed0",
+           "uattr bench detection --n 500 --methods 'amortized + first-order (slic)' --add-to "
+           "{results}/mnist-test-n500-seed0",
            "uattr bench faithfulness --n 500",
            "uattr bench blur-test --n 500",
            "uattr bench ablation --n 500",
@@ -151,6 +153,9 @@ TABLES: tuple[Table, ...] = (
            "--methods amortized --add-to {results}/photo-mnist-test-n500-seed0",
            "uattr bench detection --dataset photo-mnist --n 500 --compactness 0.1 "
            "--methods 'amortized (slic)' --add-to {results}/photo-mnist-test-n500-seed0",
+           "uattr bench detection --dataset photo-mnist --n 500 --compactness 0.1 "
+           "--methods 'amortized + first-order (slic)' --add-to "
+           "{results}/photo-mnist-test-n500-seed0",
            "uattr bench stopping --dataset photo-mnist --n 500 --compactness 0.1",
            "uattr bench stopping --dataset photo-mnist --n 500 --compactness 0.1 "
            "--segments pixels"), 165,
