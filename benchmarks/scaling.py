@@ -59,7 +59,8 @@ RESNET_ROUNDS = 5
 #: the rows measured on ResNet-18 by default: one of the method's two rows and those of up
 #: to ~500 passes per image (fixed-mask KernelSHAP, LIME and the method on pixels would take
 #: 15-40 min each on 2 CPU cores)
-RESNET_METHODS = ("optimization (slic)", "amortized", "grad", "smoothgrad",
+RESNET_METHODS = ("optimization (slic)", "amortized", "amortized (slic)",
+                  "amortized + first-order (slic)", "grad", "smoothgrad",
                   "integrated gradients", "blur ig", "fullgrad", "guided backprop", "ua-backprop",
                   "occlusion")
 
