@@ -152,6 +152,18 @@ def test_the_whole_split_sentence_is_that_of_its_timing():
     assert f"split, 10 000 images, in {row['seconds']:.1f} s" in README
     assert _explainer("attribute-mnist-test-amortized", "run-attribute.json").startswith(
         "mnist-")
+    # and the row that reaches the method on slic: the explainer with the first-order
+    # effect, over 25 slic segments (one forward and one backward pass of the ensemble)
+    folder = RESULTS / "attribute-mnist-test-amortized-first-order"
+    record = json.loads((folder / "run-attribute.json").read_text())
+    (row,) = json.loads((folder / "timing.json").read_text())
+    assert record["complete"] and record["method"] == "amortized + first-order (slic)"
+    assert row["images"] == record["images"] == 10_000 and row["complete"]
+    assert row["seconds"] < 60
+    assert (f"and averaged with the first-order effect over 25 slic segments in "
+            f"{row['seconds']:.1f} s") in README
+    assert _explainer("attribute-mnist-test-amortized-first-order",
+                      "run-attribute.json").startswith("mnist-")
 
 
 def _difference(stem: str, column: str) -> dict:

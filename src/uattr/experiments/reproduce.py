@@ -197,6 +197,12 @@ TABLES: tuple[Table, ...] = (
           ("uattr attribute --dataset mnist --split test --method amortized",), 0.5,
           "the amortised explainer on the whole MNIST test split (its maps, 28 MB, are not "
           "committed: the command makes them again in seconds)", measured=True),
+    Table("attribute-mnist-test-amortized-first-order",
+          ("uattr attribute --dataset mnist --split test --method "
+           "'amortized + first-order (slic)'",), 0.5,
+          "the amortised explainer averaged with the first-order effect over slic segments "
+          "on the whole MNIST test split (its maps are not committed: the command makes them "
+          "again in seconds)", measured=True),
     Table("first-run",
           ("python benchmarks/first_run.py --results docs/results/first-run",), 3,
           "how long a fresh clone's make run takes, installs included (without pip's cache)",
