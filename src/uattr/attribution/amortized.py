@@ -193,7 +193,8 @@ class AmortizedUA(UncertaintyAttribution):
         if not self.trained or self.network is None:
             raise ValueError("AmortizedUA: the mask network is not trained: call fit(images) "
                              "on training images first, or pass network=")
-        x = self._check(x)
+        # the posterior runs only for the first-order effect: only then is it checked
+        x = self._check(x) if self.first_order else check_images(x, "x")
         channels = getattr(self.network, "in_channels", x.shape[1])
         if channels != x.shape[1]:
             raise ValueError(f"x: the mask network takes {channels} channels, got images of "
