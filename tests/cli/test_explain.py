@@ -241,18 +241,17 @@ def test_the_amortized_method_on_user_files_is_one_pass_of_the_network_it_distil
     out = tmp_path / "amortized-slic"
     assert _explain(user, out, "--method", "amortized (slic)", "--max-steps", "30") == 0
     segments = _slic(x)
-    on_segments = np.load(out / "maps.npy")
-    for b in range(len(x)):
-        for k in segments[b].unique():
-            inside = segments[b] == k
-            np.testing.assert_allclose(on_segments[b][inside.numpy()],
-                                       float(want[b][inside].mean()), atol=1e-6)
+
+    def on_segments(maps: torch.Tensor) -> np.ndarray:
+        """each segment holding the mean of ``maps`` over it"""
+        means = segment.segment_means(maps, segments)
+        return means.gather(1, segments.flatten(1)).view_as(maps).numpy()
+
+    np.testing.assert_allclose(np.load(out / "maps.npy"), on_segments(want), atol=1e-6)
     # averaged with the first-order blur effect, over the segments the command was given
     # (--n-segments: a count chosen for the job replaces the row's own 25)
     out = tmp_path / "amortized-first-order"
     assert _explain(user, out, "--method", "amortized + first-order (slic)") == 0
     effect = AmortizedUA(Ensemble(user["members"]), network=network).scaled_effect(x)
-    averaged = segment.segment_means((want + effect) / 2, segments)
-    np.testing.assert_allclose(np.load(out / "maps.npy"),
-                               averaged.gather(1, segments.flatten(1)).view_as(want).numpy(),
+    np.testing.assert_allclose(np.load(out / "maps.npy"), on_segments((want + effect) / 2),
                                atol=1e-6)

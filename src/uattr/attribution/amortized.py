@@ -45,12 +45,10 @@ from ..ops.perturb import gaussian_blur
 from ..ops.segment import check_segments, segment_means
 from ..uq import PosteriorLike, UncertaintySpec, check_images
 from .base import UncertaintyAttribution, fingerprint
-from .gradient import input_gradients
-from .optimization import gumbel_sigmoid, logistic_noise
+from .optimization import first_order_blur_effect, gumbel_sigmoid, logistic_noise
 
 __all__ = ["AmortizedUA", "MaskNet"]
 
-_EFFECT_CHUNK = 256  # images of 28×28 per pass of the first-order effect
 _TINY = torch.finfo(torch.float32).tiny
 
 
@@ -225,10 +223,9 @@ class AmortizedUA(UncertaintyAttribution):
             values.append(u.detach())
             return u
 
-        grad = input_gradients(recorded, x, _EFFECT_CHUNK)  # [B, C, H, W]
+        sigma0 = self.sigma_init * min(x.shape[-2:])
+        effect = first_order_blur_effect(recorded, x, sigma0).clamp_min(0)  # [B, H, W]
         with torch.no_grad():
-            blurred = gaussian_blur(x, self.sigma_init * min(x.shape[-2:]))
-            effect = (grad * (x - blurred)).sum(1).clamp_min(0)  # [B, H, W]
             peak = effect.flatten(1).amax(1)  # [B]
             resolved = (peak > 1e-6 * torch.cat(values))[:, None, None]
             return torch.where(resolved, effect / peak.clamp_min(_TINY)[:, None, None], 0.0)

@@ -120,7 +120,7 @@ def optimization(posterior: Posterior, settings: MethodSettings,
               "stop": settings.stop, "init": settings.init,
               "seed": settings.seed, "progress": True,
               **overrides}
-    if isinstance(chosen["init"], str) and chosen["init"] == "amortized":
+    if chosen["init"] == "amortized":
         if network is None:
             raise ValueError("init 'amortized' starts the optimization-based method from the "
                              "map of the posterior's amortised explainer: its network must "
